@@ -1,0 +1,17 @@
+"""Embedding backends: the `Embedder` Protocol every backend implements."""
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    model_id: str  # identity stored with every vector; a different id means re-embed
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """An array of shape (len(texts), dim)."""
+        ...

@@ -1,0 +1,88 @@
+"""The MemCube: one unit of memory with its content and its metadata.
+
+A plain dataclass mirroring a row of the `cubes` table; JSON-able with `to_dict`. It carries no
+behaviour beyond conversion: the vault owns storage, versions and access rules.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KINDS = ("plaintext", "activation", "parameter")
+STATES = ("active", "archived", "deleted")
+
+COLUMNS = (
+    "id", "kind", "owner", "visibility", "title", "content", "payload_ref", "tags", "source",
+    "meta", "created_at", "updated_at", "valid_from", "valid_to", "expires_at", "access_count",
+    "last_accessed_at", "importance", "pinned", "state", "version", "embed_model", "content_hash",
+)
+JSON_COLUMNS = ("tags", "source", "meta")
+EDITABLE = (
+    "title", "content", "payload_ref", "tags", "source", "meta", "valid_from", "valid_to",
+    "expires_at", "importance", "pinned", "visibility", "state",
+)
+
+
+@dataclass
+class MemCube:
+    id: str
+    kind: str = "plaintext"
+    owner: str = "default"
+    visibility: str = "private"
+    title: str = ""
+    content: str = ""
+    payload_ref: str | None = None
+    tags: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    valid_from: float | None = None
+    valid_to: float | None = None
+    expires_at: float | None = None
+    access_count: int = 0
+    last_accessed_at: float | None = None
+    importance: float = 0.5
+    pinned: bool = False
+    state: str = "active"
+    version: int = 1
+    embed_model: str | None = None
+    content_hash: str = ""
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "MemCube":
+        values = dict(zip(COLUMNS, row, strict=True))
+        for name in JSON_COLUMNS:
+            values[name] = json.loads(values[name])
+        values["pinned"] = bool(values["pinned"])
+        return cls(**values)
+
+    def to_row(self) -> tuple:
+        values = asdict(self)
+        for name in JSON_COLUMNS:
+            values[name] = json.dumps(values[name], sort_keys=True)
+        values["pinned"] = int(self.pinned)
+        return tuple(values[c] for c in COLUMNS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def citation(self) -> str:
+        """A short human reference to where this memory came from."""
+        src = self.source
+        if src.get("path"):
+            text = str(src["path"])
+            if src.get("heading"):
+                text += f" §{src['heading']}"
+            if src.get("lines"):
+                a, b = src["lines"]
+                text += f", lines {a}–{b}" if a != b else f", line {a}"
+            elif src.get("pages"):
+                a, b = src["pages"]
+                text += f", pages {a}–{b}" if a != b else f", page {a}"
+            return text
+        if src.get("turn_id"):
+            return f"chat {src.get('conversation', '')} turn {src['turn_id']}".replace("  ", " ")
+        if src.get("bundle_id"):
+            return f"import {src['bundle_id']}"
+        return f"memory {self.id}"

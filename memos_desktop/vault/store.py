@@ -1,0 +1,586 @@
+"""MemVault: the encrypted store of MemCubes, their versions, links, audit log and settings.
+
+Owns every read and write of the database. Every change writes a new version row; delete is a
+tombstone; restore and rollback are new versions too. Every read path applies the access rules
+(a profile sees its own cubes and shared ones; expired and deleted cubes are never returned).
+The audit log is hash-chained: each entry's hash covers the previous hash and the entry itself.
+Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `operator.py`.
+"""
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from memos_desktop import paths
+from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
+from memos_desktop.vault import db, keys
+from memos_desktop.vault.blobs import BlobStore
+from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
+
+SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
+VISIBLE = (
+    "state = 'active' AND (expires_at IS NULL OR expires_at > :now)"
+    " AND (owner = :profile OR visibility = 'shared')"
+)
+GENESIS = "0" * 64
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _ulid() -> str:
+    from ulid import ULID
+
+    return str(ULID())
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into a safe FTS5 query: each word quoted, OR'ed (bm25 ranks the overlap)."""
+    import re
+
+    words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class Vault:
+    """An open vault. Use `Vault.open(...)` or `Vault.create(...)`; close it when done."""
+
+    def __init__(self, conn, data_dir: Path, data_key: bytes | None, vault_id: str, embedder=None):
+        self.conn = conn
+        self.data_dir = data_dir
+        self.vault_id = vault_id
+        self._data_key = data_key
+        self.embedder = embedder
+        self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
+        self.device_id = self._device_id()
+
+    # ----- opening -------------------------------------------------------------------------
+    @classmethod
+    def exists(cls, data_dir: Path) -> bool:
+        return (Path(data_dir) / paths.VAULT_HEADER).exists() or (Path(data_dir) / paths.VAULT_DB).exists()
+
+    @classmethod
+    def create(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+        """Create a new encrypted vault in `data_dir` (which must not hold one already)."""
+        data_dir = Path(data_dir)
+        if cls.exists(data_dir):
+            raise VaultError(f"A vault already exists in {data_dir}.")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        vault_id = _ulid()
+        data_key = keys.create_header(data_dir / paths.VAULT_HEADER, passphrase, vault_id)
+        return cls._connect(data_dir, data_key, vault_id, embedder)
+
+    @classmethod
+    def open(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+        """Unlock the vault in `data_dir` with `passphrase`."""
+        data_dir = Path(data_dir)
+        header = data_dir / paths.VAULT_HEADER
+        if not header.exists():
+            if (data_dir / paths.VAULT_DB).exists():
+                raise VaultError(
+                    f"The vault key header {header} is missing; the database cannot be decrypted "
+                    "without it. Restore vault.key from a backup."
+                )
+            raise VaultError(f"No vault in {data_dir}. Run `memos-desktop init` first.")
+        data_key, vault_id = keys.unwrap(header, passphrase)
+        return cls._connect(data_dir, data_key, vault_id, embedder)
+
+    @classmethod
+    def open_plain(cls, db_path: Path, embedder=None) -> "Vault":
+        """An unencrypted vault, only for benchmarks comparing against encryption."""
+        db_path = Path(db_path)
+        conn = db.connect(str(db_path), None)
+        db.migrate(conn)
+        return cls(conn, db_path.parent, None, "plain", embedder)
+
+    @classmethod
+    def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder) -> "Vault":
+        conn = db.connect(str(data_dir / paths.VAULT_DB), keys.subkey(data_key, "db"))
+        try:
+            db.migrate(conn)
+        except MemosError:
+            conn.close()
+            raise
+        except Exception as exc:
+            conn.close()
+            raise CorruptVault(f"The vault in {data_dir} is damaged: {exc}") from exc
+        return cls(conn, data_dir, data_key, vault_id, embedder)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> "Vault":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def change_passphrase(self, old: str, new: str) -> None:
+        keys.rewrap(self.data_dir / paths.VAULT_HEADER, old, new)
+
+    # ----- settings ------------------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with db.write_txn(self.conn):
+            self._set_setting(key, value)
+
+    def _set_setting(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def _device_id(self) -> str:
+        device = self.get_setting("device_id")
+        if device is None:
+            device = _ulid()
+            self.set_setting("device_id", device)
+        return device
+
+    # ----- audit ---------------------------------------------------------------------------
+    def _audit(self, action: str, cube_id: str | None, actor: str, detail: dict | None = None) -> None:
+        row = self.conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = row[0] if row else GENESIS
+        at = _now()
+        body = json.dumps([prev, at, action, cube_id, actor, detail or {}], sort_keys=True)
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        self.conn.execute(
+            "INSERT INTO audit (at, action, cube_id, actor, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (at, action, cube_id, actor, json.dumps(detail or {}, sort_keys=True), prev, digest),
+        )
+
+    def audit(self, action: str, cube_id: str | None = None, actor: str = "user", detail: dict | None = None) -> None:
+        """Record one event (a read, an export, ...) in the hash-chained audit log."""
+        with db.write_txn(self.conn):
+            self._audit(action, cube_id, actor, detail)
+
+    def audit_log(self, limit: int = 50, cube_id: str | None = None) -> list[dict]:
+        sql = "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit"
+        args: tuple = ()
+        if cube_id:
+            sql += " WHERE cube_id = ?"
+            args = (cube_id,)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        names = ("seq", "at", "action", "cube_id", "actor", "detail", "prev_hash", "hash")
+        out = [dict(zip(names, r, strict=True)) for r in rows]
+        for entry in out:
+            entry["detail"] = json.loads(entry["detail"])
+        return out[::-1]
+
+    def verify_audit(self) -> int:
+        """Check the whole hash chain; return the number of entries, or raise CorruptVault."""
+        prev = GENESIS
+        count = 0
+        for seq, at, action, cube_id, actor, detail, prev_hash, digest in self.conn.execute(
+            "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit ORDER BY seq"
+        ):
+            body = json.dumps([prev, at, action, cube_id, actor, json.loads(detail)], sort_keys=True)
+            if prev_hash != prev or hashlib.sha256(body.encode()).hexdigest() != digest:
+                raise CorruptVault(f"The audit log was altered at entry {seq}.")
+            prev = digest
+            count += 1
+        return count
+
+    # ----- writes --------------------------------------------------------------------------
+    def add(
+        self,
+        content: str,
+        *,
+        kind: str = "plaintext",
+        title: str = "",
+        tags: Iterable[str] = (),
+        source: dict | None = None,
+        meta: dict | None = None,
+        profile: str = "default",
+        visibility: str = "private",
+        ttl: float | None = None,
+        expires_at: float | None = None,
+        valid_from: float | None = None,
+        valid_to: float | None = None,
+        importance: float = 0.5,
+        pinned: bool = False,
+        payload_ref: str | None = None,
+        actor: str = "user",
+        id: str | None = None,
+    ) -> MemCube:
+        """Store a new cube (version 1) and return it."""
+        return self.add_many(
+            [
+                dict(
+                    content=content, kind=kind, title=title, tags=list(tags), source=source or {},
+                    meta=meta or {}, owner=profile, visibility=visibility,
+                    expires_at=expires_at if ttl is None else _now() + ttl,
+                    valid_from=valid_from, valid_to=valid_to, importance=importance,
+                    pinned=pinned, payload_ref=payload_ref, id=id,
+                )
+            ],
+            actor=actor,
+        )[0]
+
+    def add_many(self, items: Sequence[dict], actor: str = "user") -> list[MemCube]:
+        """Store several new cubes in one transaction, embedding their text in one batch."""
+        now = _now()
+        cubes = []
+        for item in items:
+            fields = {k: v for k, v in item.items() if v is not None}
+            if fields.get("kind", "plaintext") not in KINDS:
+                raise MemosError(f"Unknown memory kind {fields['kind']!r}; use one of {', '.join(KINDS)}.")
+            fields.setdefault("id", _ulid())
+            fields["tags"] = sorted(set(fields.get("tags", [])))
+            cube = MemCube(created_at=now, updated_at=now, **fields)
+            cube.content_hash = content_hash(cube.content)
+            cubes.append(cube)
+        vectors = self._embed([c for c in cubes if c.kind == "plaintext"])
+        with db.write_txn(self.conn):
+            for cube in cubes:
+                self._insert(cube)
+                self._index(cube, vectors.get(cube.id))
+                self._snapshot(cube, "create", None, actor)
+                self._audit("create", cube.id, actor, {"kind": cube.kind})
+        return cubes
+
+    def _insert(self, cube: MemCube) -> None:
+        self.conn.execute(
+            f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            cube.to_row(),
+        )
+
+    def _rowid(self, cube_id: str) -> int:
+        return self.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cube_id,)).fetchone()[0]
+
+    def _snapshot(self, cube: MemCube, op: str, parent: int | None, actor: str) -> None:
+        self.conn.execute(
+            "INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (cube.id, cube.version, parent, op, cube.updated_at, actor, json.dumps(cube.to_dict())),
+        )
+
+    def edit(self, cube_id: str, *, profile: str = "default", actor: str = "user", op: str = "edit", **changes) -> MemCube:
+        """Write a new version of a visible cube with `changes` applied."""
+        bad = set(changes) - set(EDITABLE) - {"ttl"}
+        if bad:
+            raise MemosError(f"These fields cannot be edited: {', '.join(sorted(bad))}.")
+        if "ttl" in changes:
+            ttl = changes.pop("ttl")
+            changes["expires_at"] = None if ttl is None else _now() + ttl
+        if "tags" in changes:
+            changes["tags"] = sorted(set(changes["tags"]))
+        old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
+        return self._new_version(old, op, actor, changes)
+
+    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict) -> MemCube:
+        new = MemCube(**{**old.to_dict(), **changes})
+        new.version = old.version + 1
+        new.updated_at = _now()
+        new.content_hash = content_hash(new.content)
+        content_changed = new.content != old.content or new.title != old.title or new.tags != old.tags
+        reindex = new.state == "active" and (content_changed or old.state != "active")
+        vectors = self._embed([new]) if reindex and new.kind == "plaintext" else {}
+        with db.write_txn(self.conn):
+            current = self.conn.execute("SELECT version FROM cubes WHERE id = ?", (old.id,)).fetchone()[0]
+            if current != old.version:
+                raise VaultError(f"Memory {old.id} changed while it was being edited; try again.")
+            rowid = self._rowid(old.id)
+            sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+            self.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
+            if new.state != "active":
+                self._unindex(rowid)
+            elif reindex:
+                self._unindex(rowid)
+                self._index(new, vectors.get(new.id))
+            self._snapshot(new, op, old.version, actor)
+            self._audit(op, new.id, actor, {"version": new.version, "fields": sorted(changes)})
+            if content_changed or new.state != "active":
+                self._invalidate_dependents(new.id, actor)
+        return new
+
+    def forget(self, cube_id: str, *, profile: str = "default", actor: str = "user") -> MemCube:
+        """Tombstone a cube: it disappears from every read path but its history stays."""
+        return self.edit(cube_id, profile=profile, actor=actor, op="forget", state="deleted")
+
+    def archive(self, cube_id: str, *, profile: str = "default", actor: str = "user", reason: str = "") -> MemCube:
+        meta = {**self.get(cube_id, profile=profile, touch=False).meta}
+        if reason:
+            meta["archived_reason"] = reason
+        return self.edit(cube_id, profile=profile, actor=actor, op="archive", state="archived", meta=meta)
+
+    def restore(self, cube_id: str, *, profile: str = "default", actor: str = "user") -> MemCube:
+        """Bring a forgotten or archived cube back as a new active version."""
+        cube = self.get(cube_id, profile=profile, touch=False, include_inactive=True)
+        if cube.state == "active":
+            raise MemosError(f"Memory {cube_id} is not forgotten; nothing to restore.")
+        return self.edit(cube_id, profile=profile, actor=actor, op="restore", state="active")
+
+    def rollback(self, cube_id: str, version: int, *, profile: str = "default", actor: str = "user") -> MemCube:
+        """Make the content and metadata of an earlier version current again (as a new version)."""
+        snap = self.version(cube_id, version, profile=profile)
+        changes = {k: snap[k] for k in EDITABLE if k in snap}
+        return self.edit(cube_id, profile=profile, actor=actor, op="rollback", **changes)
+
+    def touch(self, cube_ids: Iterable[str]) -> None:
+        """Count an access to each cube (used by retrieval; not a new version)."""
+        ids = list(cube_ids)
+        if not ids:
+            return
+        now = _now()
+        with db.write_txn(self.conn):
+            self.conn.executemany(
+                "UPDATE cubes SET access_count = access_count + 1, last_accessed_at = ? WHERE id = ?",
+                [(now, i) for i in ids],
+            )
+
+    def link(self, src: str, dst: str, rel: str) -> None:
+        with db.write_txn(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now())
+            )
+
+    def links(self, cube_id: str) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT src, dst, rel, at FROM links WHERE src = ? OR dst = ? ORDER BY at",
+            (cube_id, cube_id),
+        ).fetchall()
+        return [dict(src=s, dst=d, rel=r, at=a) for s, d, r, a in rows]
+
+    def _invalidate_dependents(self, cube_id: str, actor: str) -> None:
+        """Archive cubes built from this one (e.g. activation states) when it changes."""
+        rows = self.conn.execute(
+            "SELECT c.rowid, c.id FROM links l JOIN cubes c ON c.id = l.src"
+            " WHERE l.dst = ? AND l.rel = 'built_from' AND c.state = 'active'",
+            (cube_id,),
+        ).fetchall()
+        for rowid, dep in rows:
+            self.conn.execute(
+                "UPDATE cubes SET state = 'archived', updated_at = ? WHERE rowid = ?", (_now(), rowid)
+            )
+            self._unindex(rowid)
+            self._audit("invalidate", dep, actor, {"because": cube_id})
+
+    def expire(self) -> int:
+        """Tombstone cubes whose TTL has passed; return how many."""
+        rows = self.conn.execute(
+            f"{SELECT_CUBE} WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
+            (_now(),),
+        ).fetchall()
+        for row in rows:
+            self._new_version(MemCube.from_row(row), "expire", "system", {"state": "deleted"})
+        return len(rows)
+
+    # ----- reads ---------------------------------------------------------------------------
+    def get(self, cube_id: str, *, profile: str = "default", touch: bool = True, include_inactive: bool = False) -> MemCube:
+        """One cube visible to `profile`; deleted/archived ones only with include_inactive."""
+        row = self.conn.execute(f"{SELECT_CUBE} WHERE id = ?", (cube_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"No memory with id {cube_id}.")
+        cube = MemCube.from_row(row)
+        hidden = cube.owner != profile and cube.visibility != "shared"
+        expired = cube.expires_at is not None and cube.expires_at <= _now() and cube.state == "active"
+        if hidden or ((cube.state != "active" or expired) and not include_inactive):
+            raise NotFound(f"No memory with id {cube_id}.")
+        if touch:
+            self.touch([cube_id])
+        return cube
+
+    def get_many(self, rowids: Sequence[int], *, profile: str = "default") -> dict[int, MemCube]:
+        """Visible cubes by rowid (the search primitives return rowids)."""
+        if not rowids:
+            return {}
+        marks = ",".join("?" * len(rowids))
+        rows = self.conn.execute(
+            f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE rowid IN ({marks}) AND "
+            + VISIBLE.replace(":now", "?").replace(":profile", "?"),
+            (*rowids, _now(), profile),
+        ).fetchall()
+        return {r[0]: MemCube.from_row(r[1:]) for r in rows}
+
+    def cubes(
+        self,
+        *,
+        profile: str = "default",
+        kind: str | None = None,
+        tag: str | None = None,
+        state: str = "active",
+        source_path: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MemCube]:
+        """Cubes visible to `profile`, newest first, filtered by kind, tag, state or source file."""
+        where = ["(owner = :profile OR visibility = 'shared')", "state = :state"]
+        if state == "active":
+            where.append("(expires_at IS NULL OR expires_at > :now)")
+        if kind:
+            where.append("kind = :kind")
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE value = :tag)")
+        if source_path:
+            where.append("json_extract(source, '$.path') = :path")
+        rows = self.conn.execute(
+            f"{SELECT_CUBE} WHERE {' AND '.join(where)} ORDER BY updated_at DESC LIMIT :limit OFFSET :offset",
+            dict(profile=profile, state=state, now=_now(), kind=kind, tag=tag, path=source_path, limit=limit, offset=offset),
+        ).fetchall()
+        return [MemCube.from_row(r) for r in rows]
+
+    def history(self, cube_id: str, *, profile: str = "default") -> list[dict]:
+        """Every version of a cube, oldest first."""
+        self.get(cube_id, profile=profile, touch=False, include_inactive=True)
+        rows = self.conn.execute(
+            "SELECT version, parent_version, op, at, actor, snapshot FROM cube_versions"
+            " WHERE cube_id = ? ORDER BY version",
+            (cube_id,),
+        ).fetchall()
+        return [
+            dict(version=v, parent_version=p, op=op, at=at, actor=a, snapshot=json.loads(s))
+            for v, p, op, at, a, s in rows
+        ]
+
+    def version(self, cube_id: str, version: int, *, profile: str = "default") -> dict:
+        for entry in self.history(cube_id, profile=profile):
+            if entry["version"] == version:
+                return entry["snapshot"]
+        raise NotFound(f"Memory {cube_id} has no version {version}.")
+
+    def stats(self) -> dict:
+        by = self.conn.execute(
+            "SELECT kind, state, count(*) FROM cubes GROUP BY kind, state ORDER BY kind, state"
+        ).fetchall()
+        versions = self.conn.execute("SELECT count(*) FROM cube_versions").fetchone()[0]
+        audit = self.conn.execute("SELECT count(*) FROM audit").fetchone()[0]
+        vectors = self.vector_count()
+        size = sum(f.stat().st_size for f in self.data_dir.glob(paths.VAULT_DB + "*"))
+        return {
+            "cubes": {f"{k}/{s}": n for k, s, n in by},
+            "versions": versions,
+            "audit_entries": audit,
+            "vectors": vectors,
+            "embed_model": self.get_setting("embed_model"),
+            "encrypted": self._data_key is not None,
+            "db_bytes": size,
+            "device_id": self.device_id,
+        }
+
+    # ----- indexes -------------------------------------------------------------------------
+    def _index(self, cube: MemCube, vector) -> None:
+        if cube.kind != "plaintext" or cube.state != "active":
+            return
+        rowid = self._rowid(cube.id)
+        self.conn.execute(
+            "INSERT INTO cube_fts (rowid, title, content, tags) VALUES (?, ?, ?, ?)",
+            (rowid, cube.title, cube.content, " ".join(cube.tags)),
+        )
+        if vector is not None:
+            self.conn.execute("INSERT INTO cube_vec (rowid, embedding) VALUES (?, ?)", (rowid, vector))
+            self.conn.execute(
+                "UPDATE cubes SET embed_model = ? WHERE rowid = ?", (self.embedder.model_id, rowid)
+            )
+
+    def _unindex(self, rowid: int) -> None:
+        self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
+        if self._has_vec_table():
+            self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
+
+    def _has_vec_table(self) -> bool:
+        return bool(
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone()
+        )
+
+    def vector_count(self) -> int:
+        if not self._has_vec_table():
+            return 0
+        return self.conn.execute("SELECT count(*) FROM cube_vec").fetchone()[0]
+
+    def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
+        """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
+        if self.embedder is None or not cubes:
+            return {}
+        self._ensure_vec_table()
+        import numpy as np
+
+        vecs = self.embedder.embed([embed_text(c) for c in cubes])
+        return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
+
+    def _ensure_vec_table(self) -> None:
+        """Create the vector table for the embedder's dimension; a changed model re-embeds."""
+        model, dim = self.embedder.model_id, self.embedder.dim
+        if self.get_setting("embed_model") == model and self._has_vec_table():
+            return
+        with db.write_txn(self.conn):
+            self.conn.execute("DROP TABLE IF EXISTS cube_vec")
+            self.conn.execute(f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{dim}] distance_metric=cosine)")
+            self.conn.execute("UPDATE cubes SET embed_model = NULL")
+            self._set_setting("embed_model", model)
+            self._set_setting("embed_dim", dim)
+        self.reembed()
+
+    def reembed(self, batch: int = 64) -> int:
+        """Embed every active plaintext cube that has no vector from the current model."""
+        if self.embedder is None:
+            return 0
+        model = self.embedder.model_id
+        done = 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+                " AND (embed_model IS NULL OR embed_model != ?) LIMIT ?",
+                (model, batch),
+            ).fetchall()
+            if not rows:
+                return done
+            cubes = [MemCube.from_row(r[1:]) for r in rows]
+            vecs = self.embedder.embed([embed_text(c) for c in cubes])
+            import numpy as np
+
+            with db.write_txn(self.conn):
+                for (rowid, *_), vec in zip(rows, vecs, strict=True):
+                    self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
+                    self.conn.execute(
+                        "INSERT INTO cube_vec (rowid, embedding) VALUES (?, ?)",
+                        (rowid, np.asarray(vec, dtype=np.float32).tobytes()),
+                    )
+                    self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
+            done += len(rows)
+
+    def fts(self, query: str, k: int = 50) -> list[tuple[int, float]]:
+        """Rowids matching `query` in FTS5 with their bm25 score (higher is better). No ACL here."""
+        q = fts_query(query)
+        if not q:
+            return []
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(cube_fts, 2.0, 1.0, 1.5) FROM cube_fts WHERE cube_fts MATCH ?"
+            " ORDER BY bm25(cube_fts, 2.0, 1.0, 1.5) LIMIT ?",
+            (q, k),
+        ).fetchall()
+        return [(r, -s) for r, s in rows]
+
+    def knn(self, vector, k: int = 50) -> list[tuple[int, float]]:
+        """Rowids nearest to `vector` with their cosine distance. No ACL here."""
+        if not self._has_vec_table():
+            return []
+        import numpy as np
+
+        blob = np.asarray(vector, dtype=np.float32).tobytes()
+        rows = self.conn.execute(
+            "SELECT rowid, distance FROM cube_vec WHERE embedding MATCH ? AND k = ?",
+            (blob, min(k, 4096)),
+        ).fetchall()
+        return [(r, d) for r, d in rows]
+
+
+def embed_text(cube: MemCube) -> str:
+    """The text a cube is embedded from: its title (heading path) and content."""
+    return f"{cube.title}\n{cube.content}" if cube.title else cube.content
