@@ -134,7 +134,31 @@ def _m001_cubes(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes]
+def _m002_scheduler(conn) -> None:
+    """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier."""
+    conn.execute(
+        """
+        CREATE TABLE schedule_log (
+            seq INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            turn_id TEXT,
+            cube_id TEXT,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX schedule_log_cube ON schedule_log(cube_id, decision, at);
+        CREATE INDEX schedule_log_turn ON schedule_log(turn_id);
+        CREATE TABLE memory_tiers (
+            cube_id TEXT PRIMARY KEY,
+            tier TEXT NOT NULL,
+            since REAL NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_scheduler]
 
 
 def migrate(conn) -> None:
