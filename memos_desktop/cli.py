@@ -147,9 +147,15 @@ def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, sha
     if not content:
         raise MemosError("Nothing to remember: the text is empty.")
     cube = obj.vault().add(
-        content, title=title, tags=tags, ttl=parse_duration(ttl) if ttl else None,
-        importance=importance, pinned=pin, profile=profile,
-        visibility="shared" if shared else "private", source={"type": "cli"},
+        content,
+        title=title,
+        tags=tags,
+        ttl=parse_duration(ttl) if ttl else None,
+        importance=importance,
+        pinned=pin,
+        profile=profile,
+        visibility="shared" if shared else "private",
+        source={"type": "cli"},
     )
     if as_json:
         echo_json(cube.to_dict())
@@ -174,8 +180,11 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
 
     vault = obj.vault()
     filters = operator.Filters(
-        kind=kind, tags=tuple(tags), source_path=source_path,
-        since=parse_date(since), until=parse_date(until),
+        kind=kind,
+        tags=tuple(tags),
+        source_path=source_path,
+        since=parse_date(since),
+        until=parse_date(until),
     )
     hits = operator.search(vault, " ".join(query), k=k, profile=profile, filters=filters)
     notice = None if vault.embedder is not None else obj.embedder_notice
@@ -185,9 +194,15 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
                 "query": " ".join(query),
                 "notice": notice,
                 "hits": [
-                    {"id": h.cube.id, "score": h.score, "signals": h.signals,
-                     "citation": h.cube.citation(), "title": h.cube.title,
-                     "content": h.cube.content, "tags": h.cube.tags}
+                    {
+                        "id": h.cube.id,
+                        "score": h.score,
+                        "signals": h.signals,
+                        "citation": h.cube.citation(),
+                        "title": h.cube.title,
+                        "content": h.cube.content,
+                        "tags": h.cube.tags,
+                    }
                     for h in hits
                 ],
             }
@@ -229,8 +244,10 @@ def print_cube(cube) -> None:
         click.echo(f"valid:      {when(cube.valid_from)} → {when(cube.valid_to)}")
     if cube.expires_at:
         click.echo(f"expires:    {when(cube.expires_at)}")
-    click.echo(f"importance: {cube.importance}   pinned: {'yes' if cube.pinned else 'no'}"
-               f"   accessed: {cube.access_count}×, last {when(cube.last_accessed_at)}")
+    click.echo(
+        f"importance: {cube.importance}   pinned: {'yes' if cube.pinned else 'no'}"
+        f"   accessed: {cube.access_count}×, last {when(cube.last_accessed_at)}"
+    )
     click.echo("")
     click.echo(cube.content)
 
