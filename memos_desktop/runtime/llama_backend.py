@@ -1,4 +1,4 @@
-"""The llama.cpp runtime (`llama-cpp-python`): GGUF model files on CPU (or whatever it was built for).
+"""The llama.cpp runtime (`llama-cpp-python`): GGUF model files.
 
 Owns one loaded GGUF model and its context: the chat template from the file's metadata,
 tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
@@ -8,6 +8,7 @@ the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
 import ctypes
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,17 +37,32 @@ def check_gguf(path: Path) -> None:
             raise ModelError(f"{path} is not a GGUF model file.")
 
 
+@functools.cache
+def _silence_llama_logs():
+    """Route llama.cpp's own log lines nowhere: users see one ModelError, not C++ chatter."""
+    import llama_cpp
+    import llama_cpp.llama  # noqa: F401  (installs its logger first; ours replaces it)
+
+    @llama_cpp.llama_log_callback
+    def drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+    return drop
+
+
 class LlamaBackend:
     """A GGUF model loaded with llama-cpp-python, one sequence, KV state tracked token by token."""
 
     runtime = "llama.cpp"
 
-    def __init__(self, path: Path, settings: LoadSettings = LoadSettings()):
+    def __init__(self, path: Path, settings: LoadSettings | None = None):
         self.path = Path(path)
-        self.settings = settings
+        self.settings = settings = settings or LoadSettings()
         check_gguf(self.path)
         from llama_cpp import Llama
 
+        _silence_llama_logs()
         try:
             self._llm = Llama(
                 model_path=str(self.path),

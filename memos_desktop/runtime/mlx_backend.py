@@ -35,9 +35,9 @@ class MLXBackend:
 
     runtime = "mlx"
 
-    def __init__(self, path: Path, settings: LoadSettings = LoadSettings()):
+    def __init__(self, path: Path, settings: LoadSettings | None = None):
         self.path = Path(path)
-        self.settings = settings
+        self.settings = settings = settings or LoadSettings()
         config_file = self.path / "config.json"
         if not self.path.is_dir() or not config_file.is_file():
             raise ModelError(f"{self.path} is not an MLX model directory (it needs a config.json).")

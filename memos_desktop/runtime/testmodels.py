@@ -357,3 +357,109 @@ def mlx_bench_model() -> Path:
 def qwen05b_shape_gguf() -> Path:
     """A random F16 GGUF with Qwen2.5-0.5B's shape (24 layers, 896 hidden, 14/2 heads)."""
     return gguf_model(QWEN05B_SHAPE)
+
+
+# ----- LoRA adapters -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoraSpec:
+    """A random LoRA adapter on the q and v projections of every layer of `base`."""
+
+    base: ModelSpec
+    rank: int = 4
+    alpha: float = 8.0
+    seed: int = 1
+
+    def key(self) -> str:
+        blob = json.dumps({**asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+LORA_TARGETS = ("self_attn.q_proj", "self_attn.v_proj")
+
+
+def lora_weights(spec: LoraSpec) -> dict:
+    """{hf module name: (A (rank, in), B (out, rank))} in PEFT layout, seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(spec.seed)
+    base = spec.base
+    out_dims = {"self_attn.q_proj": base.hidden_size, "self_attn.v_proj": base.num_key_value_heads * base.head_dim}
+    weights = {}
+    for i in range(base.num_hidden_layers):
+        for target in LORA_TARGETS:
+            a = rng.standard_normal((spec.rank, base.hidden_size), dtype=np.float32)
+            a *= 1.0 / np.sqrt(base.hidden_size)
+            b = rng.standard_normal((out_dims[target], spec.rank), dtype=np.float32)
+            weights[f"model.layers.{i}.{target}"] = (a, b)
+    return weights
+
+
+def write_lora_gguf(spec: LoraSpec, path: Path) -> Path:
+    """The adapter as a GGUF LoRA (llama.cpp applies it with scale alpha/rank)."""
+    import gguf
+
+    tmp = path.with_name(path.name + ".tmp")
+    writer = gguf.GGUFWriter(str(tmp), "llama")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", spec.alpha)
+    for module, (a, b) in lora_weights(spec).items():
+        if module.endswith("q_proj"):
+            b = permute_qk(b, spec.base.num_attention_heads)
+        name = gguf_name(module + ".weight")
+        writer.add_tensor(name + ".lora_a", a)
+        writer.add_tensor(name + ".lora_b", b)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def write_lora_mlx(spec: LoraSpec, directory: Path) -> Path:
+    """The adapter as an mlx-lm adapter directory (A as (in, r), B as (r, out), absolute scale)."""
+    from safetensors.numpy import save_file
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config = {
+        "fine_tune_type": "lora",
+        "num_layers": spec.base.num_hidden_layers,
+        "lora_parameters": {
+            "rank": spec.rank,
+            "scale": spec.alpha / spec.rank,
+            "dropout": 0.0,
+            "keys": list(LORA_TARGETS),
+        },
+    }
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    tensors = {}
+    for module, (a, b) in lora_weights(spec).items():
+        tensors[module + ".lora_a"] = a.T.copy()
+        tensors[module + ".lora_b"] = b.T.copy()
+    save_file(tensors, str(tmp / "adapters.safetensors"))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    return directory
+
+
+def tiny_lora_gguf(seed: int = 1) -> Path:
+    """A random GGUF LoRA adapter for `tiny_gguf()`, cached."""
+    spec = LoraSpec(TINY, seed=seed)
+    path = cache_root() / f"tiny-lora-{spec.key()}.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_lora_gguf(spec, path)
+    return path
+
+
+def tiny_lora_mlx(seed: int = 1) -> Path:
+    """The same adapter as `tiny_lora_gguf(seed)` as an MLX adapter directory, cached."""
+    spec = LoraSpec(TINY, seed=seed)
+    directory = cache_root() / f"tiny-lora-{spec.key()}-mlx"
+    if not (directory / "adapter_config.json").exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        write_lora_mlx(spec, directory)
+    return directory
