@@ -21,7 +21,9 @@ from memos_desktop.scheduler import MemScheduler, Plan, estimate_tokens, memory_
 from memos_desktop.vault import MemCube, Vault
 
 CHAT_TAG = "chat"
-CONVERSATIONS = "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
+CONVERSATIONS = (
+    "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
+)
 MAX_MESSAGE_CHARS = 200_000
 RETRIEVE_K = 12
 HISTORY_TURNS = 8
@@ -39,9 +41,14 @@ NO_MODEL = (
 )
 
 
+def printable(text: str) -> str:
+    """`text` without control characters (newline and tab kept), safe to show and to store."""
+    return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+
+
 def clean_message(text: str) -> str:
     """The message with control characters (except newline and tab) removed, trimmed."""
-    return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
+    return printable(text).strip()
 
 
 def _ulid() -> str:
@@ -67,7 +74,9 @@ class Citation:
 class Conversation:
     id: str
     title: str = ""
-    turns: list[dict] = field(default_factory=list)  # {"turn": n, "role", "content", "at", "cube_id"}
+    turns: list[dict] = field(
+        default_factory=list
+    )  # {"turn": n, "role", "content", "at", "cube_id"}
 
     @property
     def next_turn(self) -> int:
@@ -110,12 +119,18 @@ class Assistant:
         llm=None,
         profile: str = "default",
         answer_tokens: int = 512,
+        temperature: float = 0.7,
+        activation: bool = True,
+        extract: bool = True,
         clock: Callable[[], float] = time.time,
     ):
         self.vault = vault
         self.llm = llm
         self.profile = profile
         self.answer_tokens = answer_tokens
+        self.temperature = temperature
+        self.activation = activation
+        self.extract = extract
         self.clock = clock
         count = llm.count_tokens if llm is not None else estimate_tokens
         self.count_tokens = count
@@ -126,7 +141,11 @@ class Assistant:
     def conversations(self) -> list[dict]:
         """Stored conversations, most recent first: id, title, created_at, updated_at, turns."""
         index = self.vault.get_setting(CONVERSATIONS, {})
-        items = [{"id": cid, **meta} for cid, meta in index.items() if meta.get("profile", "default") == self.profile]
+        items = [
+            {"id": cid, **meta}
+            for cid, meta in index.items()
+            if meta.get("profile", "default") == self.profile
+        ]
         return sorted(items, key=lambda c: (-c["updated_at"], c["id"]))
 
     def new_conversation(self) -> Conversation:
@@ -140,8 +159,13 @@ class Assistant:
         cubes = self.vault.cubes(profile=self.profile, tag=f"conv:{conversation_id}", limit=100_000)
         order = {"user": 0, "assistant": 1}
         turns = [
-            {"turn": c.source["turn_id"], "role": c.source["role"], "content": c.content,
-             "at": c.meta.get("said_at", c.created_at), "cube_id": c.id}
+            {
+                "turn": c.source["turn_id"],
+                "role": c.source["role"],
+                "content": c.content,
+                "at": c.meta.get("said_at", c.created_at),
+                "cube_id": c.id,
+            }
             for c in cubes
         ]
         turns.sort(key=lambda t: (t["turn"], order[t["role"]]))
@@ -161,13 +185,19 @@ class Assistant:
         if not text:
             raise MemosError("The message is empty.")
         if len(text) > MAX_MESSAGE_CHARS:
-            raise MemosError(f"The message is too long ({len(text):,} characters; at most {MAX_MESSAGE_CHARS:,}).")
+            raise MemosError(
+                f"The message is too long: {len(text):,} characters "
+                f"(the limit is {MAX_MESSAGE_CHARS:,})."
+            )
         if MemReader.is_command(text):
             op = self.reader.command(text, at=self.clock())
             return TurnResult(conversation.id, describe(op), ops=[op])
         prepared = self.prepare(conversation, text)
         if self.llm is None:
-            return TurnResult(conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings)
+            return TurnResult(
+                conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings
+            )
+        self.warm(prepared, cancel)
         answer = "".join(self.stream(prepared, on_token, cancel))
         if cancel is not None and cancel.is_set():
             return TurnResult(conversation.id, answer, prepared.citations, timings=prepared.timings)
@@ -190,14 +220,20 @@ class Assistant:
         ]
         timings["retrieve_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        context = self.llm.context_length if self.llm is not None else 4096
-        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(SYSTEM_PROMPT)
-        budget = max(0, min(MEMORY_BUDGET, context - self.answer_tokens - fixed - self.count_tokens(text)))
+        context = self.llm.n_ctx if self.llm is not None else 4096
+        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(
+            SYSTEM_PROMPT
+        )
+        budget = max(
+            0, min(MEMORY_BUDGET, context - self.answer_tokens - fixed - self.count_tokens(text))
+        )
         plan = self.scheduler.plan(hits, budget, turn_id=f"{conversation.id}:{turn}")
         timings["schedule_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         citations = [
-            Citation(n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
+            Citation(
+                n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube)
+            )
             for n, p in enumerate(plan.prefix + plan.prompt, 1)
         ]
         messages = self._messages(plan, history, text, context)
@@ -205,8 +241,10 @@ class Assistant:
         return Prepared(conversation, text, at, turn, plan, messages, 1, citations, timings)
 
     def _history(self, conversation: Conversation) -> list[dict]:
-        recent = conversation.turns[-2 * HISTORY_TURNS:]
-        return [{"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent]
+        recent = conversation.turns[-2 * HISTORY_TURNS :]
+        return [
+            {"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent
+        ]
 
     def _messages(self, plan: Plan, history: list[dict], text: str, context: int) -> list[dict]:
         system = SYSTEM_PROMPT
@@ -217,10 +255,14 @@ class Assistant:
         user = text
         if plan.prompt:
             start = len(plan.prefix) + 1
-            lines = "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prompt, start))
+            lines = "\n".join(
+                f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prompt, start)
+            )
             user = f"Relevant memories:\n{lines}\n\nMessage: {text}"
         room = context - self.answer_tokens - self.count_tokens(system) - plan.tokens
-        user = self._fit(user, max(64, room - sum(self.count_tokens(h["content"]) for h in history)))
+        user = self._fit(
+            user, max(64, room - sum(self.count_tokens(h["content"]) for h in history))
+        )
         return [
             {"role": "system", "content": system},
             *({"role": h["role"], "content": h["content"]} for h in history),
@@ -228,12 +270,36 @@ class Assistant:
         ]
 
     def _fit(self, text: str, tokens: int) -> str:
-        """`text` cut in the middle so it fits in `tokens` (a huge paste keeps its head and tail)."""
-        if self.count_tokens(text) <= tokens:
-            return text
-        chars = max(32, tokens * 3)
-        head, tail = text[: chars // 2], text[-chars // 2:]
-        return f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
+        """`text` cut in the middle to fit in `tokens` (a huge paste keeps its head and tail)."""
+        chars = len(text)
+        cut = text
+        while self.count_tokens(cut) > tokens and chars > 32:
+            chars = min(chars // 2, tokens * 4)
+            head, tail = text[: chars // 2], text[-(chars // 2) :]
+            cut = f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
+        return cut
+
+    def warm(self, prepared: Prepared, cancel: threading.Event | None = None) -> None:
+        """Load the prompt's stable prefix (system prompt + pinned/hot memories) into the model's
+        KV cache from activation memory, computing and saving it when no state exists yet."""
+        if self.llm is None or not self.activation:
+            return
+        from memos_desktop.runtime.activation import ActivationMemory
+        from memos_desktop.runtime.base import common_prefix
+
+        t0 = time.perf_counter()
+        head = self.llm.tokenize(
+            self.llm.chat_prompt(prepared.messages[: prepared.prefix_messages], False)
+        )
+        tokens = self.llm.tokenize(self.llm.chat_prompt(prepared.messages))
+        prefix = tokens[: common_prefix(head, tokens)]
+        sources = [p.cube.id for p in prepared.plan.prefix]
+        done = ActivationMemory(self.vault, profile=self.profile).prepare(
+            self.llm, prefix, sources, cancel
+        )
+        prepared.timings["activation_s"] = time.perf_counter() - t0
+        prepared.timings["prefix_restored_tokens"] = done.restored_tokens
+        prepared.timings["prefix_computed_tokens"] = done.computed_tokens
 
     def stream(
         self,
@@ -244,13 +310,25 @@ class Assistant:
         """The answer's pieces as the model produces them; stops early when `cancel` is set."""
         if self.llm is None:
             raise ModelError(NO_MODEL)
+        from memos_desktop.runtime.base import Sampling, stream_text
+
         t0 = time.perf_counter()
         first = True
+        sampling = Sampling(
+            max_tokens=self.answer_tokens,
+            temperature=self.temperature,
+            top_p=0.9,
+            seed=prepared.turn,
+        )
         try:
-            for piece in self.llm.stream(
-                prepared.messages, max_tokens=self.answer_tokens,
-                prefix_messages=prepared.prefix_messages, cancel=cancel,
+            tokens = self.llm.tokenize(self.llm.chat_prompt(prepared.messages))
+            prepared.timings["prompt_tokens"] = len(tokens)
+            for raw in stream_text(
+                self.llm.generate_tokens(tokens, sampling, cancel),
+                self.llm.detokenize,
+                cancel=cancel,
             ):
+                piece = printable(raw)
                 if first:
                     prepared.timings["ttft_s"] = time.perf_counter() - t0
                     first = False
@@ -277,30 +355,68 @@ class Assistant:
         tags = [CHAT_TAG, f"conv:{conv.id}"]
         user_cube, answer_cube = self.vault.add_many(
             [
-                dict(content=prepared.text, title=title, tags=tags, owner=self.profile,
-                     source={**base, "role": "user"}, meta={"said_at": prepared.at}),
-                dict(content=answer, title=title, tags=tags, owner=self.profile,
-                     source={**base, "role": "assistant"},
-                     meta={"said_at": now, "cites": [c.cube_id for c in prepared.citations if c.cited]}),
+                dict(
+                    content=prepared.text,
+                    title=title,
+                    tags=tags,
+                    owner=self.profile,
+                    source={**base, "role": "user"},
+                    meta={"said_at": prepared.at},
+                ),
+                dict(
+                    content=answer,
+                    title=title,
+                    tags=tags,
+                    owner=self.profile,
+                    source={**base, "role": "assistant"},
+                    meta={
+                        "said_at": now,
+                        "cites": [c.cube_id for c in prepared.citations if c.cited],
+                    },
+                ),
             ],
             actor="assistant",
         )
         conv.title = title
         conv.turns += [
-            {"turn": prepared.turn, "role": "user", "content": prepared.text, "at": prepared.at, "cube_id": user_cube.id},
-            {"turn": prepared.turn, "role": "assistant", "content": answer, "at": now, "cube_id": answer_cube.id},
+            {
+                "turn": prepared.turn,
+                "role": "user",
+                "content": prepared.text,
+                "at": prepared.at,
+                "cube_id": user_cube.id,
+            },
+            {
+                "turn": prepared.turn,
+                "role": "assistant",
+                "content": answer,
+                "at": now,
+                "cube_id": answer_cube.id,
+            },
         ]
         index = self.vault.get_setting(CONVERSATIONS, {})
-        entry = index.get(conv.id, {"title": title, "created_at": prepared.at, "profile": self.profile})
+        entry = index.get(
+            conv.id, {"title": title, "created_at": prepared.at, "profile": self.profile}
+        )
         index[conv.id] = {**entry, "updated_at": now, "turns": prepared.turn}
         self.vault.set_setting(CONVERSATIONS, index)
         self.scheduler.record_use(prepared.plan, [c.cube_id for c in prepared.citations if c.cited])
-        t0 = time.perf_counter()
-        extraction = self.reader.read(prepared.text, answer, prepared.at, {**base, "role": "user"})
-        prepared.timings["extract_s"] = time.perf_counter() - t0
+        extraction = None
+        if self.extract:
+            t0 = time.perf_counter()
+            extraction = self.reader.read(
+                prepared.text, answer, prepared.at, {**base, "role": "user"}
+            )
+            prepared.timings["extract_s"] = time.perf_counter() - t0
         return TurnResult(
-            conv.id, answer, prepared.citations, extraction.ops, extraction, prepared.turn,
-            prepared.timings, stored=True,
+            conv.id,
+            answer,
+            prepared.citations,
+            extraction.ops if extraction else [],
+            extraction,
+            prepared.turn,
+            prepared.timings,
+            stored=True,
         )
 
 

@@ -1,7 +1,8 @@
 """MemReader: turns each chat exchange, and each explicit memory command, into memory operations.
 
-Extraction asks the local model for durable facts and preferences as JSON constrained by a schema
-(a grammar on llama.cpp; validated and retried on runtimes without one), resolves time expressions
+Extraction asks the local model for durable facts and preferences as JSON whose structure is
+written by `structured.GuidedJSON` (the model only fills schema-constrained slots, so the output
+always parses, on llama.cpp and MLX alike) and validated again here; it resolves time expressions
 to absolute dates relative to the message time (stored in `valid_from`), compares each fact with
 similar existing memories and chooses ADD, UPDATE (a new version), DELETE (a tombstone) or NOOP;
 a contradiction archives the old fact with a `superseded_by` link to the new one. The commands
@@ -99,7 +100,11 @@ def resolve_time(text: str, at: float) -> float | None:
     found = search_dates(
         text,
         languages=["en"],
-        settings={"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False},
+        settings={
+            "RELATIVE_BASE": base,
+            "PREFER_DATES_FROM": "past",
+            "RETURN_AS_TIMEZONE_AWARE": False,
+        },
     )
     if not found:
         return None
@@ -119,7 +124,7 @@ def parse_duration(text: str) -> float | None:
 
 
 def parse_extraction(raw: str, candidates: int) -> list[dict]:
-    """Validate the model's JSON against the extraction schema; raise ModelError if it does not fit."""
+    """The facts in the model's JSON, checked against the extraction schema (else ModelError)."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -133,7 +138,11 @@ def parse_extraction(raw: str, candidates: int) -> list[dict]:
             raise ModelError("The model's memory extraction holds a non-object entry.")
         op, text, kind = item.get("op"), item.get("text"), item.get("kind")
         when, ref = item.get("when", ""), item.get("ref", 0)
-        if op not in ("add", "update", "delete", "contradict") or kind not in ("fact", "preference", "event"):
+        if op not in ("add", "update", "delete", "contradict") or kind not in (
+            "fact",
+            "preference",
+            "event",
+        ):
             raise ModelError("The model's memory extraction uses an unknown op or kind.")
         if not isinstance(text, str) or not isinstance(when, str) or type(ref) is not int:
             raise ModelError("The model's memory extraction has fields of the wrong type.")
@@ -211,7 +220,9 @@ class MemReader:
         if not rest:
             raise MemosError(f"{name} needs an argument, e.g. {_usage(name)}.")
         if name == "/remember":
-            return self._add(rest, "fact", at, source={"command": "/remember"}, reason="asked by the user")
+            return self._add(
+                rest, "fact", at, source={"command": "/remember"}, reason="asked by the user"
+            )
         if name == "/forget":
             cube = self._find(rest)
             self.vault.forget(cube.id, profile=self.profile, actor="user")
@@ -234,7 +245,8 @@ class MemReader:
         ref = ref.strip()
         if re.fullmatch(r"[0-9A-Za-z]{6,26}", ref):
             rows = self.vault.conn.execute(
-                "SELECT id FROM cubes WHERE id LIKE ? AND state = 'active' LIMIT 2", (ref.upper() + "%",)
+                "SELECT id FROM cubes WHERE id LIKE ? AND state = 'active' LIMIT 2",
+                (ref.upper() + "%",),
             ).fetchall()
             if len(rows) == 1:
                 return self.vault.get(rows[0][0], profile=self.profile, touch=False)
@@ -243,15 +255,24 @@ class MemReader:
             raise NotFound(f"No memory matches {ref!r}.")
         return matches[0][0]
 
-    def _add(self, text: str, kind: str, at: float, source: dict, reason: str, when: str = "") -> MemoryOp:
+    def _add(
+        self, text: str, kind: str, at: float, source: dict, reason: str, when: str = ""
+    ) -> MemoryOp:
         valid_from = resolve_time(when or text, at)
         best = self.similar(text, k=1)
         if best and best[0][1] >= DUPLICATE:
-            return MemoryOp("NOOP", text, best[0][0].id, best[0][0].id, "already remembered", valid_from)
+            return MemoryOp(
+                "NOOP", text, best[0][0].id, best[0][0].id, "already remembered", valid_from
+            )
         tags = [MEMORY_TAG, kind, *re.findall(r"#(\w+)", text)]
         cube = self.vault.add(
-            text, tags=tags, source=source, valid_from=valid_from, profile=self.profile,
-            actor="reader" if "turn_id" in source else "user", meta={"said_at": at},
+            text,
+            tags=tags,
+            source=source,
+            valid_from=valid_from,
+            profile=self.profile,
+            actor="reader" if "turn_id" in source else "user",
+            meta={"said_at": at},
         )
         return MemoryOp("ADD", text, cube.id, reason=reason, valid_from=valid_from)
 
@@ -269,12 +290,16 @@ class MemReader:
             return Extraction(error="no model loaded")
         candidates = [c for c, _ in self.similar(user)]
         messages = self.extraction_messages(user, answer, candidates)
+        from memos_desktop.structured import GuidedJSON
+
         raw = ""
         try:
-            raw = self.llm.complete_json(messages, EXTRACTION_SCHEMA, max_tokens=EXTRACT_MAX_TOKENS)
+            raw = GuidedJSON(self.llm, messages).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
             facts = parse_extraction(raw, len(candidates))
         except ModelError as exc:
             return Extraction(error=str(exc), raw=raw)
+        except Exception as exc:  # a crashing runtime must not lose the exchange already stored
+            return Extraction(error=f"the model failed during extraction: {exc}", raw=raw)
         ops = [self.apply(fact, candidates, at, source) for fact in facts if fact["text"]]
         return Extraction(ops=ops, raw=raw)
 
@@ -285,19 +310,33 @@ class MemReader:
         related = target is not None and self.similarity(text, target.content) >= RELATED
         if op == "delete":
             if not related:
-                return MemoryOp("NOOP", text, reason="delete of an unrelated or unknown memory ignored")
+                return MemoryOp(
+                    "NOOP", text, reason="delete of an unrelated or unknown memory ignored"
+                )
             self.vault.forget(target.id, profile=self.profile, actor="reader")
-            return MemoryOp("DELETE", text, target.id, target.id, "the user said it is no longer true")
+            return MemoryOp(
+                "DELETE", text, target.id, target.id, "the user said it is no longer true"
+            )
         if op == "update" and related:
             valid_from = resolve_time(fact["when"] or text, at)
             cube = self.vault.edit(
-                target.id, profile=self.profile, actor="reader", content=text,
+                target.id,
+                profile=self.profile,
+                actor="reader",
+                content=text,
                 valid_from=valid_from if valid_from is not None else target.valid_from,
             )
-            return MemoryOp("UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from)
+            return MemoryOp(
+                "UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from
+            )
         result = self._add(text, fact["kind"], at, source, "new fact", fact["when"])
         if op == "contradict" and related and result.op == "ADD":
-            self.vault.archive(target.id, profile=self.profile, actor="reader", reason=f"superseded by {result.cube_id}")
+            self.vault.archive(
+                target.id,
+                profile=self.profile,
+                actor="reader",
+                reason=f"superseded by {result.cube_id}",
+            )
             self.vault.link(target.id, result.cube_id, "superseded_by")
             result.target, result.reason = target.id, f"replaces {target.id}, which was archived"
         return result

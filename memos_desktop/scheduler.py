@@ -26,7 +26,7 @@ DISTILL_USES = 20  # total uses of the stable hot set within WINDOW before propo
 
 
 def estimate_tokens(text: str) -> int:
-    """A model-free token estimate (about four characters per token) used when no model is loaded."""
+    """A model-free token estimate (about four characters per token) for when no model is loaded."""
     return max(1, (len(text) + 3) // 4)
 
 
@@ -82,9 +82,10 @@ class MemScheduler:
 
     # ----- planning -------------------------------------------------------------------------
     def resident(self) -> list[tuple[MemCube, str]]:
-        """Pinned and hot memories visible to the profile, in a stable order (pinned first, by id)."""
+        """Pinned and hot memories visible to the profile, stably ordered (pinned first, by id)."""
         rows = self.vault.conn.execute(
-            "SELECT c.rowid, c.pinned, t.tier FROM cubes c LEFT JOIN memory_tiers t ON t.cube_id = c.id"
+            "SELECT c.rowid, c.pinned, t.tier FROM cubes c"
+            " LEFT JOIN memory_tiers t ON t.cube_id = c.id"
             " WHERE c.kind = 'plaintext' AND (c.pinned = 1 OR t.tier = 'hot')"
         ).fetchall()
         cubes = self.vault.get_many([r[0] for r in rows], profile=self.profile)
@@ -96,8 +97,8 @@ class MemScheduler:
         return sorted(out, key=lambda item: (item[1] != "pinned", item[0].id))
 
     def plan(self, hits: Sequence[tuple[MemCube, float]], budget: int, turn_id: str) -> Plan:
-        """Place resident memories in the prefix and `hits` (best first) in the prompt within `budget`
-        tokens; record every decision."""
+        """Place resident memories in the prefix and `hits` (best first) in the prompt, within
+        `budget` tokens; record every decision."""
         plan = Plan(turn_id=turn_id, budget=budget)
         prefix_budget = int(budget * PREFIX_SHARE)
         spent = 0
@@ -138,7 +139,10 @@ class MemScheduler:
         self.vault.touch(used)
         cited_set = set(cited)
         self._log(
-            [(plan.turn_id, cid, "use", "cited" if cid in cited_set else "in context", {}) for cid in used]
+            [
+                (plan.turn_id, cid, "use", "cited" if cid in cited_set else "in context", {})
+                for cid in used
+            ]
         )
         promoted = []
         since = self.clock() - WINDOW
@@ -164,7 +168,9 @@ class MemScheduler:
         now = self.clock()
         demoted = []
         for cid in sorted(self._hot()):
-            rowid = self.vault.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cid,)).fetchone()
+            rowid = self.vault.conn.execute(
+                "SELECT rowid FROM cubes WHERE id = ?", (cid,)
+            ).fetchone()
             alive = rowid and self.vault.get_many([rowid[0]], profile=self.profile)
             last = self.vault.conn.execute(
                 "SELECT max(at) FROM schedule_log WHERE cube_id = ? AND decision = 'use'", (cid,)
@@ -178,11 +184,7 @@ class MemScheduler:
         return {"demoted": demoted, "proposal": self._propose_distillation(now)}
 
     def _propose_distillation(self, now: float) -> dict | None:
-        stable = [
-            cube
-            for cube, _why in self.resident()
-            if now - cube.updated_at >= STABLE_FOR
-        ]
+        stable = [cube for cube, _why in self.resident() if now - cube.updated_at >= STABLE_FOR]
         if len(stable) < DISTILL_MIN_CUBES:
             return None
         ids = sorted(c.id for c in stable)
@@ -192,17 +194,30 @@ class MemScheduler:
         if any(p["cubes"] == ids for p in self.proposals()):
             return None
         detail = {"cubes": ids, "uses": uses, "versions": {c.id: c.version for c in stable}}
-        self._log([(None, None, "propose_distill", f"{len(ids)} stable memories used {uses} times", detail)])
+        self._log(
+            [
+                (
+                    None,
+                    None,
+                    "propose_distill",
+                    f"{len(ids)} stable memories used {uses} times",
+                    detail,
+                )
+            ]
+        )
         return detail
 
     def proposals(self) -> list[dict]:
         """Distillation proposals (newest last): which cubes, how often used, at which versions."""
         rows = self.vault.conn.execute(
-            "SELECT at, reason, detail FROM schedule_log WHERE decision = 'propose_distill' ORDER BY seq"
+            "SELECT at, reason, detail FROM schedule_log"
+            " WHERE decision = 'propose_distill' ORDER BY seq"
         ).fetchall()
         return [{"at": at, "reason": reason, **json.loads(detail)} for at, reason, detail in rows]
 
-    def decisions(self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200) -> list[dict]:
+    def decisions(
+        self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200
+    ) -> list[dict]:
         """The recorded decisions, oldest first, for one turn, one memory, or the latest overall."""
         where, args = [], []
         if turn_id:
@@ -214,7 +229,9 @@ class MemScheduler:
         sql = "SELECT seq, at, turn_id, cube_id, decision, reason, detail FROM schedule_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.vault.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self.vault.conn.execute(
+            sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)
+        ).fetchall()
         names = ("seq", "at", "turn_id", "cube_id", "decision", "reason", "detail")
         out = [dict(zip(names, r, strict=True)) for r in rows[::-1]]
         for entry in out:
@@ -222,7 +239,10 @@ class MemScheduler:
         return out
 
     def _hot(self) -> set[str]:
-        return {r[0] for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")}
+        return {
+            r[0]
+            for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")
+        }
 
     def _set_tier(self, cube_id: str, tier: str | None, reason: str) -> None:
         now = self.clock()
