@@ -418,3 +418,20 @@ def doctor(obj: Context, as_json) -> None:
             click.echo(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
     if not all(ok for _, ok, _ in results):
         sys.exit(1)
+
+
+# ----- the assistant and its TUI: benchmarks (tui) ----------------------------------------------
+@cli.group()
+def bench() -> None:
+    """Benchmarks: measured side by side in one run, printed as a table or JSON."""
+
+
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_startup(repeats: int, as_json: bool) -> None:
+    """Process start → the TUI's first frame, vs `python -c pass` and a one-label Textual app."""
+    from memos_desktop.bench import report, startup
+
+    result = startup.run(repeats)
+    report("bench startup", startup.rows(result), result, as_json)

@@ -14,17 +14,35 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 
-from memos_desktop.tui.screens.chat import ChatScreen
-from memos_desktop.tui.screens.help import HelpScreen
-from memos_desktop.tui.screens.memories import MemoriesScreen
-from memos_desktop.tui.screens.models import ModelsScreen
-from memos_desktop.tui.screens.settings import SettingsScreen
-from memos_desktop.tui.screens.sources import SourcesScreen
+from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
+
+
+def _screen(module: str, name: str) -> Screen:
+    """A screen instance, its module imported on first use (the first frame needs only unlock)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"memos_desktop.tui.screens.{module}"), name)()
+
+
+class WatcherStatus(Message):
+    """A status snapshot from the watcher thread."""
+
+    def __init__(self, status) -> None:
+        self.status = status
+        super().__init__()
+
+
+def _configured_embedder(vault):
+    """(embedder or None, notice) as configured for this vault."""
+    from memos_desktop.embed.config import embedder_status
+
+    return embedder_status(vault)
 
 
 class MemosApp(App):
@@ -34,11 +52,11 @@ class MemosApp(App):
     CSS_PATH = "app.tcss"
     MODES = {
         "unlock": UnlockScreen,
-        "chat": ChatScreen,
-        "memories": MemoriesScreen,
-        "sources": SourcesScreen,
-        "models": ModelsScreen,
-        "settings": SettingsScreen,
+        "chat": lambda: _screen("chat", "ChatScreen"),
+        "memories": lambda: _screen("memories", "MemoriesScreen"),
+        "sources": lambda: _screen("sources", "SourcesScreen"),
+        "models": lambda: _screen("models", "ModelsScreen"),
+        "settings": lambda: _screen("settings", "SettingsScreen"),
     }
     DEFAULT_MODE = "unlock"
     BINDINGS = [
@@ -59,7 +77,12 @@ class MemosApp(App):
         self.assistant = None
         self.vault_lock = threading.Lock()
         self.model_status = "no model"
+        self.model_name = llm.path.name if llm is not None else ""
+        self.embedder_notice = None
+        self.watcher = None
+        self.watch_status = None
         self._embedder = embedder
+        self._passphrase = ""
 
     # ----- unlocking and the model ----------------------------------------------------------
     def unlocked(self, vault) -> None:
@@ -78,42 +101,90 @@ class MemosApp(App):
         from memos_desktop.vault import Vault
 
         vault = (Vault.create if create else Vault.open)(self.data_dir, passphrase)
+        self._passphrase = passphrase
         if self._embedder is None:
-            from memos_desktop.embed.config import embedder_for
-
-            vault.embedder = embedder_for(vault)
+            vault.embedder, self.embedder_notice = _configured_embedder(vault)
         return vault
 
     def rebuild_assistant(self) -> None:
+        """A new Assistant over the vault and the loaded model, with the stored settings."""
         from memos_desktop.assistant import Assistant
+        from memos_desktop.tui.screens.settings import assistant_settings
 
-        self.assistant = Assistant(self.vault, self.llm)
-        self.set_model_status(self.model_status if self.llm is None else f"model: {self.llm.name}")
+        with self.vault_lock:
+            settings = assistant_settings(self.vault)
+        self.assistant = Assistant(self.vault, self.llm, **settings)
+        self.set_model_status(self.model_status if self.llm is None else f"model: {self.model_name}")
 
     def set_model_status(self, text: str) -> None:
         self.model_status = text
         self.sub_title = text
 
     def load_default_model(self) -> None:
-        from memos_desktop.tui.screens.models import load_default_model
+        """Load the default model (and its adapters) in a worker; the header shows progress."""
+        self.run_worker(self._load_model, thread=True, exclusive=True, group="model-load")
 
-        load_default_model(self)
+    def _load_model(self) -> None:
+        from memos_desktop.tui.screens.models import load_model
 
+        try:
+            load_model(self)
+        except MemosError as exc:
+            self.call_from_thread(self.set_model_status, f"no model ({exc})")
+
+    def model_loaded(self, backend, name: str) -> None:
+        old, self.llm = self.llm, backend
+        self.model_name = name
+        if old is not None:
+            old.close()
+        self.rebuild_assistant()
+
+    # ----- the live watcher (MemLoader) -----------------------------------------------------
     def start_watcher(self) -> None:
-        from memos_desktop.tui.screens.sources import start_watcher
+        """Start MemLoader's watcher on its own vault connection if any folder is watched."""
+        from memos_desktop.loader.config import LoaderConfig
+        from memos_desktop.loader.watcher import Watcher
 
-        start_watcher(self)
+        with self.vault_lock:
+            roots = LoaderConfig.load(self.vault).roots
+        if not roots or self.watcher is not None:
+            return
+        self.watcher = Watcher(self._watcher_vault, on_status=lambda s: self.post_message(WatcherStatus(s)))
+        self.watcher.start()
+
+    def _watcher_vault(self):
+        """The watcher's own connection (opened in its thread), with its own embedder."""
+        from memos_desktop.vault import Vault
+
+        vault = Vault.open(self.data_dir, self._passphrase)
+        vault.embedder = self._embedder if self._embedder is not None else _configured_embedder(vault)[0]
+        return vault
+
+    def stop_watcher(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def restart_watcher(self) -> None:
+        """Stop and start the watcher (after the watched folders changed); call from a worker."""
+        self.stop_watcher()
+        self.call_from_thread(self.start_watcher)
+
+    def on_watcher_status(self, message: "WatcherStatus") -> None:
+        self.watch_status = message.status
+        if self.current_mode == "sources":
+            self.screen.show_status(message.status)
 
     # ----- navigation -----------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("goto", "help") and self.vault is None:
-            return False
-        return True
+        return not (action in ("goto", "help") and self.vault is None)
 
     def action_goto(self, mode: str) -> None:
         self.switch_mode(mode)
 
     def action_help(self) -> None:
+        from memos_desktop.tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -126,7 +197,8 @@ class MemosApp(App):
         yield SystemCommand("New conversation", "Start a fresh chat", self._new_conversation)
         for conv in self._conversations()[:20]:
             yield SystemCommand(
-                f"Resume: {conv['title']}", f"{conv['turns']} turns · {conv['id']}",
+                f"Resume: {conv['title']}",
+                f"{conv['turns']} turns · {conv['id']}",
                 lambda cid=conv["id"]: self._resume(cid),
             )
 
@@ -143,9 +215,7 @@ class MemosApp(App):
         self.screen.resume(conversation_id)
 
     def on_unmount(self) -> None:
-        from memos_desktop.tui.screens.sources import stop_watcher
-
-        stop_watcher(self)
+        self.stop_watcher()
         if self.llm is not None and hasattr(self.llm, "close"):
             self.llm.close()
         if self.vault is not None:

@@ -8,27 +8,62 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = [
-    ("Everywhere", [
-        ("F1", "this help"), ("F2", "Chat"), ("F3", "Memories"), ("F4", "Sources"),
-        ("F5", "Models"), ("F6", "Settings"), ("Ctrl+P", "command palette (screens, resume a conversation)"),
-        ("Ctrl+Q", "quit"),
-    ]),
-    ("Chat", [
-        ("Enter", "send"), ("Ctrl+J", "new line"), ("Up / Down", "earlier / later messages"),
-        ("Escape", "stop the answer (nothing of it is kept)"), ("Ctrl+N", "new conversation"),
-    ]),
-    ("Memories", [
-        ("/", "search"), ("Enter", "show versions"), ("e", "edit"), ("d", "forget"), ("u", "restore"),
-        ("p", "pin / unpin"), ("t", "set time to live"), ("a", "add a memory"),
-    ]),
-    ("Sources", [("a", "add a watched folder"), ("d", "stop watching"), ("s", "scan now"), ("Escape", "cancel a scan")]),
-    ("Models", [("a", "add a model file"), ("l", "pull from Hugging Face"), ("Enter", "make default"),
-                ("o", "adapters on / off"), ("Escape", "cancel a pull")]),
+    (
+        "Everywhere",
+        [
+            ("F1", "this help"),
+            ("F2", "Chat"),
+            ("F3", "Memories"),
+            ("F4", "Sources"),
+            ("F5", "Models"),
+            ("F6", "Settings"),
+            ("Ctrl+P", "command palette (screens, resume a conversation)"),
+            ("Ctrl+Q", "quit"),
+        ],
+    ),
+    (
+        "Chat",
+        [
+            ("Enter", "send"),
+            ("Ctrl+J", "new line"),
+            ("Up / Down", "earlier / later messages"),
+            ("Escape", "stop the answer (nothing of it is kept)"),
+            ("Ctrl+N", "new conversation"),
+        ],
+    ),
+    (
+        "Memories",
+        [
+            ("/", "search"),
+            ("Enter", "show versions"),
+            ("e", "edit"),
+            ("d", "forget"),
+            ("u", "restore"),
+            ("p", "pin / unpin"),
+            ("t", "set time to live"),
+            ("a", "add a memory"),
+        ],
+    ),
+    (
+        "Sources",
+        [("a", "add a watched folder"), ("d", "stop watching"), ("s", "scan now"), ("Escape", "cancel a scan")],
+    ),
+    (
+        "Models",
+        [
+            ("a", "add a model file"),
+            ("l", "pull from Hugging Face"),
+            ("Enter", "make default"),
+            ("o", "adapters on / off"),
+            ("Escape", "cancel a pull"),
+        ],
+    ),
 ]
 COMMANDS = [
     ("/remember TEXT", "keep a fact (works without a model)"),
     ("/forget ID or TEXT", "forget a memory (it can be restored)"),
-    ("/pin ID", "always keep a memory in the cached prefix"), ("/unpin ID", "stop pinning it"),
+    ("/pin ID", "always keep a memory in the cached prefix"),
+    ("/unpin ID", "stop pinning it"),
     ("/ttl ID 7d", "forget a memory after a time (s, m, h, d, w; never)"),
 ]
 

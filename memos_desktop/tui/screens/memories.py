@@ -18,7 +18,13 @@ from memos_desktop.errors import MemosError
 from memos_desktop.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
 
-PERIODS = {"any time": None, "last day": 86400, "last week": 7 * 86400, "last month": 30 * 86400, "last year": 365 * 86400}
+PERIODS = {
+    "any time": None,
+    "last day": 86400,
+    "last week": 7 * 86400,
+    "last month": 30 * 86400,
+    "last year": 365 * 86400,
+}
 LIMIT = 500
 
 
@@ -45,11 +51,18 @@ class MemoriesScreen(Screen):
         yield Header()
         with Horizontal(id="memory-filters"):
             yield Input(placeholder="Search memories…", id="memory-search")
-            yield Select([(k, k) for k in ("plaintext", "activation", "parameter")], prompt="any kind", id="filter-kind")
+            yield Select(
+                [(k, k) for k in ("plaintext", "activation", "parameter")], prompt="any kind", id="filter-kind"
+            )
             yield Input(placeholder="tag", id="filter-tag")
             yield Input(placeholder="source file or chat", id="filter-source")
             yield Select([(p, p) for p in PERIODS], value="any time", allow_blank=False, id="filter-time")
-            yield Select([(s, s) for s in ("active", "archived", "deleted")], value="active", allow_blank=False, id="filter-state")
+            yield Select(
+                [(s, s) for s in ("active", "archived", "deleted")],
+                value="active",
+                allow_blank=False,
+                id="filter-state",
+            )
         with Horizontal(id="memory-body"):
             yield DataTable(id="memory-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="memory-detail"):
@@ -104,8 +117,14 @@ class MemoriesScreen(Screen):
         for c in cubes:
             line = " ".join(memory_line(c).split())
             table.add_row(
-                c.id, Text(line[:80]), Text(", ".join(c.tags)[:30]), Text(c.citation()[:40]),
-                when(c.updated_at), "★" if c.pinned else "", when(c.expires_at), key=c.id,
+                c.id,
+                Text(line[:80]),
+                Text(", ".join(c.tags)[:30]),
+                Text(c.citation()[:40]),
+                when(c.updated_at),
+                "★" if c.pinned else "",
+                when(c.expires_at),
+                key=c.id,
             )
         if selected in self.cubes:
             table.move_cursor(row=table.get_row_index(selected))
@@ -195,7 +214,9 @@ class MemoriesScreen(Screen):
                 except MemosError as exc:
                     self.notify(str(exc), severity="error")
 
-        self.app.push_screen(PromptScreen("Forget this memory after (e.g. 12h, 7d, 2w, never):", placeholder="7d"), done)
+        self.app.push_screen(
+            PromptScreen("Forget this memory after (e.g. 12h, 7d, 2w, never):", placeholder="7d"), done
+        )
 
     def action_add(self) -> None:
         def done(text: str | None) -> None:
@@ -232,7 +253,9 @@ class MemoriesScreen(Screen):
         self.app.call_from_thread(self.refresh_table)
 
 
-def find(vault, query: str, kind: str | None, tag: str | None, source: str | None, period: float | None, state: str) -> list:
+def find(
+    vault, query: str, kind: str | None, tag: str | None, source: str | None, period: float | None, state: str
+) -> list:
     """Cubes matching the screen's filters: ranked search when there is a query, else newest first."""
     since = time.time() - period if period else None
     if query and state == "active":
