@@ -24,7 +24,7 @@ from memos_desktop.errors import IngestError, MemosError, NotFound
 from memos_desktop.loader import status
 from memos_desktop.loader.chunking import Chunk, chunk_document
 from memos_desktop.loader.config import LoaderConfig
-from memos_desktop.loader.parsers import parse
+from memos_desktop.loader.parsers import BINARY_REASON, is_binary, parse
 from memos_desktop.loader.scan import Entry, IgnoreRules, entry_for, walk
 from memos_desktop.loader.status import FileState
 from memos_desktop.vault.cube import MemCube
@@ -201,11 +201,8 @@ class Loader:
                         )
                     )
                 continue
-            if (
-                state
-                and state.status == "indexed"
-                and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size)
-            ):
+            settled = state and (state.status == "indexed" or state.reason == BINARY_REASON)
+            if settled and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size):
                 report.unchanged += 1
                 continue
             todo.append((entry, state))
@@ -264,6 +261,14 @@ class Loader:
             state.mtime_ns, state.size = entry.mtime_ns, entry.size
             batch.states.append(state)
             report.unchanged += 1
+            return
+        if is_binary(entry.path, data):
+            if state and state.chunks:
+                self._forget_cubes(path, report)
+            report.skipped += 1
+            batch.states.append(
+                FileState(path, "skipped", BINARY_REASON, digest, entry.mtime_ns, entry.size)
+            )
             return
         if not (state and state.chunks) and digest in moved_from:
             old = moved_from.pop(digest)

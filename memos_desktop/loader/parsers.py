@@ -7,6 +7,7 @@ sizes (that is `chunking.py`). A file it cannot read raises `IngestError` with t
 Line numbers are 1-based and inclusive; pages likewise.
 """
 
+import functools
 import io
 import re
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def _front_matter(text: str) -> tuple[dict, list[str]]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         return {}, []
     if not isinstance(data, dict):
@@ -120,14 +121,19 @@ def _section_of(sections: list[Section], line: int) -> int:
     return max(0, len(sections) - 1)
 
 
-def parse_markdown(data: bytes) -> Document:
-    """Markdown (CommonMark): front matter, top-level headings, [[wikilinks]], links, #tags."""
+@functools.cache
+def _markdown():
     from markdown_it import MarkdownIt
     from mdit_py_plugins.front_matter import front_matter_plugin
 
+    return MarkdownIt("commonmark").use(front_matter_plugin)
+
+
+def parse_markdown(data: bytes) -> Document:
+    """Markdown (CommonMark): front matter, top-level headings, [[wikilinks]], links, #tags."""
     text, warning = decode_text(data)
     lines = text.split("\n")
-    tokens = MarkdownIt("commonmark").use(front_matter_plugin).parse(text)
+    tokens = _markdown().parse(text)
     meta: dict = {}
     tags: list[str] = []
     body_start = 0
@@ -385,17 +391,23 @@ PARSERS: dict[str, Callable[[bytes], Document]] = {
     ".docx": parse_docx,
 }
 BINARY_FORMATS = (".pdf", ".docx")
+BINARY_REASON = "binary content in a text file"
 
 
 def supported(path: Path) -> bool:
     return path.suffix.lower() in PARSERS
 
 
+def is_binary(path: Path, data: bytes) -> bool:
+    """True when a file of a text format holds binary data (a NUL byte in its first 8 KiB)."""
+    return path.suffix.lower() not in BINARY_FORMATS and b"\0" in data[:8192]
+
+
 def parse(path: Path, data: bytes) -> Document:
     """Parse `data` (the bytes of `path`) with the parser for its extension."""
     suffix = path.suffix.lower()
-    if suffix not in BINARY_FORMATS and b"\0" in data[:8192]:
-        raise IngestError("binary content in a text file")
+    if is_binary(path, data):
+        raise IngestError(BINARY_REASON)
     if suffix not in PARSERS:
         raise IngestError(f"unsupported file type {suffix or '(none)'}")
     return PARSERS[suffix](data)

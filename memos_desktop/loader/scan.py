@@ -110,7 +110,7 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                items = sorted(it, key=lambda e: e.name)
+                items = sorted(it, key=lambda e: (e.is_symlink(), e.name))  # real paths first
         except OSError as exc:
             yield Entry(folder, skip=_stat_error(exc))
             continue
