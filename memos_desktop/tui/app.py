@@ -130,7 +130,11 @@ class MemosApp(App):
         try:
             load_model(self)
         except MemosError as exc:
-            self.call_from_thread(self.set_model_status, f"no model ({exc})")
+            self.call_from_thread(self.set_model_status, "no model")
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+        except Exception as exc:  # a broken model file must not take the app down
+            self.call_from_thread(self.set_model_status, "no model")
+            self.call_from_thread(self.notify, f"The model could not be loaded ({exc!r}).", severity="error")
 
     def model_loaded(self, backend, name: str) -> None:
         old, self.llm = self.llm, backend

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from memos_desktop.errors import MemosError
 from memos_desktop.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.widgets.guard import guarded
 
 PERIODS = {
     "any time": None,
@@ -99,14 +100,11 @@ class MemoriesScreen(Screen):
         self.refresh_table()
 
     @work(thread=True, exclusive=True, group="memories-list")
+    @guarded
     def refresh_table(self) -> None:
         f = self.filters()
-        try:
-            with self.app.vault_lock:
-                cubes = find(self.app.vault, **f)
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            cubes = find(self.app.vault, **f)
         self.app.call_from_thread(self.show, cubes)
 
     def show(self, cubes: list) -> None:
@@ -160,12 +158,10 @@ class MemoriesScreen(Screen):
         self.load_versions(cube.id)
 
     @work(thread=True, exclusive=True, group="memories-versions")
+    @guarded
     def load_versions(self, cube_id: str) -> None:
-        try:
-            with self.app.vault_lock:
-                history = self.app.vault.history(cube_id)
-        except MemosError:
-            return
+        with self.app.vault_lock:
+            history = self.app.vault.history(cube_id)
         self.app.call_from_thread(self._show_versions, history)
 
     def _show_versions(self, history: list[dict]) -> None:
@@ -226,28 +222,21 @@ class MemoriesScreen(Screen):
         self.app.push_screen(PromptScreen("New memory (Ctrl+S saves)", multiline=True), done)
 
     @work(thread=True, group="memories-change")
+    @guarded
     def add(self, text: str) -> None:
-        try:
-            with self.app.vault_lock:
-                op = self.app.assistant.reader.command(f"/remember {text}")
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            op = self.app.assistant.reader.command(f"/remember {text}")
         self.app.call_from_thread(self.notify, f"{op.op.title()}: {op.text}")
         self.app.call_from_thread(self.refresh_table)
 
     @work(thread=True, group="memories-change")
+    @guarded
     def change(self, action: str, **changes) -> None:
         cube_id = self.selected_id()
         if cube_id is None:
             return
-        vault = self.app.vault
-        try:
-            with self.app.vault_lock:
-                getattr(vault, action)(cube_id, **changes)
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            getattr(self.app.vault, action)(cube_id, **changes)
         done = {"forget": "Forgotten (restore it under state: deleted)", "restore": "Restored", "edit": "Saved"}[action]
         self.app.call_from_thread(self.notify, f"{done}: {cube_id}")
         self.app.call_from_thread(self.refresh_table)

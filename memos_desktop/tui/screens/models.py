@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.widgets.guard import guarded
 
 ADAPTERS_ON = "adapters_enabled"  # setting: ids of the parameter cubes loaded with the model
 
@@ -42,9 +43,12 @@ def adapters(vault) -> list:
 def load_model(app) -> None:
     """Load the default model and its switched-on adapters (call from a worker thread)."""
     from memos_desktop.runtime import LoadSettings, load_backend
-    from memos_desktop.runtime.models import get_model
+    from memos_desktop.runtime.models import get_model, registry
 
     with app.vault_lock:
+        if not registry(app.vault):
+            app.call_from_thread(app.set_model_status, "no model (F5 to add one)")
+            return
         entry = get_model(app.vault)
         enabled = [c for c, on in adapters(app.vault) if on]
     app.call_from_thread(app.set_model_status, f"loading {entry['name']}…")
@@ -103,6 +107,7 @@ class ModelsScreen(Screen):
         self.refresh_tables()
 
     @work(thread=True, exclusive=True, group="models-list")
+    @guarded
     def refresh_tables(self) -> None:
         from memos_desktop.runtime.models import list_models
 
@@ -157,6 +162,7 @@ class ModelsScreen(Screen):
         self.app.push_screen(PromptScreen("Path of a GGUF file or MLX model folder:"), done)
 
     @work(thread=True, group="models-change")
+    @guarded
     def add(self, path: str) -> None:
         from memos_desktop.runtime.models import add_model
 
@@ -164,10 +170,8 @@ class ModelsScreen(Screen):
         try:
             with self.app.vault_lock:
                 entry = add_model(self.app.vault, Path(path).expanduser())
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+        finally:
             self.app.call_from_thread(self.refresh_tables)
-            return
         self.app.call_from_thread(self.notify, f"Added {entry['name']}.")
         self.after_change()
 
@@ -177,15 +181,12 @@ class ModelsScreen(Screen):
             self.make_default(name)
 
     @work(thread=True, group="models-change")
+    @guarded
     def make_default(self, name: str) -> None:
         from memos_desktop.runtime.models import set_default
 
-        try:
-            with self.app.vault_lock:
-                set_default(self.app.vault, name)
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            set_default(self.app.vault, name)
         self.after_change()
 
     def action_toggle_adapter(self) -> None:
@@ -194,6 +195,7 @@ class ModelsScreen(Screen):
             self.toggle_adapter(cube_id)
 
     @work(thread=True, group="models-change")
+    @guarded
     def toggle_adapter(self, cube_id: str) -> None:
         with self.app.vault_lock:
             on = set(self.app.vault.get_setting(ADAPTERS_ON, []) or [])
@@ -226,6 +228,7 @@ class ModelsScreen(Screen):
             self.pulling.terminate()
 
     @work(thread=True, exclusive=True, group="models-pull")
+    @guarded
     def pull(self, repo: str, filename: str | None) -> None:
         dest = self.app.data_dir / "models"
         total = _remote_size(repo, filename)

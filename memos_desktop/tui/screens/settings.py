@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.widgets.guard import guarded
 
 SETTING = "assistant"
 DEFAULTS = {"answer_tokens": 512, "temperature": 0.7, "activation": True, "extract": True}
@@ -97,6 +98,7 @@ class SettingsScreen(Screen):
         self.notify("Settings saved.")
 
     @work(thread=True, exclusive=True, group="settings-facts")
+    @guarded
     def load_facts(self) -> None:
         vault = self.app.vault
         with self.app.vault_lock:

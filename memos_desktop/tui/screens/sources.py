@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.widgets.guard import guarded
 
 
 class ScanCancelled(Exception):
@@ -82,6 +82,7 @@ class SourcesScreen(Screen):
         self.load()
 
     @work(thread=True, exclusive=True, group="sources-list")
+    @guarded
     def load(self) -> None:
         from memos_desktop.loader import status
         from memos_desktop.loader.config import LoaderConfig
@@ -117,15 +118,12 @@ class SourcesScreen(Screen):
         self.app.push_screen(PromptScreen("Watch which folder?", placeholder=str(Path.home() / "notes")), done)
 
     @work(thread=True, group="sources-change")
+    @guarded
     def add(self, path: str) -> None:
         from memos_desktop.loader.config import add_root
 
-        try:
-            with self.app.vault_lock:
-                root = add_root(self.app.vault, Path(path))
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            root = add_root(self.app.vault, Path(path))
         self.app.call_from_thread(self.notify, f"Watching {root}; indexing starts now.")
         self.app.restart_watcher()
         self.app.call_from_thread(self.action_reload)
@@ -137,15 +135,12 @@ class SourcesScreen(Screen):
             self.remove(root)
 
     @work(thread=True, group="sources-change")
+    @guarded
     def remove(self, root: str) -> None:
         from memos_desktop.loader.config import remove_root
 
-        try:
-            with self.app.vault_lock:
-                remove_root(self.app.vault, Path(root))
-        except MemosError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        with self.app.vault_lock:
+            remove_root(self.app.vault, Path(root))
         self.app.call_from_thread(self.notify, f"Stopped watching {root}; its memories stay.")
         self.app.restart_watcher()
         self.app.call_from_thread(self.action_reload)
@@ -160,6 +155,7 @@ class SourcesScreen(Screen):
                 worker.cancel()
 
     @work(thread=True, exclusive=True, group="sources-scan")
+    @guarded
     def scan(self) -> None:
         from memos_desktop.loader.ingest import Loader
 
@@ -177,8 +173,7 @@ class SourcesScreen(Screen):
             message = f"Scanned {report.files} files: {report.indexed} indexed, {report.unchanged} unchanged."
         except ScanCancelled:
             message = "Scan cancelled; the files not reached stay pending for the next scan."
-        except MemosError as exc:
-            message = str(exc)
-        self.app.call_from_thread(self.progress, 0, 0, False)
+        finally:
+            self.app.call_from_thread(self.progress, 0, 0, False)
         self.app.call_from_thread(self.notify, message)
         self.app.call_from_thread(self.action_reload)

@@ -77,6 +77,9 @@ class UnlockScreen(Screen):
         except MemosError as exc:
             self.app.call_from_thread(self.failed, str(exc))
             return
+        except Exception as exc:  # never a traceback on the unlock screen
+            self.app.call_from_thread(self.failed, f"The vault could not be opened: {exc!r}")
+            return
         self.app.call_from_thread(self.app.unlocked, vault)
 
     def failed(self, message: str) -> None:
