@@ -14,7 +14,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from memos_desktop import paths
 from memos_desktop.errors import EmbedderError
@@ -26,8 +30,8 @@ MAX_TOKENS = 256  # sentence-transformers' max_seq_length: [CLS] + 254 pieces + 
 SOURCE_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 # Bump when the conversion below changes: it is part of the cache key and of the model id.
 CONVERTER_VERSION = "1"
-# Kept F32 in an otherwise F16 file: llama.cpp adds them to F32 activations, and F16 here
-# visibly moves the vectors away from the reference.
+# Kept F32 in an otherwise F16 file: llama.cpp adds them straight to F32 activations, and with
+# F16 there its CPU add aborts the whole process ("binary_op: unsupported types", measured).
 F32_MATRICES = ("position_embd.weight", "token_types.weight")
 
 
@@ -62,18 +66,68 @@ def model_id(digest: str) -> str:
     return f"{NAME}@{digest[:12]}"
 
 
-def ensure_gguf(directory: Path | None = None) -> tuple[Path, str]:
-    """The verified converted GGUF (converting if missing or damaged) and the source digest."""
-    directory = directory or source_dir()
-    digest = source_digest(directory)
+def ensure_gguf(directory: Path, digest: str) -> Path:
+    """The verified converted GGUF for `directory` (converting if missing or damaged)."""
     cache = paths.cache_dir() / "embed"
     target = cache / f"{NAME.lower()}-{digest[:16]}.f16.gguf"
     check = target.with_name(target.name + ".sha256")
     if _verified(target, check):
-        return target, digest
-    cache.mkdir(parents=True, exist_ok=True)
-    _atomic_convert(directory, target, check)
-    return target, digest
+        return target
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        _atomic_convert(directory, target, check)
+    except OSError as exc:
+        raise EmbedderError(f"The model cache {cache} is not writable ({exc}).") from None
+    return target
+
+
+class MiniLM:
+    """The default `Embedder`: all-MiniLM-L6-v2 through llama.cpp, as sentence-transformers runs
+    it (mean pooling, L2-normalised, at most 256 tokens). Construction only finds the packaged
+    files; the conversion and the model load happen on the first `embed`. Texts are packed
+    `batch_tokens` at a time: llama.cpp's CPU attention costs grow with the packed length, and
+    256 measured fastest of 256/512/1024/2048 on LoCoMo turns (`bench embed`)."""
+
+    dim = DIM
+
+    def __init__(self, *, batch_tokens: int = MAX_TOKENS, n_threads: int | None = None):
+        self.directory = source_dir()
+        self.batch_tokens = batch_tokens
+        self.n_threads = n_threads
+        self._runner = None
+
+    @cached_property
+    def digest(self) -> str:
+        return source_digest(self.directory)
+
+    @property
+    def model_id(self) -> str:
+        return model_id(self.digest)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run().embed(texts)
+
+    def tokens(self, text: str) -> list[int]:
+        """The token ids the model sees: [CLS] + at most 254 pieces + [SEP]."""
+        return self._run().tokens(text)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+    def _run(self):
+        if self._runner is None:
+            from memos_desktop.embed.llamacpp import MEAN_POOLING, LlamaCppEmbedder
+
+            self._runner = LlamaCppEmbedder(
+                ensure_gguf(self.directory, self.digest),
+                model_id=self.model_id,
+                max_tokens=MAX_TOKENS,
+                batch_tokens=self.batch_tokens,
+                pooling=MEAN_POOLING,
+                n_threads=self.n_threads,
+            )
+        return self._runner
 
 
 def _verified(target: Path, check: Path) -> bool:
@@ -87,7 +141,12 @@ def _atomic_convert(directory: Path, target: Path, check: Path) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        convert(directory, tmp)
+        try:
+            convert(directory, tmp)
+        except Exception as exc:  # any failure here is a broken source or a full/readonly cache
+            raise EmbedderError(
+                f"The default embedding model could not be converted into {target.parent} ({exc})."
+            ) from exc
         digest = _file_digest(tmp)
         os.replace(tmp, target)
         tmp_check = check.with_name(check.name + ".tmp")
@@ -100,7 +159,6 @@ def _atomic_convert(directory: Path, target: Path, check: Path) -> None:
 def convert(directory: Path, out: Path) -> None:
     """Write the BERT GGUF for the Hugging Face files in `directory` to `out`."""
     import gguf
-    import numpy as np
     from safetensors import safe_open
 
     config = json.loads((directory / "config.json").read_text())
