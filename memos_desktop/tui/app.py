@@ -38,11 +38,27 @@ class WatcherStatus(Message):
         super().__init__()
 
 
+class SharedEmbedder:
+    """One embedder used by the app's and the watcher's vault connections, one call at a time
+    (a llama.cpp context must not run two batches at once)."""
+
+    def __init__(self, embedder) -> None:
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self.model_id = embedder.model_id
+        self.dim = embedder.dim
+
+    def embed(self, texts):
+        with self._lock:
+            return self._embedder.embed(texts)
+
+
 def _configured_embedder(vault):
-    """(embedder or None, notice) as configured for this vault."""
+    """(embedder or None, notice) as configured for this vault, safe to share across threads."""
     from memos_desktop.embed.config import embedder_status
 
-    return embedder_status(vault)
+    embedder, notice = embedder_status(vault)
+    return (SharedEmbedder(embedder) if embedder is not None else None), notice
 
 
 class MemosApp(App):
@@ -157,11 +173,11 @@ class MemosApp(App):
         self.watcher.start()
 
     def _watcher_vault(self):
-        """The watcher's own connection (opened in its thread), with its own embedder."""
+        """The watcher's own connection (opened in its thread), sharing the app's embedder."""
         from memos_desktop.vault import Vault
 
         vault = Vault.open(self.data_dir, self._passphrase)
-        vault.embedder = self._embedder if self._embedder is not None else _configured_embedder(vault)[0]
+        vault.embedder = self.vault.embedder
         return vault
 
     def stop_watcher(self) -> None:
