@@ -80,7 +80,7 @@ class HelpScreen(ModalScreen):
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, expand=True, title_justify="left", box=None)
+    table = Table(title=title, show_header=False, title_justify="left", box=None)
     table.add_column("key", style="bold", width=20)
     table.add_column("what")
     for key, what in rows:

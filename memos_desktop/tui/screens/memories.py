@@ -29,11 +29,22 @@ PERIODS = {
 LIMIT = 500
 
 
+def origin(cube) -> str:
+    """Where a memory came from, in a word or a path: its file, "chat", or how it was added."""
+    src = cube.source
+    return src.get("path") or ("chat" if src.get("conversation") else src.get("command", ""))
+
+
+def day(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(ts)) if ts else ""
+
+
 def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
 
 
 class MemoriesScreen(Screen):
+    AUTO_FOCUS = "#memory-table"
     BINDINGS = [
         Binding("slash", "focus_search", "Search"),
         Binding("a", "add", "Add"),
@@ -74,7 +85,7 @@ class MemoriesScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#memory-table", DataTable)
-        table.add_columns("id", "memory", "tags", "source", "updated", "pin", "expires")
+        table.add_columns("★", "memory", "tags", "source", "updated", "expires")
         self.query_one("#version-table", DataTable).add_columns("v", "op", "by", "at", "content")
         self.refresh_table()
 
@@ -115,13 +126,12 @@ class MemoriesScreen(Screen):
         for c in cubes:
             line = " ".join(memory_line(c).split())
             table.add_row(
-                c.id,
-                Text(line[:80]),
-                Text(", ".join(c.tags)[:30]),
-                Text(c.citation()[:40]),
-                when(c.updated_at),
                 "★" if c.pinned else "",
-                when(c.expires_at),
+                Text(line[:36]),
+                Text(", ".join(c.tags)[:16]),
+                Text(origin(c)[:16]),
+                day(c.updated_at),
+                day(c.expires_at),
                 key=c.id,
             )
         if selected in self.cubes:
@@ -150,7 +160,9 @@ class MemoriesScreen(Screen):
         body = Text()
         body.append(cube.title + "\n" if cube.title else "", style="bold")
         body.append(cube.content[:2000])
-        body.append(f"\n\n{cube.citation()}\n{cube.kind} · {cube.state} · version {cube.version}")
+        if cube.source:
+            body.append(f"\n\n{cube.citation()}")
+        body.append(f"\n\nid {cube.id}\n{cube.kind} · {cube.state} · version {cube.version}")
         if cube.valid_from:
             body.append(f" · valid from {when(cube.valid_from)}")
         body.append(f" · used {cube.access_count}×")

@@ -22,7 +22,7 @@ class ChatInput(TextArea):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)
-        self.history: list[str] = []
+        self.sent: list[str] = []
         self._position = 0
 
     async def _on_key(self, event: events.Key) -> None:
@@ -38,9 +38,9 @@ class ChatInput(TextArea):
         if not text.strip():
             self.app.bell()
             return
-        if not self.history or self.history[-1] != text:
-            self.history.append(text)
-        self._position = len(self.history)
+        if not self.sent or self.sent[-1] != text:
+            self.sent.append(text)
+        self._position = len(self.sent)
         self.clear()
         self.post_message(self.Submitted(text))
 
@@ -52,9 +52,9 @@ class ChatInput(TextArea):
         elsewhere Up/Down move the cursor."""
         row = self.cursor_location[0]
         at_edge = row == 0 if step < 0 else row == self.document.line_count - 1
-        if not at_edge or not self.history:
+        if not at_edge or not self.sent:
             (self.action_cursor_up if step < 0 else self.action_cursor_down)()
             return
-        self._position = max(0, min(len(self.history), self._position + step))
-        self.text = self.history[self._position] if self._position < len(self.history) else ""
+        self._position = max(0, min(len(self.sent), self._position + step))
+        self.text = self.sent[self._position] if self._position < len(self.sent) else ""
         self.move_cursor(self.document.end)
