@@ -76,12 +76,12 @@ class MemosApp(App):
     }
     DEFAULT_MODE = "unlock"
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("f2", "goto('chat')", "Chat"),
-        Binding("f3", "goto('memories')", "Memories"),
-        Binding("f4", "goto('sources')", "Sources"),
-        Binding("f5", "goto('models')", "Models"),
-        Binding("f6", "goto('settings')", "Settings"),
+        Binding("f1", "help", "Help", priority=True),
+        Binding("f2", "goto('chat')", "Chat", priority=True),
+        Binding("f3", "goto('memories')", "Memories", priority=True),
+        Binding("f4", "goto('sources')", "Sources", priority=True),
+        Binding("f5", "goto('models')", "Models", priority=True),
+        Binding("f6", "goto('settings')", "Settings", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -205,7 +205,10 @@ class MemosApp(App):
     def action_help(self) -> None:
         from memos_desktop.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+        else:
+            self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
