@@ -3,12 +3,14 @@
 Owns one loaded GGUF model and its context: the chat template from the file's metadata,
 tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
 `llama_state_seq_*` (KV only — never the logits arrays of `LlamaState`), greedy or sampled
-decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. It never touches
+decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers
+wait passively (measured on a shared 2-core machine: spinning workers doubled prefill time). It never touches
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -86,6 +88,7 @@ class LlamaBackend:
         self.path = Path(path)
         self.settings = settings = settings or LoadSettings()
         check_gguf(self.path)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
 
         _silence_llama_logs()
@@ -163,6 +166,10 @@ class LlamaBackend:
     # ----- KV cache ------------------------------------------------------------------------
     def cached_tokens(self) -> list[int]:
         return list(self._tokens)
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        self._trim(0)
 
     def _trim(self, keep: int) -> None:
         if keep < len(self._tokens):
