@@ -800,11 +800,6 @@ def _table(title: str, rows: list[dict]) -> None:
 
 
 # ----- benchmarks ------------------------------------------------------------------------------
-@cli.group(cls=Group)
-def bench() -> None:
-    """Measure memos-desktop on this machine."""
-
-
 @bench.command("ingest")
 @click.option("--n", default=10_000, show_default=True, help="Synthetic notes to generate.")
 @click.option(
