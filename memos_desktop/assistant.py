@@ -21,9 +21,7 @@ from memos_desktop.scheduler import MemScheduler, Plan, estimate_tokens, memory_
 from memos_desktop.vault import MemCube, Vault
 
 CHAT_TAG = "chat"
-CONVERSATIONS = (
-    "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
-)
+CONVERSATIONS = "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
 MAX_MESSAGE_CHARS = 200_000
 RETRIEVE_K = 12
 HISTORY_TURNS = 8
@@ -74,9 +72,7 @@ class Citation:
 class Conversation:
     id: str
     title: str = ""
-    turns: list[dict] = field(
-        default_factory=list
-    )  # {"turn": n, "role", "content", "at", "cube_id"}
+    turns: list[dict] = field(default_factory=list)  # {"turn": n, "role", "content", "at", "cube_id"}
 
     @property
     def next_turn(self) -> int:
@@ -141,11 +137,7 @@ class Assistant:
     def conversations(self) -> list[dict]:
         """Stored conversations, most recent first: id, title, created_at, updated_at, turns."""
         index = self.vault.get_setting(CONVERSATIONS, {})
-        items = [
-            {"id": cid, **meta}
-            for cid, meta in index.items()
-            if meta.get("profile", "default") == self.profile
-        ]
+        items = [{"id": cid, **meta} for cid, meta in index.items() if meta.get("profile", "default") == self.profile]
         return sorted(items, key=lambda c: (-c["updated_at"], c["id"]))
 
     def new_conversation(self) -> Conversation:
@@ -185,20 +177,19 @@ class Assistant:
         if not text:
             raise MemosError("The message is empty.")
         if len(text) > MAX_MESSAGE_CHARS:
-            raise MemosError(
-                f"The message is too long: {len(text):,} characters "
-                f"(the limit is {MAX_MESSAGE_CHARS:,})."
-            )
+            raise MemosError(f"The message is too long: {len(text):,} characters (the limit is {MAX_MESSAGE_CHARS:,}).")
         if MemReader.is_command(text):
             op = self.reader.command(text, at=self.clock())
             return TurnResult(conversation.id, describe(op), ops=[op])
         prepared = self.prepare(conversation, text)
         if self.llm is None:
-            return TurnResult(
-                conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings
-            )
-        self.warm(prepared, cancel)
-        answer = "".join(self.stream(prepared, on_token, cancel))
+            return TurnResult(conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings)
+        pieces = []
+        for piece in self.generate(prepared, cancel):
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+        answer = "".join(pieces)
         if cancel is not None and cancel.is_set():
             return TurnResult(conversation.id, answer, prepared.citations, timings=prepared.timings)
         return self.commit(prepared, answer)
@@ -221,19 +212,13 @@ class Assistant:
         timings["retrieve_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         context = self.llm.n_ctx if self.llm is not None else 4096
-        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(
-            SYSTEM_PROMPT
-        )
-        budget = max(
-            0, min(MEMORY_BUDGET, context - self.answer_tokens - fixed - self.count_tokens(text))
-        )
+        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(SYSTEM_PROMPT)
+        budget = max(0, min(MEMORY_BUDGET, context - self.answer_tokens - fixed - self.count_tokens(text)))
         plan = self.scheduler.plan(hits, budget, turn_id=f"{conversation.id}:{turn}")
         timings["schedule_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         citations = [
-            Citation(
-                n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube)
-            )
+            Citation(n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
             for n, p in enumerate(plan.prefix + plan.prompt, 1)
         ]
         messages = self._messages(plan, history, text, context)
@@ -242,27 +227,19 @@ class Assistant:
 
     def _history(self, conversation: Conversation) -> list[dict]:
         recent = conversation.turns[-2 * HISTORY_TURNS :]
-        return [
-            {"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent
-        ]
+        return [{"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent]
 
     def _messages(self, plan: Plan, history: list[dict], text: str, context: int) -> list[dict]:
         system = SYSTEM_PROMPT
         if plan.prefix:
-            system += "\nMemories:\n" + "\n".join(
-                f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prefix, 1)
-            )
+            system += "\nMemories:\n" + "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prefix, 1))
         user = text
         if plan.prompt:
             start = len(plan.prefix) + 1
-            lines = "\n".join(
-                f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prompt, start)
-            )
+            lines = "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prompt, start))
             user = f"Relevant memories:\n{lines}\n\nMessage: {text}"
         room = context - self.answer_tokens - self.count_tokens(system) - plan.tokens
-        user = self._fit(
-            user, max(64, room - sum(self.count_tokens(h["content"]) for h in history))
-        )
+        user = self._fit(user, max(64, room - sum(self.count_tokens(h["content"]) for h in history)))
         return [
             {"role": "system", "content": system},
             *({"role": h["role"], "content": h["content"]} for h in history),
@@ -279,69 +256,59 @@ class Assistant:
             cut = f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
         return cut
 
-    def warm(self, prepared: Prepared, cancel: threading.Event | None = None) -> None:
-        """Load the prompt's stable prefix (system prompt + pinned/hot memories) into the model's
-        KV cache from activation memory, computing and saving it when no state exists yet."""
-        if self.llm is None or not self.activation:
-            return
-        from memos_desktop.runtime.activation import ActivationMemory
-        from memos_desktop.runtime.base import common_prefix
+    def generate(self, prepared: Prepared, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Start the answer and return its text pieces as the model produces them.
 
-        t0 = time.perf_counter()
-        head = self.llm.tokenize(
-            self.llm.chat_prompt(prepared.messages[: prepared.prefix_messages], False)
-        )
-        tokens = self.llm.tokenize(self.llm.chat_prompt(prepared.messages))
-        prefix = tokens[: common_prefix(head, tokens)]
-        sources = [p.cube.id for p in prepared.plan.prefix]
-        done = ActivationMemory(self.vault, profile=self.profile).prepare(
-            self.llm, prefix, sources, cancel
-        )
-        prepared.timings["activation_s"] = time.perf_counter() - t0
-        prepared.timings["prefix_restored_tokens"] = done.restored_tokens
-        prepared.timings["prefix_computed_tokens"] = done.computed_tokens
-
-    def stream(
-        self,
-        prepared: Prepared,
-        on_token: Callable[[str], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """The answer's pieces as the model produces them; stops early when `cancel` is set."""
+        The prompt's stable prefix (system prompt + pinned/hot memories) is served from activation
+        memory now, before the first piece (restored, or computed and saved: this touches the
+        vault); iterating the result only runs the model. Setting `cancel` stops it early.
+        """
         if self.llm is None:
             raise ModelError(NO_MODEL)
-        from memos_desktop.runtime.base import Sampling, stream_text
+        from memos_desktop.runtime.activation import ActivationMemory
+        from memos_desktop.runtime.base import Sampling
+        from memos_desktop.runtime.chat import chat
 
         t0 = time.perf_counter()
-        first = True
-        sampling = Sampling(
-            max_tokens=self.answer_tokens,
-            temperature=self.temperature,
-            top_p=0.9,
-            seed=prepared.turn,
-        )
+        sampling = Sampling(max_tokens=self.answer_tokens, temperature=self.temperature, top_p=0.9, seed=prepared.turn)
+        memory = ActivationMemory(self.vault, profile=self.profile) if self.activation else None
         try:
-            tokens = self.llm.tokenize(self.llm.chat_prompt(prepared.messages))
-            prepared.timings["prompt_tokens"] = len(tokens)
-            for raw in stream_text(
-                self.llm.generate_tokens(tokens, sampling, cancel),
-                self.llm.detokenize,
+            turn = chat(
+                self.llm,
+                prepared.messages,
+                prefix_messages=prepared.prefix_messages,
+                memory=memory,
+                sources=[p.cube.id for p in prepared.plan.prefix],
+                sampling=sampling,
                 cancel=cancel,
-            ):
-                piece = printable(raw)
-                if first:
-                    prepared.timings["ttft_s"] = time.perf_counter() - t0
-                    first = False
-                if on_token is not None:
-                    on_token(piece)
-                yield piece
+            )
+        except MemosError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"The model could not start answering: {exc}") from exc
+        timings = prepared.timings
+        timings["prompt_tokens"] = turn.prompt_tokens
+        timings["prefix_tokens"] = turn.prefix_tokens
+        timings["prefix_restored_tokens"] = turn.prepared.restored_tokens if turn.prepared else 0
+        timings["prefix_computed_tokens"] = turn.prepared.computed_tokens if turn.prepared else 0
+        timings["activation_s"] = time.perf_counter() - t0
+        return self._pieces(turn, timings, t0, cancel)
+
+    @staticmethod
+    def _pieces(turn, timings: dict, t0: float, cancel: threading.Event | None) -> Iterator[str]:
+        try:
+            for raw in turn:
+                if "ttft_s" not in timings:
+                    timings["ttft_s"] = time.perf_counter() - t0
+                yield printable(raw)
                 if cancel is not None and cancel.is_set():
                     return
         except MemosError:
             raise
         except Exception as exc:
             raise ModelError(f"The model stopped while answering: {exc}") from exc
-        prepared.timings["generate_s"] = time.perf_counter() - t0
+        timings["generate_s"] = time.perf_counter() - t0
+        timings["answer_tokens"] = len(turn.tokens)
 
     def commit(self, prepared: Prepared, answer: str) -> TurnResult:
         """Store a completed exchange, record memory use and let MemReader extract memories."""
@@ -395,18 +362,14 @@ class Assistant:
             },
         ]
         index = self.vault.get_setting(CONVERSATIONS, {})
-        entry = index.get(
-            conv.id, {"title": title, "created_at": prepared.at, "profile": self.profile}
-        )
+        entry = index.get(conv.id, {"title": title, "created_at": prepared.at, "profile": self.profile})
         index[conv.id] = {**entry, "updated_at": now, "turns": prepared.turn}
         self.vault.set_setting(CONVERSATIONS, index)
         self.scheduler.record_use(prepared.plan, [c.cube_id for c in prepared.citations if c.cited])
         extraction = None
         if self.extract:
             t0 = time.perf_counter()
-            extraction = self.reader.read(
-                prepared.text, answer, prepared.at, {**base, "role": "user"}
-            )
+            extraction = self.reader.read(prepared.text, answer, prepared.at, {**base, "role": "user"})
             prepared.timings["extract_s"] = time.perf_counter() - t0
         return TurnResult(
             conv.id,

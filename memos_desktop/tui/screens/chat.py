@@ -115,9 +115,10 @@ class ChatScreen(Screen):
                 return
             with app.vault_lock:
                 prepared = assistant.prepare(self.conversation, text)
-            app.call_from_thread(self.query_one(CitationsPanel).show, prepared.citations)
+                app.call_from_thread(self.query_one(CitationsPanel).show, prepared.citations)
+                stream = assistant.generate(prepared, cancel)
             pieces = []
-            for piece in assistant.stream(prepared, cancel=cancel):
+            for piece in stream:
                 pieces.append(piece)
                 self.post_message(Token(bubble, piece))
             if cancel.is_set():
