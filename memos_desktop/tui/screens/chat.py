@@ -61,7 +61,7 @@ class ChatScreen(Screen):
         transcript.clear_messages()
         hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
         if self.app.llm is None:
-            hello += f"\n({self.app.model_status}: commands like /remember work; F5 to add a model.)"
+            hello += "\n(No model is loaded yet: memory commands like /remember work; F5 for models.)"
         transcript.add("system", hello)
         self.query_one(CitationsPanel).show([])
         self.query_one(ChatInput).focus()
