@@ -16,7 +16,8 @@ class CitationsPanel(VerticalScroll):
             text = Text()
             text.append(f"[{c.n}] ", style="bold")
             text.append(c.title or c.excerpt or "(untitled)", style="bold" if c.cited else "")
-            text.append(f"\n{c.where}", style="italic")
+            if not c.where.startswith("memory "):
+                text.append(f"\n{c.where}", style="italic")
             text.append(f"\n{c.cube_id} · {'cached prefix' if c.tier == 'prefix' else 'prompt'}")
             if c.cited:
                 text.append(" · cited", style="bold")
