@@ -851,3 +851,20 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
         f"(~{result['mean_tokens']:.0f} tokens each); model load {loads}"
     )
     report(title, result["rows"], result, as_json)
+
+
+@bench.command("turn")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--answer-tokens", type=int, default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_turn(threads: int, answer_tokens: int, as_json: bool) -> None:
+    """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
+    from memos_desktop.bench import report, turn
+
+    result = turn.run(threads=threads, answer_tokens=answer_tokens)
+    title = (
+        f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
+        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%}, "
+        f"identical output: {result['identical_output']}"
+    )
+    report(title, turn.rows(result), result, as_json)
