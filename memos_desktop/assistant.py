@@ -24,6 +24,7 @@ CHAT_TAG = "chat"
 CONVERSATIONS = "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
 MAX_MESSAGE_CHARS = 200_000
 RETRIEVE_K = 12
+QUERY_CHARS = 2000  # retrieval looks at most at this much of a message
 HISTORY_TURNS = 8
 MEMORY_BUDGET = 1536  # tokens of memories at most, whatever the context size
 SYSTEM_PROMPT = (
@@ -44,9 +45,15 @@ def printable(text: str) -> str:
     return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
 
 
-def clean_message(text: str) -> str:
-    """The message with control characters (except newline and tab) removed, trimmed."""
-    return printable(text).strip()
+def checked_message(text: str) -> str:
+    """The message without control characters (newline and tab kept), trimmed; MemosError when
+    nothing is left or it is longer than MAX_MESSAGE_CHARS."""
+    text = printable(text).strip()
+    if not text:
+        raise MemosError("The message is empty.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise MemosError(f"The message is too long: {len(text):,} characters (the limit is {MAX_MESSAGE_CHARS:,}).")
+    return text
 
 
 def _ulid() -> str:
@@ -173,11 +180,7 @@ class Assistant:
     ) -> TurnResult:
         """Answer `text` in `conversation`: commands run directly; with a model the answer streams
         through `on_token`; the exchange is stored only when complete."""
-        text = clean_message(text)
-        if not text:
-            raise MemosError("The message is empty.")
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise MemosError(f"The message is too long: {len(text):,} characters (the limit is {MAX_MESSAGE_CHARS:,}).")
+        text = checked_message(text)
         if MemReader.is_command(text):
             op = self.reader.command(text, at=self.clock())
             return TurnResult(conversation.id, describe(op), ops=[op])
@@ -195,9 +198,10 @@ class Assistant:
         return self.commit(prepared, answer)
 
     def prepare(self, conversation: Conversation, text: str) -> Prepared:
-        """Retrieve, schedule and build the prompt messages for `text`."""
+        """Retrieve, schedule and build the prompt messages for `text` (cleaned and checked here)."""
         from memos_desktop.operator import search
 
+        text = checked_message(text)
         at = self.clock()
         turn = conversation.next_turn
         timings: dict[str, float] = {}
@@ -206,7 +210,7 @@ class Assistant:
         in_history = {h["cube_id"] for h in history}
         hits = [
             (h.cube, h.score)
-            for h in search(self.vault, text, k=RETRIEVE_K, profile=self.profile, record=False)
+            for h in search(self.vault, _query(text), k=RETRIEVE_K, profile=self.profile, record=False)
             if h.cube.id not in in_history and h.cube.kind == "plaintext"
         ]
         timings["retrieve_s"] = time.perf_counter() - t0
@@ -395,6 +399,13 @@ def describe(op: MemoryOp) -> str:
         "UNPIN": f"Unpinned: {op.text} ({short})",
         "TTL": f"{op.text} ({short}) {op.reason}.",
     }[op.op]
+
+
+def _query(text: str) -> str:
+    """What retrieval searches for: the message, or the head and tail of a huge paste."""
+    if len(text) <= QUERY_CHARS:
+        return text
+    return f"{text[: QUERY_CHARS // 2]}\n{text[-QUERY_CHARS // 2 :]}"
 
 
 def _title(text: str) -> str:

@@ -25,6 +25,7 @@ MAX_FACTS = 3
 MAX_FACT_CHARS = 120
 MAX_WHEN_CHARS = 24
 EXTRACT_MAX_TOKENS = 640
+SIMILAR_CHARS = 2000  # how much of a message is compared with existing memories
 CANDIDATES = 5  # similar existing memories shown to the model and compared against
 DUPLICATE = 0.92  # similarity at or above which a new fact is the same as an existing one
 RELATED = 0.3  # similarity a fact needs with its target before it may update/delete/supersede it
@@ -158,6 +159,14 @@ def parse_extraction(raw: str, candidates: int) -> list[dict]:
     return facts
 
 
+def _cut(text: str) -> str:
+    """At most SIMILAR_CHARS of `text`: a long one keeps its head and tail."""
+    if len(text) <= SIMILAR_CHARS:
+        return text
+    half = SIMILAR_CHARS // 2
+    return f"{text[:half]} […] {text[-half:]}"
+
+
 def _clean(text: str) -> str:
     """Text with control characters removed and whitespace collapsed."""
     return " ".join("".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text).split())
@@ -280,7 +289,7 @@ class MemReader:
     def extraction_messages(self, user: str, answer: str, candidates: list[MemCube]) -> list[dict]:
         existing = "\n".join(f"{i}. {c.content}" for i, c in enumerate(candidates, 1)) or "(none)"
         system = EXTRACTION_PROMPT.format(max_facts=MAX_FACTS, existing=existing)
-        exchange = f"User: {user}\nAssistant: {answer}"
+        exchange = f"User: {_cut(user)}\nAssistant: {_cut(answer)}"
         return [{"role": "system", "content": system}, {"role": "user", "content": exchange}]
 
     def read(self, user: str, answer: str, at: float, source: dict) -> Extraction:
@@ -288,7 +297,7 @@ class MemReader:
         Without a model, or when the model's output does not validate, nothing is written."""
         if self.llm is None:
             return Extraction(error="no model loaded")
-        candidates = [c for c, _ in self.similar(user)]
+        candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
         messages = self.extraction_messages(user, answer, candidates)
         from memos_desktop.structured import GuidedJSON
 

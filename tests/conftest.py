@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ class ScriptedLLM:
     """A stand-in language model for tests of the code *above* the runtimes (reader, assistant).
 
     Tokens are characters. Chat answers come from `answers` in turn; memory extractions come from
-    `extractions`, a dict {text in the exchange: JSON the model "writes"}, continued from
+    `delay` slows each answer token (seconds). `extractions`, a dict {text in the exchange: JSON the model "writes"}, continued from
     wherever the guided output stands. `crash_after=n` raises mid-stream after n answer characters. Tests of the runtimes
     and of guided JSON itself use the real generated models.
     """
@@ -91,8 +92,9 @@ class ScriptedLLM:
     n_ctx = 4096
     path = Path("scripted.gguf")
 
-    def __init__(self, answers=(), extractions=None, crash_after=None, crash_extraction=False):
+    def __init__(self, answers=(), extractions=None, crash_after=None, crash_extraction=False, delay=0.0):
         self.answers = list(answers)
+        self.delay = delay
         self.extractions = extractions or {}
         self.crash_after = crash_after
         self.crash_extraction = crash_extraction
@@ -129,6 +131,8 @@ class ScriptedLLM:
                 raise RuntimeError("scripted crash mid-stream")
             if cancel is not None and cancel.is_set():
                 return
+            if self.delay:
+                time.sleep(self.delay)
             yield ord(ch)
 
 

@@ -35,12 +35,21 @@ async def unlocked(pilot) -> None:
 
 def make_vault(home: Path, fixed: bool = False) -> Vault:
     vault = Vault.create(home, PASSPHRASE, embedder=FakeEmbedder())
-    vault.add("I prefer window seats on long flights", title="Travel", tags=["memory", "preference"],
-              id="01JTRAVEL00000000000000000", pinned=True)
+    vault.add(
+        "I prefer window seats on long flights",
+        title="Travel",
+        tags=["memory", "preference"],
+        id="01JTRAVEL00000000000000000",
+        pinned=True,
+    )
     vault.add("My sister Ana lives in Lyon", tags=["memory", "fact"], id="01JSISTER00000000000000000")
-    vault.add("Flights: book the 9:40 train to the airport", title="trip.md §Flights", tags=["notes"],
-              source={"path": "notes/trip.md", "heading": "Flights", "lines": [12, 20]},
-              id="01JNOTES000000000000000000")
+    vault.add(
+        "Flights: book the 9:40 train to the airport",
+        title="trip.md §Flights",
+        tags=["notes"],
+        source={"path": "notes/trip.md", "heading": "Flights", "lines": [12, 20]},
+        id="01JNOTES000000000000000000",
+    )
     if fixed:
         vault.conn.execute("UPDATE cubes SET created_at = ?, updated_at = ?", (FIXED_TIME, FIXED_TIME))
         vault.conn.execute("UPDATE cube_versions SET at = ?", (FIXED_TIME,))
@@ -95,7 +104,9 @@ async def test_unlock_screen_asks_for_the_passphrase_and_a_wrong_one_is_one_line
         await pilot.click("#passphrase")
         await pilot.press(*"wrong passphrase", "enter")
         status = app.screen.query_one("#unlock-status")
-        await until(pilot, lambda: "passphrase" in str(status.render()).lower() and "Unlocking" not in str(status.render()))
+        await until(
+            pilot, lambda: "passphrase" in str(status.render()).lower() and "Unlocking" not in str(status.render())
+        )
         assert app.vault is None
         await pilot.click("#passphrase")
         await pilot.press(*PASSPHRASE, "enter")
@@ -200,9 +211,16 @@ def test_snapshot_chat_after_a_pin_command(snap_compare, snapshot_home):
     assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
 
 
-@pytest.mark.parametrize("key, ready", [
-    ("f3", "#version-table"), ("f4", "#source-table"), ("f5", "#model-table"), ("f6", "#vault-facts"), ("f1", "#help-box"),
-])
+@pytest.mark.parametrize(
+    "key, ready",
+    [
+        ("f3", "#version-table"),
+        ("f4", "#source-table"),
+        ("f5", "#model-table"),
+        ("f6", "#vault-facts"),
+        ("f1", "#help-box"),
+    ],
+)
 def test_snapshot_screen(snap_compare, snapshot_home, key, ready):
     async def run_before(pilot) -> None:
         await unlocked(pilot)
@@ -212,3 +230,91 @@ def test_snapshot_screen(snap_compare, snapshot_home, key, ready):
         await pilot.pause(0.2)
 
     assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
+
+
+# ----- bad input: the UI stays responsive and keeps nothing half-written ---------------------
+def without_activation(home: Path) -> Path:
+    """The scripted model has no KV cache to save: switch activation memory off for it."""
+    with Vault.open(home, PASSPHRASE) as vault:
+        vault.set_setting("assistant", {"activation": False})
+    return home
+
+
+def chat_turns(home: Path) -> list:
+    with Vault.open(home, PASSPHRASE) as vault:
+        return vault.cubes(tag="chat")
+
+
+@flow
+async def test_an_empty_message_is_not_sent(home, scripted_llm):
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["never"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        before = len(app.screen.query(Bubble))
+        await pilot.press("space", "space", "enter")
+        await pilot.pause(0.2)
+        assert len(app.screen.query(Bubble)) == before and not app.screen.busy
+
+
+@flow
+async def test_a_100_kb_paste_with_control_characters_is_answered_while_the_ui_stays_responsive(home, scripted_llm):
+    from textual import events
+
+    from memos_desktop.tui.widgets.chat_input import ChatInput
+
+    paste = "".join(f"line {i}\x1b[31m: {'y' * 90}\x07\n" for i in range(1000))
+    app = MemosApp(
+        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["Got it, a long one."], delay=0.1)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        chat = app.screen
+        app.post_message(events.Paste(paste))  # as the terminal delivers it: to the focused input
+        await until(pilot, lambda: len(chat.query_one(ChatInput).text) == len(paste))
+        await pilot.press("enter")
+        await until(pilot, lambda: chat.busy)
+        await pilot.press("f3")  # another screen works while the answer streams
+        await until(pilot, lambda: app.current_mode == "memories" and app.screen.query_one("#memory-table").row_count)
+        await pilot.press("f2")
+        await until(pilot, lambda: not chat.busy)
+        assert list(chat.query(Bubble))[-1].text == "Got it, a long one."
+    user = next(c for c in chat_turns(home) if c.source["role"] == "user")
+    assert len(user.content) > 95_000 and "\x1b" not in user.content and "\x07" not in user.content
+
+
+@flow
+async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, scripted_llm):
+    app = MemosApp(
+        without_activation(home),
+        embedder=FakeEmbedder(),
+        llm=scripted_llm(answers=["this breaks halfway"], crash_after=6),
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"hello", "enter")
+        chat = app.screen
+        answer = list(chat.query(Bubble))[-1]
+        await until(pilot, lambda: answer.has_class("failed"))
+        assert not chat.busy
+        assert str(answer.border_subtitle).startswith("error: The model stopped while answering")
+        await pilot.press(*"/remember the app still works", "enter")
+        await until(pilot, lambda: "Remembered" in list(chat.query(Bubble))[-1].text)
+    assert chat_turns(home) == []
+
+
+@flow
+async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
+    app = MemosApp(
+        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["word " * 400], delay=0.01)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"tell me everything", "enter")
+        chat = app.screen
+        await until(pilot, lambda: len(list(chat.query(Bubble))[-1].text) > 20)
+        await pilot.press("escape")
+        await until(pilot, lambda: not chat.busy)
+        answer = list(chat.query(Bubble))[-1]
+        assert "not kept" in str(answer.border_subtitle)
+        assert len(answer.text) < len("word " * 400)
+    assert chat_turns(home) == []

@@ -5,22 +5,33 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 
+SHOWN_CHARS = 4000  # a longer message (a huge paste) shows its head and tail; it is stored whole
+
+
+def shown(text: str) -> Text:
+    """What a bubble displays: plain text (never markup), a huge message cut in the middle."""
+    if len(text) <= SHOWN_CHARS:
+        return Text(text)
+    half = SHOWN_CHARS // 2
+    return Text(f"{text[:half]}\n[… {len(text) - 2 * half:,} more characters …]\n{text[-half:]}")
+
+
 class Bubble(Static):
     """One message. Content is plain text (never markup), so any characters are safe to show."""
 
     def __init__(self, role: str, text: str = "", **kwargs) -> None:
-        super().__init__(Text(text), classes=f"bubble {role}", **kwargs)
+        super().__init__(shown(text), classes=f"bubble {role}", **kwargs)
         self.role = role
         self.text = text
         self.border_title = {"user": "you", "assistant": "memos", "system": "memos"}.get(role, role)
 
     def append(self, piece: str) -> None:
         self.text += piece
-        self.update(Text(self.text))
+        self.update(shown(self.text))
 
     def set_text(self, text: str) -> None:
         self.text = text
-        self.update(Text(text))
+        self.update(shown(text))
 
     def note(self, text: str) -> None:
         """A status line under the message (cancelled, error, memory ops)."""
