@@ -37,6 +37,15 @@ TIME_EXPRESSION = re.compile(
     r"(19|20)\d\d|\d+ (days?|weeks?|months?|years?))\b",
     re.I,
 )
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec"
+MONTHS = {m: i for i, m in enumerate(_MONTHS.split(), 1)}
+DAY_DATE = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)
+MONTH_FIRST_DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
 RRF_K = 60
 
 
@@ -46,7 +55,7 @@ class Filters:
 
     kind: str | None = None
     tags: Sequence[str] = ()  # every tag must be on the cube
-    source: str | None = None  # source path, or chat conversation id
+    source_path: str | None = None  # a file, a folder holding files, or a chat conversation id
     since: float | None = None  # the cube's validity [valid_from, valid_to] overlaps [since, until]
     until: float | None = None
 
@@ -55,7 +64,7 @@ class Filters:
             return False
         if self.tags and not set(self.tags) <= set(cube.tags):
             return False
-        if self.source and source_key(cube) != self.source:
+        if self.source_path and not _within(source_key(cube), self.source_path):
             return False
         start = cube.valid_from if cube.valid_from is not None else cube.created_at
         end = cube.valid_to if cube.valid_to is not None else math.inf
@@ -69,8 +78,10 @@ class Weights:
     """How much each signal counts. Defaults were tuned on LoCoMo (see `bench locomo`)."""
 
     bm25: float = 1.0
-    vector: float = 1.0
-    neighbour: float = 0.3  # share of the adjacent turns'/chunks' fused score added to a hit
+    vector: float = 0.5
+    follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
+    lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
+    date: float = 0.5  # boost for memories valid on a date the query names
     temporal: float = 0.25  # boost for time expressions when the question asks "when"
     speaker: float = 0.1  # boost for chat turns spoken by a person the query names
     importance: float = 0.2  # (importance - 0.5) scaled by this, pinned counts as importance 1
@@ -110,6 +121,13 @@ def source_key(cube: MemCube) -> str | None:
     """What a cube came from as one string: its file path, or its chat conversation id."""
     src = cube.source
     return src.get("path") or src.get("conversation")
+
+
+def _within(key: str | None, wanted: str) -> bool:
+    """Whether a source is `wanted` itself or lies in the folder `wanted`."""
+    if key is None:
+        return False
+    return key == wanted or key.startswith(wanted.rstrip("/") + "/")
 
 
 def query_terms(query: str) -> list[str]:
@@ -163,9 +181,16 @@ def search(
 
 
 def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
-    """Fuse the candidate lists, resolve them through the ACL, filter and adjust the scores."""
+    """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
+    adjust the scores."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
     dense = vault.knn(vector, fetch) if vector is not None else []
+    cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
+    # A speaker's name matches all their turns; it picks the speaker, not the topic.
+    speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
+    topic = [t for t in terms if t not in speakers]
+    if weights.speaker and topic and len(topic) < len(terms):
+        lexical = vault.fts(" ".join(topic), fetch)
     exhausted = len(lexical) < fetch and len(dense) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
@@ -175,22 +200,36 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
     for rank, (rowid, distance) in enumerate(dense, 1):
         signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
         fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (RRF_K + rank)
-    cubes = vault.get_many(list(fused), profile=profile)
+    # The turn after a relevant one often holds the answer (and the one before, the question).
+    best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
+    adjacent = {r + d for r in best for d in (-1, 1)} - cubes.keys()
+    cubes.update(vault.get_many([r for r in (*fused, *adjacent) if r not in cubes], profile=profile))
+    visible = {r: fused[r] for r in fused if r in cubes}
     temporal = bool(TEMPORAL_QUESTION.search(query))
+    windows = date_windows(query)
     lowered = set(re.findall(r"\w+", query.lower()))
     now = time.time()
     hits = []
     for rowid, cube in cubes.items():
         if not filters.accepts(cube):
             continue
-        sig = signals[rowid]
-        sig["rrf"] = fused[rowid]
-        neighbour = max(_neighbour_scores(rowid, cube, cubes, fused), default=0.0)
-        score = fused[rowid] + weights.neighbour * neighbour
+        key = source_key(cube)
+        before = _same_source(cubes, rowid - 1, key, visible)
+        after = _same_source(cubes, rowid + 1, key, visible)
+        sig = signals.get(rowid, {})
+        sig["rrf"] = visible.get(rowid, 0.0)
+        sig["neighbour"] = weights.follow * before + weights.lead * after
+        score = sig["rrf"] + sig["neighbour"]
+        if score <= 0:
+            continue
         boost = 1.0
         if temporal and TIME_EXPRESSION.search(cube.content):
             boost += weights.temporal
             sig["temporal"] = 1.0
+        when = cube.valid_from
+        if windows and when is not None and any(lo <= when < hi for lo, hi in windows):
+            boost += weights.date
+            sig["date"] = 1.0
         speaker = str(cube.source.get("speaker", "")).lower()
         if speaker and speaker in lowered:
             boost += weights.speaker
@@ -200,22 +239,39 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
         when = cube.valid_from or cube.updated_at
         age_days = max(0.0, now - when) / 86400
         boost += weights.recency * 0.5 ** (age_days / weights.recency_half_life_days)
-        sig["neighbour"] = neighbour
         score *= boost
         hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid))
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits, exhausted
 
 
-def _neighbour_scores(rowid: int, cube: MemCube, cubes: dict[int, MemCube], fused: dict):
-    """Fused scores of the candidates right before and after this one in the same source."""
-    key = source_key(cube)
-    if key is None:
-        return
-    for other in (rowid - 1, rowid + 1):
-        near = cubes.get(other)
-        if near is not None and source_key(near) == key:
-            yield fused[other]
+def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict) -> float:
+    """The fused score of cube `rowid` when it is a visible candidate from source `key`."""
+    near = cubes.get(rowid)
+    if key is None or near is None or source_key(near) != key:
+        return 0.0
+    return fused.get(rowid, 0.0)
+
+
+def date_windows(query: str) -> list[tuple[float, float]]:
+    """Time spans named in `query` ('9 November, 2022', 'October 13 2023', 'May 2023'), as
+    local-time [start, end) timestamps, a day either side for days."""
+    from datetime import datetime, timedelta
+
+    spans = []
+    for day, month, year in DAY_DATE.findall(query) + [
+        (d, m, y) for m, d, y in MONTH_FIRST_DATE.findall(query)
+    ]:
+        try:
+            start = datetime(int(year), MONTHS[month.lower()[:3]], int(day))
+        except ValueError:
+            continue
+        spans.append((start - timedelta(days=1), start + timedelta(days=2)))
+    if not spans:
+        for month, year in MONTH_YEAR.findall(query):
+            start = datetime(int(year), MONTHS[month.lower()[:3]], 1)
+            spans.append((start, (start + timedelta(days=32)).replace(day=1)))
+    return [(a.timestamp(), b.timestamp()) for a, b in spans]
 
 
 def _dedupe(hits: list[Hit], k: int) -> list[Hit]:
