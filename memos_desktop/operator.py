@@ -46,7 +46,6 @@ MONTHS = {m: i for i, m in enumerate(_MONTHS.split(), 1)}
 DAY_DATE = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)
 MONTH_FIRST_DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
 MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
-RRF_K = 60
 
 
 @dataclass
@@ -77,13 +76,16 @@ class Filters:
 class Weights:
     """How much each signal counts. Defaults were tuned on LoCoMo (see `bench locomo`)."""
 
+    rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
     vector: float = 0.5
     follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
     date: float = 0.5  # boost for memories valid on a date the query names
     temporal: float = 0.25  # boost for time expressions when the question asks "when"
-    speaker: float = 0.1  # boost for chat turns spoken by a person the query names
+    # Boost for chat turns spoken by a person the query names; when set, speakers' names are
+    # also left out of the bm25 query (they match every turn of that speaker).
+    speaker: float = 0.25
     importance: float = 0.2  # (importance - 0.5) scaled by this, pinned counts as importance 1
     recency: float = 0.05  # boost for recently valid/updated memories, half-life below
     recency_half_life_days: float = 180.0
@@ -196,14 +198,16 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
     fused: dict[int, float] = {}
     for rank, (rowid, score) in enumerate(lexical, 1):
         signals.setdefault(rowid, {})["bm25"] = score
-        fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (RRF_K + rank)
+        fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
     for rank, (rowid, distance) in enumerate(dense, 1):
         signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
-        fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (RRF_K + rank)
+        fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (weights.rrf_k + rank)
     # The turn after a relevant one often holds the answer (and the one before, the question).
+    cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
     best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
-    adjacent = {r + d for r in best for d in (-1, 1)} - cubes.keys()
-    cubes.update(vault.get_many([r for r in (*fused, *adjacent) if r not in cubes], profile=profile))
+    sourced = [r for r in best if r in cubes and source_key(cubes[r]) is not None]
+    adjacent = {r + d for r in sourced for d in (-1, 1)} - cubes.keys()
+    cubes.update(vault.get_many(sorted(adjacent), profile=profile))
     visible = {r: fused[r] for r in fused if r in cubes}
     temporal = bool(TEMPORAL_QUESTION.search(query))
     windows = date_windows(query)
