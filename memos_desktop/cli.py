@@ -853,6 +853,46 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
     report(title, result["rows"], result, as_json)
 
 
+@bench.command("locomo")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_locomo(directory, ks, as_json) -> None:
+    """Evidence recall@k of search on LoCoMo-format conversations, beside a bm25 baseline."""
+    from memos_desktop.bench import locomo, report
+
+    try:
+        cutoffs = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise MemosError(f"--k takes comma-separated whole numbers, not {ks!r}.") from None
+    if not cutoffs or min(cutoffs) < 1:
+        raise MemosError("--k needs at least one cut-off of 1 or more.")
+    result = locomo.run(directory, cutoffs)
+    title = (
+        f"LoCoMo evidence recall: {result['questions']} questions, {result['turns']} turns, "
+        f"embedder {result['embedder'] or 'none (keyword-only)'}, {result['seconds']} s\n"
+        f"{result['definition']}"
+    )
+    report(title, locomo.rows(result), result, as_json)
+
+
+@bench.command("search")
+@click.option("--n", "n", type=click.IntRange(100), default=100_000, show_default=True,
+              help="Largest vault size (cubes); 10k is measured too.")
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_search(n, queries, as_json) -> None:
+    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data)."""
+    from memos_desktop.bench import report, search
+
+    result = search.run(n=n, queries=queries)
+    title = (
+        f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; "
+        f"{result['data']}"
+    )
+    report(title, search.rows(result), result, as_json)
+
+
 @bench.command("turn")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--answer-tokens", type=int, default=16, show_default=True)

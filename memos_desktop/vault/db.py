@@ -134,6 +134,21 @@ def _m001_cubes(conn) -> None:
     )
 
 
+def _m002_vector_coarse(conn) -> None:
+    """Tables for large-vault KNN: sign bits of every vector (coarse pass) and a float copy.
+
+    Plain rowid tables: the bits are read in one sequential scan, a shortlist's floats by rowid
+    B-tree lookups (vec0 point lookups cost ~0.1 ms each). Filled from an existing `cube_vec`.
+    """
+    conn.execute("CREATE TABLE cube_vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL)")
+    conn.execute("CREATE TABLE cube_vec_float (rowid INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone():
+        conn.execute(
+            "INSERT INTO cube_vec_bits SELECT rowid, vec_quantize_binary(embedding) FROM cube_vec"
+        )
+        conn.execute("INSERT INTO cube_vec_float SELECT rowid, embedding FROM cube_vec")
+
+
 def _m003_loader_files(conn) -> None:
     """MemLoader's per-file state, and an index to find a file's cubes by their source path."""
     conn.execute(
@@ -156,7 +171,7 @@ def _m003_loader_files(conn) -> None:
     )
 
 
-def _m004_scheduler(conn) -> None:
+def _m005_scheduler(conn) -> None:
     """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier."""
     conn.execute(
         """
@@ -180,7 +195,7 @@ def _m004_scheduler(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes, _m003_loader_files, _m004_scheduler]
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse, _m003_loader_files, _m005_scheduler]
 
 
 def migrate(conn) -> None:

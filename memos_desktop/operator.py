@@ -1,0 +1,333 @@
+"""MemOperator: hybrid retrieval over the vault (operation layer).
+
+Owns ranking: query handling (stopwords, question cues, names), FTS5 bm25 and vector KNN
+candidates fused by reciprocal rank, then neighbour, temporal, importance and recency
+adjustments, filters, de-duplication and neighbouring context. Access rules come from the vault:
+every candidate is resolved through `Vault.get_many(..., profile=...)`, which drops other
+profiles' private cubes and expired, archived or deleted ones. This module never writes cubes;
+it only records accesses (`Vault.touch`) and one audit read entry per search.
+"""
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from memos_desktop.vault.cube import MemCube
+
+# Words that say what kind of question it is, not what it is about; bm25 on them is noise.
+_STOPWORDS = """
+    a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its itself
+    just me might more most must my myself no nor not now of off on once only or other ought our
+    ours ourselves out over own same shall she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom whose why will with would you your yours yourself
+    yourselves kind type sort ever also likely s t d ll re ve
+"""
+STOPWORDS = frozenset(_STOPWORDS.split())
+# Questions asking for a time are answered by text carrying a time expression.
+TEMPORAL_QUESTION = re.compile(r"^\s*(when|what (year|month|day|date|time))\b|\bhow long\b", re.I)
+TIME_EXPRESSION = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|ago|last|next|this (week|month|year|weekend)|"
+    r"recently|since|weekend|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"(19|20)\d\d|\d+ (days?|weeks?|months?|years?))\b",
+    re.I,
+)
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec"
+MONTHS = {m: i for i, m in enumerate(_MONTHS.split(), 1)}
+DAY_DATE = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)
+MONTH_FIRST_DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
+
+
+@dataclass
+class Filters:
+    """Hard filters applied after candidate retrieval (all must hold)."""
+
+    kind: str | None = None
+    tags: Sequence[str] = ()  # every tag must be on the cube
+    source_path: str | None = None  # a file, a folder holding files, or a chat conversation id
+    since: float | None = None  # the cube's validity [valid_from, valid_to] overlaps [since, until]
+    until: float | None = None
+
+    def narrows(self) -> bool:
+        """Whether any filter is set."""
+        windowed = self.since is not None or self.until is not None
+        return bool(self.kind or self.tags or self.source_path or windowed)
+
+    def accepts(self, cube: MemCube) -> bool:
+        if self.kind and cube.kind != self.kind:
+            return False
+        if self.tags and not set(self.tags) <= set(cube.tags):
+            return False
+        if self.source_path and not _within(source_key(cube), self.source_path):
+            return False
+        start = cube.valid_from if cube.valid_from is not None else cube.created_at
+        end = cube.valid_to if cube.valid_to is not None else math.inf
+        if self.since is not None and end < self.since:
+            return False
+        return not (self.until is not None and start > self.until)
+
+
+@dataclass
+class Weights:
+    """How much each signal counts. Defaults were tuned on LoCoMo (see `bench locomo`)."""
+
+    rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
+    bm25: float = 1.0
+    vector: float = 0.5
+    topic_vector: float = 0.0  # a second KNN probe: the embedding of the query's topic words
+    follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
+    lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
+    date: float = 0.5  # boost for memories valid on a date the query names
+    temporal: float = 0.5  # boost for time expressions when the question asks "when"
+    # Boost for chat turns spoken by a person the query names; when set, speakers' names are
+    # also left out of the bm25 query (they match every turn of that speaker).
+    speaker: float = 0.6
+    importance: float = 0.2  # (importance - 0.5) scaled by this, pinned counts as importance 1
+    recency: float = 0.05  # boost for recently valid/updated memories, half-life below
+    recency_half_life_days: float = 180.0
+
+
+@dataclass
+class Hit:
+    """One search result: the cube, its final score, every signal behind it, optional context."""
+
+    cube: MemCube
+    score: float
+    signals: dict[str, float]
+    context: list[MemCube] = field(default_factory=list)
+    rowid: int = field(default=0, repr=False)
+
+    def citation(self) -> str:
+        return self.cube.citation()
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.cube.id,
+            "score": self.score,
+            "signals": self.signals,
+            "citation": self.citation(),
+            "content": self.cube.content,
+            "title": self.cube.title,
+            "tags": self.cube.tags,
+            "context": [
+                {"id": c.id, "citation": c.citation(), "content": c.content} for c in self.context
+            ],
+        }
+
+
+def source_key(cube: MemCube) -> str | None:
+    """What a cube came from as one string: its file path, or its chat conversation id."""
+    src = cube.source
+    return src.get("path") or src.get("conversation")
+
+
+def _within(key: str | None, wanted: str) -> bool:
+    """Whether a source is `wanted` itself or lies in the folder `wanted`."""
+    if key is None:
+        return False
+    return key == wanted or key.startswith(wanted.rstrip("/") + "/")
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of `query` that carry its topic (stopwords and one-letter words dropped)."""
+    words = re.findall(r"\w+", query.lower())
+    return [w for w in dict.fromkeys(words) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def search(
+    vault,
+    query: str,
+    k: int = 10,
+    profile: str = "default",
+    filters: Filters | None = None,
+    *,
+    weights: Weights | None = None,
+    vector=None,
+    context: int = 0,
+    use_vectors: bool = True,
+    record: bool = True,
+    actor: str = "user",
+) -> list[Hit]:
+    """The `k` best cubes visible to `profile` for `query`, best first.
+
+    `vector` is the query embedding (computed with `vault.embedder` when None and one is set;
+    without an embedder, or with `use_vectors=False`, search is FTS-only). `context=n` attaches
+    the n cubes before and after each hit from the same source. `record=False` skips access
+    counting and the audit entry (benchmarks).
+    """
+    filters = filters or Filters()
+    weights = weights or Weights()
+    terms = query_terms(query) or re.findall(r"\w+", query.lower())
+    probes = []  # (query vector, fusion weight)
+    if use_vectors and vault.embedder is not None and query.strip():
+        texts = [query] if vector is None else []
+        if weights.topic_vector and terms and " ".join(terms) != query.lower():
+            texts.append(" ".join(terms))
+        embedded = list(vault.embedder.embed(texts)) if texts else []
+        if vector is None:
+            vector = embedded.pop(0)
+        probes = [(vector, weights.vector), *((v, weights.topic_vector) for v in embedded)]
+    elif use_vectors and vector is not None:
+        probes = [(vector, weights.vector)]
+    # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
+    fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
+    while True:
+        ranked, exhausted = _rank(vault, query, terms, probes, fetch, profile, filters, weights)
+        if len(ranked) >= k or exhausted or fetch >= 4096:
+            break
+        fetch = min(fetch * 4, 4096)
+    hits = _dedupe(ranked, k)
+    if context:
+        _attach_context(vault, hits, context, profile)
+    if record and hits:
+        ids = [h.cube.id for h in hits]
+        vault.touch(ids)
+        vault.audit("search", None, actor, {"profile": profile, "results": ids})
+    return hits
+
+
+def _rank(vault, query, terms, probes, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
+    """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
+    adjust the scores."""
+    lexical = vault.fts(" ".join(terms), fetch) if terms else []
+    dense = [(vault.knn(vector, fetch), weight) for vector, weight in probes]
+    rowids = [r for r, _ in lexical] + [r for hits, _ in dense for r, _ in hits]
+    cubes = vault.get_many(rowids, profile=profile)
+    # A speaker's name matches all their turns; it picks the speaker, not the topic.
+    speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
+    topic = [t for t in terms if t not in speakers]
+    if weights.speaker and topic and len(topic) < len(terms):
+        lexical = vault.fts(" ".join(topic), fetch)
+    exhausted = len(lexical) < fetch and all(len(hits) < fetch for hits, _ in dense)
+    signals: dict[int, dict[str, float]] = {}
+    fused: dict[int, float] = {}
+    for rank, (rowid, score) in enumerate(lexical, 1):
+        signals.setdefault(rowid, {})["bm25"] = score
+        fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
+    for hits, weight in dense:
+        for rank, (rowid, distance) in enumerate(hits, 1):
+            sig = signals.setdefault(rowid, {})
+            sig["cosine"] = max(sig.get("cosine", -1.0), 1.0 - distance)
+            fused[rowid] = fused.get(rowid, 0.0) + weight / (weights.rrf_k + rank)
+    # The turn after a relevant one often holds the answer (and the one before, the question).
+    cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
+    best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
+    sourced = [r for r in best if r in cubes and source_key(cubes[r]) is not None]
+    adjacent = {r + d for r in sourced for d in (-1, 1)} - cubes.keys()
+    cubes.update(vault.get_many(sorted(adjacent), profile=profile))
+    visible = {r: fused[r] for r in fused if r in cubes}
+    temporal = bool(TEMPORAL_QUESTION.search(query))
+    windows = date_windows(query)
+    lowered = set(re.findall(r"\w+", query.lower()))
+    now = time.time()
+    hits = []
+    for rowid, cube in cubes.items():
+        if not filters.accepts(cube):
+            continue
+        key = source_key(cube)
+        before = _same_source(cubes, rowid - 1, key, visible)
+        after = _same_source(cubes, rowid + 1, key, visible)
+        sig = signals.get(rowid, {})
+        sig["rrf"] = visible.get(rowid, 0.0)
+        sig["neighbour"] = weights.follow * before + weights.lead * after
+        score = sig["rrf"] + sig["neighbour"]
+        if score <= 0:
+            continue
+        boost = 1.0
+        if temporal and TIME_EXPRESSION.search(cube.content):
+            boost += weights.temporal
+            sig["temporal"] = 1.0
+        when = cube.valid_from
+        if windows and when is not None and any(lo <= when < hi for lo, hi in windows):
+            boost += weights.date
+            sig["date"] = 1.0
+        speaker = str(cube.source.get("speaker", "")).lower()
+        if speaker and speaker in lowered:
+            boost += weights.speaker
+            sig["speaker"] = 1.0
+        importance = 1.0 if cube.pinned else cube.importance
+        boost += weights.importance * (importance - 0.5)
+        when = cube.valid_from or cube.updated_at
+        age_days = max(0.0, now - when) / 86400
+        boost += weights.recency * 0.5 ** (age_days / weights.recency_half_life_days)
+        score *= boost
+        hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid))
+    hits.sort(key=lambda h: h.score, reverse=True)
+    return hits, exhausted
+
+
+def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict) -> float:
+    """The fused score of cube `rowid` when it is a visible candidate from source `key`."""
+    near = cubes.get(rowid)
+    if key is None or near is None or source_key(near) != key:
+        return 0.0
+    return fused.get(rowid, 0.0)
+
+
+def date_windows(query: str) -> list[tuple[float, float]]:
+    """Time spans named in `query` ('9 November, 2022', 'October 13 2023', 'May 2023'), as
+    local-time [start, end) timestamps, a day either side for days."""
+    from datetime import datetime, timedelta
+
+    spans = []
+    for day, month, year in DAY_DATE.findall(query) + [
+        (d, m, y) for m, d, y in MONTH_FIRST_DATE.findall(query)
+    ]:
+        try:
+            start = datetime(int(year), MONTHS[month.lower()[:3]], int(day))
+        except ValueError:
+            continue
+        spans.append((start - timedelta(days=1), start + timedelta(days=2)))
+    if not spans:
+        for month, year in MONTH_YEAR.findall(query):
+            start = datetime(int(year), MONTHS[month.lower()[:3]], 1)
+            spans.append((start, (start + timedelta(days=32)).replace(day=1)))
+    return [(a.timestamp(), b.timestamp()) for a, b in spans]
+
+
+def _dedupe(hits: list[Hit], k: int) -> list[Hit]:
+    """The first `k` hits, skipping any whose text is (nearly) that of a better-ranked hit."""
+    kept: list[Hit] = []
+    seen: list[frozenset[str]] = []
+    hashes: set[str] = set()
+    for hit in hits:
+        words = frozenset(re.findall(r"\w+", hit.cube.content.lower()))
+        if hit.cube.content_hash in hashes or any(_similar(words, s) for s in seen):
+            continue
+        hashes.add(hit.cube.content_hash)
+        seen.append(words)
+        kept.append(hit)
+        if len(kept) == k:
+            break
+    return kept
+
+
+def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    if not a or not b or min(len(a), len(b)) < 4:
+        return a == b and bool(a)
+    return len(a & b) / len(a | b) >= 0.9
+
+
+def _attach_context(vault, hits: list[Hit], n: int, profile: str) -> None:
+    """Attach the `n` cubes before and after each hit that come from the same source."""
+    wanted = sorted({h.rowid + d for h in hits for d in range(-n, n + 1) if d})
+    near = vault.get_many(wanted, profile=profile)
+    for hit in hits:
+        rowid, key = hit.rowid, source_key(hit.cube)
+        if key is None:
+            continue
+        hit.context = [
+            near[r]
+            for r in range(rowid - n, rowid + n + 1)
+            if r != rowid and r in near and source_key(near[r]) == key
+        ]
