@@ -94,6 +94,17 @@ def test_texts_in_one_packed_batch_do_not_attend_to_each_other(gguf_path):
     packed.close()
 
 
+def test_threads_embedding_at_once_get_the_same_vectors(model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [r["text"] for r in REFERENCE[:6]]
+    expected = model.embed(texts)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: model.embed(texts), range(4)))
+    for vectors in results:
+        assert np.sum(vectors * expected, axis=1).min() > 0.999999
+
+
 def test_bad_inputs_all_give_unit_vectors(model):
     texts = [
         "",
