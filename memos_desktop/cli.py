@@ -415,17 +415,22 @@ def bench() -> None:
 @click.option("--texts", "n_texts", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--threads", multiple=True, type=click.IntRange(1), default=(1, 2), show_default=True,
               help="llama.cpp threads (repeatable).")
+@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
+              help="Interleaved repetitions; figures are medians.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
+def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, model=model)
+    result = embed.run(
+        locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model
+    )
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
         f"embed: {result['model']}, {result['texts']} LoCoMo turns "
-        f"(~{result['mean_tokens']:.0f} tokens each); model load {loads}"
+        f"(~{result['mean_tokens']:.0f} tokens each), median of {result['rounds']} rounds; "
+        f"model load {loads}"
     )
     report(title, result["rows"], result, as_json)

@@ -262,7 +262,7 @@ def test_bench_embed_reports_texts_per_second(tmp_path, cli):
              for i in range(6)]
     (tmp_path / "conv.json").write_text(json.dumps({"session_1": turns, "qa": []}))
     result = cli("bench", "embed", str(tmp_path), "--texts", "6", "--batch", "1", "--batch", "3",
-                 "--threads", "1", "--json")
+                 "--threads", "1", "--rounds", "1", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["texts"] == 6 and data["model"].startswith("all-MiniLM-L6-v2@")
