@@ -134,7 +134,22 @@ def _m001_cubes(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes]
+def _m002_vector_coarse(conn) -> None:
+    """Tables for large-vault KNN: sign bits of every vector (coarse pass) and a float copy.
+
+    Plain rowid tables: the bits are read in one sequential scan, a shortlist's floats by rowid
+    B-tree lookups (vec0 point lookups cost ~0.1 ms each). Filled from an existing `cube_vec`.
+    """
+    conn.execute("CREATE TABLE cube_vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL)")
+    conn.execute("CREATE TABLE cube_vec_float (rowid INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone():
+        conn.execute(
+            "INSERT INTO cube_vec_bits SELECT rowid, vec_quantize_binary(embedding) FROM cube_vec"
+        )
+        conn.execute("INSERT INTO cube_vec_float SELECT rowid, embedding FROM cube_vec")
+
+
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse]
 
 
 def migrate(conn) -> None:
