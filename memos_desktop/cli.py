@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from memos_desktop import paths
-from memos_desktop.errors import MemosError
+from memos_desktop.errors import MemosError, from_storage
 
 
 class Context:
@@ -22,6 +22,7 @@ class Context:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self._vault = None
+        self.embedder_notice: str | None = None
 
     def passphrase(self, confirm: bool = False) -> str:
         env = os.environ.get("MEMOS_PASSPHRASE")
@@ -38,9 +39,9 @@ class Context:
 
             self._vault = Vault.open(self.data_dir, self.passphrase())
             if embedder:
-                from memos_desktop.embed.config import embedder_for
+                from memos_desktop.embed.config import embedder_status
 
-                self._vault.embedder = embedder_for(self._vault)
+                self._vault.embedder, self.embedder_notice = embedder_status(self._vault)
         return self._vault
 
     def close(self) -> None:
@@ -53,13 +54,18 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 class Group(click.Group):
-    """Turns every MemosError raised by a command into one `Error: ...` line and exit code 1."""
+    """Turns every MemosError (and storage failure) raised by a command into one `Error: ...` line and exit code 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MemosError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            user = from_storage(exc)
+            if user is None:
+                raise
+            raise click.ClickException(str(user)) from None
 
 
 def echo_json(data) -> None:
@@ -87,6 +93,331 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 def main() -> None:
     """Entry point of the `memos-desktop` command."""
     cli()
+
+
+# ----- vault: plaintext memory --------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '12h', '7d', '2w' → seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    if not m:
+        raise MemosError(f"Cannot read the duration {text!r}; use e.g. 90s, 15m, 12h, 7d or 2w.")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+@cli.command()
+@click.pass_obj
+def init(obj: Context) -> None:
+    """Create a new encrypted vault."""
+    from memos_desktop.vault import Vault
+
+    if Vault.exists(obj.data_dir):
+        raise MemosError(f"A vault already exists in {obj.data_dir}.")
+    vault = Vault.create(obj.data_dir, obj.passphrase(confirm=True))
+    vault.close()
+    click.echo(f"Created an encrypted vault in {obj.data_dir}.")
+
+
+@cli.command()
+@click.argument("text", nargs=-1, required=True)
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--ttl", help="Forget automatically after this long (e.g. 12h, 7d).")
+@click.option("--title", default="", help="A short title.")
+@click.option("--importance", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--pin", is_flag=True, help="Keep this memory in every prompt's cached prefix.")
+@click.option("--profile", default="default", show_default=True)
+@click.option("--shared", is_flag=True, help="Visible to every profile.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, shared, as_json) -> None:
+    """Store TEXT as a new memory."""
+    content = " ".join(text).strip()
+    if not content:
+        raise MemosError("Nothing to remember: the text is empty.")
+    cube = obj.vault().add(
+        content,
+        title=title,
+        tags=tags,
+        ttl=parse_duration(ttl) if ttl else None,
+        importance=importance,
+        pinned=pin,
+        profile=profile,
+        visibility="shared" if shared else "private",
+        source={"type": "cli"},
+    )
+    if as_json:
+        echo_json(cube.to_dict())
+    else:
+        click.echo(cube.id)
+
+
+@cli.command()
+@click.argument("query", nargs=-1, required=True)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--kind", type=click.Choice(["plaintext", "activation", "parameter"]))
+@click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
+@click.option("--source", "source_path", help="Only memories from this file (or folder prefix).")
+@click.option("--since", help="Only facts valid on or after this date.")
+@click.option("--until", help="Only facts valid on or before this date.")
+@click.option("--profile", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def search(obj: Context, query, k, kind, tags, source_path, since, until, profile, as_json) -> None:
+    """Hybrid (keyword + meaning) search over memories."""
+    from memos_desktop import operator
+
+    vault = obj.vault()
+    filters = operator.Filters(
+        kind=kind,
+        tags=tuple(tags),
+        source_path=source_path,
+        since=parse_date(since),
+        until=parse_date(until),
+    )
+    hits = operator.search(vault, " ".join(query), k=k, profile=profile, filters=filters)
+    notice = None if vault.embedder is not None else obj.embedder_notice
+    if as_json:
+        echo_json(
+            {
+                "query": " ".join(query),
+                "notice": notice,
+                "hits": [
+                    {
+                        "id": h.cube.id,
+                        "score": h.score,
+                        "signals": h.signals,
+                        "citation": h.cube.citation(),
+                        "title": h.cube.title,
+                        "content": h.cube.content,
+                        "tags": h.cube.tags,
+                    }
+                    for h in hits
+                ],
+            }
+        )
+        return
+    if notice:
+        click.echo(f"note: {notice}", err=True)
+    if not hits:
+        click.echo("No matching memories.")
+    for h in hits:
+        text = h.cube.content.replace("\n", " ")
+        click.echo(f"{h.cube.id}  {h.score:.3f}  {text[:100]}")
+        click.echo(f"    {h.cube.citation()}" + (f"  [{', '.join(h.cube.tags)}]" if h.cube.tags else ""))
+
+
+def parse_date(text: str | None) -> float | None:
+    """A date or datetime in almost any written form → a timestamp (None stays None)."""
+    if not text:
+        return None
+    import dateparser
+
+    parsed = dateparser.parse(text, settings={"RETURN_AS_TIMEZONE_AWARE": True})
+    if parsed is None:
+        raise MemosError(f"Cannot read the date {text!r}.")
+    return parsed.timestamp()
+
+
+def print_cube(cube) -> None:
+    click.echo(f"id:         {cube.id}")
+    click.echo(f"kind:       {cube.kind}   state: {cube.state}   version: {cube.version}")
+    if cube.title:
+        click.echo(f"title:      {cube.title}")
+    click.echo(f"owner:      {cube.owner} ({cube.visibility})")
+    if cube.tags:
+        click.echo(f"tags:       {', '.join(cube.tags)}")
+    click.echo(f"source:     {cube.citation()}")
+    click.echo(f"created:    {when(cube.created_at)}   updated: {when(cube.updated_at)}")
+    if cube.valid_from or cube.valid_to:
+        click.echo(f"valid:      {when(cube.valid_from)} → {when(cube.valid_to)}")
+    if cube.expires_at:
+        click.echo(f"expires:    {when(cube.expires_at)}")
+    click.echo(
+        f"importance: {cube.importance}   pinned: {'yes' if cube.pinned else 'no'}"
+        f"   accessed: {cube.access_count}×, last {when(cube.last_accessed_at)}"
+    )
+    click.echo("")
+    click.echo(cube.content)
+
+
+@cli.command()
+@click.argument("cube_id")
+@click.option("--profile", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(obj: Context, cube_id, profile, as_json) -> None:
+    """Show one memory with its metadata."""
+    vault = obj.vault(embedder=False)
+    cube = vault.get(cube_id, profile=profile, include_inactive=True)
+    vault.audit("read", cube.id, detail={"via": "show"})
+    if as_json:
+        echo_json({**cube.to_dict(), "links": vault.links(cube.id)})
+    else:
+        print_cube(cube)
+
+
+@cli.command()
+@click.argument("cube_id")
+@click.option("--profile", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def history(obj: Context, cube_id, profile, as_json) -> None:
+    """List every version of a memory."""
+    versions = obj.vault(embedder=False).history(cube_id, profile=profile)
+    if as_json:
+        echo_json(versions)
+        return
+    for v in versions:
+        snap = v["snapshot"]
+        text = snap["content"].replace("\n", " ")
+        click.echo(f"v{v['version']:<3} {when(v['at'])}  {v['op']:<8} {snap['state']:<8} {text[:70]}")
+
+
+@cli.command()
+@click.argument("cube_id")
+@click.option("--text", help="New content (default: open $EDITOR).")
+@click.option("--tag", "tags", multiple=True, help="Replace the tags (repeatable).")
+@click.option("--title")
+@click.option("--ttl", help="New time to live (e.g. 7d); 'none' removes it.")
+@click.option("--importance", type=click.FloatRange(0, 1))
+@click.option("--pin/--unpin", default=None)
+@click.option("--profile", default="default", show_default=True)
+@pass_ctx
+def edit(obj: Context, cube_id, text, tags, title, ttl, importance, pin, profile) -> None:
+    """Change a memory (writes a new version; the old one stays in history)."""
+    vault = obj.vault()
+    cube = vault.get(cube_id, profile=profile, touch=False)
+    changes: dict = {}
+    if text is None and not (tags or title is not None or ttl or importance is not None or pin is not None):
+        text = click.edit(cube.content)
+        if text is None:
+            click.echo("No change.")
+            return
+    if text is not None:
+        if not text.strip():
+            raise MemosError("The new text is empty; use `forget` to delete a memory.")
+        changes["content"] = text.strip()
+    if tags:
+        changes["tags"] = list(tags)
+    if title is not None:
+        changes["title"] = title
+    if ttl:
+        changes["ttl"] = None if ttl.lower() == "none" else parse_duration(ttl)
+    if importance is not None:
+        changes["importance"] = importance
+    if pin is not None:
+        changes["pinned"] = pin
+    new = vault.edit(cube_id, profile=profile, **changes)
+    click.echo(f"{new.id} is now version {new.version}.")
+
+
+@cli.command()
+@click.argument("cube_id")
+@click.option("--profile", default="default", show_default=True)
+@pass_ctx
+def forget(obj: Context, cube_id, profile) -> None:
+    """Delete a memory (a tombstone: `restore` brings it back)."""
+    cube = obj.vault(embedder=False).forget(cube_id, profile=profile)
+    click.echo(f"Forgot {cube.id} (version {cube.version}); `memos-desktop restore {cube.id}` undoes it.")
+
+
+@cli.command()
+@click.argument("cube_id")
+@click.option("--version", "to_version", type=int, help="Roll back to this version instead.")
+@click.option("--profile", default="default", show_default=True)
+@pass_ctx
+def restore(obj: Context, cube_id, to_version, profile) -> None:
+    """Bring back a forgotten memory, or roll it back to an earlier version."""
+    vault = obj.vault()
+    if to_version is not None:
+        cube = vault.rollback(cube_id, to_version, profile=profile)
+        click.echo(f"{cube.id} rolled back to the content of version {to_version} (now version {cube.version}).")
+    else:
+        cube = vault.restore(cube_id, profile=profile)
+        click.echo(f"Restored {cube.id} (version {cube.version}).")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stats(obj: Context, as_json) -> None:
+    """Counts of memories, versions, vectors and the vault's size."""
+    data = obj.vault(embedder=False).stats()
+    if as_json:
+        echo_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, n in value.items():
+                click.echo(f"{key + ' ' + sub:<28} {n}")
+        else:
+            click.echo(f"{key:<28} {value}")
+
+
+@cli.command()
+@click.option("-n", "limit", type=int, default=30, show_default=True)
+@click.option("--id", "cube_id", help="Only entries about this memory.")
+@click.option("--verify", is_flag=True, help="Check the whole hash chain.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
+    """Show the hash-chained audit log of reads, writes and exports."""
+    vault = obj.vault(embedder=False)
+    if verify:
+        n = vault.verify_audit()
+        click.echo(f"Audit chain intact: {n} entries.")
+        return
+    entries = vault.audit_log(limit=limit, cube_id=cube_id)
+    if as_json:
+        echo_json(entries)
+        return
+    for e in entries:
+        click.echo(f"{e['seq']:>6} {when(e['at'])} {e['action']:<10} {e['cube_id'] or '-':<26} {e['actor']}")
+
+
+@cli.command()
+@pass_ctx
+def passwd(obj: Context) -> None:
+    """Change the vault passphrase (rewraps the key; the database is not rewritten)."""
+    from memos_desktop.vault import keys
+
+    old = obj.passphrase()
+    new = os.environ.get("MEMOS_NEW_PASSPHRASE")
+    if not new:
+        if not sys.stdin.isatty():
+            raise MemosError("No new passphrase: set MEMOS_NEW_PASSPHRASE or run in a terminal.")
+        new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    keys.rewrap(obj.data_dir / paths.VAULT_HEADER, old, new)
+    click.echo("Passphrase changed.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def doctor(obj: Context, as_json) -> None:
+    """Check the install: extensions load, encryption is on, the embedder works."""
+    from memos_desktop import doctor as checks
+
+    results = checks.run(obj)
+    if as_json:
+        echo_json([{"check": n, "ok": ok, "detail": d} for n, ok, d in results])
+    else:
+        for name, ok, detail in results:
+            click.echo(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)
 
 
 # ----- MemLoader: watched folders, ingestion, sources ----------------------------------------

@@ -168,6 +168,4 @@ def migrate(conn) -> None:
             continue
         with write_txn(conn):
             fn(conn)
-            conn.execute(
-                "INSERT INTO _migrations VALUES (?, unixepoch('subsec'))", (fn.__name__,)
-            )
+            conn.execute("INSERT INTO _migrations VALUES (?, unixepoch('subsec'))", (fn.__name__,))

@@ -23,8 +23,7 @@ from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
 
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
 VISIBLE = (
-    "state = 'active' AND (expires_at IS NULL OR expires_at > :now)"
-    " AND (owner = :profile OR visibility = 'shared')"
+    "state = 'active' AND (expires_at IS NULL OR expires_at > :now) AND (owner = :profile OR visibility = 'shared')"
 )
 GENESIS = "0" * 64
 
@@ -160,8 +159,7 @@ class Vault:
         body = json.dumps([prev, at, action, cube_id, actor, detail or {}], sort_keys=True)
         digest = hashlib.sha256(body.encode()).hexdigest()
         self.conn.execute(
-            "INSERT INTO audit (at, action, cube_id, actor, detail, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, action, cube_id, actor, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (at, action, cube_id, actor, json.dumps(detail or {}, sort_keys=True), prev, digest),
         )
 
@@ -224,11 +222,21 @@ class Vault:
         return self.add_many(
             [
                 dict(
-                    content=content, kind=kind, title=title, tags=list(tags), source=source or {},
-                    meta=meta or {}, owner=profile, visibility=visibility,
+                    content=content,
+                    kind=kind,
+                    title=title,
+                    tags=list(tags),
+                    source=source or {},
+                    meta=meta or {},
+                    owner=profile,
+                    visibility=visibility,
                     expires_at=expires_at if ttl is None else _now() + ttl,
-                    valid_from=valid_from, valid_to=valid_to, importance=importance,
-                    pinned=pinned, payload_ref=payload_ref, id=id,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    importance=importance,
+                    pinned=pinned,
+                    payload_ref=payload_ref,
+                    id=id,
                 )
             ],
             actor=actor,
@@ -248,6 +256,9 @@ class Vault:
             cube.content_hash = content_hash(cube.content)
             cubes.append(cube)
         vectors = self._embed([c for c in cubes if c.kind == "plaintext"])
+        for cube in cubes:
+            if cube.id in vectors:
+                cube.embed_model = self.embedder.model_id
         with db.write_txn(self.conn):
             for cube in cubes:
                 self._insert(cube)
@@ -271,7 +282,9 @@ class Vault:
             (cube.id, cube.version, parent, op, cube.updated_at, actor, json.dumps(cube.to_dict())),
         )
 
-    def edit(self, cube_id: str, *, profile: str = "default", actor: str = "user", op: str = "edit", **changes) -> MemCube:
+    def edit(
+        self, cube_id: str, *, profile: str = "default", actor: str = "user", op: str = "edit", **changes
+    ) -> MemCube:
         """Write a new version of a visible cube with `changes` applied."""
         bad = set(changes) - set(EDITABLE) - {"ttl"}
         if bad:
@@ -292,6 +305,8 @@ class Vault:
         content_changed = new.content != old.content or new.title != old.title or new.tags != old.tags
         reindex = new.state == "active" and (content_changed or old.state != "active")
         vectors = self._embed([new]) if reindex and new.kind == "plaintext" else {}
+        if vectors:
+            new.embed_model = self.embedder.model_id
         with db.write_txn(self.conn):
             current = self.conn.execute("SELECT version FROM cubes WHERE id = ?", (old.id,)).fetchone()[0]
             if current != old.version:
@@ -347,9 +362,7 @@ class Vault:
 
     def link(self, src: str, dst: str, rel: str) -> None:
         with db.write_txn(self.conn):
-            self.conn.execute(
-                "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now())
-            )
+            self.conn.execute("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now()))
 
     def links(self, cube_id: str) -> list[dict]:
         rows = self.conn.execute(
@@ -366,9 +379,7 @@ class Vault:
             (cube_id,),
         ).fetchall()
         for rowid, dep in rows:
-            self.conn.execute(
-                "UPDATE cubes SET state = 'archived', updated_at = ? WHERE rowid = ?", (_now(), rowid)
-            )
+            self.conn.execute("UPDATE cubes SET state = 'archived', updated_at = ? WHERE rowid = ?", (_now(), rowid))
             self._unindex(rowid)
             self._audit("invalidate", dep, actor, {"because": cube_id})
 
@@ -383,7 +394,9 @@ class Vault:
         return len(rows)
 
     # ----- reads ---------------------------------------------------------------------------
-    def get(self, cube_id: str, *, profile: str = "default", touch: bool = True, include_inactive: bool = False) -> MemCube:
+    def get(
+        self, cube_id: str, *, profile: str = "default", touch: bool = True, include_inactive: bool = False
+    ) -> MemCube:
         """One cube visible to `profile`; deleted/archived ones only with include_inactive."""
         row = self.conn.execute(f"{SELECT_CUBE} WHERE id = ?", (cube_id,)).fetchone()
         if row is None:
@@ -432,7 +445,16 @@ class Vault:
             where.append("json_extract(source, '$.path') = :path")
         rows = self.conn.execute(
             f"{SELECT_CUBE} WHERE {' AND '.join(where)} ORDER BY updated_at DESC LIMIT :limit OFFSET :offset",
-            dict(profile=profile, state=state, now=_now(), kind=kind, tag=tag, path=source_path, limit=limit, offset=offset),
+            dict(
+                profile=profile,
+                state=state,
+                now=_now(),
+                kind=kind,
+                tag=tag,
+                path=source_path,
+                limit=limit,
+                offset=offset,
+            ),
         ).fetchall()
         return [MemCube.from_row(r) for r in rows]
 
@@ -485,9 +507,6 @@ class Vault:
         )
         if vector is not None:
             self.conn.execute("INSERT INTO cube_vec (rowid, embedding) VALUES (?, ?)", (rowid, vector))
-            self.conn.execute(
-                "UPDATE cubes SET embed_model = ? WHERE rowid = ?", (self.embedder.model_id, rowid)
-            )
 
     def _unindex(self, rowid: int) -> None:
         self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
@@ -495,9 +514,7 @@ class Vault:
             self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
 
     def _has_vec_table(self) -> bool:
-        return bool(
-            self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone()
-        )
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone())
 
     def vector_count(self) -> int:
         if not self._has_vec_table():
@@ -521,7 +538,9 @@ class Vault:
             return
         with db.write_txn(self.conn):
             self.conn.execute("DROP TABLE IF EXISTS cube_vec")
-            self.conn.execute(f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{dim}] distance_metric=cosine)")
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{dim}] distance_metric=cosine)"
+            )
             self.conn.execute("UPDATE cubes SET embed_model = NULL")
             self._set_setting("embed_model", model)
             self._set_setting("embed_dim", dim)
