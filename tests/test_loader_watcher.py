@@ -157,6 +157,4 @@ def test_ignored_paths_do_not_reach_the_vault(vault, notes, watcher):
     (notes / ".hidden" / "x.md").write_text("# X\n\nhidden platypus\n")
     (notes / "visible.md").write_text("# V\n\nvisible platypus\n")
     eventually(searchable(vault, "visible platypus"))
-    assert [Path(p).name for p in status.load(vault) if "platypus" in Path(p).read_text()] == [
-        "visible.md"
-    ]
+    assert [Path(p).name for p in status.load(vault) if "platypus" in Path(p).read_text()] == ["visible.md"]
