@@ -416,13 +416,29 @@ def bench() -> None:
 
 @bench.command("embed")
 @click.argument("locomo", type=click.Path(exists=True, path_type=Path))
-@click.option("--batch", "batch_sizes", multiple=True, type=click.IntRange(1), default=(1, 16, 64),
-              show_default=True, help="Texts per embed call (repeatable).")
+@click.option(
+    "--batch",
+    "batch_sizes",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 16, 64),
+    show_default=True,
+    help="Texts per embed call (repeatable).",
+)
 @click.option("--texts", "n_texts", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--threads", multiple=True, type=click.IntRange(1), default=(1, 2), show_default=True,
-              help="llama.cpp threads (repeatable).")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).")
+@click.option(
+    "--threads",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 2),
+    show_default=True,
+    help="llama.cpp threads (repeatable).",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
@@ -513,7 +529,9 @@ def model_default(ctx: Context, name: str) -> None:
 @click.option("--name", help="Name to register it under.")
 @click.option("--force", is_flag=True, help="Skip the free-memory check.")
 @pass_ctx
-def model_pull(ctx: Context, repo: str, filename: str | None, revision: str | None, name: str | None, force: bool) -> None:
+def model_pull(
+    ctx: Context, repo: str, filename: str | None, revision: str | None, name: str | None, force: bool
+) -> None:
     """Download REPO's GGUF FILE (or the whole MLX repo) from the Hugging Face hub and add it."""
     from memos_desktop.runtime.models import add_model, pull
 
@@ -533,8 +551,14 @@ def model_pull(ctx: Context, repo: str, filename: str | None, revision: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print the answer and its token counts as JSON.")
 @pass_ctx
 def chat_cmd(
-    ctx: Context, message: str, model_name: str | None, system: str, max_tokens: int,
-    temperature: float, seed: int, as_json: bool,
+    ctx: Context,
+    message: str,
+    model_name: str | None,
+    system: str,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Answer one message with the default model, streaming the text (no TUI)."""
     import threading
@@ -554,14 +578,16 @@ def chat_cmd(
         if as_json:
             answer = "".join(turn)
             prepared = turn.prepared
-            echo_json({
-                "model": model_name or vault.get_setting("default_model"),
-                "answer": answer,
-                "prompt_tokens": turn.prompt_tokens,
-                "prefix_tokens": turn.prefix_tokens,
-                "restored_tokens": prepared.restored_tokens if prepared else 0,
-                "answer_tokens": len(turn.tokens),
-            })
+            echo_json(
+                {
+                    "model": model_name or vault.get_setting("default_model"),
+                    "answer": answer,
+                    "prompt_tokens": turn.prompt_tokens,
+                    "prefix_tokens": turn.prefix_tokens,
+                    "restored_tokens": prepared.restored_tokens if prepared else 0,
+                    "answer_tokens": len(turn.tokens),
+                }
+            )
         else:
             for piece in turn:
                 click.echo(piece, nl=False)
@@ -576,8 +602,13 @@ def chat_cmd(
 
 @bench.command("ttft")
 @click.option("--lengths", default="512,2048,8192", show_default=True, help="Prefix lengths in tokens.")
-@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["llama.cpp", "mlx"]),
-              help="Runtimes to measure (default: both).")
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(["llama.cpp", "mlx"]),
+    help="Runtimes to measure (default: both).",
+)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, as_json: bool) -> None:
@@ -590,3 +621,238 @@ def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, as_json: b
         raise click.BadParameter("use comma-separated token counts, e.g. 512,2048") from None
     result = ttft.run(parsed, list(runtimes) or ["llama.cpp", "mlx"], threads=threads)
     report("TTFT: cold vs restored activation memory", ttft.rows(result), result, as_json)
+
+
+# ----- MemLoader: watched folders, ingestion, sources ----------------------------------------
+@cli.group(cls=Group)
+def watch() -> None:
+    """Folders of notes kept in the vault as they change."""
+
+
+@watch.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_ctx
+def watch_add(ctx: Context, path: Path) -> None:
+    """Watch the folder PATH (indexed by `watch run` or the TUI)."""
+    from memos_desktop.loader.config import add_root
+
+    root = add_root(ctx.vault(embedder=False), path)
+    click.echo(f"Watching {root}. Run `memos-desktop watch run` to index it and follow changes.")
+
+
+@watch.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def watch_list(ctx: Context, as_json: bool) -> None:
+    """The watched folders and how their files stand."""
+    from memos_desktop.loader import status
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    rows = [{"folder": r, **status.counts(vault, r)} for r in LoaderConfig.load(vault).roots]
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo("No watched folders. Add one with `memos-desktop watch add PATH`.")
+    else:
+        _table("Watched folders", rows)
+
+
+@watch.command("rm")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--forget", is_flag=True, help="Also forget the memories made from its files.")
+@pass_ctx
+def watch_rm(ctx: Context, path: Path, forget: bool) -> None:
+    """Stop watching the folder PATH (its memories stay unless --forget)."""
+    from memos_desktop.loader.config import remove_root
+    from memos_desktop.loader.ingest import Loader
+
+    vault = ctx.vault(embedder=False)
+    root = remove_root(vault, path)
+    if forget:
+        files = Loader(vault).forget(root)
+        click.echo(f"Stopped watching {root}; forgot the memories of {files} files.")
+    else:
+        click.echo(f"Stopped watching {root}.")
+
+
+@watch.command("config")
+@click.option("--max-mb", type=float, help="Skip files larger than this many MB.")
+@click.option("--ignore", multiple=True, help="Add a .gitignore-style pattern (repeatable).")
+@click.option("--unignore", multiple=True, help="Remove an ignore pattern (repeatable).")
+@click.option("--hidden/--no-hidden", default=None, help="Index hidden files and folders.")
+@click.option("--gitignore/--no-gitignore", default=None, help="Honour each folder's .gitignore.")
+@click.option("--debounce", type=float, help="Seconds to wait for a file to settle after a write.")
+@click.option("--chunk-chars", type=int, help="Largest chunk, in characters.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def watch_config(ctx: Context, max_mb, ignore, unignore, hidden, gitignore, debounce, chunk_chars, as_json) -> None:
+    """Show or change the ignore rules and limits."""
+    from dataclasses import asdict
+
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    config = LoaderConfig.load(vault)
+    if max_mb is not None:
+        config.max_bytes = int(max_mb * 1_000_000)
+    kept = [p for p in config.ignore if p not in unignore]
+    config.ignore = kept + [p for p in ignore if p not in kept]
+    if hidden is not None:
+        config.include_hidden = hidden
+    if gitignore is not None:
+        config.use_gitignore = gitignore
+    if debounce is not None:
+        config.debounce_s = debounce
+    if chunk_chars is not None:
+        config.max_chunk_chars = chunk_chars
+    config.save(vault)
+    if as_json:
+        echo_json(asdict(config))
+    else:
+        for key, value in asdict(config).items():
+            click.echo(f"{key}: {value}")
+
+
+@watch.command("run")
+@pass_ctx
+def watch_run(ctx: Context) -> None:
+    """Index the watched folders, then follow their changes until Ctrl-C."""
+    import signal
+    import threading
+
+    from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.loader.watcher import Watcher
+
+    vault = ctx.vault()
+    roots = LoaderConfig.load(vault).roots
+    if not roots:
+        raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
+    done = threading.Event()
+    shown = {}
+
+    def show(st) -> None:
+        line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
+        if st.state == "scanning" or line == shown.get("line"):
+            return
+        shown["line"] = line
+        counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
+        text = f"[{st.state}] {counts}" + (f" — {st.last_path}" if st.last_path else "")
+        click.echo(text + (f" (last problem: {st.last_error})" if st.last_error else ""), err=True)
+        if st.state in ("stopped", "failed"):
+            done.set()
+
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    watcher = Watcher(lambda: vault, on_status=show)
+    click.echo(f"Watching {', '.join(roots)} (Ctrl-C to stop).", err=True)
+    watcher.start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    if watcher.status.state == "failed":
+        raise MemosError(f"The watcher stopped: {watcher.status.last_error}")
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ingest(ctx: Context, path: Path, as_json: bool) -> None:
+    """Index the file or folder PATH once (without watching it)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memos_desktop.loader.ingest import Loader
+
+    loader = Loader(ctx.vault())
+    columns = (TextColumn("Indexing"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = loader.scan([path], progress=advance)
+    result = report.to_dict()
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"{report.files} files: {report.indexed} indexed, {report.unchanged} unchanged, "
+        f"{report.moved} moved, {report.removed} removed, {report.skipped} skipped, "
+        f"{report.errors} errors; {report.embedded} chunks embedded, "
+        f"{report.cubes_forgotten} forgotten ({report.seconds:.1f} s)."
+    )
+    for file, reason in report.problems:
+        click.echo(f"  {file}: {reason}", err=True)
+
+
+@cli.command("sources")
+@click.option("--files", "show_files", is_flag=True, help="List files, not folders.")
+@click.option(
+    "--status",
+    "only",
+    type=click.Choice(["indexed", "pending", "skipped", "error"]),
+    help="Only files with this status.",
+)
+@click.option("--limit", default=200, show_default=True, help="Most files listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_json: bool) -> None:
+    """Where the vault's notes come from: folders, and each file's status with its reason."""
+    from memos_desktop.loader import status
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    if show_files or only:
+        rows = [s.to_dict() for s in status.files(vault, status=only, limit=limit)]
+        if as_json:
+            echo_json(rows)
+            return
+        table = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
+        if table:
+            _table("Files", table)
+        else:
+            click.echo("No files.")
+        return
+    roots = LoaderConfig.load(vault).roots
+    rows = [{"folder": r, "watched": True, **status.counts(vault, r)} for r in roots]
+    other = status.counts(vault)
+    for row in rows:
+        for key in status.STATUSES:
+            other[key] -= row[key]
+    if any(other.values()):
+        rows.append({"folder": "(ingested once)", "watched": False, **other})
+    if as_json:
+        echo_json(rows)
+    elif rows:
+        _table("Sources", rows)
+    else:
+        click.echo("No sources. Add a folder with `memos-desktop watch add PATH`.")
+
+
+def _table(title: str, rows: list[dict]) -> None:
+    from memos_desktop.bench import report
+
+    report(title, rows, {}, as_json=False)
+
+
+@bench.command("ingest")
+@click.option("--n", default=10_000, show_default=True, help="Synthetic notes to generate.")
+@click.option(
+    "--path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Index this real folder instead (read only).",
+)
+@click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
+@click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json: bool) -> None:
+    """MemLoader: initial index, unchanged re-scan, save→searchable latency."""
+    from memos_desktop.bench import ingest, report
+
+    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only)
+    report("bench ingest", ingest.rows(result), result, as_json)

@@ -149,7 +149,29 @@ def _m002_vector_coarse(conn) -> None:
         conn.execute("INSERT INTO cube_vec_float SELECT rowid, embedding FROM cube_vec")
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse]
+def _m003_loader_files(conn) -> None:
+    """MemLoader's per-file state, and an index to find a file's cubes by their source path."""
+    conn.execute(
+        """
+        CREATE TABLE loader_files (
+            path TEXT PRIMARY KEY,
+            content_hash TEXT NOT NULL DEFAULT '',
+            mtime_ns INTEGER NOT NULL DEFAULT 0,
+            size INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ('indexed', 'pending', 'skipped', 'error')),
+            reason TEXT NOT NULL DEFAULT '',
+            chunks TEXT NOT NULL DEFAULT '[]',
+            links TEXT NOT NULL DEFAULT '[]',
+            unresolved INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX loader_files_hash ON loader_files(content_hash);
+        CREATE INDEX cubes_source_path ON cubes(json_extract(source, '$.path'));
+        """
+    )
+
+
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse, _m003_loader_files]
 
 
 def migrate(conn) -> None:
