@@ -134,7 +134,32 @@ def _m001_cubes(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes]
+def _m002_dumper(conn) -> None:
+    """MemDumper's op log: a global id, hybrid-logical-clock stamp and origin for each version."""
+    conn.execute(
+        """
+        CREATE TABLE sync_events (
+            vid TEXT PRIMARY KEY,
+            cube_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            hlc TEXT NOT NULL,
+            device TEXT NOT NULL,
+            parents TEXT NOT NULL DEFAULT '[]',
+            origin TEXT,
+            shared INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (cube_id, version)
+        );
+        CREATE INDEX sync_events_unshared ON sync_events(shared) WHERE shared = 0;
+        CREATE TABLE sync_applied (
+            name TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_dumper]
 
 
 def migrate(conn) -> None:
