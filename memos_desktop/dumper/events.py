@@ -253,8 +253,6 @@ def apply_cube(
         next_version = conn.execute(
             "SELECT coalesce(max(version), 0) + 1 FROM cube_versions WHERE cube_id = ?", (cube_id,)
         ).fetchone()[0]
-    else:
-        conn.execute("PRAGMA defer_foreign_keys = ON")
     added = 0
     for event in events:
         if event.vid in known:
@@ -362,6 +360,73 @@ def _settle(
         vault._unindex(rowid)
         vault._index(new, None)
         vault._invalidate_dependents(cube_id, "sync")
+
+
+class NewCubes:
+    """Buffered inserts for cubes this vault has never seen whose history is one plain chain.
+
+    That is the bulk of a first import or sync; rows go in with `executemany` every `size` cubes.
+    `flush()` must run before anything reads those cubes and before the transaction commits.
+    """
+
+    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500):
+        self.vault = vault
+        self.origin = origin
+        self.shared = int(shared)
+        self.clock = clock
+        self.size = size
+        self.ids: list[str] = []
+        self._cubes: list[tuple] = []
+        self._versions: list[tuple] = []
+        self._events: list[tuple] = []
+
+    @staticmethod
+    def fits(evs: list[Event]) -> bool:
+        return bool(evs) and not evs[0].parents and all(
+            ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False)
+        )
+
+    def add(self, cube_id: str, evs: list[Event], access: tuple[int, float | None]) -> int:
+        parent = None
+        for number, ev in enumerate(evs, start=1):
+            snapshot = json.dumps({**ev.snapshot, "version": number})
+            self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
+            self._events.append(
+                (ev.vid, cube_id, number, ev.hlc, ev.device, json.dumps(ev.parents), self.origin, self.shared)
+            )
+            self.clock.observe(ev.hlc)
+            parent = number
+        head = {**evs[-1].snapshot, "version": len(evs), "access_count": access[0]}
+        head.update(last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"]))
+        row = [head.get(c) for c in COLUMNS]
+        for name in ("tags", "source", "meta"):
+            row[COLUMNS.index(name)] = json.dumps(head.get(name) or ({} if name != "tags" else []), sort_keys=True)
+        row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
+        self._cubes.append(tuple(row))
+        self.ids.append(cube_id)
+        if len(self.ids) >= self.size:
+            self.flush()
+        return len(evs)
+
+    def flush(self) -> None:
+        if not self.ids:
+            return
+        conn = self.vault.conn
+        marks = ", ".join("?" * len(COLUMNS))
+        conn.executemany(f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({marks})", self._cubes)
+        conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", self._versions)
+        conn.executemany(
+            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._events,
+        )
+        conn.execute(
+            "INSERT INTO cube_fts (rowid, title, content, tags)"
+            " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
+            f" FROM cubes WHERE kind = 'plaintext' AND state = 'active' AND id IN ({', '.join('?' * len(self.ids))})",
+            self.ids,
+        )
+        self.ids, self._cubes, self._versions, self._events = [], [], [], []
 
 
 def conflicts(vault) -> list[dict]:

@@ -9,6 +9,7 @@ plaintext to disk.
 
 import base64
 import contextlib
+import json
 import os
 import re
 import time
@@ -133,33 +134,29 @@ class _Export:
             params.update({f"secret{i}": t for i, t in enumerate(self.redaction.secret_tags)})
         return where, params
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[dict | bytes]:
         conn = self.vault.conn
         where, params = self._where()
         selected, all_params = self.selection.where()
-        secret = conn.execute(
-            f"SELECT count(*) FROM cubes WHERE {selected}", all_params
-        ).fetchone()[0]
-        for cube_id, access_count, last_accessed, payload_ref, meta in conn.execute(
-            f"SELECT id, access_count, last_accessed_at, payload_ref, json_extract(meta, '$.blob_context')"
-            f" FROM cubes WHERE {where} ORDER BY rowid",
+        secret = conn.execute(f"SELECT count(*) FROM cubes WHERE {selected}", all_params).fetchone()[0]
+        rows = conn.execute(
+            "SELECT c.id, c.access_count, c.last_accessed_at, c.payload_ref,"
+            " json_extract(c.meta, '$.blob_context'),"
+            " e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
+            " FROM cubes c JOIN sync_events e ON e.cube_id = c.id"
+            " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version"
+            f" WHERE {where} ORDER BY c.rowid, e.version",
             params,
-        ):
-            evs = events.cube_events(self.vault, cube_id)
-            if self.redaction.rewrites:
-                evs = _redact_events(evs, self.redaction)
-            self.summary["cubes"] += 1
-            self.summary["versions"] += len(evs)
-            yield {
-                "t": "cube",
-                "id": cube_id,
-                "access": [access_count, last_accessed],
-                "events": [e.to_record() for e in evs],
-            }
-            if self.with_blobs and payload_ref:
-                blob = self._blob(payload_ref, meta or "")
-                if blob is not None:
-                    yield blob
+        )
+        cube, group = None, []
+        for row in rows:
+            if cube is not None and row[0] != cube[0]:
+                yield from self._cube(cube, group)
+                group = []
+            cube = row[:5]
+            group.append(row[5:])
+        if cube is not None:
+            yield from self._cube(cube, group)
         self.redaction.counts["secret_cubes"] = secret - self.summary["cubes"]
         for src, dst, rel, at in conn.execute(
             f"SELECT src, dst, rel, at FROM links WHERE src IN (SELECT id FROM cubes WHERE {where})"
@@ -185,6 +182,35 @@ class _Export:
                 "hash": digest,
             }
         yield {"t": "summary", **self.summary, "redacted": dict(self.redaction.counts)}
+
+    def _cube(self, cube: tuple, rows: list[tuple]) -> Iterator[dict | bytes]:
+        """The record of one cube (and its blob): pre-serialized unless redaction rewrites text."""
+        cube_id, access_count, last_accessed, payload_ref, blob_context = cube
+        self.summary["cubes"] += 1
+        self.summary["versions"] += len(rows)
+        if self.redaction.rewrites:
+            evs = [
+                events.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
+                for vid, parents, stamp, device, op, actor, at, snapshot in rows
+            ]
+            evs = _redact_events(evs, self.redaction)
+            yield {
+                "t": "cube", "id": cube_id, "access": [access_count, last_accessed],
+                "events": [e.to_record() for e in evs],
+            }
+        else:
+            dump = json.dumps
+            parts = [
+                f'{{"vid":{dump(vid)},"parents":{parents},"hlc":{dump(stamp)},"device":{dump(device)},'
+                f'"op":{dump(op)},"actor":{dump(actor)},"at":{dump(at)},"snapshot":{snapshot}}}'
+                for vid, parents, stamp, device, op, actor, at, snapshot in rows
+            ]
+            head = f'{{"t":"cube","id":{dump(cube_id)},"access":[{access_count},{dump(last_accessed)}],'
+            yield (head + '"events":[' + ",".join(parts) + "]}").encode("utf-8")
+        if self.with_blobs and payload_ref:
+            blob = self._blob(payload_ref, blob_context or "")
+            if blob is not None:
+                yield blob
 
     def _blob(self, name: str, context: str) -> dict | None:
         try:

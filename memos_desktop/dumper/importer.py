@@ -41,6 +41,8 @@ class Applier:
         self.manifest: dict = {}
         self.trusted = False
         self.created_blobs: list[str] = []
+        self.new_cubes: events.NewCubes | None = None
+        self._audit_rows: list[tuple] = []
         self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
 
     def on_manifest(self, manifest: dict) -> None:
@@ -60,6 +62,9 @@ class Applier:
             )
         self.trusted = trusted is not None or manifest["device"] == self.vault.device_id
         self.manifest = manifest
+        self.new_cubes = events.NewCubes(
+            self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock
+        )
         if self.vault.conn.execute(
             "SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)
         ).fetchone():
@@ -91,16 +96,18 @@ class Applier:
         if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
             raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
         evs = [events.parse_event(cube_id, e) for e in raw_events]
+        access = (max(count, 0), last)
+        if cube_id in self.new_cubes.ids:
+            self.new_cubes.flush()
         try:
-            added = events.apply_cube(
-                self.vault,
-                cube_id,
-                evs,
-                origin=self.manifest["bundle_id"],
-                shared=self.shared,
-                clock=self.clock,
-                access=(max(count, 0), last),
-            )
+            exists = self.vault.conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube_id,)).fetchone()
+            if not exists and self.new_cubes.fits(evs):
+                added = self.new_cubes.add(cube_id, evs, access)
+            else:
+                added = events.apply_cube(
+                    self.vault, cube_id, evs, origin=self.manifest["bundle_id"], shared=self.shared,
+                    clock=self.clock, access=access,
+                )
         except BundleError:
             raise
         except Exception as exc:
@@ -123,12 +130,27 @@ class Applier:
         cube_id = record.get("cube_id")
         if cube_id is not None:
             check_id(cube_id)
-        if not all(isinstance(record.get(k), str) for k in ("action", "actor", "detail", "hash")):
+        fields = [record.get(k) for k in ("hash", "seq", "at", "action", "actor", "detail")]
+        if not (
+            all(isinstance(fields[i], str) for i in (0, 3, 4, 5))
+            and isinstance(fields[1], int)
+            and isinstance(fields[2], int | float)
+        ):
             raise BundleError("The bundle holds a malformed audit entry.")
-        detail = {k: record.get(k) for k in ("action", "actor", "at", "detail", "hash")}
-        detail["bundle"] = self.manifest["bundle_id"]
-        self.vault._audit("imported", cube_id, f"device:{self.manifest['device']}", detail)
+        digest, seq, at, action, actor, detail = fields
+        device, bundle = self.manifest["device"], self.manifest["bundle_id"]
+        self._audit_rows.append((digest, device, bundle, seq, at, action, cube_id, actor, detail))
+        if len(self._audit_rows) >= 500:
+            self.flush()
         self.counts["audit"] += 1
+
+    def flush(self) -> None:
+        """Write buffered rows; runs before the transaction commits."""
+        self.new_cubes.flush()
+        self.vault.conn.executemany(
+            "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._audit_rows
+        )
+        self._audit_rows = []
 
     def _blob(self, record: dict) -> None:
         name = check_blob_name(record.get("name"))
@@ -160,7 +182,9 @@ def read_into(applier: Applier, path: Path, identities: list[str], passphrase: s
         raise BundleError(f"No bundle at {path}.") from None
     except IsADirectoryError:
         raise BundleError(f"{path} is a directory, not a bundle.") from None
-    return sink.finish()
+    manifest = sink.finish()
+    applier.flush()
+    return manifest
 
 
 def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
@@ -174,6 +198,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
     ).fetchone()[0]
     try:
         with db.write_txn(conn):
+            conn.execute("PRAGMA defer_foreign_keys = ON")
             events.tag_local(vault, clock)
             manifest = read_into(applier, Path(path), [keys.age_identity], passphrase)
             conn.execute(

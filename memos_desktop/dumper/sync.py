@@ -216,6 +216,7 @@ def sync_folder(vault, folder: Path) -> dict:
         pending, status["untrusted_devices"] = _pending(vault, folder)
         if pending:
             with db.write_txn(vault.conn):
+                vault.conn.execute("PRAGMA defer_foreign_keys = ON")
                 clock = events.load_clock(vault)
                 events.tag_local(vault, clock)
                 files, versions, errors = _apply(vault, pending, group, clock)

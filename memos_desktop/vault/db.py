@@ -135,7 +135,7 @@ def _m001_cubes(conn) -> None:
 
 
 def _m002_dumper(conn) -> None:
-    """MemDumper's op log: a global id, hybrid-logical-clock stamp and origin for each version."""
+    """MemDumper's op log (global id, clock stamp, origin per version) and imported audit excerpts."""
     conn.execute(
         """
         CREATE TABLE sync_events (
@@ -155,6 +155,18 @@ def _m002_dumper(conn) -> None:
             device TEXT NOT NULL,
             at REAL NOT NULL
         );
+        CREATE TABLE imported_audit (
+            hash TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            bundle TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            action TEXT NOT NULL,
+            cube_id TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX imported_audit_cube ON imported_audit(cube_id);
         """
     )
 
