@@ -375,7 +375,7 @@ class NewCubes:
         self.shared = int(shared)
         self.clock = clock
         self.size = size
-        self.ids: list[str] = []
+        self.ids: dict[str, None] = {}
         self._cubes: list[tuple] = []
         self._versions: list[tuple] = []
         self._events: list[tuple] = []
@@ -391,8 +391,9 @@ class NewCubes:
         for number, ev in enumerate(evs, start=1):
             snapshot = json.dumps({**ev.snapshot, "version": number})
             self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
+            parents = json.dumps(ev.parents) if ev.parents else "[]"
             self._events.append(
-                (ev.vid, cube_id, number, ev.hlc, ev.device, json.dumps(ev.parents), self.origin, self.shared)
+                (ev.vid, cube_id, number, ev.hlc, ev.device, parents, self.origin, self.shared)
             )
             self.clock.observe(ev.hlc)
             parent = number
@@ -403,7 +404,7 @@ class NewCubes:
             row[COLUMNS.index(name)] = json.dumps(head.get(name) or ({} if name != "tags" else []), sort_keys=True)
         row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
         self._cubes.append(tuple(row))
-        self.ids.append(cube_id)
+        self.ids[cube_id] = None
         if len(self.ids) >= self.size:
             self.flush()
         return len(evs)
@@ -424,9 +425,9 @@ class NewCubes:
             "INSERT INTO cube_fts (rowid, title, content, tags)"
             " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
             f" FROM cubes WHERE kind = 'plaintext' AND state = 'active' AND id IN ({', '.join('?' * len(self.ids))})",
-            self.ids,
+            list(self.ids),
         )
-        self.ids, self._cubes, self._versions, self._events = [], [], [], []
+        self.ids, self._cubes, self._versions, self._events = {}, [], [], []
 
 
 def conflicts(vault) -> list[dict]:

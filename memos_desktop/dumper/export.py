@@ -228,6 +228,17 @@ class _Export:
 
 
 @contextlib.contextmanager
+def bounded_cache(conn, kib: int = 64 * 1024):
+    """Cap SQLite's page cache while streaming the whole vault once, so memory stays bounded."""
+    (before,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size = -{kib}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {before}")
+
+
+@contextlib.contextmanager
 def _read_snapshot(conn):
     """One consistent read of the vault for the whole export (a deferred read transaction)."""
     conn.execute("BEGIN")
@@ -296,7 +307,7 @@ def export_bundle(
     }
     job = _Export(vault, selection, redaction, with_blobs)
     started = time.perf_counter()
-    with _read_snapshot(vault.conn):
+    with bounded_cache(vault.conn), _read_snapshot(vault.conn):
         source = BundleSource(manifest, job.records(), keys.sign)
         size = write_atomic(
             out, lambda fh: crypto.encrypt_stream(source, fh, recipients, passphrase)

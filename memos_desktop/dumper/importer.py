@@ -12,6 +12,7 @@ import binascii
 from pathlib import Path
 
 from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper.export import bounded_cache
 from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
 from memos_desktop.errors import BundleError
 from memos_desktop.vault import db
@@ -62,6 +63,7 @@ class Applier:
             )
         self.trusted = trusted is not None or manifest["device"] == self.vault.device_id
         self.manifest = manifest
+        self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
         self.new_cubes = events.NewCubes(
             self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock
         )
@@ -98,9 +100,14 @@ class Applier:
         evs = [events.parse_event(cube_id, e) for e in raw_events]
         access = (max(count, 0), last)
         if cube_id in self.new_cubes.ids:
+            if self.empty:
+                raise BundleError(f"The bundle holds memory {cube_id} twice; it is damaged.")
             self.new_cubes.flush()
         try:
-            exists = self.vault.conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube_id,)).fetchone()
+            # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
+            exists = not self.empty and self.vault.conn.execute(
+                "SELECT 1 FROM cubes WHERE id = ?", (cube_id,)
+            ).fetchone()
             if not exists and self.new_cubes.fits(evs):
                 added = self.new_cubes.add(cube_id, evs, access)
             else:
@@ -146,10 +153,14 @@ class Applier:
 
     def flush(self) -> None:
         """Write buffered rows; runs before the transaction commits."""
-        self.new_cubes.flush()
-        self.vault.conn.executemany(
-            "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._audit_rows
-        )
+        try:
+            self.new_cubes.flush()
+            self.vault.conn.executemany(
+                "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._audit_rows,
+            )
+        except Exception as exc:
+            raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
         self._audit_rows = []
 
     def _blob(self, record: dict) -> None:
@@ -197,7 +208,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
         "SELECT count(*) FROM sync_events WHERE device = 'conflict'"
     ).fetchone()[0]
     try:
-        with db.write_txn(conn):
+        with bounded_cache(conn), db.write_txn(conn):
             conn.execute("PRAGMA defer_foreign_keys = ON")
             events.tag_local(vault, clock)
             manifest = read_into(applier, Path(path), [keys.age_identity], passphrase)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memos_desktop.dumper import crypto, events
-from memos_desktop.dumper.export import write_atomic
+from memos_desktop.dumper.export import bounded_cache, write_atomic
 from memos_desktop.dumper.format import FORMAT, VERSION, BundleSource
 from memos_desktop.dumper.importer import AlreadyApplied, Applier, read_into, rebuild_vectors
 from memos_desktop.errors import BundleError
@@ -215,7 +215,7 @@ def sync_folder(vault, folder: Path) -> dict:
         status["admitted"] = _admit(vault, folder, group)
         pending, status["untrusted_devices"] = _pending(vault, folder)
         if pending:
-            with db.write_txn(vault.conn):
+            with bounded_cache(vault.conn), db.write_txn(vault.conn):
                 vault.conn.execute("PRAGMA defer_foreign_keys = ON")
                 clock = events.load_clock(vault)
                 events.tag_local(vault, clock)
