@@ -167,6 +167,8 @@ def _m003_loader_files(conn) -> None:
         );
         CREATE INDEX loader_files_hash ON loader_files(content_hash);
         CREATE INDEX cubes_source_path ON cubes(json_extract(source, '$.path'));
+        """
+    )
 
 
 def _m004_dumper(conn) -> None:
