@@ -17,7 +17,11 @@ def _check_sqlite() -> tuple[str, bool, str]:
         conn = apsw.Connection(":memory:")
         cipher = conn.execute("PRAGMA cipher").fetchall()
         conn.close()
-        return "sqlite", True, f"SQLite {apsw.sqlite_lib_version()} with Multiple Ciphers ({cipher[0][0] if cipher else '?'})"
+        return (
+            "sqlite",
+            True,
+            f"SQLite {apsw.sqlite_lib_version()} with Multiple Ciphers ({cipher[0][0] if cipher else '?'})",
+        )
     except Exception as exc:  # a broken install is reported, not raised
         return "sqlite", False, f"apsw-sqlite3mc is not usable: {exc}"
 
@@ -44,7 +48,9 @@ def _check_vault(ctx) -> list[tuple[str, bool, str]]:
     with open(db, "rb") as fh:
         head = fh.read(16)
     encrypted = not head.startswith(b"SQLite format 3")
-    out = [("encryption", encrypted, "the database file is encrypted" if encrypted else "the database file is PLAINTEXT")]
+    out = [
+        ("encryption", encrypted, "the database file is encrypted" if encrypted else "the database file is PLAINTEXT")
+    ]
     try:
         vault = ctx.vault()
         out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))

@@ -290,7 +290,9 @@ def test_two_writers_never_see_database_is_locked(isolated_home):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(isolated_home), PASSPHRASE, str(n)],
-            env=env, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for n in (1, 2)
     ]

@@ -1,6 +1,6 @@
 """Which embedder a vault uses, and whether it works.
 
-The vault setting "embedder" chooses: absent or "minilm" is the packaged all-MiniLM-L6-v2,
+The vault setting "embedder" (or `$MEMOS_EMBEDDER`) chooses: absent or "minilm" is the packaged all-MiniLM-L6-v2,
 "none" turns embeddings off, anything else is the path of a GGUF embedding model. When the chosen
 embedder cannot run (package, file or llama-cpp-python missing), the vault gets None and the
 reason, so search says it is keyword-only instead of failing. Embedders are built once per
@@ -11,6 +11,7 @@ except in `check`, which exists to prove the embedder works.
 import importlib.resources
 import importlib.util
 import json
+import os
 
 import numpy as np
 
@@ -27,8 +28,8 @@ _built: dict[str, tuple[Embedder | None, str]] = {}
 
 def embedder_status(vault) -> tuple[Embedder | None, str]:
     """The vault's configured embedder (None when it cannot run) and a one-line status for the
-    user: what embeds, or why search is keyword-only."""
-    return status_for(vault.get_setting(SETTING))
+    user: what embeds, or why search is keyword-only. `$MEMOS_EMBEDDER` overrides the setting."""
+    return status_for(os.environ.get("MEMOS_EMBEDDER") or vault.get_setting(SETTING))
 
 
 def embedder_for(vault) -> Embedder | None:
