@@ -268,3 +268,10 @@ def test_bench_embed_reports_texts_per_second(tmp_path, cli):
     assert data["texts"] == 6 and data["model"].startswith("all-MiniLM-L6-v2@")
     assert [(r["threads"], r["batch"]) for r in data["rows"]] == [(1, 1), (1, 3)]
     assert all(r["texts/s"] > 0 for r in data["rows"])
+
+
+def test_keyword_only_search_tells_the_user_why(cli):
+    assert cli("init").returncode == 0
+    result = cli("search", "anything", env={"MEMOS_EMBEDDER": "none"})
+    assert result.returncode == 0, result.stderr
+    assert "search is keyword-only because embeddings are turned off" in result.stderr
