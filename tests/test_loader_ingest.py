@@ -123,9 +123,7 @@ def test_editing_one_section_versions_only_that_cube(vault, notes, counting):
     assert after["Trip > Flights"].id == before["Trip > Flights"].id
     assert after["Trip > Flights"].version == 2
     assert after["Trip"].version == 1 and after["Trip > Hotel"].version == 1
-    assert [h["snapshot"]["content"] for h in vault.history(after["Trip > Flights"].id)][0].count(
-        "TAP 123"
-    )
+    assert [h["snapshot"]["content"] for h in vault.history(after["Trip > Flights"].id)][0].count("TAP 123")
 
 
 def test_inserted_lines_shift_later_citations_without_reembedding(vault, notes, counting):
@@ -277,9 +275,7 @@ def test_symlink_loops_are_skipped_and_files_indexed_once(vault, notes):
     os.symlink(notes / "self.md", notes / "self.md")
     os.symlink(notes / "trip.md", notes / "alias.md")
     report = Loader(vault).scan([notes])
-    reasons = {
-        Path(p).name: s.reason for p, s in status.load(vault).items() if s.status == "skipped"
-    }
+    reasons = {Path(p).name: s.reason for p, s in status.load(vault).items() if s.status == "skipped"}
     assert reasons["loop"].startswith("symlink loop")
     assert reasons["self.md"] == "symlink loop"
     assert "same file" in reasons["alias.md"]
@@ -320,16 +316,12 @@ def _subprocess_ingest(home: Path, notes: Path, prefix: list[str], batch: int = 
     )
 
 
-def test_unreadable_file_is_an_error_with_reason_and_the_rest_is_indexed(
-    vault, notes, isolated_home
-):
+def test_unreadable_file_is_an_error_with_reason_and_the_rest_is_indexed(vault, notes, isolated_home):
     secret = notes / "secret.md"
     secret.write_text("# Secret\n\nno access\n")
     secret.chmod(0)
     # root reads everything: drop the capabilities that bypass file permissions
-    prefix = (
-        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    )
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     if prefix and not shutil.which("setpriv"):
         pytest.fail("setpriv (util-linux) is needed to test permissions as root")
     proc = _subprocess_ingest(isolated_home, notes, prefix)
@@ -341,15 +333,11 @@ def test_unreadable_file_is_an_error_with_reason_and_the_rest_is_indexed(
     assert (state.status, state.reason) == ("error", "permission denied")
 
 
-def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicates(
-    vault, tmp_path, isolated_home
-):
+def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicates(vault, tmp_path, isolated_home):
     folder = tmp_path / "big"
     folder.mkdir()
     for i in range(600):
-        body = "\n\n".join(
-            f"## Part {p}\n\nnote {i} part {p} " + "lorem ipsum " * 20 for p in range(4)
-        )
+        body = "\n\n".join(f"## Part {p}\n\nnote {i} part {p} " + "lorem ipsum " * 20 for p in range(4))
         (folder / f"n{i:03d}.md").write_text(f"# Note {i}\n\n{body}\n")
     proc = _subprocess_ingest(isolated_home, folder, [], batch=8)
     deadline = time.monotonic() + 120
@@ -360,11 +348,7 @@ def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicat
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    survivors = {
-        p: [c["cube"] for c in s.chunks]
-        for p, s in status.load(vault).items()
-        if s.status == "indexed"
-    }
+    survivors = {p: [c["cube"] for c in s.chunks] for p, s in status.load(vault).items() if s.status == "indexed"}
     assert 0 < len(survivors) < 600
 
     report = Loader(vault).scan([folder])

@@ -81,9 +81,7 @@ def test_markdown_wikilinks_links_and_inline_tags_are_found():
 
 
 def test_markdown_external_links_are_not_note_links():
-    doc = parse(
-        Path("a.md"), b"# A\n\nSee [site](https://example.org/x.md) and [mail](mailto:a@b.c).\n"
-    )
+    doc = parse(Path("a.md"), b"# A\n\nSee [site](https://example.org/x.md) and [mail](mailto:a@b.c).\n")
     assert doc.links == []
 
 
@@ -104,9 +102,7 @@ def test_binary_content_in_a_text_file_is_rejected():
 
 
 def test_restructuredtext_sections_follow_docutils_titles():
-    rst = (
-        b"Guide\n=====\n\nIntro text.\n\nInstall\n-------\n\nRun pip.\n\nLinux\n~~~~~\n\nUse apt.\n"
-    )
+    rst = b"Guide\n=====\n\nIntro text.\n\nInstall\n-------\n\nRun pip.\n\nLinux\n~~~~~\n\nUse apt.\n"
     doc = parse(Path("guide.rst"), rst)
     assert [(s.heading, s.start) for s in doc.sections] == [
         (("Guide",), 1),
@@ -116,9 +112,7 @@ def test_restructuredtext_sections_follow_docutils_titles():
 
 
 def test_org_headings_tags_and_keywords():
-    org = (
-        b"#+TITLE: Garden\n#+FILETAGS: :home:\n* Beds :outside:\nTomatoes.\n** North bed\nBasil.\n"
-    )
+    org = b"#+TITLE: Garden\n#+FILETAGS: :home:\n* Beds :outside:\nTomatoes.\n** North bed\nBasil.\n"
     doc = parse(Path("garden.org"), org)
     assert doc.meta["title"] == "Garden"
     assert doc.tags == ["home"]

@@ -56,9 +56,7 @@ def generate(folder: Path, n: int, seed: int = 0) -> int:
         other = rng.sample(names, k=min(3, n))
         sections = []
         for s in range(rng.randint(2, 4)):
-            paragraphs = "\n\n".join(
-                _words(rng, vocab, rng.randint(25, 70)) for _ in range(rng.randint(1, 3))
-            )
+            paragraphs = "\n\n".join(_words(rng, vocab, rng.randint(25, 70)) for _ in range(rng.randint(1, 3)))
             sections.append(f"## {topic.title()} part {s + 1}\n\n{paragraphs}")
         text = (
             f"---\ntitle: {name}\ntags: [{topic}, bench]\ndate: 2025-0{1 + i % 9}-1{i % 10}\n---\n"
@@ -147,9 +145,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _live_latencies(
-    Watcher, Vault, home: Path, embedder, vault, notes: Path, edits: int, seed: int
-) -> list[float]:
+def _live_latencies(Watcher, Vault, home: Path, embedder, vault, notes: Path, edits: int, seed: int) -> list[float]:
     """Save `edits` notes under the live watcher; time each until its new word is searchable."""
     watcher = Watcher(lambda: Vault.open(home, PASSPHRASE, embedder=embedder))
     watcher.start()
@@ -157,9 +153,7 @@ def _live_latencies(
         watcher.stop()
         raise RuntimeError(f"the watcher did not start: {watcher.status.last_error}")
     rng = random.Random(seed + 1)
-    files = sorted(
-        p for p in notes.rglob("*.md") if not any(part.startswith(".") for part in p.parts)
-    )
+    files = sorted(p for p in notes.rglob("*.md") if not any(part.startswith(".") for part in p.parts))
     latencies = []
     try:
         for i in range(edits):

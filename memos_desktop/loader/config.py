@@ -49,9 +49,7 @@ class LoaderConfig:
         """The watched folder containing `path` (the deepest one), or None."""
         best = None
         for root in map(Path, self.roots):
-            if (path == root or root in path.parents) and (
-                best is None or len(root.parts) > len(best.parts)
-            ):
+            if (path == root or root in path.parents) and (best is None or len(root.parts) > len(best.parts)):
                 best = root
         return best
 

@@ -99,11 +99,7 @@ class Loader:
     def scan(self, roots: Sequence[Path] | None = None, progress: Progress | None = None) -> Report:
         """Reconcile every file under `roots` (default: the watched folders) with the vault."""
         started = time.perf_counter()
-        targets = (
-            [Path(r).expanduser().resolve() for r in roots]
-            if roots
-            else [Path(r) for r in self.config.roots]
-        )
+        targets = [Path(r).expanduser().resolve() for r in roots] if roots else [Path(r) for r in self.config.roots]
         if not targets:
             raise MemosError("No folders to scan: add one with `memos-desktop watch add PATH`.")
         report = Report()
@@ -133,10 +129,7 @@ class Loader:
         if status.get(self.vault, str(src)):
             moves = [(str(src), dst)]
         else:
-            moves = [
-                (p, dst / Path(p).relative_to(src))
-                for p in status.load(self.vault, prefix=str(src))
-            ]
+            moves = [(p, dst / Path(p).relative_to(src)) for p in status.load(self.vault, prefix=str(src))]
         targets = [dst] if not moves else []
         for old, new in moves:
             root = self.config.root_of(new)
@@ -195,11 +188,7 @@ class Loader:
                 if state is None or state.status != "skipped" or state.reason != entry.skip:
                     if state and state.chunks:
                         self._forget_cubes(path, report)
-                    skipped.append(
-                        FileState(
-                            path, "skipped", entry.skip, mtime_ns=entry.mtime_ns, size=entry.size
-                        )
-                    )
+                    skipped.append(FileState(path, "skipped", entry.skip, mtime_ns=entry.mtime_ns, size=entry.size))
                 continue
             settled = state and (state.status == "indexed" or state.reason == BINARY_REASON)
             if settled and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size):
@@ -209,9 +198,7 @@ class Loader:
         status.put(self.vault, skipped)
         status.mark_pending(self.vault, [str(e.path) for e, _ in todo])
         moved_from = {
-            states[p].content_hash: p
-            for p in gone
-            if states[p].status == "indexed" and states[p].content_hash
+            states[p].content_hash: p for p in gone if states[p].status == "indexed" and states[p].content_hash
         }
         batch = _Batch()
         resolve: set[str] = set()
@@ -249,9 +236,7 @@ class Loader:
             return
         except OSError as exc:
             reason = (
-                "permission denied"
-                if isinstance(exc, PermissionError)
-                else f"cannot be read: {exc.strerror or exc}"
+                "permission denied" if isinstance(exc, PermissionError) else f"cannot be read: {exc.strerror or exc}"
             )
             self._failed(batch, entry, state, reason, report)
             return
@@ -266,9 +251,7 @@ class Loader:
             if state and state.chunks:
                 self._forget_cubes(path, report)
             report.skipped += 1
-            batch.states.append(
-                FileState(path, "skipped", BINARY_REASON, digest, entry.mtime_ns, entry.size)
-            )
+            batch.states.append(FileState(path, "skipped", BINARY_REASON, digest, entry.mtime_ns, entry.size))
             return
         if not (state and state.chunks) and digest in moved_from:
             old = moved_from.pop(digest)
@@ -286,9 +269,7 @@ class Loader:
         if new_state.links:
             resolve.add(path)
 
-    def _failed(
-        self, batch: _Batch, entry: Entry, state: FileState | None, reason: str, report: Report
-    ) -> None:
+    def _failed(self, batch: _Batch, entry: Entry, state: FileState | None, reason: str, report: Report) -> None:
         report.errors += 1
         report.problems.append((str(entry.path), reason))
         kept = state or FileState(str(entry.path), "error")
@@ -296,9 +277,7 @@ class Loader:
         kept.mtime_ns, kept.size = entry.mtime_ns, entry.size
         batch.states.append(kept)
 
-    def _plan(
-        self, entry: Entry, digest: str, data: bytes, batch: _Batch, report: Report
-    ) -> FileState:
+    def _plan(self, entry: Entry, digest: str, data: bytes, batch: _Batch, report: Report) -> FileState:
         """Parse and chunk one file, and queue the cube changes that make the vault match it."""
         path = entry.path
         doc = parse(path, data)
@@ -316,9 +295,7 @@ class Loader:
         left = [c for c in old if c.id not in used]
         for i, chunk in enumerate(chunks):
             if slots[i] is None:
-                match = next(
-                    (c for c in left if c.source.get("heading", "") == chunk.heading), None
-                )
+                match = next((c for c in left if c.source.get("heading", "") == chunk.heading), None)
                 if match:
                     slots[i] = match
                     left.remove(match)
@@ -365,11 +342,7 @@ class Loader:
             mapping.append(self._mapping(cube_id, chunk))
         batch.forgets += [c.id for c in left]
         report.cubes_forgotten += len(left)
-        links = [
-            [i, link.kind, link.target, link.anchor]
-            for i, c in enumerate(chunks)
-            for link in c.links
-        ]
+        links = [[i, link.kind, link.target, link.anchor] for i, c in enumerate(chunks) for link in c.links]
         return FileState(
             str(path),
             "indexed",
@@ -455,11 +428,7 @@ class Loader:
                     unresolved += 1
                     continue
                 dst_chunk = next(
-                    (
-                        c
-                        for c in dst_state.chunks
-                        if anchor and _slug(c["heading"].split(" > ")[-1]) == _slug(anchor)
-                    ),
+                    (c for c in dst_state.chunks if anchor and _slug(c["heading"].split(" > ")[-1]) == _slug(anchor)),
                     dst_state.chunks[0],
                 )
                 src_cube = state.chunks[index]["cube"]
@@ -472,9 +441,7 @@ class Loader:
         status.put(self.vault, updated)
 
     @staticmethod
-    def _target_path(
-        path: str, kind: str, target: str, by_name: dict[str, str], known: set[str]
-    ) -> str | None:
+    def _target_path(path: str, kind: str, target: str, by_name: dict[str, str], known: set[str]) -> str | None:
         if kind == "wiki":
             name = target.lower()
             return by_name.get(name) or by_name.get(Path(name).name) or by_name.get(Path(name).stem)

@@ -61,14 +61,10 @@ def decode_text(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("utf-8-sig"), ""
     except UnicodeDecodeError as exc:
-        return data.decode(
-            "utf-8", errors="replace"
-        ), f"invalid UTF-8 at byte {exc.start} (replaced)"
+        return data.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {exc.start} (replaced)"
 
 
-def _lines_sections(
-    lines: list[str], marks: list[tuple[int, tuple[str, ...]]], first: int
-) -> list[Section]:
+def _lines_sections(lines: list[str], marks: list[tuple[int, tuple[str, ...]]], first: int) -> list[Section]:
     """Sections from heading marks (0-based line index, heading path); text before the first mark
     belongs to the empty heading path. `first` is the 0-based line where the body starts."""
     bounds = [(first, ())] if not marks or marks[0][0] > first else []
@@ -220,9 +216,7 @@ def parse_org(data: bytes) -> Document:
                 section_tags[len(marks) - 1] = [t for t in m.group(3).split(":") if t]
     sections = _lines_sections(lines, marks, 0)
     by_start = {sec.start: i for i, sec in enumerate(sections)}
-    tagged = {
-        by_start[marks[k][0] + 1]: v for k, v in section_tags.items() if marks[k][0] + 1 in by_start
-    }
+    tagged = {by_start[marks[k][0] + 1]: v for k, v in section_tags.items() if marks[k][0] + 1 in by_start}
     return Document(sections, meta=meta, tags=tags, section_tags=tagged, warning=warning)
 
 
@@ -331,9 +325,7 @@ def parse_pdf(data: bytes) -> Document:
     info = reader.metadata
     if info and info.title:
         meta["title"] = str(info.title)
-    sections = [
-        Section((), t.strip(), i + 1, i + 1, unit="pages") for i, t in enumerate(pages) if t.strip()
-    ]
+    sections = [Section((), t.strip(), i + 1, i + 1, unit="pages") for i, t in enumerate(pages) if t.strip()]
     return Document(sections, meta=meta)
 
 
@@ -356,9 +348,7 @@ def parse_docx(data: bytes) -> Document:
         m = re.match(r"(?:Heading (\d)|Title)$", style)
         if m and para.text.strip():
             if any(p.strip() for p in parts):
-                sections.append(
-                    Section(heading, "\n".join(parts).strip(), start, i - 1, "paragraphs")
-                )
+                sections.append(Section(heading, "\n".join(parts).strip(), start, i - 1, "paragraphs"))
             level = int(m.group(1) or 0)
             while stack and stack[-1][0] >= level:
                 stack.pop()
@@ -368,11 +358,7 @@ def parse_docx(data: bytes) -> Document:
         else:
             parts.append(para.text)
     if any(p.strip() for p in parts):
-        sections.append(
-            Section(
-                heading, "\n".join(parts).strip(), start, len(document.paragraphs), "paragraphs"
-            )
-        )
+        sections.append(Section(heading, "\n".join(parts).strip(), start, len(document.paragraphs), "paragraphs"))
     meta = {"title": document.core_properties.title} if document.core_properties.title else {}
     return Document(sections, meta=meta)
 

@@ -92,9 +92,7 @@ def load(vault, prefix: str | None = None) -> dict[str, FileState]:
 
 
 def get(vault, path: str) -> FileState | None:
-    row = vault.conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM loader_files WHERE path = ?", (path,)
-    ).fetchone()
+    row = vault.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM loader_files WHERE path = ?", (path,)).fetchone()
     return FileState.from_row(row) if row else None
 
 
@@ -105,8 +103,7 @@ def put(vault, states: Iterable[FileState]) -> None:
         return
     with db.write_txn(vault.conn):
         vault.conn.executemany(
-            f"INSERT OR REPLACE INTO loader_files ({', '.join(COLUMNS)})"
-            f" VALUES ({', '.join('?' * len(COLUMNS))})",
+            f"INSERT OR REPLACE INTO loader_files ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
             rows,
         )
 
@@ -134,9 +131,7 @@ def delete(vault, paths: Iterable[str]) -> None:
 
 
 def indexed_paths(vault) -> list[str]:
-    return [
-        r[0] for r in vault.conn.execute("SELECT path FROM loader_files WHERE status = 'indexed'")
-    ]
+    return [r[0] for r in vault.conn.execute("SELECT path FROM loader_files WHERE status = 'indexed'")]
 
 
 def with_unresolved_links(vault) -> list[str]:
@@ -146,17 +141,13 @@ def with_unresolved_links(vault) -> list[str]:
 def counts(vault, prefix: str | None = None) -> dict[str, int]:
     """How many files are in each status (under `prefix` if given)."""
     where, args = _under(prefix)
-    rows = vault.conn.execute(
-        f"SELECT status, count(*) FROM loader_files{where} GROUP BY status", args
-    )
+    rows = vault.conn.execute(f"SELECT status, count(*) FROM loader_files{where} GROUP BY status", args)
     out = dict.fromkeys(STATUSES, 0)
     out.update(dict(rows))
     return out
 
 
-def files(
-    vault, prefix: str | None = None, status: str | None = None, limit: int = 1000
-) -> list[FileState]:
+def files(vault, prefix: str | None = None, status: str | None = None, limit: int = 1000) -> list[FileState]:
     """File states (newest change first), optionally under `prefix` and with `status`."""
     where, args = _under(prefix)
     if status:

@@ -58,9 +58,7 @@ class _Handler:
         kind = event.event_type
         src = event.src_path.decode() if isinstance(event.src_path, bytes) else event.src_path
         if kind == "moved":
-            dest = (
-                event.dest_path.decode() if isinstance(event.dest_path, bytes) else event.dest_path
-            )
+            dest = event.dest_path.decode() if isinstance(event.dest_path, bytes) else event.dest_path
             self.events.put(_Event("move", src, dest))
         elif event.is_directory:
             if kind in ("created", "deleted"):
@@ -142,9 +140,7 @@ class Watcher:
             observer.start()
             if self._scan_on_start and roots:
                 self._emit(state="scanning")
-                report = loader.scan(
-                    roots, progress=lambda done, total: self._emit(scanned=(done, total))
-                )
+                report = loader.scan(roots, progress=lambda done, total: self._emit(scanned=(done, total)))
                 self._emit(last_error=_problem(report) or self.status.last_error)
             self._emit(state="watching", counts=status.counts(vault))
             self._ready.set()

@@ -184,7 +184,6 @@ def pull(repo: str, filename: str | None, dest_root: Path, revision: str | None 
 
     Interrupted downloads resume where they stopped on the next call.
     """
-    import httpx
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
@@ -211,5 +210,7 @@ def pull(repo: str, filename: str | None, dest_root: Path, revision: str | None 
         raise ModelError(f"The repository {repo!r} has no file {filename!r}.") from None
     except LocalEntryNotFoundError:
         raise ModelError("The model hub cannot be reached; check the network and try again.") from None
-    except (HfHubHTTPError, OSError, httpx.HTTPError) as exc:
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelError(f"Downloading from {repo!r} failed ({exc}); run the same command again to resume.") from None
+    except Exception as exc:  # the hub's HTTP client (requests, httpx or httpx2 by version) raises its own types
         raise ModelError(f"Downloading from {repo!r} failed ({exc}); run the same command again to resume.") from None

@@ -171,6 +171,43 @@ def _m003_loader_files(conn) -> None:
     )
 
 
+def _m004_dumper(conn) -> None:
+    """MemDumper's op log (global id, clock stamp, origin per version) and imported audit excerpts."""
+    conn.execute(
+        """
+        CREATE TABLE sync_events (
+            vid TEXT PRIMARY KEY,
+            cube_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            hlc TEXT NOT NULL,
+            device TEXT NOT NULL,
+            parents TEXT NOT NULL DEFAULT '[]',
+            origin TEXT,
+            shared INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (cube_id, version)
+        );
+        CREATE INDEX sync_events_unshared ON sync_events(shared) WHERE shared = 0;
+        CREATE TABLE sync_applied (
+            name TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE TABLE imported_audit (
+            hash TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            bundle TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            action TEXT NOT NULL,
+            cube_id TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX imported_audit_cube ON imported_audit(cube_id);
+        """
+    )
+
+
 def _m005_scheduler(conn) -> None:
     """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier."""
     conn.execute(
@@ -195,7 +232,9 @@ def _m005_scheduler(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse, _m003_loader_files, _m005_scheduler]
+MIGRATIONS: list[Callable] = [
+    _m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper, _m005_scheduler,
+]
 
 
 def migrate(conn) -> None:
