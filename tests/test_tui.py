@@ -227,7 +227,7 @@ def test_snapshot_screen(snap_compare, snapshot_home, key, ready):
         await pilot.press(key)
         await until(pilot, lambda: bool(pilot.app.screen.query(ready)))
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await pilot.pause(0.5)
 
     assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
 
@@ -252,7 +252,7 @@ async def test_an_empty_message_is_not_sent(home, scripted_llm):
         await unlocked(pilot)
         before = len(app.screen.query(Bubble))
         await pilot.press("space", "space", "enter")
-        await pilot.pause(0.2)
+        await pilot.pause(0.5)
         assert len(app.screen.query(Bubble)) == before and not app.screen.busy
 
 
