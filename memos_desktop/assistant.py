@@ -138,7 +138,7 @@ class Assistant:
         count = llm.count_tokens if llm is not None else estimate_tokens
         self.count_tokens = count
         self.scheduler = MemScheduler(vault, count_tokens=count, profile=profile, clock=clock)
-        self.reader = MemReader(vault, llm, profile=profile, clock=clock)
+        self.reader = MemReader(vault, llm, profile=profile, clock=clock, activation=activation)
 
     # ----- conversations --------------------------------------------------------------------
     def conversations(self) -> list[dict]:

@@ -215,3 +215,15 @@ def test_reading_with_a_random_weight_model_never_breaks_the_vault(vault, random
     assert result.error is None
     json.loads(result.raw)
     assert vault.verify_audit() > 0
+
+
+def test_the_fixed_extraction_instructions_are_served_from_activation_memory(vault, random_gguf):
+    reader = MemReader(vault, random_gguf, activation=True)
+    reader.read("I like jazz", "ok", FRIDAY, {})
+    (state,) = vault.cubes(kind="activation")
+    uses = state.access_count
+    other = [{"role": "system", "content": "Something else entirely."}, {"role": "user", "content": "hi"}]
+    GuidedJSON(random_gguf, other).generate(SLOTS, 16)  # the KV cache now holds another prompt
+    reader.read("I moved to Lyon", "ok", FRIDAY, {})
+    assert [c.id for c in vault.cubes(kind="activation")] == [state.id]
+    assert vault.get(state.id, touch=False).access_count == uses + 1  # restored, not recomputed
