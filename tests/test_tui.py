@@ -318,3 +318,37 @@ async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
         assert "not kept" in str(answer.border_subtitle)
         assert len(answer.text) < len("word " * 400)
     assert chat_turns(home) == []
+
+
+@flow
+async def test_adding_a_model_on_the_models_screen_makes_it_the_default_and_loads_it(home, tiny_model):
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        assert app.llm is None
+        await pilot.press("f5", "a")
+        await pilot.press(*str(tiny_model), "enter")
+        table = app.screen.query_one("#model-table")
+        await until(pilot, lambda: app.llm is not None and table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == "★"
+        assert app.model_status == f"model: {tiny_model.stem}"
+
+
+@flow
+async def test_a_pull_shows_progress_and_escape_stops_it(home, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the hub client retries
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f5", "l")
+        await pilot.press(*"someone/model model.gguf", "enter")
+        models = app.screen
+        await until(pilot, lambda: models.pulling is not None and models.pulling.poll() is None)
+        process = models.pulling
+        assert models.query_one("#pull-progress").display
+        await pilot.press("escape")
+        await until(pilot, lambda: models.pulling is None)
+        assert process.poll() is not None
+        assert not models.query_one("#pull-progress").display
+        await pilot.press("f2", *"/remember still responsive", "enter")
+        await until(pilot, lambda: "Remembered" in list(app.screen.query(Bubble))[-1].text)

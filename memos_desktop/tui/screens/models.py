@@ -1,13 +1,15 @@
 """The models screen: registered language models, add, pull with progress, default, adapters.
 
 The registry is the runtime's (`runtime.models`); this screen drives it. Loading a model runs in a
-worker and reports in the header; a pull runs in a separate process (so Escape can really stop
-it; the hub download resumes next time) while a timer shows the bytes arrived. Adapters are the
-parameter-memory cubes whose `meta.path` names a LoRA file or directory; switching one on loads
-it with the model.
+worker and reports in the header; a pull runs in a separate process, so Escape really stops it
+(the hub download resumes next time) and its output never reaches the terminal, while the bytes
+arrived so far feed a progress bar. Adapters are the parameter-memory cubes whose `meta.path`
+names a LoRA file or directory; switching one on loads it with the model.
 """
 
-import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.text import Text
@@ -62,14 +64,32 @@ def load_model(app) -> None:
     app.call_from_thread(app.model_loaded, backend, entry["name"])
 
 
-def _pull_child(repo: str, filename: str | None, dest: str, results) -> None:
-    """Runs in the pull process: download, then report the path or the error message."""
+def pull_main() -> None:
+    """The pull process (`python -c ...`, argv: REPO FILE DEST): prints one JSON line with the
+    file's size if the hub says, then one with the path or the error. Its stderr goes nowhere, so
+    the hub client's progress bars never draw over the TUI."""
+    import json
+    import sys
+
     from memos_desktop.runtime.models import pull
 
+    repo, filename, dest = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+    print(json.dumps({"size": _remote_size(repo, filename)}), flush=True)
     try:
-        results.put(("ok", str(pull(repo, filename, Path(dest)))))
+        print(json.dumps({"ok": str(pull(repo, filename, Path(dest)))}), flush=True)
     except MemosError as exc:
-        results.put(("error", str(exc)))
+        print(json.dumps({"error": str(exc)}), flush=True)
+
+
+def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen:
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from memos_desktop.tui.screens.models import pull_main; pull_main()",
+         repo, filename or "", str(dest)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        start_new_session=True,
+    )
 
 
 class ModelsScreen(Screen):
@@ -230,28 +250,34 @@ class ModelsScreen(Screen):
     @work(thread=True, exclusive=True, group="models-pull")
     @guarded
     def pull(self, repo: str, filename: str | None) -> None:
+        import json
+        import select
+
         dest = self.app.data_dir / "models"
-        total = _remote_size(repo, filename)
-        ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        process = ctx.Process(target=_pull_child, args=(repo, filename, str(dest), results), daemon=True)
+        process = _start_pull(repo, filename, dest)
         self.pulling = process
-        process.start()
-        self.app.call_from_thread(self.pull_progress, 0, total, f"Pulling {repo}…")
-        while process.is_alive():
-            process.join(0.25)
+        self.app.call_from_thread(self.pull_progress, 0, None, f"Pulling {repo}… (Escape stops it)")
+        total, outcome = None, None
+        while outcome is None:
+            ready, _, _ = select.select([process.stdout], [], [], 0.25)
+            line = process.stdout.readline() if ready else ""
+            if ready and not line:
+                break  # the process ended (finished, failed, or stopped with Escape)
+            message = json.loads(line) if line.strip() else {}
+            total = message.get("size", total)
+            if "ok" in message or "error" in message:
+                outcome = message
             self.app.call_from_thread(self.pull_progress, _bytes_under(dest / repo.replace("/", "--")), total, None)
+        process.wait()
         self.pulling = None
         self.app.call_from_thread(self.pull_progress, 0, 0, None)
-        if results.empty():
+        if outcome is None:
             self.app.call_from_thread(self.notify, "Pull stopped; pulling again resumes where it stopped.")
-            return
-        status, value = results.get()
-        if status == "error":
-            self.app.call_from_thread(self.notify, value, severity="error")
-            return
-        self.app.call_from_thread(self.notify, f"Downloaded to {value}; adding it…")
-        self.app.call_from_thread(self.add, value)
+        elif "error" in outcome:
+            self.app.call_from_thread(self.notify, outcome["error"], severity="error")
+        else:
+            self.app.call_from_thread(self.notify, f"Downloaded to {outcome['ok']}; adding it…")
+            self.app.call_from_thread(self.add, outcome["ok"])
 
     def pull_progress(self, done: int, total: int | None, text: str | None) -> None:
         bar = self.query_one("#pull-progress", ProgressBar)
@@ -269,7 +295,8 @@ def _bytes_under(path: Path) -> int:
 
 
 def _remote_size(repo: str, filename: str | None) -> int | None:
-    """The size of the file to pull, if the hub says (None for whole repos or when offline)."""
+    """The size of the file to pull, if the hub says (None for whole repos or when unreachable:
+    the pull itself then reports why)."""
     if not filename:
         return None
     try:
