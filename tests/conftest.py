@@ -82,10 +82,10 @@ def cli():
 class ScriptedLLM:
     """A stand-in language model for tests of the code *above* the runtimes (reader, assistant).
 
-    Tokens are characters. Chat answers come from `answers` in turn; memory extractions come from
-    `delay` slows each answer token (seconds). `extractions`, a dict {text in the exchange: JSON the model "writes"}, continued from
-    wherever the guided output stands. `crash_after=n` raises mid-stream after n answer characters. Tests of the runtimes
-    and of guided JSON itself use the real generated models.
+    Tokens are characters. Chat answers come from `answers` in turn, `delay` seconds per token;
+    memory extractions come from `extractions`, a dict {text in the exchange: JSON the model
+    "writes"}, continued from wherever the guided output stands. `crash_after=n` raises mid-stream
+    after n answer characters. Tests of the runtimes and of guided JSON use the real generated models.
     """
 
     runtime = "scripted"
