@@ -352,3 +352,16 @@ async def test_a_pull_shows_progress_and_escape_stops_it(home, monkeypatch):
         assert not models.query_one("#pull-progress").display
         await pilot.press("f2", *"/remember still responsive", "enter")
         await until(pilot, lambda: "Remembered" in list(app.screen.query(Bubble))[-1].text)
+
+
+@flow
+async def test_quitting_mid_answer_stops_it_before_the_model_is_closed(home, scripted_llm):
+    llm = scripted_llm(answers=["word " * 400], delay=0.01)
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"tell me everything", "enter")
+        await until(pilot, lambda: llm.generating)
+        await pilot.press("ctrl+q")
+    assert llm.closed_while_generating is False
+    assert chat_turns(home) == []
