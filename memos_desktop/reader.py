@@ -12,6 +12,7 @@ validate is dropped whole: the reader never stores a fragment of a bad extractio
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -285,9 +286,12 @@ class MemReader:
         exchange = f"Existing memories:\n{existing}\n\nExchange:\nUser: {_cut(user)}\nAssistant: {_cut(answer)}"
         return [{"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": exchange}]
 
-    def read(self, user: str, answer: str, at: float, source: dict) -> Extraction:
+    def read(
+        self, user: str, answer: str, at: float, source: dict, cancel: threading.Event | None = None
+    ) -> Extraction:
         """Extract and apply memory ops for one exchange (`source` is the user turn's provenance).
-        Without a model, or when the model's output does not validate, nothing is written."""
+        Without a model, when the model's output does not validate, or when `cancel` is set during
+        extraction, nothing is written."""
         if self.llm is None:
             return Extraction(error="no model loaded")
         candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
@@ -298,7 +302,9 @@ class MemReader:
         try:
             if self.activation:
                 self._warm(messages)
-            raw = GuidedJSON(self.llm, messages).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+            raw = GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+            if cancel is not None and cancel.is_set():
+                return Extraction(error="stopped before any memory was written", raw=raw)
             facts = parse_extraction(raw, len(candidates))
         except ModelError as exc:
             return Extraction(error=str(exc), raw=raw)

@@ -229,12 +229,24 @@ def test_reading_with_a_random_weight_model_never_breaks_the_vault(vault, random
 
 
 def test_the_fixed_extraction_instructions_are_served_from_activation_memory(vault, random_gguf):
+    other = [{"role": "system", "content": "Something else entirely."}, {"role": "user", "content": "hi"}]
+    GuidedJSON(random_gguf, other).generate(SLOTS, 16)  # the KV cache holds another prompt
     reader = MemReader(vault, random_gguf, activation=True)
     reader.read("I like jazz", "ok", FRIDAY, {})
     (state,) = vault.cubes(kind="activation")
     uses = state.access_count
-    other = [{"role": "system", "content": "Something else entirely."}, {"role": "user", "content": "hi"}]
-    GuidedJSON(random_gguf, other).generate(SLOTS, 16)  # the KV cache now holds another prompt
+    GuidedJSON(random_gguf, other).generate(SLOTS, 16)
     reader.read("I moved to Lyon", "ok", FRIDAY, {})
     assert [c.id for c in vault.cubes(kind="activation")] == [state.id]
     assert vault.get(state.id, touch=False).access_count == uses + 1  # restored, not recomputed
+
+
+def test_stopping_an_extraction_writes_nothing(vault, scripted_llm):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    llm = scripted_llm(extractions={"Lyon": extraction(("add", "The user moved to Lyon", "", 0))})
+    result = MemReader(vault, llm).read("I moved to Lyon", "ok", FRIDAY, {}, cancel)
+    assert result.ops == [] and result.error == "stopped before any memory was written"
+    assert vault.cubes(tag="memory") == []

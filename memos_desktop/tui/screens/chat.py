@@ -36,10 +36,13 @@ class Cited(Message):
 
 
 class Finished(Message):
-    def __init__(self, bubble: Bubble, result, text: str | None) -> None:
+    """The answer is stored (`reading`: MemReader still runs) or the whole turn is done."""
+
+    def __init__(self, bubble: Bubble, result, text: str | None, reading: bool = False) -> None:
         self.bubble = bubble
         self.result = result
         self.text = text
+        self.reading = reading
         super().__init__()
 
 
@@ -163,7 +166,10 @@ class ChatScreen(Screen):
                 self.post_message(Stopped(bubble, "stopped — this answer was not kept"))
                 return
             with app.vault_lock:
-                result = assistant.commit(prepared, "".join(pieces))
+                result = assistant.store(prepared, "".join(pieces))
+            self.post_message(Finished(bubble, result, None, reading=assistant.extract))
+            with app.vault_lock:
+                result = assistant.remember(prepared, result, cancel)
             self.post_message(Finished(bubble, result, None))
         except MemosError as exc:
             self.post_message(Stopped(bubble, f"error: {exc} — nothing was kept"))
@@ -175,7 +181,7 @@ class ChatScreen(Screen):
 
     def on_finished(self, message: Finished) -> None:
         bubble, result, text = message.bubble, message.result, message.text
-        self.busy = False
+        self.busy = message.reading  # MemReader still uses the model
         bubble.remove_class("streaming")
         if text is not None:
             bubble.set_text(text)
@@ -186,6 +192,8 @@ class ChatScreen(Screen):
             notes.append(f"no memories extracted ({result.extraction.error})")
         if result.ops:
             notes.append(", ".join(f"{op.op.lower()}" for op in result.ops))
+        if message.reading:
+            notes.append("remembering… (Escape skips)")
         bubble.note(" · ".join(notes))
         self.query_one(CitationsPanel).show(result.citations, [op for op in result.ops if op.op != "NOOP"])
 
