@@ -524,7 +524,9 @@ def model_default(ctx: Context, name: str) -> None:
 @click.option("--name", help="Name to register it under.")
 @click.option("--force", is_flag=True, help="Skip the free-memory check.")
 @pass_ctx
-def model_pull(ctx: Context, repo: str, filename: str | None, revision: str | None, name: str | None, force: bool) -> None:
+def model_pull(
+    ctx: Context, repo: str, filename: str | None, revision: str | None, name: str | None, force: bool
+) -> None:
     """Download REPO's GGUF FILE (or the whole MLX repo) from the Hugging Face hub and add it."""
     from memos_desktop.runtime.models import add_model, pull
 

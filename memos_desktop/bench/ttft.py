@@ -25,10 +25,11 @@ CHECK_TOKENS = 32
 REPEATS = 3
 
 
-def _model(runtime: str) -> tuple[Path, testmodels.ModelSpec]:
-    if runtime == "llama.cpp":
-        return testmodels.qwen05b_shape_gguf(), testmodels.QWEN05B_SHAPE
-    return testmodels.mlx_bench_model(), testmodels.MLX_BENCH
+SPECS = {"llama.cpp": testmodels.QWEN05B_SHAPE, "mlx": testmodels.MLX_BENCH}
+
+
+def _model(runtime: str, spec: testmodels.ModelSpec) -> Path:
+    return testmodels.gguf_model(spec) if runtime == "llama.cpp" else testmodels.mlx_model(spec)
 
 
 def _text_tokens(backend: LLMBackend, n: int) -> list[int]:
@@ -92,11 +93,13 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
     }
 
 
-def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Path) -> dict:
+def _run_runtime(
+    runtime: str, spec: testmodels.ModelSpec, lengths: Sequence[int], threads: int, workdir: Path
+) -> dict:
     from memos_desktop.runtime.activation import ActivationMemory
     from memos_desktop.vault import Vault
 
-    path, spec = _model(runtime)
+    path = _model(runtime, spec)
     n_ctx = max(lengths) + QUERY_TOKENS + CHECK_TOKENS + 16
     backend = load_backend(path, LoadSettings(n_ctx=n_ctx, threads=threads, batch=512))
     vault = Vault.create(workdir / runtime, secrets.token_hex(16))
@@ -113,7 +116,7 @@ def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Pa
             "runtime_version": backend.runtime_version(),
             "lengths": {},
         }
-        if runtime == "mlx":
+        if runtime == "mlx" and spec == testmodels.MLX_BENCH:
             out["note"] = "MLX on Linux uses a slow reference CPU BLAS: measured on a smaller llama shape."
         for length in lengths:
             out["lengths"][str(length)] = _measure(backend, memory, length)
@@ -123,12 +126,23 @@ def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Pa
         vault.close()
 
 
-def run(lengths: Sequence[int] = (512, 2048, 8192), runtimes: Sequence[str] = ("llama.cpp", "mlx"), threads: int = 2) -> dict:
-    """Measure every runtime at every prefix length; returns the `--json` object."""
+def run(
+    lengths: Sequence[int] = (512, 2048, 8192),
+    runtimes: Sequence[str] = ("llama.cpp", "mlx"),
+    threads: int = 2,
+    specs: dict[str, testmodels.ModelSpec] | None = None,
+) -> dict:
+    """Measure every runtime at every prefix length; returns the `--json` object.
+
+    `specs` replaces the generated model shape per runtime (tests use the tiny one).
+    """
+    specs = {**SPECS, **(specs or {})}
     with tempfile.TemporaryDirectory(prefix="memos-bench-ttft-") as tmp:
-        results = {rt: _run_runtime(rt, lengths, threads, Path(tmp)) for rt in runtimes}
+        results = {rt: _run_runtime(rt, specs[rt], lengths, threads, Path(tmp)) for rt in runtimes}
     return {
-        "settings": {"threads": threads, "query_tokens": QUERY_TOKENS, "check_tokens": CHECK_TOKENS, "repeats": REPEATS},
+        "settings": {
+            "threads": threads, "query_tokens": QUERY_TOKENS, "check_tokens": CHECK_TOKENS, "repeats": REPEATS,
+        },
         "runtimes": results,
     }
 

@@ -60,9 +60,9 @@ class ActivationMemory:
         best = None
         for cube in self.states(fp):
             n = int(cube.meta.get("n_tokens", 0))
-            if 0 < n <= len(tokens) and (best is None or n > best.meta["n_tokens"]):
-                if prefix_hash(tokens[:n]) == cube.meta.get("prefix_hash"):
-                    best = cube
+            longer = best is None or n > best.meta["n_tokens"]
+            if 0 < n <= len(tokens) and longer and prefix_hash(tokens[:n]) == cube.meta.get("prefix_hash"):
+                best = cube
         return best
 
     # ----- the one entry point -------------------------------------------------------------

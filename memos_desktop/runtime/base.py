@@ -2,8 +2,8 @@
 
 Owns the load settings, the sampling parameters, the sampler (numpy, so both runtimes pick the
 same token from the same logits), stop-sequence handling over a token stream, prompt-length
-checks and model file fingerprints. It never imports a runtime library: `llama.py` and `mlx.py`
-hold one implementation each.
+checks and model file fingerprints. It never imports a runtime library: `llama_backend.py` and
+`mlx_backend.py` hold one implementation each.
 """
 
 import hashlib
