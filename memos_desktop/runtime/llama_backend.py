@@ -191,7 +191,6 @@ class LlamaBackend:
             try:
                 self._llm.eval(chunk)
             except RuntimeError as exc:
-                self._trim(self._llm.n_tokens)
                 raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from None
             self._tokens.extend(chunk)
             ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
