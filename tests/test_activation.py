@@ -223,6 +223,18 @@ def test_prefix_already_in_the_kv_cache_is_neither_restored_nor_saved_again(memo
     assert memory.usage()["states"] == 1
 
 
+def test_prefix_already_in_the_kv_cache_is_saved_without_computing_it(memory):
+    backend = load("llama.cpp")
+    prefix, full = prompt(backend)
+    cold = list(backend.generate_tokens(full, GREEDY))
+    done = memory.prepare(backend, prefix)
+    assert (done.restored_tokens, done.computed_tokens, done.saved) == (0, 0, True)
+    assert backend.cached_tokens() == prefix
+    fresh = load("llama.cpp")
+    assert memory.prepare(fresh, prefix).restored_tokens == len(prefix)
+    assert list(fresh.generate_tokens(full, GREEDY)) == cold
+
+
 def test_token_lists_are_not_stored_only_their_hash(memory, vault):
     backend = load("llama.cpp")
     prefix, _ = prompt(backend)

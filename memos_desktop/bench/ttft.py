@@ -58,8 +58,6 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
 
     backend.reset()
     cold_s, cold = _first_token(backend, prompt, CHECK_TOKENS)
-
-    backend.reset()
     saved = memory.prepare(backend, prefix)
     state_bytes = memory.vault.get(saved.cube_id).meta["bytes"] if saved.saved else 0
 

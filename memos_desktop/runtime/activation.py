@@ -75,15 +75,24 @@ class ActivationMemory:
     ) -> Prepared:
         """Make `backend`'s KV cache hold `prefix`: restore what was saved, compute the rest, save.
 
+        A prefix already in the KV cache is saved as it is (the cache is trimmed to it) unless a
+        state for exactly it exists.
+
         `sources` are the ids of the plaintext cubes the prefix was built from; a new state is
         linked `built_from` each of them.
         """
         prefix = list(prefix)
         self._sweep()
-        if not prefix or backend.cached_tokens()[: len(prefix)] == prefix:
+        if not prefix:
             return Prepared(None, 0, 0, False)
         fp = fingerprint(backend)
         hit = self.longest(fp, prefix)
+        if backend.cached_tokens()[: len(prefix)] == prefix:
+            if hit is not None and hit.meta["n_tokens"] == len(prefix):
+                return Prepared(None, 0, 0, False)
+            backend.prefill(prefix)
+            cube = self._save(backend, fp, prefix, sources)
+            return Prepared(cube.id if cube else None, 0, 0, cube is not None)
         restored = 0
         if hit is not None and hit.meta["n_tokens"] > common_prefix(backend.cached_tokens(), prefix):
             restored = self._restore(backend, hit, prefix)
