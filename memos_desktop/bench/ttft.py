@@ -3,8 +3,9 @@
 For each runtime and prefix length, in one run on one loaded model: a cold run (prefix + a short
 query from an empty KV cache), a restored run (the prefix's KV state opened from a throwaway
 encrypted vault through `ActivationMemory`, then the query), and a suffix-only baseline (the
-prefix already in the KV cache, only the query computed). Greedy output of the restored run must
-equal the cold run's token for token. llama.cpp runs the random Qwen2.5-0.5B-shaped F16 GGUF;
+prefix already in the KV cache, only the query computed), the last two interleaved so both see
+the same machine load. Greedy output of the restored run must equal the cold run's token for
+token. llama.cpp runs the random Qwen2.5-0.5B-shaped F16 GGUF;
 MLX on Linux runs on a slow reference CPU BLAS, so it runs a smaller llama shape (reported).
 Never writes outside a temporary directory, apart from the cached generated models.
 """
@@ -22,7 +23,7 @@ from memos_desktop.runtime.base import LLMBackend
 QUERY = "\nQuestion: on which day does the team meet, and where is the office?"
 QUERY_TOKENS = 16
 CHECK_TOKENS = 32
-REPEATS = 3
+REPEATS = 5
 
 
 SPECS = {"llama.cpp": testmodels.QWEN05B_SHAPE, "mlx": testmodels.MLX_BENCH}
@@ -61,7 +62,7 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
     saved = memory.prepare(backend, prefix)
     state_bytes = memory.vault.get(saved.cube_id).meta["bytes"] if saved.saved else 0
 
-    restored_runs, restore_runs, identical = [], [], True
+    restored_runs, restore_runs, suffix_runs, identical = [], [], [], True
     for _ in range(REPEATS):
         backend.reset()
         start = time.perf_counter()
@@ -70,9 +71,6 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
         seconds, tokens = _first_token(backend, prompt, CHECK_TOKENS)
         restored_runs.append(restore_runs[-1] + seconds)
         identical = identical and done.restored_tokens == length and tokens == cold
-
-    suffix_runs = []
-    for _ in range(REPEATS):
         backend.prefill(prefix)
         seconds, _ = _first_token(backend, prompt, 1)
         suffix_runs.append(seconds)
