@@ -377,6 +377,35 @@ def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
 
 
 @cli.command()
+@click.argument("choice", required=False)
+@pass_ctx
+def embedder(obj: Context, choice: str | None) -> None:
+    """Show or choose the embedding model: minilm (default), none, or a GGUF file's path.
+
+    Choosing another model re-embeds every memory with it.
+    """
+    from memos_desktop.embed.config import SETTING, status_for
+
+    vault = obj.vault(embedder=False)
+    if choice is None:
+        click.echo(status_for(vault.get_setting(SETTING))[1])
+        return
+    if choice.lower() not in ("minilm", "none"):
+        path = Path(choice).expanduser().resolve()
+        if not path.is_file():
+            raise MemosError(f"No GGUF embedding model at {path}.")
+        choice = str(path)
+    new, status = status_for(choice)
+    if new is None and choice.lower() != "none":
+        raise MemosError(f"Not switching: {status}.")
+    vault.set_setting(SETTING, choice)
+    vault.embedder = new
+    if new is not None:
+        vault.knn(new.embed(["probe"])[0], 1)  # swaps the vector table and re-embeds
+    click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
+
+
+@cli.command()
 @pass_ctx
 def passwd(obj: Context) -> None:
     """Change the vault passphrase (rewraps the key; the database is not rewritten)."""
