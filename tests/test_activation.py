@@ -205,6 +205,12 @@ def test_budget_evicts_the_least_recently_used_state(memory, vault):
     assert memory.usage()["bytes"] <= memory.budget_bytes
 
 
+def test_budget_comes_from_the_vault_setting(vault):
+    assert ActivationMemory(vault).budget_bytes == 2 * 1024**3
+    vault.set_setting("activation_budget_bytes", 12345)
+    assert ActivationMemory(vault).budget_bytes == 12345
+
+
 def test_state_larger_than_the_budget_is_not_saved(memory):
     memory.budget_bytes = 1000
     backend = load("llama.cpp")

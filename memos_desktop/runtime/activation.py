@@ -21,6 +21,7 @@ from memos_desktop.runtime.base import LLMBackend, common_prefix, fingerprint
 from memos_desktop.vault.cube import MemCube
 
 DEFAULT_BUDGET = 2 * 1024**3
+BUDGET_SETTING = "activation_budget_bytes"
 ACTOR = "activation"
 
 
@@ -42,9 +43,10 @@ class Prepared:
 class ActivationMemory:
     """The activation tier of one vault: find, restore, save, evict and discard KV states."""
 
-    def __init__(self, vault, budget_bytes: int = DEFAULT_BUDGET, profile: str = "default"):
+    def __init__(self, vault, budget_bytes: int | None = None, profile: str = "default"):
+        """`budget_bytes` defaults to the vault's `activation_budget_bytes` setting (else 2 GiB)."""
         self.vault = vault
-        self.budget_bytes = budget_bytes
+        self.budget_bytes = budget_bytes or int(vault.get_setting(BUDGET_SETTING, DEFAULT_BUDGET))
         self.profile = profile
 
     # ----- lookups -------------------------------------------------------------------------
