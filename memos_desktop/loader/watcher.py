@@ -136,7 +136,10 @@ class Watcher:
             observer = Observer()
             handler = _Handler(self._events)
             for root in roots:
-                observer.schedule(handler, str(root), recursive=True)
+                try:
+                    observer.schedule(handler, str(root), recursive=True)
+                except OSError as exc:  # e.g. the inotify watch limit
+                    self._emit(last_error=f"{root} is not followed live ({exc}); it is rescanned at each start")
             observer.start()
             if self._scan_on_start and roots:
                 self._emit(state="scanning")
