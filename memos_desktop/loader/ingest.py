@@ -111,7 +111,8 @@ class Loader:
             entries = list(walk(root, self.config))
             states = status.load(self.vault, prefix=str(root))
             seen = {str(e.path) for e in entries}
-            gone = [p for p in states if p not in seen]
+            unlisted = tuple(f"{e.path}{os.sep}" for e in entries if e.folder)
+            gone = [p for p in states if p not in seen and not p.startswith(unlisted)]
             self._reconcile(entries, states, gone, report, progress)
         report.seconds = time.perf_counter() - started
         return report
