@@ -650,7 +650,7 @@ def bench() -> None:
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index this real folder instead (read only).",
+    help="Index a copy of this real folder instead.",
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")

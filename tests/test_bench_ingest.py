@@ -16,3 +16,11 @@ def test_bench_run_measures_index_rescan_and_live_latency():
     assert result["rescan_unchanged_embedded"] == 0 and result["rescan_touched_embedded"] == 0
     assert result["edits"] == 3 and 0 < result["save_to_searchable_p50_s"] <= result["save_to_searchable_max_s"]
     assert [row["measure"] for row in ingest.rows(result)][0] == "files"
+
+
+def test_bench_on_a_real_folder_edits_only_a_copy(tmp_path):
+    ingest.generate(tmp_path / "mine", 6)
+    before = {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*.md")}
+    result = ingest.run(path=tmp_path / "mine", edits=2, fts_only=True)
+    assert result["files"] == 6 and result["edits"] == 2
+    assert {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*.md")} == before
