@@ -520,6 +520,9 @@ def watch_run(ctx: Context) -> None:
     import signal
     import threading
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from memos_desktop.loader.config import LoaderConfig
     from memos_desktop.loader.watcher import Watcher
 
@@ -529,10 +532,19 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
+    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task("scan", total=None)
 
     def show(st) -> None:
+        if st.state == "scanning":
+            if st.scanned[1]:
+                bar.start()
+                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+            return
+        bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
-        if st.state == "scanning" or line == shown.get("line"):
+        if line == shown.get("line"):
             return
         shown["line"] = line
         counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
