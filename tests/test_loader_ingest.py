@@ -384,3 +384,18 @@ def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicat
 def test_scanning_a_missing_folder_is_a_clear_error(vault, tmp_path):
     with pytest.raises(NotFound, match="does not exist"):
         Loader(vault).scan([tmp_path / "nope"])
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_files_tree_indexes_only_the_notes(vault, tmp_path):
+    folder = tmp_path / "home"
+    for d in range(100):
+        junk = folder / "node_modules" / f"pkg{d}" if d % 2 else folder / f"assets{d}"
+        junk.mkdir(parents=True)
+        for i in range(999):
+            (junk / f"f{i}.{'js' if d % 2 else 'png'}").touch()
+        (folder / f"note{d}.md").write_text(f"# Note {d}\n\nneedle{d} in a haystack\n")
+    report = Loader(vault).scan([folder])
+    assert (report.files, report.indexed, report.errors) == (100, 100, 0)
+    assert len(status.load(vault)) == 100
+    assert vault.fts("needle57", 5)
