@@ -998,6 +998,9 @@ def watch_run(ctx: Context) -> None:
     import signal
     import threading
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from memos_desktop.loader.config import LoaderConfig
     from memos_desktop.loader.watcher import Watcher
 
@@ -1007,10 +1010,19 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
+    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task("scan", total=None)
 
     def show(st) -> None:
+        if st.state == "scanning":
+            if st.scanned[1]:
+                bar.start()
+                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+            return
+        bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
-        if st.state == "scanning" or line == shown.get("line"):
+        if line == shown.get("line"):
             return
         shown["line"] = line
         counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
@@ -1122,7 +1134,7 @@ def _table(title: str, rows: list[dict]) -> None:
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index this real folder instead (read only).",
+    help="Index a copy of this real folder instead.",
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
