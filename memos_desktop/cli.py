@@ -121,19 +121,28 @@ def keys() -> None:
 
 
 @keys.command("show")
-@click.option("--secret", is_flag=True, help="Also print the age identity (to decrypt bundles with `age -d -i`).")
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Also print the age identity (to decrypt bundles with `age -d -i`).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
-    """Print this device's card (give it to `keys add` on your other devices) and trusted devices."""
+    """Print this device's card (for `keys add` on your other devices) and trusted devices."""
     from memos_desktop.dumper import crypto
 
     vault = ctx.vault(embedder=False)
     own = crypto.device_keys(vault)
     data = {
-        "device": own.device, "card": own.card(), "age_recipient": own.recipient,
+        "device": own.device,
+        "card": own.card(),
+        "age_recipient": own.recipient,
         "signing_key": own.verify_key,
-        "trusted": [{"name": p.name, "device": p.device, "recipient": p.recipient} for p in crypto.peers(vault)],
+        "trusted": [
+            {"name": p.name, "device": p.device, "recipient": p.recipient}
+            for p in crypto.peers(vault)
+        ],
     }
     if secret:
         data["age_identity"] = own.age_identity
@@ -142,9 +151,14 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
         return
     click.echo(f"device     {own.device}\ncard       {own.card()}\nrecipient  {own.recipient}")
     if secret:
-        click.echo(f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)")
+        click.echo(
+            f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)"
+        )
     for peer in data["trusted"]:
-        click.echo(f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}  {peer['recipient']}")
+        click.echo(
+            f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}"
+            f"  {peer['recipient']}"
+        )
 
 
 @keys.command("add")
@@ -163,21 +177,54 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @cli.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Only cubes with this tag (repeatable).")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"])
+)
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
 @click.option("--profile", help="Only cubes owned by this profile.")
-@click.option("--recipient", "recipients", multiple=True, help="Encrypt to this device/name/age1 key too (repeatable).")
-@click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
-@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="Encrypt to this device/name/age1 key too (repeatable).",
+)
+@click.option(
+    "--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys."
+)
+@click.option(
+    "--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR."
+)
 @click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
 @click.option("--redact-phones", is_flag=True, help="Replace phone numbers with [phone].")
-@click.option("--secret-tag", "secret_tags", multiple=True, default=("secret",), show_default=True, help="Leave out cubes with this tag.")
+@click.option(
+    "--secret-tag",
+    "secret_tags",
+    multiple=True,
+    default=("secret",),
+    show_default=True,
+    help="Leave out cubes with this tag.",
+)
 @click.option("--with-blobs", is_flag=True, help="Include activation states and adapters (large).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def export_cmd(ctx: Context, out: Path, tags, kinds, since, until, profile, recipients, ask, passphrase_env,
-               redact_emails, redact_phones, secret_tags, with_blobs, as_json) -> None:
+def export_cmd(
+    ctx: Context,
+    out: Path,
+    tags,
+    kinds,
+    since,
+    until,
+    profile,
+    recipients,
+    ask,
+    passphrase_env,
+    redact_emails,
+    redact_phones,
+    secret_tags,
+    with_blobs,
+    as_json,
+) -> None:
     """Write an encrypted, signed bundle of your memories to OUT."""
     from memos_desktop.dumper import crypto
     from memos_desktop.dumper.export import Redaction, Selection, export_bundle
@@ -187,29 +234,40 @@ def export_cmd(ctx: Context, out: Path, tags, kinds, since, until, profile, reci
         raise MemosError("Use either --recipient or a passphrase, not both.")
     vault = ctx.vault(embedder=False)
     result = export_bundle(
-        vault, out,
-        selection=Selection(tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile),
+        vault,
+        out,
+        selection=Selection(
+            tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile
+        ),
         redaction=Redaction(redact_emails, redact_phones, tuple(secret_tags)),
         recipients=crypto.resolve_recipients(vault, list(recipients)),
-        passphrase=passphrase, with_blobs=with_blobs,
+        passphrase=passphrase,
+        with_blobs=with_blobs,
     )
     if as_json:
         echo_json(result)
     else:
         click.echo(
-            f"Exported {result['cubes']} memories ({result['versions']} versions, {result['links']} links, "
+            f"Exported {result['cubes']} memories ({result['versions']} versions, "
+            f"{result['links']} links, "
             f"{result['blobs']} blobs) to {out} ({result['bytes']:,} bytes)."
         )
 
 
 @cli.command("import")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked).")
-@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR.")
+@click.option(
+    "--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked)."
+)
+@click.option(
+    "--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
-    """Import a bundle (all or nothing; importing twice changes nothing). Creates the vault if needed."""
+def import_cmd(
+    ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool
+) -> None:
+    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
 
@@ -222,7 +280,9 @@ def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None
     elif result.get("already_imported"):
         click.echo(f"Bundle {result['bundle_id']} was already imported; nothing changed.")
     else:
-        origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
+        origin = result["origin_device"] + (
+            "" if result["trusted_device"] else " (not a trusted device)"
+        )
         click.echo(
             f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
             f"{result['conflicts']} conflicts) from device {origin}."
@@ -246,7 +306,10 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
         click.echo(f"{conflict['id']}  {conflict['title']}")
         for head in conflict["heads"]:
             text = head["content"].replace("\n", " ")[:70]
-            click.echo(f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8} {head['device'][-8:]}  {text}")
+            click.echo(
+                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8}"
+                f" {head['device'][-8:]}  {text}"
+            )
     if found:
         click.echo("Keep one with: memos-desktop resolve ID VERSION")
 
@@ -265,8 +328,18 @@ def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
 
 @cli.command("sync")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--watch", is_flag=True, help="Keep syncing when the folder changes or every --interval seconds.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between syncs in --watch mode.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep syncing when the folder changes or every --interval seconds.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between syncs in --watch mode.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: bool) -> None:
@@ -281,7 +354,8 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
         stamp = time.strftime("%H:%M:%S", time.localtime(status["last_sync"]))
         click.echo(
-            f"{stamp} synced: {status['applied_versions']} versions in, {status['published_versions']} out, "
+            f"{stamp} synced: {status['applied_versions']} versions in, "
+            f"{status['published_versions']} out, "
             f"{status['conflicts']} conflicts"
         )
         for line in status["errors"]:
@@ -305,7 +379,9 @@ def bench() -> None:
 
 
 @bench.command("export")
-@click.option("--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True)
+@click.option(
+    "--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True
+)
 @click.option("--json", "as_json", is_flag=True)
 def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
     """Export + import throughput (MB/s) and peak memory at several vault sizes."""

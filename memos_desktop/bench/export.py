@@ -17,10 +17,33 @@ import time
 from pathlib import Path
 
 PASSPHRASE = "bench passphrase"
-_WORDS = (
-    "meeting project garden recipe travel budget doctor family book music invoice school train "
-    "weekend coffee library password river mountain planning notes friend birthday report idea"
-).split()
+_WORDS = [
+    "meeting",
+    "project",
+    "garden",
+    "recipe",
+    "travel",
+    "budget",
+    "doctor",
+    "family",
+    "book",
+    "music",
+    "invoice",
+    "school",
+    "train",
+    "weekend",
+    "coffee",
+    "library",
+    "password",
+    "river",
+    "mountain",
+    "planning",
+    "notes",
+    "friend",
+    "birthday",
+    "report",
+    "idea",
+]
 
 
 def _fill(data_dir: Path, n: int, seed: int = 7) -> None:
@@ -69,7 +92,8 @@ with Vault.open(Path(data_dir), {passphrase!r}) as vault:
         result = importer.import_bundle(vault, Path(bundle))
     seconds = time.perf_counter() - started
     done.set()
-print(json.dumps({{"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": max(peak[0], rss_mib()),
+peak_mib = max(peak[0], rss_mib())
+print(json.dumps({{"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": peak_mib,
                   "result": result}}))
 """
 
@@ -78,7 +102,9 @@ def _child(phase: str, data_dir: Path, bundle: Path, recipient: str = "") -> dic
     code = _CHILD.format(passphrase=PASSPHRASE)
     out = subprocess.run(
         [sys.executable, "-c", code, phase, str(data_dir), str(bundle), recipient],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -119,5 +145,6 @@ def run(sizes: list[int]) -> dict:
     return {
         "rows": rows,
         "target_mb_s": 50,
-        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), one version per cube",
+        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), "
+        "one version per cube",
     }

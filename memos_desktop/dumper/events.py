@@ -87,8 +87,9 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
     """Give every untagged version row (made on this device) an event id; return how many."""
     conn = vault.conn
     rows = conn.execute(
-        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot FROM cube_versions v"
-        " WHERE NOT EXISTS (SELECT 1 FROM sync_events e WHERE e.cube_id = v.cube_id AND e.version = v.version)"
+        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot"
+        " FROM cube_versions v WHERE NOT EXISTS (SELECT 1 FROM sync_events e"
+        " WHERE e.cube_id = v.cube_id AND e.version = v.version)"
         " ORDER BY v.cube_id, v.version"
     ).fetchall()
     tagged: dict[tuple[str, int], str] = {}
@@ -119,8 +120,9 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
 def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
     """The events of one cube in local version order (parents before children)."""
     sql = (
-        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot FROM sync_events e"
-        " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
+        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
+        " FROM sync_events e JOIN cube_versions v"
+        " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
     )
     if only_unshared:
         sql += " AND e.shared = 0"
@@ -319,7 +321,7 @@ def _settle(
     next_version: int,
     access: tuple,
 ) -> None:
-    """Make the cube row show its single head, writing a conflict version first when there are several."""
+    """Make the cube row show its single head; several heads first get a conflict version."""
     referenced = {p for k in known.values() for p in k.parents}
     heads = sorted((k.hlc, vid) for vid, k in known.items() if vid not in referenced)
     head_vid = heads[-1][1]
@@ -369,7 +371,9 @@ class NewCubes:
     `flush()` must run before anything reads those cubes and before the transaction commits.
     """
 
-    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500):
+    def __init__(
+        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500
+    ):
         self.vault = vault
         self.origin = origin
         self.shared = int(shared)
@@ -382,8 +386,10 @@ class NewCubes:
 
     @staticmethod
     def fits(evs: list[Event]) -> bool:
-        return bool(evs) and not evs[0].parents and all(
-            ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False)
+        return (
+            bool(evs)
+            and not evs[0].parents
+            and all(ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False))
         )
 
     def add(self, cube_id: str, evs: list[Event], access: tuple[int, float | None]) -> int:
@@ -398,10 +404,14 @@ class NewCubes:
             self.clock.observe(ev.hlc)
             parent = number
         head = {**evs[-1].snapshot, "version": len(evs), "access_count": access[0]}
-        head.update(last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"]))
+        head.update(
+            last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"])
+        )
         row = [head.get(c) for c in COLUMNS]
         for name in ("tags", "source", "meta"):
-            row[COLUMNS.index(name)] = json.dumps(head.get(name) or ({} if name != "tags" else []), sort_keys=True)
+            row[COLUMNS.index(name)] = json.dumps(
+                head.get(name) or ({} if name != "tags" else []), sort_keys=True
+            )
         row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
         self._cubes.append(tuple(row))
         self.ids[cube_id] = None
@@ -424,7 +434,8 @@ class NewCubes:
         conn.execute(
             "INSERT INTO cube_fts (rowid, title, content, tags)"
             " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
-            f" FROM cubes WHERE kind = 'plaintext' AND state = 'active' AND id IN ({', '.join('?' * len(self.ids))})",
+            " FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+            f" AND id IN ({', '.join('?' * len(self.ids))})",
             list(self.ids),
         )
         self.ids, self._cubes, self._versions, self._events = {}, [], [], []
@@ -446,7 +457,7 @@ def conflicts(vault) -> list[dict]:
 
 
 def _competing(vault, vids: list[str]) -> list[str]:
-    """The user's versions behind a conflict: nested conflict versions are replaced by their parents."""
+    """The user's versions behind a conflict (nested conflict versions give their parents)."""
     out: list[str] = []
     todo = list(vids)
     while todo:
@@ -463,7 +474,8 @@ def _competing(vault, vids: list[str]) -> list[str]:
 
 def _describe(vault, vid: str) -> dict:
     version, stamp, device, op, snapshot = vault.conn.execute(
-        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot FROM sync_events e JOIN cube_versions v"
+        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot"
+        " FROM sync_events e JOIN cube_versions v"
         " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
         (vid,),
     ).fetchone()

@@ -138,7 +138,9 @@ class _Export:
         conn = self.vault.conn
         where, params = self._where()
         selected, all_params = self.selection.where()
-        secret = conn.execute(f"SELECT count(*) FROM cubes WHERE {selected}", all_params).fetchone()[0]
+        secret = conn.execute(
+            f"SELECT count(*) FROM cubes WHERE {selected}", all_params
+        ).fetchone()[0]
         rows = conn.execute(
             "SELECT c.id, c.access_count, c.last_accessed_at, c.payload_ref,"
             " json_extract(c.meta, '$.blob_context'),"
@@ -190,12 +192,16 @@ class _Export:
         self.summary["versions"] += len(rows)
         if self.redaction.rewrites:
             evs = [
-                events.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
+                events.Event(
+                    vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot)
+                )
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
             evs = _redact_events(evs, self.redaction)
             yield {
-                "t": "cube", "id": cube_id, "access": [access_count, last_accessed],
+                "t": "cube",
+                "id": cube_id,
+                "access": [access_count, last_accessed],
                 "events": [e.to_record() for e in evs],
             }
         else:
@@ -205,7 +211,8 @@ class _Export:
                 f'"op":{dump(op)},"actor":{dump(actor)},"at":{dump(at)},"snapshot":{snapshot}}}'
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
-            head = f'{{"t":"cube","id":{dump(cube_id)},"access":[{access_count},{dump(last_accessed)}],'
+            access = f"[{access_count},{dump(last_accessed)}]"
+            head = f'{{"t":"cube","id":{dump(cube_id)},"access":{access},'
             yield (head + '"events":[' + ",".join(parts) + "]}").encode("utf-8")
         if self.with_blobs and payload_ref:
             blob = self._blob(payload_ref, blob_context or "")
@@ -249,7 +256,7 @@ def _read_snapshot(conn):
 
 
 def write_atomic(out: Path, write) -> int:
-    """Call `write(fh)` on a temp file beside `out`, fsync, then rename it to `out`; return its size."""
+    """`write(fh)` into a temp file beside `out`, fsync, rename to `out`; return its size."""
     out = Path(out)
     if out.is_dir():
         raise BundleError(f"{out} is a directory; give a file name for the bundle.")
