@@ -309,3 +309,9 @@ def test_manifest_records_selection_and_redaction_rules(vault, other, tmp_path):
     manifest = json.loads(plaintext.split(b"\n", 1)[0])
     assert manifest["selection"]["tags"] == ["t"] and manifest["device"] == vault.device_id
     assert manifest["redaction"] == ["email -> [email]", "tag:secret -> cube left out"]
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(vault, tmp_path):
+    vault.add("x")
+    with pytest.raises(BundleError, match="Cannot write"):
+        export_bundle(vault, tmp_path / "no" / "such" / "dir" / "b.age")

@@ -190,3 +190,18 @@ def test_three_devices_converge_without_losing_a_version(ops):
         finally:
             for v in vaults:
                 v.close()
+
+
+def test_a_replayed_change_set_under_a_new_name_changes_nothing(tmp_path):
+    a, b = _devices(tmp_path, 2)
+    cube = a.add("once")
+    folder = tmp_path / "shared"
+    _settle([a, b], folder)
+    b.edit(cube.id, content="later edit on b")
+    _settle([a, b], folder)
+    [first, *_] = sorted((folder / "changes" / a.device_id).glob("*.age"))
+    (folder / "changes" / a.device_id / "0000000099.age").write_bytes(first.read_bytes())
+    before = state(b)
+    status = sync_folder(b, folder)
+    assert status["applied_versions"] == 0 and not status["errors"]
+    assert state(b) == before and b.get(cube.id, touch=False).content == "later edit on b"

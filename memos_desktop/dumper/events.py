@@ -84,19 +84,25 @@ def save_clock(vault, clock: hlc.HybridClock) -> None:
 
 
 def tag_local(vault, clock: hlc.HybridClock) -> int:
-    """Give every untagged version row (made on this device) an event id; return how many."""
+    """Give every untagged version row (made on this device) an event id; return how many.
+
+    Streams the rows (parents before children per cube); inserts only touch rows already read.
+    """
     conn = vault.conn
     rows = conn.execute(
         "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot"
         " FROM cube_versions v WHERE NOT EXISTS (SELECT 1 FROM sync_events e"
         " WHERE e.cube_id = v.cube_id AND e.version = v.version)"
         " ORDER BY v.cube_id, v.version"
-    ).fetchall()
-    tagged: dict[tuple[str, int], str] = {}
+    )
+    count = 0
+    current, tagged = None, {}
     for cube_id, version, parent, op, at, actor, snapshot in rows:
+        if cube_id != current:
+            current, tagged = cube_id, {}
         parents = []
         if parent is not None:
-            pvid = tagged.get((cube_id, parent))
+            pvid = tagged.get(parent)
             if pvid is None:
                 found = conn.execute(
                     "SELECT vid FROM sync_events WHERE cube_id = ? AND version = ?",
@@ -112,9 +118,10 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
             " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
             (vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)),
         )
-        tagged[(cube_id, version)] = vid
+        tagged[version] = vid
+        count += 1
     save_clock(vault, clock)
-    return len(rows)
+    return count
 
 
 def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
