@@ -143,8 +143,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_during_export_leaves_no_bundle_under_the_final_name(home, tmp_path):
-    _fill(home, 20_000)
+    _fill(home, 8_000)
     out = tmp_path / "b.age"
     proc = _spawn("export", str(out))
     _kill_when(proc, lambda: any(p.name.startswith(".b.age.partial") for p in tmp_path.iterdir()))
@@ -152,8 +153,9 @@ def test_kill_9_during_export_leaves_no_bundle_under_the_final_name(home, tmp_pa
     assert run_cli("export", str(out)).returncode == 0 and out.exists()
 
 
+@pytest.mark.slow
 def test_kill_9_during_import_applies_nothing(home, tmp_path):
-    _fill(home, 20_000)
+    _fill(home, 8_000)
     other_dir = _other(tmp_path)
     with Vault.open(other_dir, PASSPHRASE) as other:
         recipient = crypto.device_keys(other).recipient
@@ -168,9 +170,10 @@ def test_kill_9_during_import_applies_nothing(home, tmp_path):
         assert state(other) == before
     assert run_cli("--data-dir", str(other_dir), "import", str(tmp_path / "b.age")).returncode == 0
     with Vault.open(other_dir, PASSPHRASE) as other:
-        assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 20_000
+        assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 8_000
 
 
+@pytest.mark.slow
 def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tmp_path):
     folder = tmp_path / "shared"
     other_dir = _other(tmp_path)
@@ -179,7 +182,7 @@ def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tm
         crypto.add_peer(home, "other", crypto.device_keys(other).card())
         sync_folder(other, folder)
         sync_folder(home, folder)
-        _fill(other, 20_000)
+        _fill(other, 8_000)
         sync_folder(other, folder)
     before = state(home)
     wal = home.data_dir / "vault.db-wal"
@@ -187,7 +190,7 @@ def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tm
     proc = _spawn("sync", str(folder))
     _kill_when(proc, lambda: wal.stat().st_size > size + 1_000_000)
     assert state(home) == before
-    assert sync_folder(home, folder)["applied_versions"] == 20_000
+    assert sync_folder(home, folder)["applied_versions"] == 8_000
 
 
 def test_sync_watch_applies_changes_as_they_arrive(home, tmp_path):

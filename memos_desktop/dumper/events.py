@@ -39,6 +39,13 @@ class Event:
     actor: str
     at: float
     snapshot: dict = field(repr=False)
+    canonical: str | None = field(default=None, repr=False, compare=False)
+
+    def stored(self, version: int) -> str:
+        """The snapshot text to store as local version `version`."""
+        if self.canonical is None:
+            self.canonical = canonical_snapshot(self.snapshot)
+        return stored_snapshot(self.canonical, version)
 
     def to_record(self) -> dict:
         return {
@@ -53,6 +60,17 @@ class Event:
         }
 
 
+def canonical_snapshot(snapshot: dict) -> str:
+    """A snapshot as canonical JSON (sorted keys, no spaces) without its local version number."""
+    body = {k: v for k, v in snapshot.items() if k != "version"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def stored_snapshot(canonical: str, version: int) -> str:
+    """The text stored in `cube_versions.snapshot` for local version number `version`."""
+    return f'{{"version":{version}' + (f",{canonical[1:]}" if canonical != "{}" else "}")
+
+
 def vid_of(
     cube_id: str,
     parents: list[str],
@@ -62,15 +80,12 @@ def vid_of(
     actor: str,
     at: float,
     snapshot: dict,
+    canonical: str | None = None,
 ) -> str:
     """The global id of an event: a hash of everything in it but the local version number."""
-    body = {k: v for k, v in snapshot.items() if k != "version"}
-    text = json.dumps(
-        [cube_id, parents, stamp, device, op, actor, at, body],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    head = json.dumps([cube_id, parents, stamp, device, op, actor, at], separators=(",", ":"))
+    body = canonical if canonical is not None else canonical_snapshot(snapshot)
+    return hashlib.blake2b(f"{head}\n{body}".encode(), digest_size=16).hexdigest()
 
 
 def load_clock(vault) -> hlc.HybridClock:
@@ -173,6 +188,7 @@ def parse_event(cube_id: str, record: object) -> Event:
     if event.device != CONFLICT_DEVICE:
         check_id(event.device, "device id")
     cube_from_snapshot(event.snapshot)
+    event.canonical = canonical_snapshot(event.snapshot)
     expected = vid_of(
         cube_id,
         event.parents,
@@ -182,6 +198,7 @@ def parse_event(cube_id: str, record: object) -> Event:
         event.actor,
         event.at,
         event.snapshot,
+        event.canonical,
     )
     if expected != event.vid:
         raise BundleError(
@@ -289,10 +306,9 @@ def _insert_event(
         parent_version = vault.conn.execute(
             "SELECT version FROM sync_events WHERE vid = ?", (event.parents[0],)
         ).fetchone()[0]
-    snapshot = {**event.snapshot, "version": version}
     vault.conn.execute(
         "INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (cube_id, version, parent_version, event.op, event.at, event.actor, json.dumps(snapshot)),
+        (cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version)),
     )
     vault.conn.execute(
         "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
@@ -402,7 +418,7 @@ class NewCubes:
     def add(self, cube_id: str, evs: list[Event], access: tuple[int, float | None]) -> int:
         parent = None
         for number, ev in enumerate(evs, start=1):
-            snapshot = json.dumps({**ev.snapshot, "version": number})
+            snapshot = ev.stored(number)
             self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
             parents = json.dumps(ev.parents) if ev.parents else "[]"
             self._events.append(
