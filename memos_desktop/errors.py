@@ -43,3 +43,25 @@ class IngestError(MemosError):
 
 class TrainingError(MemosError):
     """A LoRA training run or adapter is unusable."""
+
+
+def from_storage(exc: BaseException) -> MemosError | None:
+    """The user-facing error for a low-level storage exception (apsw), or None if it is not one.
+
+    A damaged page can surface in any query, not only when the vault opens, so the interface
+    layers pass unexpected exceptions through this before showing them.
+    """
+    if type(exc).__module__ != "apsw":
+        return None
+    name = type(exc).__name__
+    if name in ("CorruptError", "NotADBError"):
+        return CorruptVault(
+            "The vault database is damaged or was tampered with; restore it from a backup or an export."
+        )
+    if name == "FullError":
+        return VaultError("The disk is full; the last change was not saved.")
+    if name in ("BusyError", "LockedError"):
+        return VaultError("The vault is busy in another process; try again in a moment.")
+    if name in ("ReadOnlyError", "PermissionsError", "CantOpenError", "IOError"):
+        return VaultError(f"The vault files cannot be read or written ({exc}).")
+    return None

@@ -17,6 +17,12 @@ from tests.conftest import REPO, run_cli
 from tests.dumper_helpers import PASSPHRASE, new_vault, state
 
 
+@pytest.fixture(autouse=True)
+def no_embedder(monkeypatch):
+    """These commands' embedding step is the embedder's business; keep the processes light."""
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
+
+
 @pytest.fixture
 def home(isolated_home):
     v = Vault.create(isolated_home, PASSPHRASE)

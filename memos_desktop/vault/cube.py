@@ -12,14 +12,45 @@ KINDS = ("plaintext", "activation", "parameter")
 STATES = ("active", "archived", "deleted")
 
 COLUMNS = (
-    "id", "kind", "owner", "visibility", "title", "content", "payload_ref", "tags", "source",
-    "meta", "created_at", "updated_at", "valid_from", "valid_to", "expires_at", "access_count",
-    "last_accessed_at", "importance", "pinned", "state", "version", "embed_model", "content_hash",
+    "id",
+    "kind",
+    "owner",
+    "visibility",
+    "title",
+    "content",
+    "payload_ref",
+    "tags",
+    "source",
+    "meta",
+    "created_at",
+    "updated_at",
+    "valid_from",
+    "valid_to",
+    "expires_at",
+    "access_count",
+    "last_accessed_at",
+    "importance",
+    "pinned",
+    "state",
+    "version",
+    "embed_model",
+    "content_hash",
 )
 JSON_COLUMNS = ("tags", "source", "meta")
 EDITABLE = (
-    "title", "content", "payload_ref", "tags", "source", "meta", "valid_from", "valid_to",
-    "expires_at", "importance", "pinned", "visibility", "state",
+    "title",
+    "content",
+    "payload_ref",
+    "tags",
+    "source",
+    "meta",
+    "valid_from",
+    "valid_to",
+    "expires_at",
+    "importance",
+    "pinned",
+    "visibility",
+    "state",
 )
 
 

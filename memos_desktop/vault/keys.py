@@ -150,6 +150,4 @@ def subkey(data_key: bytes, purpose: str) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"memos:{purpose}".encode()).derive(
-        data_key
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"memos:{purpose}".encode()).derive(data_key)

@@ -1,0 +1,74 @@
+"""`memos-desktop doctor`: checks that the install can do its job, one line per check.
+
+Each check returns (name, ok, detail). Checks never modify the vault beyond what opening it does.
+"""
+
+import platform
+import sys
+
+from memos_desktop import paths
+from memos_desktop.errors import MemosError
+
+
+def _check_sqlite() -> tuple[str, bool, str]:
+    try:
+        import apsw
+
+        conn = apsw.Connection(":memory:")
+        cipher = conn.execute("PRAGMA cipher").fetchall()
+        conn.close()
+        return (
+            "sqlite",
+            True,
+            f"SQLite {apsw.sqlite_lib_version()} with Multiple Ciphers ({cipher[0][0] if cipher else '?'})",
+        )
+    except Exception as exc:  # a broken install is reported, not raised
+        return "sqlite", False, f"apsw-sqlite3mc is not usable: {exc}"
+
+
+def _check_vec() -> tuple[str, bool, str]:
+    try:
+        import apsw
+        import sqlite_vec
+
+        conn = apsw.Connection(":memory:")
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        version = conn.execute("SELECT vec_version()").fetchone()[0]
+        conn.close()
+        return "sqlite-vec", True, f"loaded {version}"
+    except Exception as exc:
+        return "sqlite-vec", False, f"the extension does not load: {exc}"
+
+
+def _check_vault(ctx) -> list[tuple[str, bool, str]]:
+    db = ctx.data_dir / paths.VAULT_DB
+    if not db.exists():
+        return [("vault", False, f"no vault in {ctx.data_dir}; run `memos-desktop init`")]
+    with open(db, "rb") as fh:
+        head = fh.read(16)
+    encrypted = not head.startswith(b"SQLite format 3")
+    out = [
+        ("encryption", encrypted, "the database file is encrypted" if encrypted else "the database file is PLAINTEXT")
+    ]
+    try:
+        vault = ctx.vault()
+        out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
+        if vault.embedder is not None:
+            from memos_desktop.embed.config import check
+
+            out.extend(check(vault.embedder))
+        else:
+            out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
+    except MemosError as exc:
+        out.append(("vault", False, str(exc)))
+    return out
+
+
+def run(ctx) -> list[tuple[str, bool, str]]:
+    """All checks, in order."""
+    results = [("python", sys.version_info >= (3, 11), f"{platform.python_version()} on {platform.machine()}")]
+    results.append(_check_sqlite())
+    results.append(_check_vec())
+    results.extend(_check_vault(ctx))
+    return results
