@@ -470,11 +470,15 @@ def keys() -> None:
 
 
 @keys.command("show")
-@click.option("--secret", is_flag=True, help="Also print the age identity (to decrypt bundles with `age -d -i`).")
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Also print the age identity (to decrypt bundles with `age -d -i`).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
-    """Print this device's card (give it to `keys add` on your other devices) and trusted devices."""
+    """Print this device's card (for `keys add` on your other devices) and trusted devices."""
     from memos_desktop.dumper import crypto
 
     vault = ctx.vault(embedder=False)
@@ -484,7 +488,10 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
         "card": own.card(),
         "age_recipient": own.recipient,
         "signing_key": own.verify_key,
-        "trusted": [{"name": p.name, "device": p.device, "recipient": p.recipient} for p in crypto.peers(vault)],
+        "trusted": [
+            {"name": p.name, "device": p.device, "recipient": p.recipient}
+            for p in crypto.peers(vault)
+        ],
     }
     if secret:
         data["age_identity"] = own.age_identity
@@ -493,9 +500,14 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
         return
     click.echo(f"device     {own.device}\ncard       {own.card()}\nrecipient  {own.recipient}")
     if secret:
-        click.echo(f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)")
+        click.echo(
+            f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)"
+        )
     for peer in data["trusted"]:
-        click.echo(f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}  {peer['recipient']}")
+        click.echo(
+            f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}"
+            f"  {peer['recipient']}"
+        )
 
 
 @keys.command("add")
@@ -514,13 +526,24 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @cli.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Only cubes with this tag (repeatable).")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"])
+)
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
 @click.option("--profile", help="Only cubes owned by this profile.")
-@click.option("--recipient", "recipients", multiple=True, help="Encrypt to this device/name/age1 key too (repeatable).")
-@click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
-@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="Encrypt to this device/name/age1 key too (repeatable).",
+)
+@click.option(
+    "--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys."
+)
+@click.option(
+    "--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR."
+)
 @click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
 @click.option("--redact-phones", is_flag=True, help="Replace phone numbers with [phone].")
 @click.option(
@@ -562,7 +585,9 @@ def export_cmd(
     result = export_bundle(
         vault,
         out,
-        selection=Selection(tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile),
+        selection=Selection(
+            tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile
+        ),
         redaction=Redaction(redact_emails, redact_phones, tuple(secret_tags)),
         recipients=crypto.resolve_recipients(vault, list(recipients)),
         passphrase=passphrase,
@@ -572,32 +597,42 @@ def export_cmd(
         echo_json(result)
     else:
         click.echo(
-            f"Exported {result['cubes']} memories ({result['versions']} versions, {result['links']} links, "
+            f"Exported {result['cubes']} memories ({result['versions']} versions, "
+            f"{result['links']} links, "
             f"{result['blobs']} blobs) to {out} ({result['bytes']:,} bytes)."
         )
 
 
 @cli.command("import")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked).")
-@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR.")
+@click.option(
+    "--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked)."
+)
+@click.option(
+    "--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
-    """Import a bundle (all or nothing; importing twice changes nothing). Creates the vault if needed."""
+def import_cmd(
+    ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool
+) -> None:
+    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
 
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
     if not Vault.exists(ctx.data_dir):
         Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
-    result = import_bundle(ctx.vault(embedder=False), bundle, passphrase=passphrase)
+    # With the embedder: imported cubes get their vectors here (derived indexes are rebuilt locally).
+    result = import_bundle(ctx.vault(), bundle, passphrase=passphrase)
     if as_json:
         echo_json(result)
     elif result.get("already_imported"):
         click.echo(f"Bundle {result['bundle_id']} was already imported; nothing changed.")
     else:
-        origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
+        origin = result["origin_device"] + (
+            "" if result["trusted_device"] else " (not a trusted device)"
+        )
         click.echo(
             f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
             f"{result['conflicts']} conflicts) from device {origin}."
@@ -622,7 +657,8 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
         for head in conflict["heads"]:
             text = head["content"].replace("\n", " ")[:70]
             click.echo(
-                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8} {head['device'][-8:]}  {text}"
+                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8}"
+                f" {head['device'][-8:]}  {text}"
             )
     if found:
         click.echo("Keep one with: memos-desktop resolve ID VERSION")
@@ -642,8 +678,18 @@ def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
 
 @cli.command("sync")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--watch", is_flag=True, help="Keep syncing when the folder changes or every --interval seconds.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between syncs in --watch mode.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep syncing when the folder changes or every --interval seconds.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between syncs in --watch mode.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: bool) -> None:
@@ -658,7 +704,8 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
         stamp = time.strftime("%H:%M:%S", time.localtime(status["last_sync"]))
         click.echo(
-            f"{stamp} synced: {status['applied_versions']} versions in, {status['published_versions']} out, "
+            f"{stamp} synced: {status['applied_versions']} versions in, "
+            f"{status['published_versions']} out, "
             f"{status['conflicts']} conflicts"
         )
         for line in status["errors"]:
@@ -666,7 +713,7 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
         for device in status["untrusted_devices"]:
             click.echo(f"  skipped change-sets of untrusted device {device} (see `keys add`)")
 
-    vault = ctx.vault(embedder=False)
+    vault = ctx.vault()
     if watch:
         try:
             sync.watch(vault, folder, interval, show)
@@ -1148,7 +1195,9 @@ def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json:
 
 
 @bench.command("export")
-@click.option("--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True)
+@click.option(
+    "--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True
+)
 @click.option("--json", "as_json", is_flag=True)
 def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
     """Export + import throughput (MB/s) and peak memory at several vault sizes."""
