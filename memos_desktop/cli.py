@@ -488,10 +488,7 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
         "card": own.card(),
         "age_recipient": own.recipient,
         "signing_key": own.verify_key,
-        "trusted": [
-            {"name": p.name, "device": p.device, "recipient": p.recipient}
-            for p in crypto.peers(vault)
-        ],
+        "trusted": [{"name": p.name, "device": p.device, "recipient": p.recipient} for p in crypto.peers(vault)],
     }
     if secret:
         data["age_identity"] = own.age_identity
@@ -500,14 +497,9 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
         return
     click.echo(f"device     {own.device}\ncard       {own.card()}\nrecipient  {own.recipient}")
     if secret:
-        click.echo(
-            f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)"
-        )
+        click.echo(f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)")
     for peer in data["trusted"]:
-        click.echo(
-            f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}"
-            f"  {peer['recipient']}"
-        )
+        click.echo(f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}  {peer['recipient']}")
 
 
 @keys.command("add")
@@ -526,9 +518,7 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @cli.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tag", "tags", multiple=True, help="Only cubes with this tag (repeatable).")
-@click.option(
-    "--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"])
-)
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
 @click.option("--profile", help="Only cubes owned by this profile.")
@@ -538,12 +528,8 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
     multiple=True,
     help="Encrypt to this device/name/age1 key too (repeatable).",
 )
-@click.option(
-    "--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys."
-)
-@click.option(
-    "--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR."
-)
+@click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
+@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
 @click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
 @click.option("--redact-phones", is_flag=True, help="Replace phone numbers with [phone].")
 @click.option(
@@ -585,9 +571,7 @@ def export_cmd(
     result = export_bundle(
         vault,
         out,
-        selection=Selection(
-            tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile
-        ),
+        selection=Selection(tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile),
         redaction=Redaction(redact_emails, redact_phones, tuple(secret_tags)),
         recipients=crypto.resolve_recipients(vault, list(recipients)),
         passphrase=passphrase,
@@ -605,17 +589,11 @@ def export_cmd(
 
 @cli.command("import")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked)."
-)
-@click.option(
-    "--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR."
-)
+@click.option("--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked).")
+@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def import_cmd(
-    ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool
-) -> None:
+def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
     """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
@@ -630,9 +608,7 @@ def import_cmd(
     elif result.get("already_imported"):
         click.echo(f"Bundle {result['bundle_id']} was already imported; nothing changed.")
     else:
-        origin = result["origin_device"] + (
-            "" if result["trusted_device"] else " (not a trusted device)"
-        )
+        origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
         click.echo(
             f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
             f"{result['conflicts']} conflicts) from device {origin}."
@@ -657,8 +633,7 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
         for head in conflict["heads"]:
             text = head["content"].replace("\n", " ")[:70]
             click.echo(
-                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8}"
-                f" {head['device'][-8:]}  {text}"
+                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8} {head['device'][-8:]}  {text}"
             )
     if found:
         click.echo("Keep one with: memos-desktop resolve ID VERSION")
@@ -765,9 +740,7 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(
-        locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model
-    )
+    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model)
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
         f"embed: {result['model']}, {result['texts']} LoCoMo turns "
@@ -1195,9 +1168,7 @@ def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json:
 
 
 @bench.command("export")
-@click.option(
-    "--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True
-)
+@click.option("--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
     """Export + import throughput (MB/s) and peak memory at several vault sizes."""
@@ -1206,3 +1177,46 @@ def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
 
     result = run(list(sizes))
     report("export / import", result["rows"], result, as_json)
+
+
+@bench.command("locomo")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_locomo(directory, ks, as_json) -> None:
+    """Evidence recall@k of search on LoCoMo-format conversations, beside a bm25 baseline."""
+    from memos_desktop.bench import locomo, report
+
+    try:
+        cutoffs = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise MemosError(f"--k takes comma-separated whole numbers, not {ks!r}.") from None
+    if not cutoffs or min(cutoffs) < 1:
+        raise MemosError("--k needs at least one cut-off of 1 or more.")
+    result = locomo.run(directory, cutoffs)
+    title = (
+        f"LoCoMo evidence recall: {result['questions']} questions, {result['turns']} turns, "
+        f"embedder {result['embedder'] or 'none (keyword-only)'}, {result['seconds']} s\n"
+        f"{result['definition']}"
+    )
+    report(title, locomo.rows(result), result, as_json)
+
+
+@bench.command("search")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(100),
+    default=100_000,
+    show_default=True,
+    help="Largest vault size (cubes); 10k is measured too.",
+)
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_search(n, queries, as_json) -> None:
+    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data)."""
+    from memos_desktop.bench import report, search
+
+    result = search.run(n=n, queries=queries)
+    title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
+    report(title, search.rows(result), result, as_json)
