@@ -1220,3 +1220,32 @@ def bench_search(n, queries, as_json) -> None:
     result = search.run(n=n, queries=queries)
     title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
     report(title, search.rows(result), result, as_json)
+
+
+# ----- the assistant and its TUI: benchmarks (tui) ----------------------------------------------
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_startup(repeats: int, as_json: bool) -> None:
+    """Process start → the TUI's first frame, vs `python -c pass` and a one-label Textual app."""
+    from memos_desktop.bench import report, startup
+
+    result = startup.run(repeats)
+    report("bench startup", startup.rows(result), result, as_json)
+
+
+@bench.command("turn")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--answer-tokens", type=int, default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_turn(threads: int, answer_tokens: int, as_json: bool) -> None:
+    """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
+    from memos_desktop.bench import report, turn
+
+    result = turn.run(threads=threads, answer_tokens=answer_tokens)
+    title = (
+        f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
+        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%}, "
+        f"identical output: {result['identical_output']}"
+    )
+    report(title, turn.rows(result), result, as_json)
