@@ -1,0 +1,209 @@
+"""What every language-model runtime shares: the `LLMBackend` Protocol and its plain data.
+
+Owns the load settings, the sampling parameters, the sampler (numpy, so both runtimes pick the
+same token from the same logits), stop-sequence handling over a token stream, prompt-length
+checks and model file fingerprints. It never imports a runtime library: `llama.py` and `mlx.py`
+hold one implementation each.
+"""
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from memos_desktop.errors import ModelError
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How to load a model: context size (tokens), CPU threads (None: runtime default), batch."""
+
+    n_ctx: int = 4096
+    threads: int | None = None
+    batch: int = 512
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding parameters; `temperature == 0` is greedy (deterministic) decoding."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A loaded LoRA adapter: its file digest (identity) and the scale it is applied with."""
+
+    path: str
+    digest: str
+    scale: float
+
+
+class LLMBackend(Protocol):
+    """A loaded language model with a KV cache that can be saved, restored and reused.
+
+    The backend tracks which tokens its KV cache holds; `prefill` and `generate_tokens` reuse the
+    longest common prefix with those tokens and compute only the rest.
+    """
+
+    runtime: str
+    path: Path
+    settings: LoadSettings
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def arch(self) -> str: ...
+
+    @property
+    def adapters(self) -> tuple[Adapter, ...]: ...
+
+    def runtime_version(self) -> str: ...
+
+    def kv_dtype(self) -> str: ...
+
+    def chat_prompt(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> None: ...
+
+    def cached_tokens(self) -> list[int]: ...
+
+    def save_state(self) -> bytes: ...
+
+    def load_state(self, data: bytes, tokens: Sequence[int]) -> None: ...
+
+    def generate_tokens(
+        self, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None = None
+    ) -> Iterator[int]: ...
+
+    def load_adapter(self, path: Path, scale: float = 1.0) -> None: ...
+
+    def unload_adapters(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file or of a directory's files (name + content), memoized per size/mtime."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    key = (str(path.resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0))
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            with open(p, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def fingerprint(backend: LLMBackend) -> str:
+    """Everything that makes a KV state valid: model bytes, adapters+scales, n_ctx, KV dtype, runtime."""
+    parts = [
+        backend.runtime,
+        backend.runtime_version(),
+        file_digest(backend.path),
+        f"n_ctx={backend.n_ctx}",
+        f"kv={backend.kv_dtype()}",
+        *(f"lora={a.digest}@{a.scale!r}" for a in backend.adapters),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def check_fits(n_tokens: int, n_ctx: int, reserve: int = 0) -> None:
+    """Raise ModelError when a prompt (plus `reserve` tokens to generate) exceeds the context."""
+    if n_tokens + reserve > n_ctx:
+        raise ModelError(
+            f"The prompt is {n_tokens} tokens, more than this model's context of {n_ctx} tokens "
+            "allows; shorten it or load the model with a larger context."
+        )
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Sampler:
+    """Picks the next token from logits: argmax when greedy, else seeded top-k/top-p sampling."""
+
+    def __init__(self, sampling: Sampling):
+        import numpy as np
+
+        self.sampling = sampling
+        self._rng = np.random.default_rng(sampling.seed)
+
+    def __call__(self, logits) -> int:
+        import numpy as np
+
+        s = self.sampling
+        logits = np.asarray(logits, dtype=np.float64)
+        if s.temperature <= 0:
+            return int(np.argmax(logits))
+        order = np.argsort(-logits)
+        if s.top_k > 0:
+            order = order[: s.top_k]
+        probs = np.exp((logits[order] - logits[order[0]]) / s.temperature)
+        probs /= probs.sum()
+        if s.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), s.top_p)) + 1
+            order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+        return int(self._rng.choice(order, p=probs))
+
+
+def stream_text(
+    tokens: Iterator[int],
+    detokenize: Callable[[Sequence[int]], str],
+    stop: Sequence[str] = (),
+    cancel: threading.Event | None = None,
+    on_token: Callable[[int], None] | None = None,
+) -> Iterator[str]:
+    """Turn a token stream into text pieces, ending at the first stop sequence (not included).
+
+    Text that could be the start of a stop sequence, or an incomplete UTF-8 character, is held
+    back until it is decided. Setting `cancel` ends the stream after the current token.
+    """
+    generated: list[int] = []
+    emitted = 0
+    for token in tokens:
+        generated.append(token)
+        if on_token is not None:
+            on_token(token)
+        text = detokenize(generated)
+        if text.endswith("\ufffd"):
+            continue
+        cut = min((i for i in (text.find(s, max(0, emitted - len(s))) for s in stop if s) if i >= 0), default=-1)
+        if cut >= 0:
+            if cut > emitted:
+                yield text[emitted:cut]
+            return
+        hold = max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        if len(text) - hold > emitted:
+            yield text[emitted : len(text) - hold]
+            emitted = len(text) - hold
+        if cancel is not None and cancel.is_set():
+            return
+    text = detokenize(generated)
+    if len(text) > emitted:
+        yield text[emitted:]

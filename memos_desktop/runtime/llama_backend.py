@@ -1,0 +1,257 @@
+"""The llama.cpp runtime (`llama-cpp-python`): GGUF model files.
+
+Owns one loaded GGUF model and its context: the chat template from the file's metadata,
+tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
+`llama_state_seq_*` (KV only — never the logits arrays of `LlamaState`), greedy or sampled
+decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. It never touches
+the vault: sealing and keying saved states is `activation.py`'s job.
+"""
+
+import ctypes
+import functools
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from memos_desktop.errors import ModelError
+from memos_desktop.runtime.base import (
+    Adapter,
+    LoadSettings,
+    Sampler,
+    Sampling,
+    check_fits,
+    common_prefix,
+    file_digest,
+)
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelError unless `path` is a readable file that starts like a GGUF."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"No model file at {path}.")
+    with open(path, "rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise ModelError(f"{path} is not a GGUF model file.")
+
+
+@functools.cache
+def _silence_llama_logs():
+    """Route llama.cpp's own log lines nowhere: users see one ModelError, not C++ chatter."""
+    import llama_cpp
+    import llama_cpp.llama  # noqa: F401  (installs its logger first; ours replaces it)
+
+    @llama_cpp.llama_log_callback
+    def drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+    return drop
+
+
+class LlamaBackend:
+    """A GGUF model loaded with llama-cpp-python, one sequence, KV state tracked token by token."""
+
+    runtime = "llama.cpp"
+
+    def __init__(self, path: Path, settings: LoadSettings | None = None):
+        self.path = Path(path)
+        self.settings = settings = settings or LoadSettings()
+        check_gguf(self.path)
+        from llama_cpp import Llama
+
+        _silence_llama_logs()
+        try:
+            self._llm = Llama(
+                model_path=str(self.path),
+                n_ctx=settings.n_ctx,
+                n_batch=settings.batch,
+                n_ubatch=settings.batch,
+                n_threads=settings.threads,
+                n_threads_batch=settings.threads,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"llama.cpp could not load {self.path.name}: {exc}") from None
+        self._tokens: list[int] = []
+        self._logits = None
+        self._adapters: list[tuple[Adapter, object]] = []
+
+    # ----- identity ------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx()
+
+    @property
+    def arch(self) -> str:
+        return self._llm.metadata.get("general.architecture", "unknown")
+
+    @property
+    def adapters(self) -> tuple[Adapter, ...]:
+        return tuple(a for a, _ in self._adapters)
+
+    def runtime_version(self) -> str:
+        import llama_cpp
+
+        return f"llama-cpp-python {llama_cpp.__version__}"
+
+    def kv_dtype(self) -> str:
+        return "f16"
+
+    # ----- text ----------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"The model {self.path.name} has no chat template in its metadata.")
+        formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=self._piece(self._llm.token_eos()),
+            bos_token=self._piece(self._llm.token_bos()),
+            add_generation_prompt=add_generation_prompt,
+        )
+        return formatter(messages=list(messages)).prompt
+
+    def _piece(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    # ----- KV cache ------------------------------------------------------------------------
+    def cached_tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    def _trim(self, keep: int) -> None:
+        if keep < len(self._tokens):
+            del self._tokens[keep:]
+            self._llm.n_tokens = keep
+            self._llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            self._logits = None
+
+    def _eval(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> None:
+        import llama_cpp
+        import numpy as np
+
+        for start in range(0, len(tokens), self.settings.batch):
+            if cancel is not None and cancel.is_set():
+                return
+            chunk = list(tokens[start : start + self.settings.batch])
+            try:
+                self._llm.eval(chunk)
+            except RuntimeError as exc:
+                self._trim(self._llm.n_tokens)
+                raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from None
+            self._tokens.extend(chunk)
+            ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+            self._logits = np.ctypeslib.as_array(ptr, shape=(self._llm.n_vocab(),)).copy()
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> None:
+        check_fits(len(tokens), self.n_ctx)
+        self._trim(common_prefix(self._tokens, tokens))
+        self._eval(tokens[len(self._tokens) :], cancel)
+
+    def save_state(self) -> bytes:
+        """The KV cache of sequence 0 (the evaluated tokens), without logits."""
+        import llama_cpp
+
+        ctx = self._llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        if written == 0 and self._tokens:
+            raise ModelError("llama.cpp could not save the activation state.")
+        return bytes(buf)[:written]
+
+    def load_state(self, data: bytes, tokens: Sequence[int]) -> None:
+        import llama_cpp
+
+        check_fits(len(tokens), self.n_ctx)
+        self._trim(0)
+        ptr = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+        read = llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, ptr, len(data), 0)
+        positions = llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(self._llm._ctx.ctx), 0)
+        if read == 0 or positions + 1 != len(tokens):
+            self._llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            raise ModelError("The saved activation state does not fit this model; it was not loaded.")
+        self._tokens = list(tokens)
+        self._llm.n_tokens = len(tokens)
+        self._llm.input_ids[: len(tokens)] = tokens
+
+    # ----- generation ----------------------------------------------------------------------
+    def generate_tokens(
+        self, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None = None
+    ) -> Iterator[int]:
+        import llama_cpp
+
+        if not tokens:
+            raise ModelError("Nothing to generate from: the prompt is empty.")
+        check_fits(len(tokens), self.n_ctx)
+        keep = common_prefix(self._tokens, tokens)
+        if keep == len(tokens) and (keep < len(self._tokens) or self._logits is None):
+            keep -= 1
+        self._trim(keep)
+        self._eval(tokens[keep:], cancel)
+        vocab = self._llm._model.vocab
+        sample = Sampler(sampling)
+        for _ in range(sampling.max_tokens):
+            if cancel is not None and cancel.is_set():
+                return
+            token = sample(self._logits)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                return
+            yield token
+            if len(self._tokens) >= self.n_ctx:
+                return
+            self._eval([token])
+
+    # ----- adapters ------------------------------------------------------------------------
+    def load_adapter(self, path: Path, scale: float = 1.0) -> None:
+        """Add a GGUF LoRA adapter at `scale`; the KV cache is dropped (it no longer applies)."""
+        import llama_cpp
+
+        path = Path(path)
+        check_gguf(path)
+        handle = llama_cpp.llama_adapter_lora_init(self._llm._model.model, str(path).encode())
+        if not handle:
+            raise ModelError(f"The adapter {path.name} does not fit this model.")
+        self._adapters.append((Adapter(str(path), file_digest(path), scale), handle))
+        self._apply_adapters()
+
+    def unload_adapters(self) -> None:
+        import llama_cpp
+
+        handles = [h for _, h in self._adapters]
+        self._adapters = []
+        self._apply_adapters()
+        for handle in handles:
+            llama_cpp.llama_adapter_lora_free(handle)
+
+    def _apply_adapters(self) -> None:
+        import llama_cpp
+
+        n = len(self._adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*(h for _, h in self._adapters))
+        scales = (ctypes.c_float * n)(*(a.scale for a, _ in self._adapters))
+        if llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, handles, n, scales) != 0:
+            raise ModelError("llama.cpp could not apply the LoRA adapters.")
+        self._trim(0)
+
+    def close(self) -> None:
+        if self._adapters:
+            self.unload_adapters()
+        self._llm.close()
+        self._tokens = []
+        self._logits = None

@@ -1,0 +1,246 @@
+"""The MLX runtime (`mlx-lm`): MLX model directories, on Apple silicon or Linux CPU (`mlx[cpu]`).
+
+Owns one loaded MLX model, its tokenizer (the directory's own chat template) and its prompt
+cache: prefill with longest-prefix reuse, save/restore of the cache as safetensors bytes (never a
+plaintext file), greedy or sampled decoding, and one LoRA adapter at a time. It never touches the
+vault or the network: a path that is not a local model directory is an error, not a download.
+"""
+
+import io
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from memos_desktop.errors import ModelError
+from memos_desktop.runtime.base import (
+    Adapter,
+    LoadSettings,
+    Sampler,
+    Sampling,
+    check_fits,
+    common_prefix,
+    file_digest,
+)
+
+
+class _NamedBytes(io.BytesIO):
+    """In-memory file with the `.safetensors` name MLX uses to pick the format."""
+
+    name = "state.safetensors"
+
+
+class MLXBackend:
+    """A model directory (config.json, *.safetensors, tokenizer files) loaded with mlx-lm."""
+
+    runtime = "mlx"
+
+    def __init__(self, path: Path, settings: LoadSettings | None = None):
+        self.path = Path(path)
+        self.settings = settings = settings or LoadSettings()
+        config_file = self.path / "config.json"
+        if not self.path.is_dir() or not config_file.is_file():
+            raise ModelError(f"{self.path} is not an MLX model directory (it needs a config.json).")
+        try:
+            self.config = json.loads(config_file.read_text())
+        except (OSError, ValueError):
+            raise ModelError(f"The config.json in {self.path} is not valid JSON.") from None
+        from mlx_lm import load
+        from mlx_lm.models.cache import make_prompt_cache
+
+        try:
+            self.model, self.tokenizer = load(str(self.path))
+        except Exception as exc:
+            raise ModelError(f"Could not load the MLX model in {self.path}: {exc}") from None
+        self._make_cache = make_prompt_cache
+        self._cache = make_prompt_cache(self.model)
+        self._tokens: list[int] = []
+        self._logits = None
+        self._adapters: tuple[Adapter, ...] = ()
+        self._eos = set(self.tokenizer.eos_token_ids)
+        cfg = self.config
+        heads = int(cfg.get("num_attention_heads", 1))
+        self._kv_shape = (
+            int(cfg.get("num_key_value_heads") or heads),
+            int(cfg.get("head_dim") or cfg.get("hidden_size", 0) // heads),
+        )
+
+    # ----- identity ------------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self.settings.n_ctx
+
+    @property
+    def arch(self) -> str:
+        return str(self.config.get("model_type", "unknown"))
+
+    @property
+    def adapters(self) -> tuple[Adapter, ...]:
+        return self._adapters
+
+    def runtime_version(self) -> str:
+        import mlx.core as mx
+        import mlx_lm
+
+        return f"mlx-lm {mlx_lm.__version__} / mlx {mx.__version__}"
+
+    def kv_dtype(self) -> str:
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        dtypes = [v.dtype for _, v in tree_flatten(self.model.parameters())]
+        return str(next((d for d in dtypes if mx.issubdtype(d, mx.floating)), mx.float32))
+
+    # ----- text ----------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"The model in {self.path} has no chat template.")
+        return self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    # ----- KV cache ------------------------------------------------------------------------
+    def cached_tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    def _trim(self, keep: int) -> None:
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        if keep < len(self._tokens):
+            trim_prompt_cache(self._cache, len(self._tokens) - keep)
+            del self._tokens[keep:]
+            self._logits = None
+
+    def _eval(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> None:
+        import mlx.core as mx
+
+        for start in range(0, len(tokens), self.settings.batch):
+            if cancel is not None and cancel.is_set():
+                return
+            chunk = list(tokens[start : start + self.settings.batch])
+            logits = self.model(mx.array(chunk)[None], cache=self._cache)[0, -1]
+            mx.eval(logits, [c.state for c in self._cache])
+            self._tokens.extend(chunk)
+            self._logits = logits
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event | None = None) -> None:
+        check_fits(len(tokens), self.n_ctx)
+        self._trim(common_prefix(self._tokens, tokens))
+        self._eval(tokens[len(self._tokens) :], cancel)
+
+    def save_state(self) -> bytes:
+        from mlx_lm.models.cache import KVCache, save_prompt_cache
+
+        n = len(self._tokens)
+        trimmed = [
+            KVCache.from_state((c.keys[..., :n, :], c.values[..., :n, :], n)) for c in self._cache
+        ]
+        buf = _NamedBytes()
+        save_prompt_cache(buf, trimmed, {"n_tokens": str(n)})
+        return buf.getvalue()
+
+    def load_state(self, data: bytes, tokens: Sequence[int]) -> None:
+        from mlx_lm.models.cache import load_prompt_cache
+
+        fresh = self._make_cache(self.model)
+        try:
+            cache, meta = load_prompt_cache(_NamedBytes(data), return_metadata=True)
+            ok = (
+                len(cache) == len(fresh)
+                and int(meta.get("n_tokens", -1)) == len(tokens)
+                and all(
+                    type(c) is type(f)
+                    and c.offset == len(tokens)
+                    and tuple(c.keys.shape[1:4:2]) == self._kv_shape
+                    for c, f in zip(cache, fresh, strict=True)
+                )
+            )
+        except Exception:
+            ok = False
+        if not ok:
+            raise ModelError("The saved activation state does not fit this model; it was not loaded.")
+        self._cache = cache
+        self._tokens = list(tokens)
+        self._logits = None
+
+    # ----- generation ----------------------------------------------------------------------
+    def generate_tokens(
+        self, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None = None
+    ) -> Iterator[int]:
+        import numpy as np
+
+        if not tokens:
+            raise ModelError("Nothing to generate from: the prompt is empty.")
+        check_fits(len(tokens), self.n_ctx)
+        keep = common_prefix(self._tokens, tokens)
+        if keep == len(tokens) and (keep < len(self._tokens) or self._logits is None):
+            keep -= 1
+        self._trim(keep)
+        self._eval(tokens[keep:], cancel)
+        sample = Sampler(sampling)
+        for _ in range(sampling.max_tokens):
+            if cancel is not None and cancel.is_set():
+                return
+            token = sample(np.array(self._logits))
+            if token in self._eos:
+                return
+            yield token
+            if len(self._tokens) >= self.n_ctx:
+                return
+            self._eval([token])
+
+    # ----- adapters ------------------------------------------------------------------------
+    def load_adapter(self, path: Path, scale: float = 1.0) -> None:
+        """Apply an MLX LoRA adapter directory (adapter_config.json + adapters.safetensors)."""
+        from mlx_lm.tuner.lora import LoRALinear
+        from mlx_lm.tuner.utils import load_adapters
+
+        path = Path(path)
+        if self._adapters:
+            raise ModelError("MLX applies one adapter at a time; unload the current one first.")
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(f"{path} is not an MLX adapter directory (no adapter_config.json).")
+        try:
+            load_adapters(self.model, str(path))
+        except Exception as exc:
+            self._remove_lora()
+            raise ModelError(f"The adapter {path} does not fit this model: {exc}") from None
+        for _, module in self.model.named_modules():
+            if isinstance(module, LoRALinear):
+                module.scale = module.scale * scale
+        self._adapters = (Adapter(str(path), file_digest(path), scale),)
+        self._reset()
+
+    def unload_adapters(self) -> None:
+        self._remove_lora()
+        self._adapters = ()
+        self._reset()
+
+    def _remove_lora(self) -> None:
+        from mlx_lm.tuner.utils import remove_lora_layers
+
+        remove_lora_layers(self.model)
+
+    def _reset(self) -> None:
+        self._cache = self._make_cache(self.model)
+        self._tokens = []
+        self._logits = None
+
+    def close(self) -> None:
+        import mlx.core as mx
+
+        self._cache = []
+        self._tokens = []
+        self._logits = None
+        self.model = None
+        mx.clear_cache()
+
