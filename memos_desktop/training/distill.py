@@ -133,9 +133,7 @@ def distill(
         f"for {model.name}: held-out answer log-likelihood +{evaluation.gain:.3f} nats/token."
     )
     adapters = Adapters(vault, profile)
-    cube = adapters.save(
-        name=name, files=files, meta=meta, content=content, sources=[f.id for f in dataset.facts]
-    )
+    cube = adapters.save(name=name, files=files, meta=meta, content=content, sources=[f.id for f in dataset.facts])
     if enable:
         cube = adapters.enable(cube.id)
     return Outcome(cube, evaluation, metrics)
