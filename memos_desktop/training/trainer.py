@@ -171,12 +171,14 @@ class MLXTrainer:
 
     # ----- LoRA layers ---------------------------------------------------------------------
     def _apply_lora(self, config: TrainConfig) -> None:
+        import mlx.core as mx
         from mlx_lm.tuner.utils import linear_to_lora_layers
 
         if self._lora:
             raise TrainingError("This trainer already trained an adapter; load the model again for another run.")
         n_layers = self.n_layers if config.num_layers < 0 else config.num_layers
         lora = {"rank": config.rank, "scale": config.scale, "dropout": config.dropout, "keys": list(config.keys)}
+        mx.random.seed(config.seed)  # lora_a starts random: the same seed gives the same run
         linear_to_lora_layers(self.model, n_layers, lora)
         if not self._lora_modules():
             raise TrainingError(f"None of the layers {', '.join(config.keys)} exist in {self.model_path.name}.")
