@@ -55,7 +55,9 @@ def _check_vault(ctx) -> list[tuple[str, bool, str]]:
         vault = ctx.vault()
         out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
         if vault.embedder is not None:
-            out.append(("embedder", True, f"{vault.embedder.model_id} ({vault.embedder.dim} dims)"))
+            from memos_desktop.embed.config import check
+
+            out.extend(check(vault.embedder))
         else:
             out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
     except MemosError as exc:

@@ -1,0 +1,191 @@
+"""`LlamaCppEmbedder`: any GGUF embedding model run by llama.cpp (llama-cpp-python).
+
+Owns tokenizing with the model's own tokenizer, truncating to the model's input limit while
+keeping the closing special token, packing many texts into one llama.cpp batch (one sequence id
+per text, so texts never attend to each other), pooling and L2-normalising. The model is loaded
+on the first `embed` and kept for the life of the object. It never downloads or converts models
+and never writes files.
+"""
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from memos_desktop.errors import EmbedderError
+
+MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN, without importing llama_cpp at startup
+NO_POOLING = 0
+
+
+class LlamaCppEmbedder:
+    """Embeds texts with a GGUF model; vectors are float32, L2-normalised, shape (n, dim)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        model_id: str | None = None,
+        max_tokens: int | None = None,
+        batch_tokens: int = 512,
+        pooling: int | None = None,
+        n_threads: int | None = None,
+    ):
+        """`max_tokens` caps one text (default: the model's training context, within
+        `batch_tokens`); `batch_tokens` is the llama.cpp batch: texts are packed up to that many
+        tokens per forward pass. `pooling` is a llama.cpp pooling type (default: the model's own,
+        mean if it declares none)."""
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise EmbedderError(f"The embedding model file {self.path} does not exist.")
+        if max_tokens is not None and max_tokens > batch_tokens:
+            raise EmbedderError(
+                f"max_tokens ({max_tokens}) cannot exceed batch_tokens ({batch_tokens})."
+            )
+        self._model_id = model_id
+        self._max_tokens = max_tokens
+        self.batch_tokens = batch_tokens
+        self._pooling = pooling
+        self.n_threads = n_threads or max(2, (os.cpu_count() or 2) // 2)
+        self._llama = None
+
+    @cached_property
+    def model_id(self) -> str:
+        """The given id, else file name plus a digest of the file's bytes."""
+        if self._model_id:
+            return self._model_id
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return f"{self.path.stem}@{digest.hexdigest()[:12]}"
+
+    @cached_property
+    def dim(self) -> int:
+        return self._load().n_embd()
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Most tokens one text is given to the model, special tokens included."""
+        import llama_cpp
+
+        limit = min(llama_cpp.llama_model_n_ctx_train(self._load().model), self.batch_tokens)
+        return min(self._max_tokens or limit, limit)
+
+    def tokens(self, text: str) -> list[int]:
+        """The token ids the model sees for `text`: with its special tokens, truncated."""
+        llama = self._load()
+        ids = llama.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=False)
+        if len(ids) <= self.max_tokens:
+            return ids
+        keep = self.max_tokens - len(self._closing)
+        return ids[:keep] + self._closing
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """An array of shape (len(texts), dim); many texts per llama.cpp call."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one string")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        batch: list[tuple[int, list[int]]] = []
+        used = 0
+        for i, text in enumerate(texts):
+            ids = self.tokens(text)
+            if batch and (used + len(ids) > self.batch_tokens or len(batch) >= self._n_seq):
+                self._decode(batch, out)
+                batch, used = [], 0
+            batch.append((i, ids))
+            used += len(ids)
+        if batch:
+            self._decode(batch, out)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1)
+
+    def close(self) -> None:
+        """Free the model (it is loaded again on the next `embed`)."""
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    def _load(self):
+        if self._llama is not None:
+            return self._llama
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise EmbedderError(
+                "llama-cpp-python is not installed, so no embedding model can run."
+            ) from None
+        pooling = self._pooling if self._pooling is not None else self._declared_pooling()
+        try:
+            llama = Llama(
+                model_path=str(self.path),
+                embedding=True,
+                pooling_type=pooling,
+                n_ctx=self.batch_tokens,
+                n_batch=self.batch_tokens,
+                n_ubatch=self.batch_tokens,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EmbedderError(
+                f"The embedding model {self.path.name} cannot be loaded ({exc})."
+            ) from None
+        self._llama = llama
+        self._n_seq = llama.context_params.n_seq_max
+        import llama_cpp
+
+        start = llama.tokenize(b"", add_bos=True, special=False)
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        opening = 1 if llama_cpp.llama_vocab_get_add_bos(vocab) else 0
+        self._closing = start[opening:]  # e.g. BERT's [SEP], kept when truncating
+        return llama
+
+    def _declared_pooling(self) -> int:
+        """The pooling the GGUF declares, mean when it declares none (e.g. a chat model)."""
+        import gguf
+
+        try:
+            reader = gguf.GGUFReader(self.path)
+        except (ValueError, OSError, IndexError) as exc:
+            raise EmbedderError(f"{self.path.name} is not a readable GGUF file ({exc}).") from None
+        arch = reader.get_field("general.architecture")
+        field = arch and reader.get_field(f"{arch.contents()}.pooling_type")
+        declared = int(field.contents()) if field else NO_POOLING
+        return declared if declared != NO_POOLING else MEAN_POOLING
+
+    def _decode(self, batch: list[tuple[int, list[int]]], out: np.ndarray) -> None:
+        """One forward pass over several texts, each its own sequence; fills their rows."""
+        import llama_cpp
+
+        ctx = self._llama.ctx
+        n = sum(len(ids) for _, ids in batch)
+        cbatch = llama_cpp.llama_batch_init(n, 0, 1)
+        try:
+            k = 0
+            for seq, (_, ids) in enumerate(batch):
+                for pos, token in enumerate(ids):
+                    cbatch.token[k] = token
+                    cbatch.pos[k] = pos
+                    cbatch.n_seq_id[k] = 1
+                    cbatch.seq_id[k][0] = seq
+                    cbatch.logits[k] = True
+                    k += 1
+            cbatch.n_tokens = n
+            memory = llama_cpp.llama_get_memory(ctx)
+            if memory:
+                llama_cpp.llama_memory_clear(memory, True)
+            rc = llama_cpp.llama_decode(ctx, cbatch)
+            if rc != 0:
+                raise EmbedderError(f"llama.cpp failed to embed a batch (code {rc}).")
+            for seq, (row, _) in enumerate(batch):
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq)
+                if not ptr:
+                    raise EmbedderError(f"{self.path.name} returned no pooled embedding.")
+                out[row] = np.ctypeslib.as_array(ptr, shape=(out.shape[1],))
+        finally:
+            llama_cpp.llama_batch_free(cbatch)
