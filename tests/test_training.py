@@ -268,3 +268,29 @@ def test_resume_without_an_interrupted_run_is_a_clear_error(vault):
             config=CONFIG,
             resume=True,
         )
+
+
+def test_training_job_reports_progress_and_stops_when_cancelled(vault):
+    from functools import partial
+
+    from memos_desktop.training.job import TrainingJob
+
+    _people(vault, 4)
+    seen = []
+    work = partial(
+        distill,
+        vault,
+        select_facts(vault, tag="people"),
+        model=tm.tiny_mlx(),
+        name="people",
+        selection={"tag": "people"},
+        config=TrainConfig(iters=500, rank=4),
+    )
+    job = TrainingJob(work, on_progress=lambda p: seen.append(p.iteration)).start()
+    while len(seen) < 3:
+        job.wait(0.05)
+    job.cancel()
+    with pytest.raises(TrainingError, match="resume"):
+        job.wait()
+    assert not job.running and job.progress.iteration < 500
+    assert Adapters(vault).cubes() == []

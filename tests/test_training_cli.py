@@ -2,8 +2,16 @@
 
 import json
 
+import pytest
+
 from memos_desktop.runtime import testmodels as tm
 from tests.training_support import fact_texts
+
+
+@pytest.fixture(autouse=True)
+def keyword_only(monkeypatch):
+    """These tests are about adapters; the vault need not embed (the subprocesses inherit this)."""
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
 
 
 def _remember(cli, texts, tag="people"):
