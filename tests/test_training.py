@@ -14,7 +14,7 @@ from memos_desktop.errors import NotFound, TrainingError
 from memos_desktop.runtime import testmodels as tm
 from memos_desktop.training import export
 from memos_desktop.training.adapters import Adapters
-from memos_desktop.training.data import Fact, build_dataset, select_facts
+from memos_desktop.training.data import Fact, build_dataset, proposal_ids, select_facts
 from memos_desktop.training.distill import distill
 from memos_desktop.training.trainer import MLXTrainer, TrainConfig
 from tests.training_support import CONFIG, fact_texts, facts, trained
@@ -77,6 +77,17 @@ def test_selecting_a_forgotten_fact_by_id_is_an_error(vault):
     vault.forget(cube.id)
     with pytest.raises(NotFound):
         select_facts(vault, ids=[cube.id])
+
+
+def test_selection_by_query_finds_the_matching_facts(vault):
+    cubes = [vault.add(t) for t in fact_texts(4)]
+    vault.add("The weather was mild all week.")
+    assert [f.id for f in select_facts(vault, query="dentist")] == [cubes[0].id]
+
+
+def test_an_unknown_scheduler_proposal_is_a_clear_error(vault):
+    with pytest.raises(TrainingError, match="no distillation proposal 5"):
+        proposal_ids(vault, 5)
 
 
 # ----- training and evaluation -----------------------------------------------------------------
