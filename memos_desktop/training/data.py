@@ -109,8 +109,8 @@ def select_facts(
     """Active plaintext cubes to distil: by tag, by search query or by id, oldest first.
 
     `min_age` (seconds since the last change) and `min_uses` (access count) keep out facts that
-    are still changing or that nobody uses. Ids name the cubes exactly, so a missing, forgotten
-    or non-plaintext id is an error rather than silently left out.
+    are still changing or that nobody uses. Ids (a user's or the scheduler's choice) name the
+    cubes exactly: they are not filtered, and a missing, forgotten or non-plaintext id is an error.
     """
     if sum(x is not None for x in (tag, query, ids)) != 1:
         raise TrainingError("Choose the facts to distil with exactly one of a tag, a query or a list of ids.")
@@ -130,7 +130,7 @@ def select_facts(
     chosen = [
         c
         for c in cubes
-        if c.content.strip() and now - c.updated_at >= min_age and (c.access_count >= min_uses or ids is not None)
+        if c.content.strip() and (ids is not None or (now - c.updated_at >= min_age and c.access_count >= min_uses))
     ]
     chosen.sort(key=lambda c: (c.created_at, c.id))
     return [Fact.from_cube(c) for c in chosen]
