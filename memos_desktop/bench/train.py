@@ -4,8 +4,8 @@ For each model, in one run: training time and throughput, peak MLX memory and pr
 adapter's size (MLX safetensors and GGUF), the held-out log-likelihood gain and control
 perplexity ratio against the base model, and the GGUF export time. The models are random-weight
 (generated, never downloaded), so the gain measures memorisation, not language quality. From the
-small model's measured training FLOP rate it extrapolates what a Qwen2.5-0.5B-shaped model would
-need on this CPU; the numbers for Apple silicon are not measured here.
+small model's measured training FLOP rate it extrapolates what Qwen2.5-0.5B- and 1.5B-sized
+models would need on this CPU; the numbers for Apple silicon are not measured here.
 """
 
 import resource
@@ -21,6 +21,7 @@ PEOPLE = ["Alvarez", "Bergman", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia"
 ROLES = ["dentist", "plumber", "landlord", "doctor", "accountant", "tailor", "barber", "mechanic", "lawyer", "vet"]
 PLACES = ["Main", "Oak", "Harbor", "Station", "Mill", "Church", "Bridge", "Garden", "Castle", "River", "Lake"]
 QWEN05B_PARAMS = 494_000_000
+QWEN15B_PARAMS = 1_540_000_000
 
 
 def facts(n: int) -> list[Fact]:
@@ -83,14 +84,15 @@ def run(n_facts: int = 100, iters: int = 100) -> dict:
     # Training costs about 6 FLOPs per parameter per token (forward + backward); LoRA saves the
     # weight-gradient share, so this is an upper bound, scaled by the small model's measured rate.
     flops_per_s = 6 * small["params"] * small["tokens_per_s"]
-    est_s = 6 * QWEN05B_PARAMS * small["trained_tokens"] / flops_per_s
+    est_05b = 6 * QWEN05B_PARAMS * small["trained_tokens"] / flops_per_s
     return {
         "models": models,
         "rows": rows,
         "small_over_tiny_time": small["train_s"] / tiny["train_s"],
         "measured_train_gflops": flops_per_s / 1e9,
-        "qwen05b_estimate_this_cpu_s": est_s,
-        "qwen05b_estimate_note": (
+        "qwen05b_estimate_this_cpu_s": est_05b,
+        "qwen15b_estimate_this_cpu_s": est_05b * QWEN15B_PARAMS / QWEN05B_PARAMS,
+        "estimate_note": (
             "Extrapolated from the small model's FLOP rate on this CPU (mlx[cpu], reference BLAS); "
             "not measured on Apple silicon."
         ),
