@@ -650,29 +650,13 @@ def bench() -> None:
 
 @bench.command("embed")
 @click.argument("locomo", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--batch",
-    "batch_sizes",
-    multiple=True,
-    type=click.IntRange(1),
-    default=(1, 16, 64),
-    show_default=True,
-    help="Texts per embed call (repeatable).",
-)
+@click.option("--batch", "batch_sizes", multiple=True, type=click.IntRange(1), default=(1, 16, 64),
+              show_default=True, help="Texts per embed call (repeatable).")
 @click.option("--texts", "n_texts", type=click.IntRange(1), default=256, show_default=True)
-@click.option(
-    "--threads",
-    multiple=True,
-    type=click.IntRange(1),
-    default=(1, 2),
-    show_default=True,
-    help="llama.cpp threads (repeatable).",
-)
-@click.option(
-    "--model",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
-)
+@click.option("--threads", multiple=True, type=click.IntRange(1), default=(1, 2), show_default=True,
+              help="llama.cpp threads (repeatable).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).")
 @click.option("--json", "as_json", is_flag=True)
 def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
