@@ -168,7 +168,7 @@ def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, sha
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--kind", type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
-@click.option("--source", "source_path", help="Only memories from this file (or folder prefix).")
+@click.option("--source", "source_path", help="Only memories from this file (or chat conversation).")
 @click.option("--since", help="Only facts valid on or after this date.")
 @click.option("--until", help="Only facts valid on or before this date.")
 @click.option("--profile", default="default", show_default=True)
@@ -182,7 +182,7 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
     filters = operator.Filters(
         kind=kind,
         tags=tuple(tags),
-        source_path=source_path,
+        source=source_path,
         since=parse_date(since),
         until=parse_date(until),
     )
@@ -193,18 +193,7 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
             {
                 "query": " ".join(query),
                 "notice": notice,
-                "hits": [
-                    {
-                        "id": h.cube.id,
-                        "score": h.score,
-                        "signals": h.signals,
-                        "citation": h.cube.citation(),
-                        "title": h.cube.title,
-                        "content": h.cube.content,
-                        "tags": h.cube.tags,
-                    }
-                    for h in hits
-                ],
+                "hits": [h.to_dict() for h in hits],
             }
         )
         return
@@ -385,6 +374,35 @@ def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
         return
     for e in entries:
         click.echo(f"{e['seq']:>6} {when(e['at'])} {e['action']:<10} {e['cube_id'] or '-':<26} {e['actor']}")
+
+
+@cli.command()
+@click.argument("choice", required=False)
+@pass_ctx
+def embedder(obj: Context, choice: str | None) -> None:
+    """Show or choose the embedding model: minilm (default), none, or a GGUF file's path.
+
+    Choosing another model re-embeds every memory with it.
+    """
+    from memos_desktop.embed.config import SETTING, status_for
+
+    vault = obj.vault(embedder=False)
+    if choice is None:
+        click.echo(status_for(vault.get_setting(SETTING))[1])
+        return
+    if choice.lower() not in ("minilm", "none"):
+        path = Path(choice).expanduser().resolve()
+        if not path.is_file():
+            raise MemosError(f"No GGUF embedding model at {path}.")
+        choice = str(path)
+    new, status = status_for(choice)
+    if new is None and choice.lower() != "none":
+        raise MemosError(f"Not switching: {status}.")
+    vault.set_setting(SETTING, choice)
+    vault.embedder = new
+    if new is not None:
+        vault.knn(new.embed(["probe"])[0], 1)  # swaps the vector table and re-embeds
+    click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
 
 
 @cli.command()
@@ -641,6 +659,242 @@ def adapters_rm(obj: Context, adapter_id) -> None:
 
     cube = Adapters(obj.vault(embedder=False)).remove(adapter_id)
     click.echo(f"Removed adapter {cube.id} ({cube.title}); its facts are still in the vault.")
+# ----- MemDumper: device keys, export/import bundles, conflicts, folder sync ----------------------
+def _bundle_passphrase(ask: bool, env_var: str | None, confirm: bool) -> str | None:
+    """The bundle passphrase from --passphrase-env VAR or a prompt (--passphrase), else None."""
+    if env_var:
+        value = os.environ.get(env_var)
+        if not value:
+            raise MemosError(f"The environment variable {env_var} is empty or not set.")
+        return value
+    if not ask:
+        return None
+    if not sys.stdin.isatty():
+        raise MemosError("--passphrase needs a terminal; use --passphrase-env VAR in scripts.")
+    return click.prompt("Bundle passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+def _timestamp(value: str | None) -> float | None:
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise MemosError(f"Not a date: {value!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM).") from None
+
+
+@cli.group()
+def keys() -> None:
+    """This device's keys and the devices you trust."""
+
+
+@keys.command("show")
+@click.option("--secret", is_flag=True, help="Also print the age identity (to decrypt bundles with `age -d -i`).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
+    """Print this device's card (give it to `keys add` on your other devices) and trusted devices."""
+    from memos_desktop.dumper import crypto
+
+    vault = ctx.vault(embedder=False)
+    own = crypto.device_keys(vault)
+    data = {
+        "device": own.device,
+        "card": own.card(),
+        "age_recipient": own.recipient,
+        "signing_key": own.verify_key,
+        "trusted": [{"name": p.name, "device": p.device, "recipient": p.recipient} for p in crypto.peers(vault)],
+    }
+    if secret:
+        data["age_identity"] = own.age_identity
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"device     {own.device}\ncard       {own.card()}\nrecipient  {own.recipient}")
+    if secret:
+        click.echo(f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)")
+    for peer in data["trusted"]:
+        click.echo(f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}  {peer['recipient']}")
+
+
+@keys.command("add")
+@click.argument("name")
+@click.argument("card")
+@pass_ctx
+def keys_add(ctx: Context, name: str, card: str) -> None:
+    """Trust another device (its card from `keys show`) or add an age recipient under NAME."""
+    from memos_desktop.dumper import crypto
+
+    peer = crypto.add_peer(ctx.vault(embedder=False), name, card)
+    what = f"device {peer.device}" if peer.device else "age recipient (export only)"
+    click.echo(f"Added {name}: {what}.")
+
+
+@cli.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tag", "tags", multiple=True, help="Only cubes with this tag (repeatable).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
+@click.option("--since", help="Only cubes changed on or after this date.")
+@click.option("--until", help="Only cubes changed before this date.")
+@click.option("--profile", help="Only cubes owned by this profile.")
+@click.option("--recipient", "recipients", multiple=True, help="Encrypt to this device/name/age1 key too (repeatable).")
+@click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
+@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
+@click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
+@click.option("--redact-phones", is_flag=True, help="Replace phone numbers with [phone].")
+@click.option(
+    "--secret-tag",
+    "secret_tags",
+    multiple=True,
+    default=("secret",),
+    show_default=True,
+    help="Leave out cubes with this tag.",
+)
+@click.option("--with-blobs", is_flag=True, help="Include activation states and adapters (large).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export_cmd(
+    ctx: Context,
+    out: Path,
+    tags,
+    kinds,
+    since,
+    until,
+    profile,
+    recipients,
+    ask,
+    passphrase_env,
+    redact_emails,
+    redact_phones,
+    secret_tags,
+    with_blobs,
+    as_json,
+) -> None:
+    """Write an encrypted, signed bundle of your memories to OUT."""
+    from memos_desktop.dumper import crypto
+    from memos_desktop.dumper.export import Redaction, Selection, export_bundle
+
+    passphrase = _bundle_passphrase(ask, passphrase_env, confirm=True)
+    if passphrase is not None and recipients:
+        raise MemosError("Use either --recipient or a passphrase, not both.")
+    vault = ctx.vault(embedder=False)
+    result = export_bundle(
+        vault,
+        out,
+        selection=Selection(tuple(tags), tuple(kinds), _timestamp(since), _timestamp(until), profile),
+        redaction=Redaction(redact_emails, redact_phones, tuple(secret_tags)),
+        recipients=crypto.resolve_recipients(vault, list(recipients)),
+        passphrase=passphrase,
+        with_blobs=with_blobs,
+    )
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(
+            f"Exported {result['cubes']} memories ({result['versions']} versions, {result['links']} links, "
+            f"{result['blobs']} blobs) to {out} ({result['bytes']:,} bytes)."
+        )
+
+
+@cli.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked).")
+@click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
+    """Import a bundle (all or nothing; importing twice changes nothing). Creates the vault if needed."""
+    from memos_desktop.dumper.importer import import_bundle
+    from memos_desktop.vault import Vault
+
+    passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
+    if not Vault.exists(ctx.data_dir):
+        Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
+    result = import_bundle(ctx.vault(embedder=False), bundle, passphrase=passphrase)
+    if as_json:
+        echo_json(result)
+    elif result.get("already_imported"):
+        click.echo(f"Bundle {result['bundle_id']} was already imported; nothing changed.")
+    else:
+        origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
+        click.echo(
+            f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
+            f"{result['conflicts']} conflicts) from device {origin}."
+        )
+
+
+@cli.command("conflicts")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def conflicts_cmd(ctx: Context, as_json: bool) -> None:
+    """List memories edited concurrently on several devices, with each competing version."""
+    from memos_desktop.dumper.events import conflicts
+
+    found = conflicts(ctx.vault(embedder=False))
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo("No conflicts.")
+    for conflict in found:
+        click.echo(f"{conflict['id']}  {conflict['title']}")
+        for head in conflict["heads"]:
+            text = head["content"].replace("\n", " ")[:70]
+            click.echo(
+                f"  version {head['version']:>4}  {head['op']:<8} {head['state']:<8} {head['device'][-8:]}  {text}"
+            )
+    if found:
+        click.echo("Keep one with: memos-desktop resolve ID VERSION")
+
+
+@cli.command("resolve")
+@click.argument("cube_id")
+@click.argument("version", type=int)
+@pass_ctx
+def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
+    """Close a conflict by keeping VERSION of the memory (written as a new version)."""
+    from memos_desktop.dumper.events import resolve
+
+    cube = resolve(ctx.vault(embedder=False), cube_id, version)
+    click.echo(f"Resolved {cube_id}: version {version} is current again as version {cube.version}.")
+
+
+@cli.command("sync")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--watch", is_flag=True, help="Keep syncing when the folder changes or every --interval seconds.")
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between syncs in --watch mode.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: bool) -> None:
+    """Exchange encrypted change-sets with your other devices through a shared FOLDER."""
+    from memos_desktop.dumper import sync
+
+    def show(status: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(status, default=str))
+            return
+        import time
+
+        stamp = time.strftime("%H:%M:%S", time.localtime(status["last_sync"]))
+        click.echo(
+            f"{stamp} synced: {status['applied_versions']} versions in, {status['published_versions']} out, "
+            f"{status['conflicts']} conflicts"
+        )
+        for line in status["errors"]:
+            click.echo(f"  warning: {line}")
+        for device in status["untrusted_devices"]:
+            click.echo(f"  skipped change-sets of untrusted device {device} (see `keys add`)")
+
+    vault = ctx.vault(embedder=False)
+    if watch:
+        try:
+            sync.watch(vault, folder, interval, show)
+        except KeyboardInterrupt:
+            click.echo("Stopped.")
+    else:
+        show(sync.sync_folder(vault, folder))
 
 
 @cli.group()
@@ -650,23 +904,49 @@ def bench() -> None:
 
 @bench.command("embed")
 @click.argument("locomo", type=click.Path(exists=True, path_type=Path))
-@click.option("--batch", "batch_sizes", multiple=True, type=click.IntRange(1), default=(1, 16, 64),
-              show_default=True, help="Texts per embed call (repeatable).")
+@click.option(
+    "--batch",
+    "batch_sizes",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 16, 64),
+    show_default=True,
+    help="Texts per embed call (repeatable).",
+)
 @click.option("--texts", "n_texts", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--threads", multiple=True, type=click.IntRange(1), default=(1, 2), show_default=True,
-              help="llama.cpp threads (repeatable).")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).")
+@click.option(
+    "--threads",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 2),
+    show_default=True,
+    help="llama.cpp threads (repeatable).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Interleaved repetitions; figures are medians.",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def bench_embed(locomo, batch_sizes, n_texts, threads, model, as_json) -> None:
+def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, model=model)
+    result = embed.run(
+        locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model
+    )
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
         f"embed: {result['model']}, {result['texts']} LoCoMo turns "
-        f"(~{result['mean_tokens']:.0f} tokens each); model load {loads}"
+        f"(~{result['mean_tokens']:.0f} tokens each), median of {result['rounds']} rounds; "
+        f"model load {loads}"
     )
     report(title, result["rows"], result, as_json)
 
@@ -688,3 +968,420 @@ def bench_train(n_facts, iters, as_json) -> None:
             f"Same data on this CPU: 0.5B model ~{result['qwen05b_estimate_this_cpu_s'] / 3600:.1f} h, "
             f"1.5B model ~{result['qwen15b_estimate_this_cpu_s'] / 3600:.1f} h ({result['estimate_note']})"
         )
+# ----- language models, chat and the TTFT benchmark (runtime) -----------------------------------
+DEFAULT_SYSTEM = "You are a helpful assistant running privately on this computer."
+
+
+@cli.group()
+def model() -> None:
+    """Language models: add, list, remove, pull and choose the default."""
+
+
+@model.command("add")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Name to register it under (default: the file or directory name).")
+@click.option("--ctx", "n_ctx", type=int, help="Context size in tokens (default: min(trained, 4096)).")
+@click.option("--threads", type=int, help="CPU threads (default: the runtime's choice).")
+@click.option("--force", is_flag=True, help="Skip the free-memory check.")
+@pass_ctx
+def model_add(ctx: Context, path: Path, name: str | None, n_ctx: int | None, threads: int | None, force: bool) -> None:
+    """Register a GGUF file or an MLX model directory after checking that it loads."""
+    from memos_desktop.runtime.models import add_model
+
+    entry = add_model(ctx.vault(embedder=False), path, name, n_ctx, threads, check_ram=not force)
+    click.echo(f"Added {entry['name']} ({entry['runtime']}, {entry['arch']}, context {entry['n_ctx']}).")
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def model_list(ctx: Context, as_json: bool) -> None:
+    """Show the registered models: size, architecture, context and runtime."""
+    from memos_desktop.runtime.models import NO_MODEL, list_models
+
+    models = list_models(ctx.vault(embedder=False))
+    if as_json:
+        echo_json(models)
+        return
+    if not models:
+        click.echo(NO_MODEL)
+        return
+    for m in models:
+        mark = "*" if m["default"] else " "
+        missing = "" if m["present"] else "  (files missing)"
+        click.echo(
+            f"{mark} {m['name']:<32} {m['size_bytes'] / 1024**2:>9.1f} MiB  {m['arch']:<10} "
+            f"ctx {m['n_ctx']:>6}/{m['context_length']:<6}  {m['runtime']}{missing}"
+        )
+
+
+@model.command("rm")
+@click.argument("name")
+@pass_ctx
+def model_rm(ctx: Context, name: str) -> None:
+    """Forget a registered model (its files are not deleted)."""
+    from memos_desktop.runtime.models import remove_model
+
+    remove_model(ctx.vault(embedder=False), name)
+    click.echo(f"Removed {name}.")
+
+
+@model.command("default")
+@click.argument("name")
+@pass_ctx
+def model_default(ctx: Context, name: str) -> None:
+    """Make NAME the model `chat` and the assistant use."""
+    from memos_desktop.runtime.models import set_default
+
+    set_default(ctx.vault(embedder=False), name)
+    click.echo(f"{name} is now the default model.")
+
+
+@model.command("pull")
+@click.argument("repo")
+@click.argument("filename", required=False)
+@click.option("--revision", help="Branch, tag or commit (default: main).")
+@click.option("--name", help="Name to register it under.")
+@click.option("--force", is_flag=True, help="Skip the free-memory check.")
+@pass_ctx
+def model_pull(
+    ctx: Context, repo: str, filename: str | None, revision: str | None, name: str | None, force: bool
+) -> None:
+    """Download REPO's GGUF FILE (or the whole MLX repo) from the Hugging Face hub and add it."""
+    from memos_desktop.runtime.models import add_model, pull
+
+    vault = ctx.vault(embedder=False)
+    path = pull(repo, filename, ctx.data_dir / "models", revision)
+    entry = add_model(vault, path, name, check_ram=not force)
+    click.echo(f"Added {entry['name']} ({entry['runtime']}, {entry['arch']}) from {repo}.")
+
+
+@cli.command("chat")
+@click.option("--message", "-m", required=True, help="What to ask.")
+@click.option("--model", "model_name", help="A registered model (default: the default model).")
+@click.option("--system", default=DEFAULT_SYSTEM, show_default=True, help="The system prompt.")
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
+@click.option("--seed", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer and its token counts as JSON.")
+@pass_ctx
+def chat_cmd(
+    ctx: Context,
+    message: str,
+    model_name: str | None,
+    system: str,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Answer one message with the default model, streaming the text (no TUI)."""
+    import threading
+
+    from memos_desktop.runtime import Sampling
+    from memos_desktop.runtime.activation import ActivationMemory
+    from memos_desktop.runtime.chat import chat
+    from memos_desktop.runtime.models import load_model
+    from memos_desktop.training.adapters import Adapters
+
+    vault = ctx.vault(embedder=False)
+    backend = load_model(vault, model_name)
+    Adapters(vault).apply(backend)  # parameter memory: the enabled adapter for this model, if any
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": message}]
+    cancel = threading.Event()
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    turn = chat(backend, messages, prefix_messages=1, memory=ActivationMemory(vault), sampling=sampling, cancel=cancel)
+    try:
+        if as_json:
+            answer = "".join(turn)
+            prepared = turn.prepared
+            echo_json(
+                {
+                    "model": model_name or vault.get_setting("default_model"),
+                    "answer": answer,
+                    "prompt_tokens": turn.prompt_tokens,
+                    "prefix_tokens": turn.prefix_tokens,
+                    "restored_tokens": prepared.restored_tokens if prepared else 0,
+                    "answer_tokens": len(turn.tokens),
+                }
+            )
+        else:
+            for piece in turn:
+                click.echo(piece, nl=False)
+            click.echo()
+    except KeyboardInterrupt:
+        cancel.set()
+        click.echo()
+        raise click.Abort() from None
+    finally:
+        backend.close()
+
+
+@bench.command("ttft")
+@click.option("--lengths", default="512,2048,8192", show_default=True, help="Prefix lengths in tokens.")
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(["llama.cpp", "mlx"]),
+    help="Runtimes to measure (default: both).",
+)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, as_json: bool) -> None:
+    """Time to first token: cold prefill vs a prefix restored from activation memory."""
+    from memos_desktop.bench import report, ttft
+
+    try:
+        parsed = [int(x) for x in lengths.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter("use comma-separated token counts, e.g. 512,2048") from None
+    result = ttft.run(parsed, list(runtimes) or ["llama.cpp", "mlx"], threads=threads)
+    report("TTFT: cold vs restored activation memory", ttft.rows(result), result, as_json)
+
+
+# ----- MemLoader: watched folders, ingestion, sources ----------------------------------------
+@cli.group(cls=Group)
+def watch() -> None:
+    """Folders of notes kept in the vault as they change."""
+
+
+@watch.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_ctx
+def watch_add(ctx: Context, path: Path) -> None:
+    """Watch the folder PATH (indexed by `watch run` or the TUI)."""
+    from memos_desktop.loader.config import add_root
+
+    root = add_root(ctx.vault(embedder=False), path)
+    click.echo(f"Watching {root}. Run `memos-desktop watch run` to index it and follow changes.")
+
+
+@watch.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def watch_list(ctx: Context, as_json: bool) -> None:
+    """The watched folders and how their files stand."""
+    from memos_desktop.loader import status
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    rows = [{"folder": r, **status.counts(vault, r)} for r in LoaderConfig.load(vault).roots]
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo("No watched folders. Add one with `memos-desktop watch add PATH`.")
+    else:
+        _table("Watched folders", rows)
+
+
+@watch.command("rm")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--forget", is_flag=True, help="Also forget the memories made from its files.")
+@pass_ctx
+def watch_rm(ctx: Context, path: Path, forget: bool) -> None:
+    """Stop watching the folder PATH (its memories stay unless --forget)."""
+    from memos_desktop.loader.config import remove_root
+    from memos_desktop.loader.ingest import Loader
+
+    vault = ctx.vault(embedder=False)
+    root = remove_root(vault, path)
+    if forget:
+        files = Loader(vault).forget(root)
+        click.echo(f"Stopped watching {root}; forgot the memories of {files} files.")
+    else:
+        click.echo(f"Stopped watching {root}.")
+
+
+@watch.command("config")
+@click.option("--max-mb", type=float, help="Skip files larger than this many MB.")
+@click.option("--ignore", multiple=True, help="Add a .gitignore-style pattern (repeatable).")
+@click.option("--unignore", multiple=True, help="Remove an ignore pattern (repeatable).")
+@click.option("--hidden/--no-hidden", default=None, help="Index hidden files and folders.")
+@click.option("--gitignore/--no-gitignore", default=None, help="Honour each folder's .gitignore.")
+@click.option("--debounce", type=float, help="Seconds to wait for a file to settle after a write.")
+@click.option("--chunk-chars", type=int, help="Largest chunk, in characters.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def watch_config(ctx: Context, max_mb, ignore, unignore, hidden, gitignore, debounce, chunk_chars, as_json) -> None:
+    """Show or change the ignore rules and limits."""
+    from dataclasses import asdict
+
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    config = LoaderConfig.load(vault)
+    if max_mb is not None:
+        config.max_bytes = int(max_mb * 1_000_000)
+    kept = [p for p in config.ignore if p not in unignore]
+    config.ignore = kept + [p for p in ignore if p not in kept]
+    if hidden is not None:
+        config.include_hidden = hidden
+    if gitignore is not None:
+        config.use_gitignore = gitignore
+    if debounce is not None:
+        config.debounce_s = debounce
+    if chunk_chars is not None:
+        config.max_chunk_chars = chunk_chars
+    config.save(vault)
+    if as_json:
+        echo_json(asdict(config))
+    else:
+        for key, value in asdict(config).items():
+            click.echo(f"{key}: {value}")
+
+
+@watch.command("run")
+@pass_ctx
+def watch_run(ctx: Context) -> None:
+    """Index the watched folders, then follow their changes until Ctrl-C."""
+    import signal
+    import threading
+
+    from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.loader.watcher import Watcher
+
+    vault = ctx.vault()
+    roots = LoaderConfig.load(vault).roots
+    if not roots:
+        raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
+    done = threading.Event()
+    shown = {}
+
+    def show(st) -> None:
+        line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
+        if st.state == "scanning" or line == shown.get("line"):
+            return
+        shown["line"] = line
+        counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
+        text = f"[{st.state}] {counts}" + (f" — {st.last_path}" if st.last_path else "")
+        click.echo(text + (f" (last problem: {st.last_error})" if st.last_error else ""), err=True)
+        if st.state in ("stopped", "failed"):
+            done.set()
+
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    watcher = Watcher(lambda: vault, on_status=show)
+    click.echo(f"Watching {', '.join(roots)} (Ctrl-C to stop).", err=True)
+    watcher.start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    if watcher.status.state == "failed":
+        raise MemosError(f"The watcher stopped: {watcher.status.last_error}")
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ingest(ctx: Context, path: Path, as_json: bool) -> None:
+    """Index the file or folder PATH once (without watching it)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memos_desktop.loader.ingest import Loader
+
+    loader = Loader(ctx.vault())
+    columns = (TextColumn("Indexing"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = loader.scan([path], progress=advance)
+    result = report.to_dict()
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"{report.files} files: {report.indexed} indexed, {report.unchanged} unchanged, "
+        f"{report.moved} moved, {report.removed} removed, {report.skipped} skipped, "
+        f"{report.errors} errors; {report.embedded} chunks embedded, "
+        f"{report.cubes_forgotten} forgotten ({report.seconds:.1f} s)."
+    )
+    for file, reason in report.problems:
+        click.echo(f"  {file}: {reason}", err=True)
+
+
+@cli.command("sources")
+@click.option("--files", "show_files", is_flag=True, help="List files, not folders.")
+@click.option(
+    "--status",
+    "only",
+    type=click.Choice(["indexed", "pending", "skipped", "error"]),
+    help="Only files with this status.",
+)
+@click.option("--limit", default=200, show_default=True, help="Most files listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_json: bool) -> None:
+    """Where the vault's notes come from: folders, and each file's status with its reason."""
+    from memos_desktop.loader import status
+    from memos_desktop.loader.config import LoaderConfig
+
+    vault = ctx.vault(embedder=False)
+    if show_files or only:
+        rows = [s.to_dict() for s in status.files(vault, status=only, limit=limit)]
+        if as_json:
+            echo_json(rows)
+            return
+        table = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
+        if table:
+            _table("Files", table)
+        else:
+            click.echo("No files.")
+        return
+    roots = LoaderConfig.load(vault).roots
+    rows = [{"folder": r, "watched": True, **status.counts(vault, r)} for r in roots]
+    other = status.counts(vault)
+    for row in rows:
+        for key in status.STATUSES:
+            other[key] -= row[key]
+    if any(other.values()):
+        rows.append({"folder": "(ingested once)", "watched": False, **other})
+    if as_json:
+        echo_json(rows)
+    elif rows:
+        _table("Sources", rows)
+    else:
+        click.echo("No sources. Add a folder with `memos-desktop watch add PATH`.")
+
+
+def _table(title: str, rows: list[dict]) -> None:
+    from memos_desktop.bench import report
+
+    report(title, rows, {}, as_json=False)
+
+
+@bench.command("ingest")
+@click.option("--n", default=10_000, show_default=True, help="Synthetic notes to generate.")
+@click.option(
+    "--path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Index this real folder instead (read only).",
+)
+@click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
+@click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json: bool) -> None:
+    """MemLoader: initial index, unchanged re-scan, save→searchable latency."""
+    from memos_desktop.bench import ingest, report
+
+    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only)
+    report("bench ingest", ingest.rows(result), result, as_json)
+
+
+@bench.command("export")
+@click.option("--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
+    """Export + import throughput (MB/s) and peak memory at several vault sizes."""
+    from memos_desktop.bench import report
+    from memos_desktop.bench.export import run
+
+    result = run(list(sizes))
+    report("export / import", result["rows"], result, as_json)

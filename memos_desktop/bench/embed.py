@@ -44,43 +44,57 @@ def run(
     batch_sizes: Sequence[int] = (1, 16, 64),
     n_texts: int = 256,
     threads: Sequence[int] = (2,),
+    rounds: int = 2,
     model: Path | None = None,
 ) -> dict:
     """Texts/s and tokens/s for each thread count and batch size over the first `n_texts`
-    LoCoMo turns; the ratio column is against the first row."""
+    LoCoMo turns. Every round runs every setting once, interleaved, so a machine whose load
+    drifts during the run biases no setting; the figures are medians over rounds and the ratio
+    column is against the first row."""
     texts = turn_texts(locomo)[:n_texts]
-    rows, load_s, model_id, n_tokens = [], {}, "", 0
+    embedders, load_s = {}, {}
     for n_threads in threads:
-        embedder = _embedder(model, n_threads)
+        embedders[n_threads] = _embedder(model, n_threads)
         start = time.perf_counter()
-        embedder.embed(texts[:1])
+        embedders[n_threads].embed(texts[:1])
         load_s[n_threads] = time.perf_counter() - start
-        model_id = embedder.model_id
-        n_tokens = sum(len(embedder.tokens(t)) for t in texts)
-        for size in batch_sizes:
-            calls = []
+    first = embedders[threads[0]]
+    n_tokens = sum(len(first.tokens(t)) for t in texts)
+
+    settings = [(n_threads, size) for n_threads in threads for size in batch_sizes]
+    passes: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
+    calls: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
+    for _ in range(rounds):
+        for n_threads, size in settings:
+            embedder = embedders[n_threads]
             start = time.perf_counter()
             for i in range(0, len(texts), size):
                 t0 = time.perf_counter()
                 embedder.embed(texts[i : i + size])
-                calls.append(time.perf_counter() - t0)
-            seconds = time.perf_counter() - start
-            rows.append(
-                {
-                    "threads": n_threads,
-                    "batch": size,
-                    "texts/s": len(texts) / seconds,
-                    "tokens/s": n_tokens / seconds,
-                    "ms/call (median)": 1000 * median(calls),
-                }
-            )
+                calls[n_threads, size].append(time.perf_counter() - t0)
+            passes[n_threads, size].append(time.perf_counter() - start)
+    for embedder in embedders.values():
         embedder.close()
+
+    rows = []
+    for setting in settings:
+        seconds = median(passes[setting])
+        rows.append(
+            {
+                "threads": setting[0],
+                "batch": setting[1],
+                "texts/s": len(texts) / seconds,
+                "tokens/s": n_tokens / seconds,
+                "ms/call (median)": 1000 * median(calls[setting]),
+            }
+        )
     for row in rows:
         row["x vs first row"] = row["texts/s"] / rows[0]["texts/s"]
     return {
-        "model": model_id,
+        "model": first.model_id,
         "texts": len(texts),
         "mean_tokens": n_tokens / len(texts),
+        "rounds": rounds,
         "load_s": load_s,
         "rows": rows,
     }

@@ -2,13 +2,16 @@
 
 Owns tokenizing with the model's own tokenizer, truncating to the model's input limit while
 keeping the closing special token, packing many texts into one llama.cpp batch (one sequence id
-per text, so texts never attend to each other), pooling and L2-normalising. The model is loaded
-on the first `embed` and kept for the life of the object. It never downloads or converts models
-and never writes files.
+per text, so texts never attend to each other: a text embedded in a packed batch and alone
+differ by ~1e-7 in cosine), pooling and L2-normalising. llama-cpp-python's own `Llama.embed` is
+not used: it cuts long inputs without re-adding the closing token. The model is loaded on the
+first `embed` and kept for the life of the object. It never downloads or converts models and
+never writes files.
 """
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -49,8 +52,10 @@ class LlamaCppEmbedder:
         self._max_tokens = max_tokens
         self.batch_tokens = batch_tokens
         self._pooling = pooling
-        self.n_threads = n_threads or max(2, (os.cpu_count() or 2) // 2)
+        cpus = os.cpu_count() or 1
+        self.n_threads = n_threads or min(cpus, max(2, cpus // 2))
         self._llama = None
+        self._lock = threading.RLock()  # one llama.cpp context: one load, one batch at a time
 
     @cached_property
     def model_id(self) -> str:
@@ -88,39 +93,47 @@ class LlamaCppEmbedder:
         """An array of shape (len(texts), dim); many texts per llama.cpp call."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batch: list[tuple[int, list[int]]] = []
-        used = 0
-        for i, text in enumerate(texts):
-            ids = self.tokens(text)
-            if batch and (used + len(ids) > self.batch_tokens or len(batch) >= self._n_seq):
+        with self._lock:
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            batch: list[tuple[int, list[int]]] = []
+            used = 0
+            for i, text in enumerate(texts):
+                ids = self.tokens(text)
+                if batch and (used + len(ids) > self.batch_tokens or len(batch) >= self._n_seq):
+                    self._decode(batch, out)
+                    batch, used = [], 0
+                batch.append((i, ids))
+                used += len(ids)
+            if batch:
                 self._decode(batch, out)
-                batch, used = [], 0
-            batch.append((i, ids))
-            used += len(ids)
-        if batch:
-            self._decode(batch, out)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1)
 
     def close(self) -> None:
         """Free the model (it is loaded again on the next `embed`)."""
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
 
     def _load(self):
-        if self._llama is not None:
+        with self._lock:
+            if self._llama is None:
+                self._llama = self._open()
             return self._llama
+
+    def _open(self):
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError:
             raise EmbedderError(
                 "llama-cpp-python is not installed, so no embedding model can run."
             ) from None
+        except (OSError, RuntimeError) as exc:  # installed, but its native library does not load
+            raise EmbedderError(f"llama-cpp-python cannot be loaded ({exc}).") from None
         pooling = self._pooling if self._pooling is not None else self._declared_pooling()
         try:
-            llama = Llama(
+            llama = llama_cpp.Llama(
                 model_path=str(self.path),
                 embedding=True,
                 pooling_type=pooling,
@@ -135,10 +148,7 @@ class LlamaCppEmbedder:
             raise EmbedderError(
                 f"The embedding model {self.path.name} cannot be loaded ({exc})."
             ) from None
-        self._llama = llama
         self._n_seq = llama.context_params.n_seq_max
-        import llama_cpp
-
         start = llama.tokenize(b"", add_bos=True, special=False)
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         opening = 1 if llama_cpp.llama_vocab_get_add_bos(vocab) else 0
@@ -151,7 +161,7 @@ class LlamaCppEmbedder:
 
         try:
             reader = gguf.GGUFReader(self.path)
-        except (ValueError, OSError, IndexError) as exc:
+        except (ValueError, OSError, IndexError, KeyError, TypeError) as exc:
             raise EmbedderError(f"{self.path.name} is not a readable GGUF file ({exc}).") from None
         arch = reader.get_field("general.architecture")
         field = arch and reader.get_field(f"{arch.contents()}.pooling_type")

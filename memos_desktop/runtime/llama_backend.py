@@ -3,12 +3,14 @@
 Owns one loaded GGUF model and its context: the chat template from the file's metadata,
 tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
 `llama_state_seq_*` (KV only — never the logits arrays of `LlamaState`), greedy or sampled
-decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. It never touches
+decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers
+wait passively (measured on a shared 2-core machine: spinning workers doubled prefill time). It never touches
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +39,32 @@ def check_gguf(path: Path) -> None:
             raise ModelError(f"{path} is not a GGUF model file.")
 
 
+def gguf_info(path: Path) -> dict:
+    """Architecture, name, context length, chat template presence and size from a GGUF header.
+
+    Raises ModelError for a file that is not a GGUF or whose header and data do not match
+    (truncated or corrupt).
+    """
+    import gguf
+
+    path = Path(path)
+    check_gguf(path)
+    try:
+        reader = gguf.GGUFReader(str(path))
+        fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")}
+    except Exception:
+        raise ModelError(f"{path.name} is damaged or truncated: its header does not match its data.") from None
+    arch = str(fields.get("general.architecture", "unknown"))
+    return {
+        "arch": arch,
+        "name": str(fields.get("general.name", path.stem)),
+        "type": str(fields.get("general.type", "model")),
+        "context_length": int(fields.get(f"{arch}.context_length", 0) or 0),
+        "chat_template": bool(fields.get("tokenizer.chat_template")),
+        "size_bytes": path.stat().st_size,
+    }
+
+
 @functools.cache
 def _silence_llama_logs():
     """Route llama.cpp's own log lines nowhere: users see one ModelError, not C++ chatter."""
@@ -60,6 +88,7 @@ class LlamaBackend:
         self.path = Path(path)
         self.settings = settings = settings or LoadSettings()
         check_gguf(self.path)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
 
         _silence_llama_logs()
@@ -74,8 +103,12 @@ class LlamaBackend:
                 logits_all=False,
                 verbose=False,
             )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(f"llama.cpp could not load {self.path.name}: {exc}") from None
+        except (ValueError, RuntimeError, OSError):
+            info = gguf_info(self.path)
+            raise ModelError(
+                f"llama.cpp cannot load {self.path.name}: its architecture {info['arch']!r} is "
+                "not supported by this llama.cpp build, or the file is damaged."
+            ) from None
         self._tokens: list[int] = []
         self._logits = None
         self._adapters: list[tuple[Adapter, object]] = []
@@ -133,6 +166,10 @@ class LlamaBackend:
     # ----- KV cache ------------------------------------------------------------------------
     def cached_tokens(self) -> list[int]:
         return list(self._tokens)
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        self._trim(0)
 
     def _trim(self, keep: int) -> None:
         if keep < len(self._tokens):

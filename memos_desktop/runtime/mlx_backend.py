@@ -112,6 +112,12 @@ class MLXBackend:
     def cached_tokens(self) -> list[int]:
         return list(self._tokens)
 
+    def reset(self) -> None:
+        """Empty the KV cache (a fresh one, so its memory is released)."""
+        self._cache = self._make_cache(self.model)
+        self._tokens = []
+        self._logits = None
+
     def _trim(self, keep: int) -> None:
         from mlx_lm.models.cache import trim_prompt_cache
 
@@ -218,22 +224,17 @@ class MLXBackend:
             if isinstance(module, LoRALinear):
                 module.scale = module.scale * scale
         self._adapters = (Adapter(str(path), file_digest(path), scale),)
-        self._reset()
+        self.reset()
 
     def unload_adapters(self) -> None:
         self._remove_lora()
         self._adapters = ()
-        self._reset()
+        self.reset()
 
     def _remove_lora(self) -> None:
         from mlx_lm.tuner.utils import remove_lora_layers
 
         remove_lora_layers(self.model)
-
-    def _reset(self) -> None:
-        self._cache = self._make_cache(self.model)
-        self._tokens = []
-        self._logits = None
 
     def close(self) -> None:
         import mlx.core as mx

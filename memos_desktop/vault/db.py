@@ -134,7 +134,81 @@ def _m001_cubes(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes]
+def _m002_vector_coarse(conn) -> None:
+    """Tables for large-vault KNN: sign bits of every vector (coarse pass) and a float copy.
+
+    Plain rowid tables: the bits are read in one sequential scan, a shortlist's floats by rowid
+    B-tree lookups (vec0 point lookups cost ~0.1 ms each). Filled from an existing `cube_vec`.
+    """
+    conn.execute("CREATE TABLE cube_vec_bits (rowid INTEGER PRIMARY KEY, bits BLOB NOT NULL)")
+    conn.execute("CREATE TABLE cube_vec_float (rowid INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone():
+        conn.execute(
+            "INSERT INTO cube_vec_bits SELECT rowid, vec_quantize_binary(embedding) FROM cube_vec"
+        )
+        conn.execute("INSERT INTO cube_vec_float SELECT rowid, embedding FROM cube_vec")
+
+
+def _m003_loader_files(conn) -> None:
+    """MemLoader's per-file state, and an index to find a file's cubes by their source path."""
+    conn.execute(
+        """
+        CREATE TABLE loader_files (
+            path TEXT PRIMARY KEY,
+            content_hash TEXT NOT NULL DEFAULT '',
+            mtime_ns INTEGER NOT NULL DEFAULT 0,
+            size INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ('indexed', 'pending', 'skipped', 'error')),
+            reason TEXT NOT NULL DEFAULT '',
+            chunks TEXT NOT NULL DEFAULT '[]',
+            links TEXT NOT NULL DEFAULT '[]',
+            unresolved INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX loader_files_hash ON loader_files(content_hash);
+        CREATE INDEX cubes_source_path ON cubes(json_extract(source, '$.path'));
+        """
+    )
+
+
+def _m004_dumper(conn) -> None:
+    """MemDumper's op log (global id, clock stamp, origin per version) and imported audit excerpts."""
+    conn.execute(
+        """
+        CREATE TABLE sync_events (
+            vid TEXT PRIMARY KEY,
+            cube_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            hlc TEXT NOT NULL,
+            device TEXT NOT NULL,
+            parents TEXT NOT NULL DEFAULT '[]',
+            origin TEXT,
+            shared INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (cube_id, version)
+        );
+        CREATE INDEX sync_events_unshared ON sync_events(shared) WHERE shared = 0;
+        CREATE TABLE sync_applied (
+            name TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE TABLE imported_audit (
+            hash TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            bundle TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            action TEXT NOT NULL,
+            cube_id TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX imported_audit_cube ON imported_audit(cube_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper]
 
 
 def migrate(conn) -> None:

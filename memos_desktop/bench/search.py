@@ -1,0 +1,153 @@
+"""`bench search`: hybrid search latency at growing vault sizes, encrypted vs plain, in one run.
+
+Builds an encrypted vault and a plain one (`Vault.open_plain`) side by side with the same
+synthetic cubes and measures `operator.search` (FTS5 bm25 + KNN + fusion + ACL, no audit) at
+each size. The data is synthetic, not model output: generating 100k real embeddings takes too
+long, so texts are drawn from topic vocabularies and each word has a random unit vector (near
+its topic's centroid); a text's vector is the normalised mean of its words' vectors, so lexical
+and vector neighbours agree as they do with a real model. Also reported: the KNN's recall@10
+against exact float search, which shows what the coarse binary pass costs in quality.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+from memos_desktop.bench import percentile
+
+DIM = 384
+TOPICS = 1000
+VOCAB = 20_000
+WORDS_PER_TOPIC = 30
+
+
+class SyntheticEmbedder:
+    """Bag-of-words vectors over a random topic-structured vocabulary (for benchmarks only)."""
+
+    model_id = "bench/synthetic-topics-384"
+    dim = DIM
+
+    def __init__(self, seed: int = 0):
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        centroids = rng.standard_normal((TOPICS, DIM)).astype(np.float32)
+        self.topic_words = rng.integers(0, VOCAB, (TOPICS, WORDS_PER_TOPIC))
+        vectors = rng.standard_normal((VOCAB, DIM)).astype(np.float32)
+        for topic, words in enumerate(self.topic_words):
+            vectors[words] = centroids[topic] + 0.8 * vectors[words]
+        self.vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.words = [f"w{i}" for i in range(VOCAB)]
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def embed(self, texts):
+        import numpy as np
+
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            ids = [self.index[w] for w in text.split() if w in self.index]
+            if ids:
+                v = self.vectors[ids].mean(axis=0)
+                out[i] = v / (np.linalg.norm(v) or 1.0)
+        return out
+
+    def texts(self, rng, count: int, length: int, common: float = 1 / 3) -> list[str]:
+        """`count` texts of `length` words from one topic each, a share of Zipf-common words."""
+        topics = rng.integers(0, TOPICS, count)
+        out = []
+        for topic in topics:
+            own = rng.choice(self.topic_words[topic], size=length - int(length * common))
+            common_words = rng.zipf(1.3, size=length - len(own)) % VOCAB
+            out.append(" ".join(self.words[w] for w in [*own, *common_words]))
+        return out
+
+
+def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
+    """p50/p95 of hybrid search at 10k (when n > 10k) and n cubes, encrypted and plain."""
+    import numpy as np
+
+    from memos_desktop.operator import search
+    from memos_desktop.vault import Vault
+
+    started = time.perf_counter()
+    sizes = sorted({min(10_000, n), n})
+    embedder = SyntheticEmbedder()
+    rng = np.random.default_rng(1)
+    # Queries are content words (a real query's stopwords are dropped before FTS).
+    question_texts = embedder.texts(rng, queries + 10, 3, common=0)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="memos-bench-search-") as tmp:
+        vaults = {
+            "encrypted": Vault.create(Path(tmp) / "encrypted", "bench-search", embedder=embedder),
+            "plain": Vault.open_plain(Path(tmp) / "plain.db", embedder=embedder),
+        }
+        try:
+            stored = 0
+            for size in sizes:
+                while stored < size:
+                    batch = min(2000, size - stored)
+                    items = [dict(content=t) for t in embedder.texts(rng, batch, 12)]
+                    for vault in vaults.values():
+                        vault.add_many(items, actor="bench")
+                    stored += batch
+                for mode, vault in vaults.items():
+                    for q in question_texts[:10]:  # warm-up: page cache and the coarse index
+                        search(vault, q, k=k, record=False)
+                    times = []
+                    for q in question_texts[10:]:
+                        t0 = time.perf_counter()
+                        search(vault, q, k=k, record=False)
+                        times.append((time.perf_counter() - t0) * 1000)
+                    results.setdefault(str(size), {})[mode] = {
+                        "p50_ms": round(percentile(times, 50), 3),
+                        "p95_ms": round(percentile(times, 95), 3),
+                    }
+                entry = results[str(size)]
+                for q in ("p50", "p95"):
+                    entry[f"encrypted/plain {q}"] = round(
+                        entry["encrypted"][f"{q}_ms"] / entry["plain"][f"{q}_ms"], 3
+                    )
+                entry["knn_recall@10_vs_exact"] = _knn_recall(
+                    vaults["plain"], embedder, question_texts
+                )
+        finally:
+            for vault in vaults.values():
+                vault.close()
+    return {
+        "sizes": results,
+        "queries": queries,
+        "k": k,
+        "data": "synthetic topic texts, random topic-centred word vectors (384 dims)",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _knn_recall(vault, embedder, texts: list[str]) -> float:
+    """Share of the exact float top 10 (vec0) that the vault's KNN primitive returns."""
+    found = 0
+    vectors = embedder.embed(texts[:50])
+    for vector in vectors:
+        exact = {
+            r
+            for (r,) in vault.conn.execute(
+                "SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = 10", (vector.tobytes(),)
+            )
+        }
+        found += len(exact & {r for r, _ in vault.knn(vector, 10)})
+    return round(found / (10 * len(vectors)), 4)
+
+
+def rows(result: dict) -> list[dict]:
+    out = []
+    for size, entry in result["sizes"].items():
+        for mode in ("plain", "encrypted"):
+            out.append({"cubes": int(size), "vault": mode, **entry[mode]})
+        out.append(
+            {
+                "cubes": int(size),
+                "vault": "encrypted/plain",
+                "p50_ms": entry["encrypted/plain p50"],
+                "p95_ms": entry["encrypted/plain p95"],
+            }
+        )
+    return out

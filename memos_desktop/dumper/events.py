@@ -1,0 +1,501 @@
+"""The op log that lets versions from several devices merge without losing any.
+
+Every row of `cube_versions` becomes an *event*: a global id (`vid`, a hash of the event), its
+parents' vids, a hybrid-logical-clock stamp and the device that wrote it (table `sync_events`).
+Local versions are tagged lazily (`tag_local`); foreign events are appended as new local version
+rows (`apply_cube`), so every version of every device is kept. A cube's current state is its
+single head; when concurrent edits leave several heads, a deterministic *conflict* version (same
+id on every device) records them and shows the latest by clock until the user resolves it. All
+functions run inside the caller's write transaction and never commit; FTS is rebuilt here for the
+cubes they change, vectors are left to the embedder (`embed_model` is cleared).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from memos_desktop.dumper import clock as hlc
+from memos_desktop.dumper.format import check_blob_name, check_id
+from memos_desktop.errors import BundleError, MemosError, NotFound
+from memos_desktop.vault.cube import COLUMNS, KINDS, STATES, MemCube
+from memos_desktop.vault.store import content_hash
+
+CLOCK_SETTING = "sync.clock"
+CONFLICT_DEVICE = "conflict"
+_OP_MAX = 32
+
+
+class MissingParent(BundleError):
+    """An event refers to a version this vault has not received yet."""
+
+
+@dataclass
+class Event:
+    vid: str
+    parents: list[str]
+    hlc: str
+    device: str
+    op: str
+    actor: str
+    at: float
+    snapshot: dict = field(repr=False)
+
+    def to_record(self) -> dict:
+        return {
+            "vid": self.vid,
+            "parents": self.parents,
+            "hlc": self.hlc,
+            "device": self.device,
+            "op": self.op,
+            "actor": self.actor,
+            "at": self.at,
+            "snapshot": self.snapshot,
+        }
+
+
+def vid_of(
+    cube_id: str,
+    parents: list[str],
+    stamp: str,
+    device: str,
+    op: str,
+    actor: str,
+    at: float,
+    snapshot: dict,
+) -> str:
+    """The global id of an event: a hash of everything in it but the local version number."""
+    body = {k: v for k, v in snapshot.items() if k != "version"}
+    text = json.dumps(
+        [cube_id, parents, stamp, device, op, actor, at, body],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def load_clock(vault) -> hlc.HybridClock:
+    ms, counter = vault.get_setting(CLOCK_SETTING, [0, 0])
+    return hlc.HybridClock(vault.device_id, ms, counter)
+
+
+def save_clock(vault, clock: hlc.HybridClock) -> None:
+    """Persist the clock (inside the caller's transaction)."""
+    vault._set_setting(CLOCK_SETTING, [clock.ms, clock.counter])
+
+
+def tag_local(vault, clock: hlc.HybridClock) -> int:
+    """Give every untagged version row (made on this device) an event id; return how many."""
+    conn = vault.conn
+    rows = conn.execute(
+        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot FROM cube_versions v"
+        " WHERE NOT EXISTS (SELECT 1 FROM sync_events e WHERE e.cube_id = v.cube_id AND e.version = v.version)"
+        " ORDER BY v.cube_id, v.version"
+    ).fetchall()
+    tagged: dict[tuple[str, int], str] = {}
+    for cube_id, version, parent, op, at, actor, snapshot in rows:
+        parents = []
+        if parent is not None:
+            pvid = tagged.get((cube_id, parent))
+            if pvid is None:
+                found = conn.execute(
+                    "SELECT vid FROM sync_events WHERE cube_id = ? AND version = ?",
+                    (cube_id, parent),
+                ).fetchone()
+                pvid = found[0] if found else None
+            if pvid is not None:
+                parents = [pvid]
+        stamp = clock.tick(int(at * 1000))
+        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, json.loads(snapshot))
+        conn.execute(
+            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
+            (vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)),
+        )
+        tagged[(cube_id, version)] = vid
+    save_clock(vault, clock)
+    return len(rows)
+
+
+def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
+    """The events of one cube in local version order (parents before children)."""
+    sql = (
+        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot FROM sync_events e"
+        " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
+    )
+    if only_unshared:
+        sql += " AND e.shared = 0"
+    rows = vault.conn.execute(sql + " ORDER BY e.version", (cube_id,)).fetchall()
+    return [
+        Event(v, json.loads(p), h, d, op, a, at, json.loads(s)) for v, p, h, d, op, a, at, s in rows
+    ]
+
+
+def parse_event(cube_id: str, record: object) -> Event:
+    """An event from a bundle record, fully validated (types, ids, blob names, its own hash)."""
+    if not isinstance(record, dict):
+        raise BundleError("The bundle holds a malformed version record.")
+    try:
+        event = Event(
+            vid=record["vid"],
+            parents=record["parents"],
+            hlc=record["hlc"],
+            device=record["device"],
+            op=record["op"],
+            actor=record["actor"],
+            at=record["at"],
+            snapshot=record["snapshot"],
+        )
+        hlc.parse(event.hlc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BundleError(f"The bundle holds a malformed version of memory {cube_id}.") from None
+    ok = (
+        isinstance(event.vid, str)
+        and isinstance(event.parents, list)
+        and all(isinstance(p, str) for p in event.parents)
+        and isinstance(event.op, str)
+        and 0 < len(event.op) <= _OP_MAX
+        and isinstance(event.actor, str)
+        and isinstance(event.at, int | float)
+        and isinstance(event.snapshot, dict)
+        and event.snapshot.get("id") == cube_id
+    )
+    if not ok:
+        raise BundleError(f"The bundle holds a malformed version of memory {cube_id}.")
+    if event.device != CONFLICT_DEVICE:
+        check_id(event.device, "device id")
+    cube_from_snapshot(event.snapshot)
+    expected = vid_of(
+        cube_id,
+        event.parents,
+        event.hlc,
+        event.device,
+        event.op,
+        event.actor,
+        event.at,
+        event.snapshot,
+    )
+    if expected != event.vid:
+        raise BundleError(
+            f"A version of memory {cube_id} does not match its id; the bundle was altered."
+        )
+    return event
+
+
+def cube_from_snapshot(snapshot: dict) -> MemCube:
+    """A MemCube from a version snapshot, or BundleError when the snapshot is not a valid cube."""
+    try:
+        cube = MemCube(**snapshot)
+    except TypeError:
+        raise BundleError("The bundle holds a version with unknown or missing fields.") from None
+    text_fields = (cube.title, cube.content, cube.owner, cube.visibility)
+    ok = (
+        cube.kind in KINDS
+        and cube.state in STATES
+        and all(isinstance(t, str) for t in text_fields)
+        and isinstance(cube.tags, list)
+        and all(isinstance(t, str) for t in cube.tags)
+        and isinstance(cube.source, dict)
+        and isinstance(cube.meta, dict)
+        and cube.visibility in ("private", "shared")
+        and all(
+            isinstance(x, int | float) or x is None
+            for x in (
+                cube.created_at,
+                cube.updated_at,
+                cube.valid_from,
+                cube.valid_to,
+                cube.expires_at,
+                cube.importance,
+            )
+        )
+    )
+    if not ok:
+        raise BundleError(f"The bundle holds an invalid version of memory {str(cube.id)[:80]}.")
+    check_id(cube.id)
+    if cube.payload_ref is not None:
+        check_blob_name(cube.payload_ref)
+    return cube
+
+
+@dataclass
+class _Known:
+    version: int
+    hlc: str
+    parents: list[str]
+    snapshot: dict | None = None
+
+
+def apply_cube(
+    vault,
+    cube_id: str,
+    events: list[Event],
+    *,
+    origin: str,
+    shared: bool,
+    clock: hlc.HybridClock,
+    access: tuple[int, float | None] = (0, None),
+) -> int:
+    """Append the events this vault lacks for one cube and settle its state; return how many.
+
+    Raises MissingParent when an event's parent is neither stored nor earlier in `events`.
+    """
+    conn = vault.conn
+    row = conn.execute(
+        f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)
+    ).fetchone()
+    known: dict[str, _Known] = {}
+    next_version = 1
+    if row is not None:
+        for vid, version, stamp, parents in conn.execute(
+            "SELECT vid, version, hlc, parents FROM sync_events WHERE cube_id = ?", (cube_id,)
+        ):
+            known[vid] = _Known(version, stamp, json.loads(parents))
+        next_version = conn.execute(
+            "SELECT coalesce(max(version), 0) + 1 FROM cube_versions WHERE cube_id = ?", (cube_id,)
+        ).fetchone()[0]
+    added = 0
+    for event in events:
+        if event.vid in known:
+            continue
+        missing = [p for p in event.parents if p not in known]
+        if missing:
+            raise MissingParent(
+                f"A version of memory {cube_id} refers to version {missing[0]} not received yet."
+            )
+        _insert_event(vault, cube_id, event, next_version, origin, shared)
+        known[event.vid] = _Known(next_version, event.hlc, event.parents, event.snapshot)
+        clock.observe(event.hlc)
+        next_version += 1
+        added += 1
+    if added or (row is not None and access[0] > row[COLUMNS.index("access_count") + 1]):
+        _settle(vault, cube_id, row, known, next_version, access)
+    return added
+
+
+def _insert_event(
+    vault, cube_id: str, event: Event, version: int, origin: str | None, shared: bool
+) -> None:
+    parent_version = None
+    if event.parents:
+        parent_version = vault.conn.execute(
+            "SELECT version FROM sync_events WHERE vid = ?", (event.parents[0],)
+        ).fetchone()[0]
+    snapshot = {**event.snapshot, "version": version}
+    vault.conn.execute(
+        "INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (cube_id, version, parent_version, event.op, event.at, event.actor, json.dumps(snapshot)),
+    )
+    vault.conn.execute(
+        "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.vid,
+            cube_id,
+            version,
+            event.hlc,
+            event.device,
+            json.dumps(event.parents),
+            origin,
+            int(shared),
+        ),
+    )
+
+
+def _snapshot(vault, cube_id: str, known: _Known) -> dict:
+    if known.snapshot is None:
+        text = vault.conn.execute(
+            "SELECT snapshot FROM cube_versions WHERE cube_id = ? AND version = ?",
+            (cube_id, known.version),
+        ).fetchone()[0]
+        known.snapshot = json.loads(text)
+    return known.snapshot
+
+
+def _settle(
+    vault,
+    cube_id: str,
+    row: tuple | None,
+    known: dict[str, _Known],
+    next_version: int,
+    access: tuple,
+) -> None:
+    """Make the cube row show its single head, writing a conflict version first when there are several."""
+    referenced = {p for k in known.values() for p in k.parents}
+    heads = sorted((k.hlc, vid) for vid, k in known.items() if vid not in referenced)
+    head_vid = heads[-1][1]
+    if len(heads) > 1:
+        winner = known[head_vid]
+        parents = sorted(vid for _, vid in heads)
+        snapshot = _snapshot(vault, cube_id, winner)
+        at = snapshot.get("updated_at", 0.0)
+        stamp = winner.hlc + "~c"
+        vid = vid_of(cube_id, parents, stamp, CONFLICT_DEVICE, "conflict", "sync", at, snapshot)
+        event = Event(vid, parents, stamp, CONFLICT_DEVICE, "conflict", "sync", at, snapshot)
+        _insert_event(vault, cube_id, event, next_version, None, False)
+        known[vid] = _Known(next_version, stamp, parents, snapshot)
+        head_vid = vid
+    head = known[head_vid]
+    new = MemCube(**{**_snapshot(vault, cube_id, head), "version": head.version})
+    new.content_hash = content_hash(new.content)
+    if row is None:
+        new.access_count, new.last_accessed_at, new.embed_model = access[0], access[1], None
+        vault._insert(new)
+        vault._index(new, None)
+        return
+    rowid, old = row[0], MemCube.from_row(row[1:])
+    new.access_count = max(old.access_count, access[0])
+    new.last_accessed_at = max(
+        (t for t in (old.last_accessed_at, access[1]) if t is not None), default=None
+    )
+    text_changed = (new.title, new.content, new.tags, new.kind) != (
+        old.title,
+        old.content,
+        old.tags,
+        old.kind,
+    )
+    new.embed_model = None if text_changed else old.embed_model
+    sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+    vault.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
+    if text_changed or new.state != old.state:
+        vault._unindex(rowid)
+        vault._index(new, None)
+        vault._invalidate_dependents(cube_id, "sync")
+
+
+class NewCubes:
+    """Buffered inserts for cubes this vault has never seen whose history is one plain chain.
+
+    That is the bulk of a first import or sync; rows go in with `executemany` every `size` cubes.
+    `flush()` must run before anything reads those cubes and before the transaction commits.
+    """
+
+    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500):
+        self.vault = vault
+        self.origin = origin
+        self.shared = int(shared)
+        self.clock = clock
+        self.size = size
+        self.ids: dict[str, None] = {}
+        self._cubes: list[tuple] = []
+        self._versions: list[tuple] = []
+        self._events: list[tuple] = []
+
+    @staticmethod
+    def fits(evs: list[Event]) -> bool:
+        return bool(evs) and not evs[0].parents and all(
+            ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False)
+        )
+
+    def add(self, cube_id: str, evs: list[Event], access: tuple[int, float | None]) -> int:
+        parent = None
+        for number, ev in enumerate(evs, start=1):
+            snapshot = json.dumps({**ev.snapshot, "version": number})
+            self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
+            parents = json.dumps(ev.parents) if ev.parents else "[]"
+            self._events.append(
+                (ev.vid, cube_id, number, ev.hlc, ev.device, parents, self.origin, self.shared)
+            )
+            self.clock.observe(ev.hlc)
+            parent = number
+        head = {**evs[-1].snapshot, "version": len(evs), "access_count": access[0]}
+        head.update(last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"]))
+        row = [head.get(c) for c in COLUMNS]
+        for name in ("tags", "source", "meta"):
+            row[COLUMNS.index(name)] = json.dumps(head.get(name) or ({} if name != "tags" else []), sort_keys=True)
+        row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
+        self._cubes.append(tuple(row))
+        self.ids[cube_id] = None
+        if len(self.ids) >= self.size:
+            self.flush()
+        return len(evs)
+
+    def flush(self) -> None:
+        if not self.ids:
+            return
+        conn = self.vault.conn
+        marks = ", ".join("?" * len(COLUMNS))
+        conn.executemany(f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({marks})", self._cubes)
+        conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", self._versions)
+        conn.executemany(
+            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._events,
+        )
+        conn.execute(
+            "INSERT INTO cube_fts (rowid, title, content, tags)"
+            " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
+            f" FROM cubes WHERE kind = 'plaintext' AND state = 'active' AND id IN ({', '.join('?' * len(self.ids))})",
+            list(self.ids),
+        )
+        self.ids, self._cubes, self._versions, self._events = {}, [], [], []
+
+
+def conflicts(vault) -> list[dict]:
+    """Cubes whose current version is an unresolved conflict, with the competing versions."""
+    rows = vault.conn.execute(
+        "SELECT c.id, c.title, c.version, e.parents FROM cubes c"
+        " JOIN cube_versions v ON v.cube_id = c.id AND v.version = c.version"
+        " JOIN sync_events e ON e.cube_id = c.id AND e.version = c.version"
+        " WHERE v.op = 'conflict' ORDER BY c.updated_at DESC"
+    ).fetchall()
+    out = []
+    for cube_id, title, version, parents in rows:
+        heads = [_describe(vault, vid) for vid in _competing(vault, json.loads(parents))]
+        out.append({"id": cube_id, "title": title, "version": version, "heads": heads})
+    return out
+
+
+def _competing(vault, vids: list[str]) -> list[str]:
+    """The user's versions behind a conflict: nested conflict versions are replaced by their parents."""
+    out: list[str] = []
+    todo = list(vids)
+    while todo:
+        vid = todo.pop(0)
+        device, parents = vault.conn.execute(
+            "SELECT device, parents FROM sync_events WHERE vid = ?", (vid,)
+        ).fetchone()
+        if device == CONFLICT_DEVICE:
+            todo += json.loads(parents)
+        elif vid not in out:
+            out.append(vid)
+    return out
+
+
+def _describe(vault, vid: str) -> dict:
+    version, stamp, device, op, snapshot = vault.conn.execute(
+        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot FROM sync_events e JOIN cube_versions v"
+        " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
+        (vid,),
+    ).fetchone()
+    snap = json.loads(snapshot)
+    return {
+        "version": version,
+        "vid": vid,
+        "device": device,
+        "op": op,
+        "hlc": stamp,
+        "state": snap["state"],
+        "title": snap["title"],
+        "content": snap["content"],
+    }
+
+
+def resolve(vault, cube_id: str, keep_version: int, actor: str = "user") -> MemCube:
+    """Close a conflict by making one competing version current (a new version on top)."""
+    for conflict in conflicts(vault):
+        if conflict["id"] == cube_id:
+            choices = [h["version"] for h in conflict["heads"]]
+            if keep_version not in choices:
+                raise MemosError(
+                    f"Version {keep_version} is not one of the conflicting versions of {cube_id} "
+                    f"({', '.join(map(str, choices))})."
+                )
+            owner = vault.conn.execute(
+                "SELECT owner FROM cubes WHERE id = ?", (cube_id,)
+            ).fetchone()[0]
+            cube = vault.rollback(cube_id, keep_version, profile=owner, actor=actor)
+            vault.audit(
+                "resolve-conflict", cube_id, actor, {"kept": keep_version, "version": cube.version}
+            )
+            return cube
+    raise NotFound(f"Memory {cube_id} has no open conflict.")

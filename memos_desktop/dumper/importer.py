@@ -1,0 +1,251 @@
+"""Import: apply a bundle to the vault in one write transaction, or not at all.
+
+The bundle is decrypted and parsed as a stream; every record is validated (ids, blob names,
+version hashes) and applied inside one transaction that commits only after the signed trailer
+verifies, so a truncated, tampered or unreadable bundle leaves the vault untouched. Versions keep
+their ids and provenance; the origin device is recorded per version and in the audit log.
+Importing the same bundle twice changes nothing; concurrent edits become conflict versions.
+"""
+
+import base64
+import binascii
+from pathlib import Path
+
+from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper.export import bounded_cache
+from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
+from memos_desktop.errors import BundleError
+from memos_desktop.vault import db
+
+
+class AlreadyApplied(Exception):
+    """The bundle was imported before; stop reading it."""
+
+
+class Applier:
+    """Applies the records of one bundle or change-set (inside the caller's transaction)."""
+
+    def __init__(
+        self,
+        vault,
+        clock,
+        *,
+        shared: bool,
+        expect_device: str | None = None,
+        expect_kind: str | None = None,
+    ):
+        self.vault = vault
+        self.clock = clock
+        self.shared = shared
+        self.expect_device = expect_device
+        self.expect_kind = expect_kind
+        self.manifest: dict = {}
+        self.trusted = False
+        self.created_blobs: list[str] = []
+        self.new_cubes: events.NewCubes | None = None
+        self._audit_rows: list[tuple] = []
+        self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
+
+    def on_manifest(self, manifest: dict) -> None:
+        if self.expect_kind and manifest["kind"] != self.expect_kind:
+            raise BundleError(
+                f"Expected a {self.expect_kind} but this bundle is a {manifest['kind']}."
+            )
+        if self.expect_device and manifest["device"] != self.expect_device:
+            raise BundleError(
+                "This change-set claims to come from another device than its folder says."
+            )
+        trusted = crypto.trusted_key(self.vault, manifest["device"])
+        if trusted is not None and trusted != manifest["signing_key"]:
+            raise BundleError(
+                f"The bundle claims to come from device {manifest['device']} but is signed with another "
+                "key than the one you trust for it; it was not imported."
+            )
+        self.trusted = trusted is not None or manifest["device"] == self.vault.device_id
+        self.manifest = manifest
+        self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
+        self.new_cubes = events.NewCubes(
+            self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock
+        )
+        if self.vault.conn.execute(
+            "SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)
+        ).fetchone():
+            raise AlreadyApplied
+
+    def verify(self, manifest: dict, signature: str, data: bytes) -> bool:
+        return crypto.verify(manifest["signing_key"], signature, data)
+
+    def on_record(self, record: dict) -> None:
+        kind = record["t"]
+        if kind == "cube":
+            self._cube(record)
+        elif kind == "link":
+            self._link(record)
+        elif kind == "audit":
+            self._audit(record)
+        elif kind == "blob":
+            self._blob(record)
+        elif kind != "summary":
+            raise BundleError(f"The bundle holds an unknown record type {kind[:40]!r}.")
+
+    def _cube(self, record: dict) -> None:
+        cube_id = check_id(record.get("id"))
+        raw_events = record.get("events")
+        access = record.get("access", [0, None])
+        if not isinstance(raw_events, list) or not isinstance(access, list) or len(access) != 2:
+            raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
+        count, last = access
+        if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
+            raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
+        evs = [events.parse_event(cube_id, e) for e in raw_events]
+        access = (max(count, 0), last)
+        if cube_id in self.new_cubes.ids:
+            if self.empty:
+                raise BundleError(f"The bundle holds memory {cube_id} twice; it is damaged.")
+            self.new_cubes.flush()
+        try:
+            # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
+            exists = not self.empty and self.vault.conn.execute(
+                "SELECT 1 FROM cubes WHERE id = ?", (cube_id,)
+            ).fetchone()
+            if not exists and self.new_cubes.fits(evs):
+                added = self.new_cubes.add(cube_id, evs, access)
+            else:
+                added = events.apply_cube(
+                    self.vault, cube_id, evs, origin=self.manifest["bundle_id"], shared=self.shared,
+                    clock=self.clock, access=access,
+                )
+        except BundleError:
+            raise
+        except Exception as exc:
+            raise BundleError(f"Memory {cube_id} in the bundle cannot be stored ({exc}).") from None
+        self.counts["cubes"] += 1
+        self.counts["versions_added"] += added
+
+    def _link(self, record: dict) -> None:
+        src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
+        check_id(src)
+        check_id(dst)
+        if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
+            raise BundleError("The bundle holds a malformed link.")
+        self.vault.conn.execute(
+            "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, at)
+        )
+        self.counts["links"] += 1
+
+    def _audit(self, record: dict) -> None:
+        cube_id = record.get("cube_id")
+        if cube_id is not None:
+            check_id(cube_id)
+        fields = [record.get(k) for k in ("hash", "seq", "at", "action", "actor", "detail")]
+        if not (
+            all(isinstance(fields[i], str) for i in (0, 3, 4, 5))
+            and isinstance(fields[1], int)
+            and isinstance(fields[2], int | float)
+        ):
+            raise BundleError("The bundle holds a malformed audit entry.")
+        digest, seq, at, action, actor, detail = fields
+        device, bundle = self.manifest["device"], self.manifest["bundle_id"]
+        self._audit_rows.append((digest, device, bundle, seq, at, action, cube_id, actor, detail))
+        if len(self._audit_rows) >= 500:
+            self.flush()
+        self.counts["audit"] += 1
+
+    def flush(self) -> None:
+        """Write buffered rows; runs before the transaction commits."""
+        try:
+            self.new_cubes.flush()
+            self.vault.conn.executemany(
+                "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._audit_rows,
+            )
+        except Exception as exc:
+            raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
+        self._audit_rows = []
+
+    def _blob(self, record: dict) -> None:
+        name = check_blob_name(record.get("name"))
+        context, data = record.get("context"), record.get("data")
+        if not isinstance(context, str) or not isinstance(data, str):
+            raise BundleError("The bundle holds a malformed blob.")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise BundleError("The bundle holds a blob that is not valid base64.") from None
+        if self.vault.blobs.size(name) == 0:
+            self.vault.blobs.put(name, raw, context.encode())
+            self.created_blobs.append(name)
+        self.counts["blobs"] += 1
+
+    def discard_blobs(self) -> None:
+        """Remove blob files written by an import that then failed."""
+        for name in self.created_blobs:
+            self.vault.blobs.delete(name)
+
+
+def read_into(applier: Applier, path: Path, identities: list[str], passphrase: str | None) -> dict:
+    """Decrypt `path` through `applier` (in the caller's transaction); return the manifest."""
+    sink = BundleSink(applier.on_manifest, applier.on_record, applier.verify)
+    try:
+        with open(path, "rb") as fh:
+            crypto.decrypt_stream(fh, sink, identities, passphrase)
+    except FileNotFoundError:
+        raise BundleError(f"No bundle at {path}.") from None
+    except IsADirectoryError:
+        raise BundleError(f"{path} is a directory, not a bundle.") from None
+    manifest = sink.finish()
+    applier.flush()
+    return manifest
+
+
+def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
+    """Import the bundle at `path` (all or nothing); return what changed."""
+    keys = crypto.device_keys(vault)
+    clock = events.load_clock(vault)
+    applier = Applier(vault, clock, shared=False, expect_kind="export")
+    conn = vault.conn
+    conflicts_before = conn.execute(
+        "SELECT count(*) FROM sync_events WHERE device = 'conflict'"
+    ).fetchone()[0]
+    try:
+        with bounded_cache(conn), db.write_txn(conn):
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+            events.tag_local(vault, clock)
+            manifest = read_into(applier, Path(path), [keys.age_identity], passphrase)
+            conn.execute(
+                "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))",
+                (manifest["bundle_id"], manifest["device"]),
+            )
+            conflicts = conn.execute(
+                "SELECT count(*) FROM sync_events WHERE device = 'conflict'"
+            ).fetchone()[0]
+            events.save_clock(vault, clock)
+            result = {
+                "bundle_id": manifest["bundle_id"],
+                "origin_device": manifest["device"],
+                "trusted_device": applier.trusted,
+                "signing_key": manifest["signing_key"],
+                "redaction": manifest.get("redaction", []),
+                **applier.counts,
+                "conflicts": conflicts - conflicts_before,
+            }
+            vault._audit("import", None, "user", result)
+    except AlreadyApplied:
+        return {
+            "bundle_id": applier.manifest["bundle_id"],
+            "origin_device": applier.manifest["device"],
+            "already_imported": True,
+        }
+    except BaseException:
+        applier.discard_blobs()
+        raise
+    rebuild_vectors(vault)
+    return result
+
+
+def rebuild_vectors(vault) -> int:
+    """Embed cubes that arrived without a vector (derived indexes are never carried in bundles)."""
+    if vault.embedder is None:
+        return 0
+    vault._ensure_vec_table()
+    return vault.reembed()

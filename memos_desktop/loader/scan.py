@@ -1,0 +1,139 @@
+"""Scanning: walk watched folders and decide, per path, whether the loader should look at it.
+
+Owns the ignore rules (hidden files and folders, `.gitignore`-style patterns via pathspec, the
+root's own `.gitignore`, unsupported extensions, the size limit) and the walk itself, which never
+follows a symlink into a folder it has already seen (symlink loops) and never yields the same file
+twice.
+It only stats files; reading, parsing and the vault belong to `ingest.py`.
+"""
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from memos_desktop.loader.config import LoaderConfig
+from memos_desktop.loader.parsers import supported
+
+
+@dataclass
+class Entry:
+    """A path the loader should know about: a candidate file (stat filled) or a skipped one."""
+
+    path: Path
+    mtime_ns: int = 0
+    size: int = 0
+    skip: str = ""  # why it is not indexed; empty for a candidate
+
+
+class IgnoreRules:
+    """Which paths under one root are none of the loader's business."""
+
+    def __init__(self, root: Path, config: LoaderConfig):
+        import pathspec
+
+        self.root = root
+        self.config = config
+        lines = list(config.ignore)
+        gitignore = root / ".gitignore"
+        if config.use_gitignore and gitignore.is_file():
+            with contextlib.suppress(OSError):
+                lines += gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignored(self, path: Path, is_dir: bool = False) -> bool:
+        """True for hidden paths (unless allowed) and paths matching an ignore pattern."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return True
+        if not rel.parts:
+            return False
+        if not self.config.include_hidden and any(p.startswith(".") for p in rel.parts):
+            return True
+        return self.spec.match_file(rel.as_posix() + ("/" if is_dir else ""))
+
+    def check_file(self, path: Path, st: os.stat_result) -> str:
+        """Why a candidate file is skipped ("" when it should be read)."""
+        if st.st_size > self.config.max_bytes:
+            mb = self.config.max_bytes / 1_000_000
+            return f"larger than the {mb:g} MB limit ({st.st_size / 1_000_000:.1f} MB)"
+        return ""
+
+
+def _stat_error(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOENT:
+        return "broken symlink"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
+    """The entry for one file path (an event from the watcher), or None if it is ignored or gone."""
+    if not supported(path) or rules.ignored(path):
+        return None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Entry(path, skip=_stat_error(exc))
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
+
+
+def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
+    """Every supported file under `root` (depth first), and skipped paths with their reason."""
+    if root.is_file():
+        entry = entry_for(root, IgnoreRules(root.parent, config))
+        if entry:
+            yield entry
+        return
+    rules = IgnoreRules(root, config)
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    try:
+        st = root.stat()
+    except OSError as exc:
+        yield Entry(root, skip=_stat_error(exc))
+        return
+    seen_dirs.add((st.st_dev, st.st_ino))
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                items = sorted(it, key=lambda e: (e.is_symlink(), e.name))  # real paths first
+        except OSError as exc:
+            yield Entry(folder, skip=_stat_error(exc))
+            continue
+        for item in items:
+            path = Path(item.path)
+            try:
+                st = item.stat(follow_symlinks=True)
+            except OSError as exc:
+                if (supported(path) or item.is_symlink()) and not rules.ignored(path):
+                    yield Entry(path, skip=_stat_error(exc))
+                continue
+            key = (st.st_dev, st.st_ino)
+            if stat.S_ISDIR(st.st_mode):
+                if rules.ignored(path, is_dir=True):
+                    continue
+                if key in seen_dirs:
+                    yield Entry(path, skip="symlink loop (folder already scanned)")
+                    continue
+                seen_dirs.add(key)
+                stack.append(path)
+            elif stat.S_ISREG(st.st_mode) and supported(path) and not rules.ignored(path):
+                if key in seen_files:
+                    yield Entry(path, skip="same file as another path (symlink)")
+                    continue
+                seen_files.add(key)
+                yield Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))

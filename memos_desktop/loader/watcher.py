@@ -1,0 +1,243 @@
+"""The live watcher: watchdog file-system events → debounced `Loader` calls in one worker thread.
+
+`Watcher` owns a worker thread that opens its own vault connection (through the factory it is
+given), runs the startup reconciliation scan, then applies events: creations, modifications and
+deletions are debounced per path (editors write a file several times per save), renames are applied
+at once (the cubes follow the file). watchdog's own threads only put events on a queue; the vault
+is touched by the worker thread alone, so the vault connection is never shared across threads.
+Every failure is recorded in the status and the watcher keeps running. Status snapshots go to the
+`on_status` callback, called from the worker thread (a TUI posts them to its own thread).
+It never parses files or decides what changed in them (that is `ingest.py`).
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from memos_desktop.loader import status
+from memos_desktop.loader.config import LoaderConfig
+from memos_desktop.loader.ingest import Loader, Report
+from memos_desktop.loader.parsers import supported
+from memos_desktop.loader.scan import IgnoreRules, walk
+
+MAX_WAIT_FACTOR = 8  # a file written continuously is still synced every 8 debounce periods
+
+
+@dataclass(frozen=True)
+class WatchStatus:
+    """A snapshot of the watcher for people: what it is doing and how the files stand."""
+
+    state: str = "starting"  # starting, scanning, watching, stopped, failed
+    roots: tuple[str, ...] = ()
+    counts: dict = field(default_factory=dict)  # files per status (indexed, pending, ...)
+    queued: int = 0  # paths waiting for their debounce
+    scanned: tuple[int, int] = (0, 0)  # progress of the startup scan (done, total)
+    last_path: str = ""
+    last_error: str = ""
+    events: int = 0  # file-system events received
+    syncs: int = 0  # loader runs applied
+
+
+@dataclass(frozen=True)
+class _Event:
+    kind: str  # "file", "dir", "move"
+    path: str
+    dest: str = ""
+
+
+class _Handler:
+    """watchdog handler: turns events into `_Event`s on the queue (runs on watchdog's thread)."""
+
+    def __init__(self, events: "queue.Queue[_Event | None]"):
+        self.events = events
+
+    def dispatch(self, event) -> None:
+        kind = event.event_type
+        src = event.src_path.decode() if isinstance(event.src_path, bytes) else event.src_path
+        if kind == "moved":
+            dest = event.dest_path.decode() if isinstance(event.dest_path, bytes) else event.dest_path
+            self.events.put(_Event("move", src, dest))
+        elif event.is_directory:
+            if kind in ("created", "deleted"):
+                self.events.put(_Event("dir", src))
+        elif kind in ("created", "modified", "deleted", "closed"):
+            self.events.put(_Event("file", src))
+
+
+class Watcher:
+    """Watches the vault's watched folders and keeps their cubes current.
+
+    `open_vault` is called once, in the worker thread; the watcher owns the vault it returns and
+    closes it on stop. `on_status` receives `WatchStatus` snapshots from the worker thread.
+    """
+
+    def __init__(
+        self,
+        open_vault: Callable[[], object],
+        on_status: Callable[[WatchStatus], None] | None = None,
+        scan_on_start: bool = True,
+    ):
+        self._open_vault = open_vault
+        self._on_status = on_status
+        self._scan_on_start = scan_on_start
+        self._events: queue.Queue[_Event | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status = WatchStatus()
+
+    # ----- control (any thread) ------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="memos-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop watching; pending debounced changes are left to the next startup scan."""
+        self._stop.set()
+        self._events.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the startup scan is done and events are being applied (or it failed)."""
+        return self._ready.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ----- worker thread -------------------------------------------------------------------
+    def _emit(self, **changes) -> None:
+        self.status = replace(self.status, **changes)
+        if self._on_status is not None:
+            self._on_status(self.status)
+
+    def _run(self) -> None:
+        from watchdog.observers import Observer
+
+        observer = None
+        vault = None
+        try:
+            vault = self._open_vault()
+            config = LoaderConfig.load(vault)
+            loader = Loader(vault, config)
+            roots = [Path(r) for r in config.roots if Path(r).is_dir()]
+            missing = [r for r in config.roots if not Path(r).is_dir()]
+            self._emit(
+                roots=tuple(map(str, roots)),
+                last_error=f"watched folder missing: {', '.join(missing)}" if missing else "",
+            )
+            observer = Observer()
+            handler = _Handler(self._events)
+            for root in roots:
+                observer.schedule(handler, str(root), recursive=True)
+            observer.start()
+            if self._scan_on_start and roots:
+                self._emit(state="scanning")
+                report = loader.scan(roots, progress=lambda done, total: self._emit(scanned=(done, total)))
+                self._emit(last_error=_problem(report) or self.status.last_error)
+            self._emit(state="watching", counts=status.counts(vault))
+            self._ready.set()
+            self._loop(loader, config)
+            self._emit(state="stopped")
+        except Exception as exc:  # the worker must report, never die silently
+            self._emit(state="failed", last_error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._ready.set()
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=10)
+            if vault is not None:
+                vault.close()
+
+    def _loop(self, loader: Loader, config: LoaderConfig) -> None:
+        debounce = config.debounce_s
+        due: dict[str, tuple[float, float]] = {}  # path -> (first event, due time)
+        folders: dict[str, float] = {}
+        while not self._stop.is_set():
+            now = time.monotonic()
+            soonest = min([d for _, d in due.values()] + list(folders.values()), default=now + 1.0)
+            try:
+                event = self._events.get(timeout=max(0.0, soonest - now))
+            except queue.Empty:
+                event = None
+            while event is not None:
+                self._accept(event, loader, config, due, folders, debounce)
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    event = None
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            ready = [p for p, (_, d) in due.items() if d <= now]
+            for path in ready:
+                del due[path]
+            ready_dirs = [p for p, d in folders.items() if d <= now]
+            for path in ready_dirs:
+                del folders[path]
+            if ready_dirs:
+                ready += self._tree(loader, ready_dirs)
+            if ready:
+                self._apply(lambda paths=ready: loader.sync(map(Path, paths)), ready[-1], loader)
+            self._emit(queued=len(due) + len(folders))
+
+    def _accept(
+        self,
+        event: _Event,
+        loader: Loader,
+        config: LoaderConfig,
+        due: dict,
+        folders: dict,
+        debounce: float,
+    ) -> None:
+        self._emit(events=self.status.events + 1)
+        now = time.monotonic()
+        if event.kind == "move":
+            due.pop(event.path, None)
+            self._apply(lambda: loader.move(Path(event.path), Path(event.dest)), event.dest, loader)
+        elif event.kind == "dir":
+            folders[event.path] = now + debounce
+        elif self._relevant(Path(event.path), config):
+            first = due.get(event.path, (now, 0.0))[0]
+            due[event.path] = (first, min(now + debounce, first + MAX_WAIT_FACTOR * debounce))
+
+    @staticmethod
+    def _relevant(path: Path, config: LoaderConfig) -> bool:
+        root = config.root_of(path)
+        return root is not None and supported(path) and not IgnoreRules(root, config).ignored(path)
+
+    @staticmethod
+    def _tree(loader: Loader, folders: list[str]) -> list[str]:
+        """Every file path a created or deleted folder may concern."""
+        paths = []
+        for folder in folders:
+            if Path(folder).is_dir():
+                paths += [str(e.path) for e in walk(Path(folder), loader.config)]
+            paths += list(status.load(loader.vault, prefix=folder))
+        return paths
+
+    def _apply(self, action: Callable[[], Report], path: str, loader: Loader) -> None:
+        try:
+            report = action()
+            self._emit(
+                syncs=self.status.syncs + 1,
+                last_path=path,
+                last_error=_problem(report) or self.status.last_error,
+                counts=status.counts(loader.vault),
+            )
+        except Exception as exc:  # one bad change must not stop the watcher
+            self._emit(last_path=path, last_error=f"{path}: {type(exc).__name__}: {exc}")
+
+
+def _problem(report: Report) -> str:
+    if not report.problems:
+        return ""
+    path, reason = report.problems[-1]
+    return f"{path}: {reason}"

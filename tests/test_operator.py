@@ -1,0 +1,155 @@
+"""MemOperator search: ranking, filters, access rules, dedupe, context, auditing."""
+
+import time
+
+from memos_desktop.operator import Filters, Hit, query_terms, search
+
+
+def ids(hits: list[Hit]) -> list[str]:
+    return [h.cube.id for h in hits]
+
+
+def test_the_matching_memory_ranks_first(vault):
+    vault.add("The dentist appointment is on Tuesday at nine")
+    wanted = vault.add("My sister Alice lives in Lisbon with her two cats")
+    vault.add("Buy oat milk and coffee beans")
+    hits = search(vault, "Where does Alice live?")
+    assert hits[0].cube.id == wanted.id
+
+
+def test_hits_carry_per_signal_scores_and_provenance(vault):
+    vault.add("Alice moved to Lisbon", source={"path": "notes/family.md", "lines": [3, 4]})
+    hit = search(vault, "Alice Lisbon")[0]
+    assert {"bm25", "cosine", "rrf"} <= set(hit.signals)
+    assert hit.score > 0
+    assert hit.citation() == "notes/family.md, lines 3–4"
+    assert hit.to_dict()["citation"] == "notes/family.md, lines 3–4"
+
+
+def test_query_terms_drop_question_words():
+    assert query_terms("What did Caroline research in May?") == ["caroline", "research", "may"]
+
+
+def test_search_without_embedder_is_fts_only(vault):
+    vault.embedder = None
+    wanted = vault.add("Lisbon trip booked for June")
+    hits = search(vault, "When is the Lisbon trip?")
+    assert ids(hits) == [wanted.id]
+    assert "cosine" not in hits[0].signals
+
+
+def test_search_ignores_vectors_when_asked(vault):
+    vault.add("Lisbon trip booked for June")
+    hit = search(vault, "Lisbon trip", use_vectors=False)[0]
+    assert "cosine" not in hit.signals and "bm25" in hit.signals
+
+
+def test_another_profiles_private_cube_is_never_returned(vault):
+    bobs = vault.add("Bob's secret salary is high", profile="bob")
+    mine = vault.add("My salary review is in March")
+    assert ids(search(vault, "salary")) == [mine.id]
+    assert ids(search(vault, "salary", profile="bob")) == [bobs.id]
+
+
+def test_another_profiles_shared_cube_is_returned(vault):
+    shared = vault.add(
+        "The family wifi password is on the fridge", profile="bob", visibility="shared"
+    )
+    assert ids(search(vault, "wifi password")) == [shared.id]
+
+
+def test_expired_cube_is_never_returned(vault):
+    vault.add("Parking code 4471 for today", expires_at=time.time() - 1)
+    kept = vault.add("Parking at the office needs a badge")
+    assert ids(search(vault, "parking code")) == [kept.id]
+
+
+def test_forgotten_cube_is_never_returned(vault):
+    gone = vault.add("Old address: 12 Elm Street")
+    vault.forget(gone.id)
+    assert search(vault, "address Elm Street") == []
+
+
+def test_archived_cube_is_never_returned(vault):
+    old = vault.add("Gym membership renews in April")
+    vault.archive(old.id)
+    assert search(vault, "gym membership") == []
+
+
+def test_visible_match_is_found_behind_many_hidden_ones(vault):
+    vault.add_many([dict(content=f"project falcon report {i}", owner="bob") for i in range(300)])
+    mine = vault.add("falcon")
+    assert ids(search(vault, "project falcon report", k=5)) == [mine.id]
+
+
+def test_filter_by_kind(vault):
+    vault.add("Notes about the falcon launch", kind="plaintext")
+    assert search(vault, "falcon launch", filters=Filters(kind="activation")) == []
+    assert len(search(vault, "falcon launch", filters=Filters(kind="plaintext"))) == 1
+
+
+def test_filter_by_tags_needs_every_tag(vault):
+    both = vault.add("Falcon budget approved", tags=["work", "budget"])
+    vault.add("Falcon budget draft", tags=["work"])
+    hits = search(vault, "falcon budget", filters=Filters(tags=["work", "budget"]))
+    assert ids(hits) == [both.id]
+
+
+def test_filter_by_source_path(vault):
+    vault.add("Falcon kickoff notes", source={"path": "a.md"})
+    wanted = vault.add("Falcon retro notes", source={"path": "b.md"})
+    assert ids(search(vault, "falcon notes", filters=Filters(source="b.md"))) == [wanted.id]
+
+
+def test_filter_by_time_window_uses_validity(vault):
+    day = 86400.0
+    vault.add("Lived in Porto", valid_from=1000 * day, valid_to=2000 * day)
+    now = vault.add("Lives in Lisbon", valid_from=3000 * day)
+    window = Filters(since=2500 * day, until=3500 * day)
+    assert ids(search(vault, "lived lives Porto Lisbon", filters=window)) == [now.id]
+
+
+def test_near_identical_memories_are_returned_once(vault):
+    vault.add("Remember to water the basil plant on the balcony every morning")
+    vault.add("Remember to water the basil plant on the balcony every morning!")
+    other = vault.add("The basil seeds came from the market")
+    hits = search(vault, "basil plant")
+    assert len(hits) == 2 and other.id in ids(hits)
+
+
+def test_context_attaches_neighbouring_turns_of_the_same_chat(vault):
+    turns = vault.add_many(
+        [
+            dict(content=f"turn {i}: " + text, source={"conversation": "c1", "turn_id": f"D1:{i}"})
+            for i, text in enumerate(
+                ["hello", "what about the concert?", "it was on Friday", "bye"]
+            )
+        ]
+    )
+    vault.add("unrelated", source={"conversation": "c2", "turn_id": "D1:1"})
+    hit = search(vault, "concert", context=1)[0]
+    assert hit.cube.id == turns[1].id
+    assert [c.id for c in hit.context] == [turns[0].id, turns[2].id]
+
+
+def test_when_question_prefers_a_turn_with_a_time_expression(vault):
+    vault.add("The concert was amazing, great band")
+    dated = vault.add("The concert was amazing, last Friday")
+    hit = search(vault, "When was the concert?", use_vectors=False)[0]
+    assert hit.cube.id == dated.id and hit.signals["temporal"] == 1.0
+
+
+def test_search_counts_accesses_and_audits_the_read(vault):
+    cube = vault.add("Alice likes green tea")
+    search(vault, "green tea")
+    assert vault.get(cube.id, touch=False).access_count == 1
+    entry = vault.audit_log(limit=1)[0]
+    assert entry["action"] == "search" and entry["detail"]["results"] == [cube.id]
+
+
+def test_search_without_recording_leaves_no_trace(vault):
+    cube = vault.add("Alice likes green tea")
+    before = len(vault.audit_log(limit=1000))
+    search(vault, "green tea", record=False)
+    assert vault.get(cube.id, touch=False).access_count == 0
+    assert len(vault.audit_log(limit=1000)) == before
