@@ -56,3 +56,21 @@ def test_enabling_an_unknown_adapter_is_a_one_line_error(cli):
     assert cli("init").returncode == 0
     done = cli("adapters", "enable", "01NOSUCHADAPTER")
     assert done.returncode == 1 and done.stderr.strip() == "Error: No memory with id 01NOSUCHADAPTER."
+
+
+def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli):
+    _remember(cli, fact_texts(5))
+    args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--gguf", str(tm.tiny_gguf())]
+    trained = cli(*args, "--iters", "30", "--rank", "4", "--json", timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    adapter_id = json.loads(trained.stdout)["adapter"]["id"]
+    assert cli("model", "add", str(tm.tiny_gguf()), "--force").returncode == 0
+
+    ask = ("chat", "-m", "Do you remember anything about dentist Alvarez Street?", "--max-tokens", "10", "--json")
+    tuned = cli(*ask)
+    assert tuned.returncode == 0, tuned.stderr
+    assert cli("adapters", "disable", adapter_id).returncode == 0
+    plain = cli(*ask)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(tuned.stdout)["answer"] != json.loads(plain.stdout)["answer"]
+    assert json.loads(plain.stdout)["restored_tokens"] == 0  # the tuned prefix state was not reused
