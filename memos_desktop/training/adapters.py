@@ -242,13 +242,14 @@ class Adapters:
         from memos_desktop.runtime.base import file_digest
 
         fmt = "mlx" if backend.runtime == "mlx" else "gguf"
-        digest = file_digest(backend.path)
-        if adapter_id is None:
-            cube = self.enabled_for(digest, fmt)
+        if adapter_id is None and not any(c.meta.get("enabled") for c in self.cubes()):
+            cube = None  # nothing enabled: no need to fingerprint the model file
+        elif adapter_id is None:
+            cube = self.enabled_for(file_digest(backend.path), fmt)
         else:
             cube = self.get(adapter_id)
             base = cube.meta.get("base", {}).get(fmt) or {}
-            if base.get("digest") != digest:
+            if base.get("digest") != file_digest(backend.path):
                 raise TrainingError(
                     f"Adapter {adapter_id} was built for another base model ({base.get('name', 'unknown')}), "
                     f"not {backend.path.name}; it cannot be used with it."
