@@ -38,11 +38,15 @@ class BlobStore:
         nonce = os.urandom(12)
         sealed = nonce + self._aead().encrypt(nonce, data, name.encode() + b"\0" + context)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(sealed)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(sealed)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return len(sealed)
 
     def get(self, name: str, context: bytes = b"") -> bytes:
