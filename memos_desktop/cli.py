@@ -168,7 +168,7 @@ def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, sha
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--kind", type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
-@click.option("--source", "source_path", help="Only memories from this file (or chat conversation).")
+@click.option("--source", "source_path", help="Only memories from this file, folder or chat conversation.")
 @click.option("--since", help="Only facts valid on or after this date.")
 @click.option("--until", help="Only facts valid on or before this date.")
 @click.option("--profile", default="default", show_default=True)
@@ -182,7 +182,7 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
     filters = operator.Filters(
         kind=kind,
         tags=tuple(tags),
-        source=source_path,
+        source_path=source_path,
         since=parse_date(since),
         until=parse_date(until),
     )
@@ -377,6 +377,35 @@ def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
 
 
 @cli.command()
+@click.argument("choice", required=False)
+@pass_ctx
+def embedder(obj: Context, choice: str | None) -> None:
+    """Show or choose the embedding model: minilm (default), none, or a GGUF file's path.
+
+    Choosing another model re-embeds every memory with it.
+    """
+    from memos_desktop.embed.config import SETTING, status_for
+
+    vault = obj.vault(embedder=False)
+    if choice is None:
+        click.echo(status_for(vault.get_setting(SETTING))[1])
+        return
+    if choice.lower() not in ("minilm", "none"):
+        path = Path(choice).expanduser().resolve()
+        if not path.is_file():
+            raise MemosError(f"No GGUF embedding model at {path}.")
+        choice = str(path)
+    new, status = status_for(choice)
+    if new is None and choice.lower() != "none":
+        raise MemosError(f"Not switching: {status}.")
+    vault.set_setting(SETTING, choice)
+    vault.embedder = new
+    if new is not None:
+        vault.knn(new.embed(["probe"])[0], 1)  # swaps the vector table and re-embeds
+    click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
+
+
+@cli.command()
 @pass_ctx
 def passwd(obj: Context) -> None:
     """Change the vault passphrase (rewraps the key; the database is not rewritten)."""
@@ -409,6 +438,227 @@ def doctor(obj: Context, as_json) -> None:
         sys.exit(1)
 
 
+# ----- parameter memory: LoRA adapters distilled from memories ------------------------------
+
+
+def _training_model(vault, option: str | None, setting: str, what: str, required: bool) -> Path | None:
+    """A model path from the option (remembered as a setting) or the remembered setting."""
+    if option:
+        path = Path(option).expanduser().resolve()
+        if not path.exists():
+            raise MemosError(f"No {what} at {path}.")
+        vault.set_setting(setting, str(path))
+        return path
+    stored = vault.get_setting(setting)
+    if stored:
+        return Path(stored)
+    if required:
+        raise MemosError(f"No {what} chosen; pass it once with --{setting.split('_', 1)[1]} and it is remembered.")
+    return None
+
+
+@cli.command()
+@click.option("--from-tag", "tag", help="Distil the memories with this tag.")
+@click.option("--query", help="Distil the memories matching this search.")
+@click.option("--proposal", type=int, help="Distil the memories of this scheduler proposal.")
+@click.option("--id", "ids", multiple=True, help="Distil this memory (repeatable).")
+@click.option("--name", help="Adapter name (default: from the selection); retraining a name adds a version.")
+@click.option("--model", help="The MLX model directory to train on (remembered).")
+@click.option("--gguf", help="The same base model as GGUF, to export the adapter for llama.cpp (remembered).")
+@click.option("--iters", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--rank", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=2e-3, show_default=True)
+@click.option("--language", help="Only distil facts in this language (en, de, fr, es).")
+@click.option("--min-age", default="0s", show_default=True, help="Only facts unchanged this long (e.g. 7d).")
+@click.option("--min-uses", type=int, default=0, show_default=True, help="Only facts used this often.")
+@click.option("--min-gain", type=float, default=0.1, show_default=True, help="Required held-out gain (nats/token).")
+@click.option("--max-ppl-ratio", type=float, default=1.25, show_default=True, help="Allowed control perplexity rise.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run of the same adapter.")
+@click.option("--no-enable", is_flag=True, help="Keep the new adapter disabled.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def train(
+    obj: Context,
+    tag,
+    query,
+    proposal,
+    ids,
+    name,
+    model,
+    gguf,
+    iters,
+    rank,
+    learning_rate,
+    language,
+    min_age,
+    min_uses,
+    min_gain,
+    max_ppl_ratio,
+    resume,
+    no_enable,
+    as_json,
+) -> None:
+    """Distil stable memories into a LoRA adapter (parameter memory); Ctrl-C stops it resumably."""
+    from functools import partial
+
+    from memos_desktop.training.data import proposal_ids, select_facts
+    from memos_desktop.training.distill import distill
+    from memos_desktop.training.job import TrainingJob
+    from memos_desktop.training.trainer import TrainConfig
+
+    vault = obj.vault(embedder=False)
+    if proposal is not None:
+        ids = proposal_ids(vault, proposal)
+    facts = select_facts(
+        vault, tag=tag, query=query, ids=list(ids) or None, min_age=parse_duration(min_age), min_uses=min_uses
+    )
+    if tag:
+        selection, default_name = {"tag": tag}, f"tag:{tag}"
+    elif query:
+        selection, default_name = {"query": query}, f"query:{query}"
+    elif proposal is not None:
+        selection, default_name = {"proposal": proposal, "ids": list(ids)}, f"proposal:{proposal}"
+    else:
+        selection, default_name = {"ids": list(ids)}, f"facts:{len(facts)}"
+    name = name or default_name
+    model_dir = _training_model(vault, model, "train_model", "MLX model directory", True)
+    gguf_file = _training_model(vault, gguf, "train_gguf", "GGUF model file", False)
+    config = TrainConfig(iters=iters, rank=rank, learning_rate=learning_rate)
+
+    def show(p) -> None:
+        if not as_json and (p.iteration % 10 == 0 or p.iteration == p.iters):
+            line = f"\r  iteration {p.iteration}/{p.iters}  loss {p.loss:.3f}  {p.seconds:.0f}s"
+            click.echo(line, nl=False, err=True)
+
+    work = partial(
+        distill,
+        vault,
+        facts,
+        model=model_dir,
+        gguf=gguf_file,
+        name=name,
+        selection=selection,
+        config=config,
+        language=language,
+        min_gain=min_gain,
+        max_ppl_ratio=max_ppl_ratio,
+        enable=not no_enable,
+        resume=resume,
+    )
+    job = TrainingJob(work, on_progress=show).start()
+    try:
+        while job.running:
+            job.wait(0.2)
+    except KeyboardInterrupt:
+        job.cancel()
+        click.echo("\n  stopping after this step…", err=True)
+    outcome = job.wait()
+    if not as_json:
+        click.echo("", err=True)
+    ev = outcome.evaluation
+    if as_json:
+        echo_json({"adapter": outcome.adapter.to_dict(), "evaluation": ev.to_dict()})
+        return
+    click.echo(f"Adapter {outcome.adapter.id} ({name}, version {outcome.adapter.version}) from {len(facts)} memories.")
+    click.echo(
+        f"  held-out answers: {ev.heldout_logprob_base:.3f} → {ev.heldout_logprob_adapter:.3f} nats/token "
+        f"(gain {ev.gain:.3f}, required {ev.min_gain:.3f})"
+    )
+    click.echo(f"  control perplexity ×{ev.ppl_ratio:.3f} (allowed ×{ev.max_ppl_ratio:.2f})")
+    click.echo("  enabled" if outcome.adapter.meta.get("enabled") else "  disabled (enable with `adapters enable`)")
+
+
+@cli.group()
+def adapters() -> None:
+    """List, enable, disable, roll back or remove LoRA adapters (parameter memory)."""
+
+
+def _adapter_row(registry, cube) -> dict:
+    meta = cube.meta
+    ev = meta.get("metrics", {}).get("evaluation", {})
+    return {
+        "id": cube.id,
+        "name": cube.title,
+        "version": cube.version,
+        "enabled": bool(meta.get("enabled")),
+        "stale": registry.stale_sources(cube),
+        "facts": len(meta.get("sources", [])),
+        "base": meta.get("base", {}).get("mlx", {}).get("name"),
+        "gguf": (meta.get("base", {}).get("gguf") or {}).get("name"),
+        "gain": ev.get("gain"),
+        "ppl_ratio": ev.get("ppl_ratio"),
+        "disabled_reason": meta.get("disabled_reason"),
+        "updated_at": cube.updated_at,
+    }
+
+
+@adapters.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def adapters_list(obj: Context, as_json) -> None:
+    """Show every adapter with its provenance and evaluation."""
+    from memos_desktop.training.adapters import Adapters
+
+    registry = Adapters(obj.vault(embedder=False))
+    rows = [_adapter_row(registry, c) for c in registry.cubes()]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No adapters yet; create one with `memos-desktop train`.")
+    for r in rows:
+        state = "enabled" if r["enabled"] else "disabled"
+        stale = f", STALE ({len(r['stale'])} facts changed)" if r["stale"] else ""
+        gain = f"{r['gain']:.3f}" if r["gain"] is not None else "-"
+        click.echo(
+            f"{r['id']}  {r['name']}  v{r['version']}  {state}{stale}  {r['facts']} facts  base {r['base']}"
+            f"  gain {gain}  updated {when(r['updated_at'])}"
+        )
+
+
+@adapters.command("enable")
+@click.argument("adapter_id")
+@pass_ctx
+def adapters_enable(obj: Context, adapter_id) -> None:
+    """Enable an adapter (others for the same base model are disabled)."""
+    from memos_desktop.training.adapters import Adapters
+
+    cube = Adapters(obj.vault(embedder=False)).enable(adapter_id)
+    click.echo(f"Enabled adapter {cube.id} ({cube.title}).")
+
+
+@adapters.command("disable")
+@click.argument("adapter_id")
+@pass_ctx
+def adapters_disable(obj: Context, adapter_id) -> None:
+    """Disable an adapter; the model runs without it."""
+    from memos_desktop.training.adapters import Adapters
+
+    cube = Adapters(obj.vault(embedder=False)).disable(adapter_id, "disabled by the user")
+    click.echo(f"Disabled adapter {cube.id} ({cube.title}).")
+
+
+@adapters.command("rollback")
+@click.argument("adapter_id")
+@click.argument("version", type=int)
+@pass_ctx
+def adapters_rollback(obj: Context, adapter_id, version) -> None:
+    """Bring back the weights of an earlier VERSION of an adapter."""
+    from memos_desktop.training.adapters import Adapters
+
+    cube = Adapters(obj.vault(embedder=False)).rollback(adapter_id, version)
+    click.echo(f"Adapter {cube.id} now has the weights of version {version} (as version {cube.version}).")
+
+
+@adapters.command("rm")
+@click.argument("adapter_id")
+@pass_ctx
+def adapters_rm(obj: Context, adapter_id) -> None:
+    """Delete an adapter's weights (every version); the facts stay as plaintext memory."""
+    from memos_desktop.training.adapters import Adapters
+
+    cube = Adapters(obj.vault(embedder=False)).remove(adapter_id)
+    click.echo(f"Removed adapter {cube.id} ({cube.title}); its facts are still in the vault.")
 # ----- MemDumper: device keys, export/import bundles, conflicts, folder sync ----------------------
 def _bundle_passphrase(ask: bool, env_var: str | None, confirm: bool) -> str | None:
     """The bundle passphrase from --passphrase-env VAR or a prompt (--passphrase), else None."""
@@ -441,11 +691,15 @@ def keys() -> None:
 
 
 @keys.command("show")
-@click.option("--secret", is_flag=True, help="Also print the age identity (to decrypt bundles with `age -d -i`).")
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Also print the age identity (to decrypt bundles with `age -d -i`).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
-    """Print this device's card (give it to `keys add` on your other devices) and trusted devices."""
+    """Print this device's card (for `keys add` on your other devices) and trusted devices."""
     from memos_desktop.dumper import crypto
 
     vault = ctx.vault(embedder=False)
@@ -489,7 +743,12 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
 @click.option("--profile", help="Only cubes owned by this profile.")
-@click.option("--recipient", "recipients", multiple=True, help="Encrypt to this device/name/age1 key too (repeatable).")
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="Encrypt to this device/name/age1 key too (repeatable).",
+)
 @click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
 @click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
 @click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
@@ -543,7 +802,8 @@ def export_cmd(
         echo_json(result)
     else:
         click.echo(
-            f"Exported {result['cubes']} memories ({result['versions']} versions, {result['links']} links, "
+            f"Exported {result['cubes']} memories ({result['versions']} versions, "
+            f"{result['links']} links, "
             f"{result['blobs']} blobs) to {out} ({result['bytes']:,} bytes)."
         )
 
@@ -555,14 +815,15 @@ def export_cmd(
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
-    """Import a bundle (all or nothing; importing twice changes nothing). Creates the vault if needed."""
+    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
 
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
     if not Vault.exists(ctx.data_dir):
         Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
-    result = import_bundle(ctx.vault(embedder=False), bundle, passphrase=passphrase)
+    # With the embedder: imported cubes get their vectors here (derived indexes are rebuilt locally).
+    result = import_bundle(ctx.vault(), bundle, passphrase=passphrase)
     if as_json:
         echo_json(result)
     elif result.get("already_imported"):
@@ -613,8 +874,18 @@ def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
 
 @cli.command("sync")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--watch", is_flag=True, help="Keep syncing when the folder changes or every --interval seconds.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between syncs in --watch mode.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep syncing when the folder changes or every --interval seconds.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between syncs in --watch mode.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: bool) -> None:
@@ -629,7 +900,8 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
         stamp = time.strftime("%H:%M:%S", time.localtime(status["last_sync"]))
         click.echo(
-            f"{stamp} synced: {status['applied_versions']} versions in, {status['published_versions']} out, "
+            f"{stamp} synced: {status['applied_versions']} versions in, "
+            f"{status['published_versions']} out, "
             f"{status['conflicts']} conflicts"
         )
         for line in status["errors"]:
@@ -637,7 +909,7 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
         for device in status["untrusted_devices"]:
             click.echo(f"  skipped change-sets of untrusted device {device} (see `keys add`)")
 
-    vault = ctx.vault(embedder=False)
+    vault = ctx.vault()
     if watch:
         try:
             sync.watch(vault, folder, interval, show)
@@ -689,9 +961,7 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(
-        locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model
-    )
+    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model)
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
         f"embed: {result['model']}, {result['texts']} LoCoMo turns "
@@ -701,6 +971,23 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -
     report(title, result["rows"], result, as_json)
 
 
+@bench.command("train")
+@click.option("--facts", "n_facts", type=int, default=100, show_default=True)
+@click.option("--iters", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(n_facts, iters, as_json) -> None:
+    """LoRA distillation: time, peak memory, adapter size, gain, GGUF export, tiny vs small model."""
+    from memos_desktop.bench import report
+    from memos_desktop.bench import train as bench_mod
+
+    result = bench_mod.run(n_facts=n_facts, iters=iters)
+    report("bench train (LoRA distillation)", result["rows"], result, as_json)
+    if not as_json:
+        click.echo(f"small/tiny training time: {result['small_over_tiny_time']:.1f}x")
+        click.echo(
+            f"Same data on this CPU: 0.5B model ~{result['qwen05b_estimate_this_cpu_s'] / 3600:.1f} h, "
+            f"1.5B model ~{result['qwen15b_estimate_this_cpu_s'] / 3600:.1f} h ({result['estimate_note']})"
+        )
 # ----- language models, chat and the TTFT benchmark (runtime) -----------------------------------
 DEFAULT_SYSTEM = "You are a helpful assistant running privately on this computer."
 
@@ -815,9 +1102,11 @@ def chat_cmd(
     from memos_desktop.runtime.activation import ActivationMemory
     from memos_desktop.runtime.chat import chat
     from memos_desktop.runtime.models import load_model
+    from memos_desktop.training.adapters import Adapters
 
     vault = ctx.vault(embedder=False)
     backend = load_model(vault, model_name)
+    Adapters(vault).apply(backend)  # parameter memory: the enabled adapter for this model, if any
     messages = [{"role": "system", "content": system}, {"role": "user", "content": message}]
     cancel = threading.Event()
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
@@ -969,6 +1258,9 @@ def watch_run(ctx: Context) -> None:
     import signal
     import threading
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from memos_desktop.loader.config import LoaderConfig
     from memos_desktop.loader.watcher import Watcher
 
@@ -978,10 +1270,19 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
+    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task("scan", total=None)
 
     def show(st) -> None:
+        if st.state == "scanning":
+            if st.scanned[1]:
+                bar.start()
+                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+            return
+        bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
-        if st.state == "scanning" or line == shown.get("line"):
+        if line == shown.get("line"):
             return
         shown["line"] = line
         counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
@@ -1093,7 +1394,7 @@ def _table(title: str, rows: list[dict]) -> None:
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index this real folder instead (read only).",
+    help="Index a copy of this real folder instead.",
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
@@ -1142,8 +1443,14 @@ def bench_locomo(directory, ks, as_json) -> None:
 
 
 @bench.command("search")
-@click.option("--n", "n", type=click.IntRange(100), default=100_000, show_default=True,
-              help="Largest vault size (cubes); 10k is measured too.")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(100),
+    default=100_000,
+    show_default=True,
+    help="Largest vault size (cubes); 10k is measured too.",
+)
 @click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_search(n, queries, as_json) -> None:
@@ -1151,10 +1458,7 @@ def bench_search(n, queries, as_json) -> None:
     from memos_desktop.bench import report, search
 
     result = search.run(n=n, queries=queries)
-    title = (
-        f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; "
-        f"{result['data']}"
-    )
+    title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
     report(title, search.rows(result), result, as_json)
 
 

@@ -119,3 +119,20 @@ def test_no_vault_yet_says_how_to_create_one(isolated_home):
     result = run_cli("stats")
     assert result.returncode == 1
     assert "memos-desktop init" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_switching_the_embedder_re_embeds_every_memory(run, monkeypatch):
+    monkeypatch.delenv("MEMOS_EMBEDDER")
+    remember(run, "first memory")
+    remember(run, "second memory")
+    result = run("embedder", "none")
+    assert "keyword-only" in result.output
+    result = run("embedder", "minilm")
+    assert result.exit_code == 0, result.output
+    assert "2 memories embedded" in result.output
+    assert json.loads(run("stats", "--json").output)["embed_model"].startswith("all-MiniLM-L6-v2@")
+
+
+def test_choosing_a_missing_embedder_file_is_refused(run):
+    result = run("embedder", "/nonexistent/model.gguf")
+    assert result.exit_code == 1 and "No GGUF embedding model" in result.output

@@ -613,6 +613,8 @@ class Vault:
         Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
         max(COARSE_SHORTLIST x k, 200) candidates whose float vectors are rescored exactly.
         """
+        if self.embedder is not None:
+            self._ensure_vec_table()  # vectors of another model are replaced before comparing
         if not self._has_vec_table():
             return []
         import numpy as np

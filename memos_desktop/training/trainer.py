@@ -1,0 +1,352 @@
+"""LoRA trainers behind one Protocol, and the MLX trainer (the default; `mlx[cpu]` on Linux).
+
+Owns the training loop: chat-template rendering of the examples, loss on the answer tokens only,
+a batch order that depends only on (seed, iteration) so a resumed run continues exactly where
+the interrupted one stopped, checkpoints (adapter weights + optimizer state, as bytes the caller
+seals), a progress callback and cancellation between steps, and the model's log-likelihood
+measurements that evaluation compares with and without the adapter. It never touches the vault
+and never writes files: persisting checkpoints and adapters is the caller's job.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from memos_desktop.errors import TrainingError
+from memos_desktop.training.data import Dataset, Example
+
+ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """LoRA hyper-parameters. `scale` is MLX's absolute multiplier (GGUF alpha = scale * rank)."""
+
+    rank: int = 8
+    scale: float = 2.0
+    dropout: float = 0.0
+    num_layers: int = -1
+    keys: tuple[str, ...] = ATTENTION
+    learning_rate: float = 2e-3
+    iters: int = 200
+    batch_size: int = 4
+    max_seq_length: int = 512
+    seed: int = 0
+    checkpoint_every: int = 20
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**{**data, "keys": tuple(data["keys"])})
+
+
+@dataclass(frozen=True)
+class Progress:
+    iteration: int
+    iters: int
+    loss: float
+    tokens: int
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """Adapter weights in MLX naming and layout (lora_a: (in, r), lora_b: (r, out)) and metrics.
+
+    `completed` is False when the run was cancelled; `iteration` is where it stopped (and where a
+    resume from the last checkpoint continues).
+    """
+
+    weights: dict
+    config: TrainConfig
+    completed: bool
+    iteration: int
+    metrics: dict = field(default_factory=dict)
+
+
+class Trainer(Protocol):
+    """A base model that can be fine-tuned with LoRA and scored with and without its adapter."""
+
+    name: str
+    model_path: Path
+    n_layers: int
+
+    def train(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        *,
+        resume: bytes | None = None,
+        save_checkpoint: Callable[[bytes], None] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> TrainResult: ...
+
+    def answer_logprob(self, examples: Sequence[Example], adapter: bool) -> float: ...
+
+    def perplexity(self, texts: Sequence[str], adapter: bool) -> float: ...
+
+    def close(self) -> None: ...
+
+
+def data_digest(dataset: Dataset) -> str:
+    """Identity of the training data (facts at their versions), so a resume uses the same data."""
+    import hashlib
+
+    body = json.dumps([[f.id, f.version, f.content_hash] for f in dataset.facts])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> list[int]:
+    """Example indices of 1-based `iteration`: epochs of seeded permutations, read in order."""
+    import numpy as np
+
+    start = (iteration - 1) * batch_size
+    out = []
+    for pos in range(start, start + batch_size):
+        epoch, i = divmod(pos, n)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[i]))
+    return out
+
+
+class MLXTrainer:
+    """LoRA on an MLX model directory (Hugging Face layout) with `mlx_lm`'s LoRA layers."""
+
+    name = "mlx"
+
+    def __init__(self, model_path: Path):
+        self.model_path = Path(model_path)
+        try:
+            from mlx_lm import load
+        except ImportError:
+            raise TrainingError("MLX is not installed; install memos-desktop[mlx] to train adapters.") from None
+        try:
+            self.model, self.tokenizer = load(str(self.model_path))
+        except Exception as exc:
+            raise TrainingError(f"The model {self.model_path} cannot be loaded for training ({exc}).") from None
+        self.model.freeze()
+        self.n_layers = len(self.model.layers)
+        self._lora = False
+        self._scale = 0.0
+
+    def close(self) -> None:
+        self.model = None
+        self.tokenizer = None
+
+    # ----- data ----------------------------------------------------------------------------
+    def render(self, example: Example) -> tuple[list[int], int]:
+        """Token ids of one example and where its answer starts (loss covers only the answer)."""
+        tok = self.tokenizer
+        if not example.question:
+            ids = tok.encode(example.answer)
+            eos = tok.eos_token_id
+            return (ids + [eos] if eos is not None else ids), 0
+        user = [{"role": "user", "content": example.question}]
+        prompt = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template(
+            [*user, {"role": "assistant", "content": example.answer}], add_generation_prompt=False, tokenize=False
+        )
+        answer = full[len(prompt) :] if full.startswith(prompt) else example.answer + (tok.eos_token or "")
+        head = tok.encode(prompt, add_special_tokens=False)
+        return head + tok.encode(answer, add_special_tokens=False), len(head)
+
+    def _batch(self, rows: Sequence[tuple[list[int], int]], max_len: int):
+        import mlx.core as mx
+        import numpy as np
+
+        width = min(max(len(ids) for ids, _ in rows), max_len)
+        arr = np.zeros((len(rows), width), dtype=np.int32)
+        mask = np.zeros((len(rows), width - 1), dtype=np.float32)
+        for j, (ids, offset) in enumerate(rows):
+            ids = ids[:width]
+            arr[j, : len(ids)] = ids
+            mask[j, max(offset - 1, 0) : len(ids) - 1] = 1.0
+        return mx.array(arr), mx.array(mask)
+
+    # ----- LoRA layers ---------------------------------------------------------------------
+    def _apply_lora(self, config: TrainConfig) -> None:
+        import mlx.core as mx
+        from mlx_lm.tuner.utils import linear_to_lora_layers
+
+        if self._lora:
+            raise TrainingError("This trainer already trained an adapter; load the model again for another run.")
+        n_layers = self.n_layers if config.num_layers < 0 else config.num_layers
+        lora = {"rank": config.rank, "scale": config.scale, "dropout": config.dropout, "keys": list(config.keys)}
+        mx.random.seed(config.seed)  # lora_a starts random: the same seed gives the same run
+        linear_to_lora_layers(self.model, n_layers, lora)
+        if not self._lora_modules():
+            raise TrainingError(f"None of the layers {', '.join(config.keys)} exist in {self.model_path.name}.")
+        self._lora = True
+
+    def _lora_modules(self) -> list:
+        from mlx_lm.tuner.lora import LoRALinear
+
+        return [m for _, m in self.model.named_modules() if isinstance(m, LoRALinear)]
+
+    def _set_adapter(self, on: bool, config_scale: float) -> None:
+        for module in self._lora_modules():
+            module.scale = config_scale if on else 0.0
+
+    def adapter_weights(self) -> dict:
+        """The current LoRA weights as float32 numpy arrays, MLX names."""
+        import numpy as np
+        from mlx.utils import tree_flatten
+
+        return {k: np.array(v, dtype=np.float32) for k, v in tree_flatten(self.model.trainable_parameters())}
+
+    # ----- training ------------------------------------------------------------------------
+    def train(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        *,
+        resume: bytes | None = None,
+        save_checkpoint: Callable[[bytes], None] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> TrainResult:
+        import mlx.core as mx
+        import mlx.nn as nn
+        import mlx.optimizers as optim
+
+        if not dataset.train:
+            raise TrainingError("There are no training examples.")
+        self._apply_lora(config)
+        self._scale = config.scale
+        rows = [self.render(e) for e in dataset.train]
+        optimizer = optim.Adam(learning_rate=config.learning_rate)
+        optimizer.init(self.model.trainable_parameters())
+        digest = data_digest(dataset)
+        start = self._restore(resume, optimizer, config, digest) if resume is not None else 0
+
+        def loss_fn(model, inputs, mask):
+            logits = model(inputs[:, :-1])
+            ce = nn.losses.cross_entropy(logits, inputs[:, 1:]) * mask
+            return ce.astype(mx.float32).sum() / mask.sum()
+
+        loss_and_grad = nn.value_and_grad(self.model, loss_fn)
+        mx.reset_peak_memory()
+        self.model.train()
+        began = time.perf_counter()
+        tokens = 0
+        loss_value = float("nan")
+        it = start
+        while it < config.iters and not (cancel is not None and cancel.is_set()):
+            it += 1
+            mx.random.seed(config.seed * 1_000_003 + it)
+            picked = [rows[i] for i in batch_indices(len(rows), config.batch_size, it, config.seed)]
+            inputs, mask = self._batch(picked, config.max_seq_length)
+            loss, grads = loss_and_grad(self.model, inputs, mask)
+            optimizer.update(self.model, grads)
+            mx.eval(self.model.trainable_parameters(), optimizer.state, loss)
+            loss_value = loss.item()
+            if loss_value != loss_value:
+                raise TrainingError(
+                    f"Training diverged at iteration {it} (the loss is not a number); lower the learning rate."
+                )
+            tokens += int(mask.sum().item())
+            if save_checkpoint is not None and (it % config.checkpoint_every == 0 or it == config.iters):
+                save_checkpoint(self._checkpoint(it, optimizer, config, digest))
+            if progress is not None:
+                progress(Progress(it, config.iters, loss_value, tokens, time.perf_counter() - began))
+        self.model.eval()
+        completed = it >= config.iters
+        if not completed and save_checkpoint is not None and it > start and it % config.checkpoint_every:
+            save_checkpoint(self._checkpoint(it, optimizer, config, digest))
+        return TrainResult(
+            weights=self.adapter_weights(),
+            config=config,
+            completed=completed,
+            iteration=it,
+            metrics={
+                "final_loss": loss_value,
+                "iterations": it - start,
+                "train_seconds": time.perf_counter() - began,
+                "trained_tokens": tokens,
+                "peak_memory_bytes": int(mx.get_peak_memory()),
+                "examples": len(rows),
+            },
+        )
+
+    def _checkpoint(self, iteration: int, optimizer, config: TrainConfig, digest: str) -> bytes:
+        import numpy as np
+        from mlx.utils import tree_flatten
+        from safetensors.numpy import save
+
+        tensors = {f"w:{k}": v for k, v in self.adapter_weights().items()}
+        for k, v in tree_flatten(optimizer.state):
+            tensors[f"o:{k}"] = np.array(v)
+        meta = {"iteration": str(iteration), "config": json.dumps(config.to_dict()), "data": digest}
+        return save(tensors, metadata=meta)
+
+    def _restore(self, blob: bytes, optimizer, config: TrainConfig, digest: str) -> int:
+        import mlx.core as mx
+        from mlx.utils import tree_unflatten
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        try:
+            tensors = load(blob)
+            meta = _safetensors_metadata(blob)
+            iteration = int(meta["iteration"])
+            saved = TrainConfig.from_dict(json.loads(meta["config"]))
+        except (SafetensorError, KeyError, ValueError, TypeError):
+            raise TrainingError("The training checkpoint is damaged; start the run again without resuming.") from None
+        if meta.get("data") != digest:
+            raise TrainingError(
+                "The facts changed since this run was interrupted; start a new run instead of resuming."
+            )
+        if {**saved.to_dict(), "iters": 0} != {**config.to_dict(), "iters": 0}:
+            raise TrainingError("The checkpoint was made with other training settings; resume with the same settings.")
+        self.model.load_weights([(k[2:], mx.array(v)) for k, v in tensors.items() if k.startswith("w:")], strict=False)
+        optimizer.state = tree_unflatten([(k[2:], mx.array(v)) for k, v in tensors.items() if k.startswith("o:")])
+        return iteration
+
+    # ----- scoring -------------------------------------------------------------------------
+    def _token_logprobs(self, rows: Sequence[tuple[list[int], int]]) -> tuple[float, int]:
+        """Sum of log-probabilities of the scored tokens, and how many, one sequence at a time."""
+        import mlx.core as mx
+        import mlx.nn as nn
+
+        total, count = 0.0, 0
+        for ids, offset in rows:
+            inputs, mask = self._batch([(ids, offset)], 1 << 30)
+            logits = self.model(inputs[:, :-1]).astype(mx.float32)
+            lp = -nn.losses.cross_entropy(logits, inputs[:, 1:]) * mask
+            total += lp.sum().item()
+            count += int(mask.sum().item())
+        return total, count
+
+    def answer_logprob(self, examples: Sequence[Example], adapter: bool) -> float:
+        """Mean log-probability (nats per token) of the answers given their questions."""
+        self._set_adapter(adapter, self._scale)
+        try:
+            total, count = self._token_logprobs([self.render(e) for e in examples])
+        finally:
+            self._set_adapter(True, self._scale)
+        return total / max(count, 1)
+
+    def perplexity(self, texts: Sequence[str], adapter: bool) -> float:
+        """Perplexity of plain texts (every token after the first is scored)."""
+        import math
+
+        self._set_adapter(adapter, self._scale)
+        try:
+            total, count = self._token_logprobs([(self.tokenizer.encode(t), 0) for t in texts])
+        finally:
+            self._set_adapter(True, self._scale)
+        return math.exp(-total / max(count, 1))
+
+
+def _safetensors_metadata(blob: bytes) -> dict:
+    """The `__metadata__` of a safetensors byte string."""
+    import struct
+
+    (n,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + n]).get("__metadata__", {})

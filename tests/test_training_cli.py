@@ -1,0 +1,76 @@
+"""`memos-desktop train` and `memos-desktop adapters ...` driven as a user drives them (subprocesses)."""
+
+import json
+
+import pytest
+
+from memos_desktop.runtime import testmodels as tm
+from tests.training_support import fact_texts
+
+
+@pytest.fixture(autouse=True)
+def keyword_only(monkeypatch):
+    """These tests are about adapters; the vault need not embed (the subprocesses inherit this)."""
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
+
+
+def _remember(cli, texts, tag="people"):
+    assert cli("init").returncode == 0
+    for text in texts:
+        assert cli("remember", "--tag", tag, text).returncode == 0
+
+
+def test_train_then_list_disable_enable_and_remove_an_adapter(cli):
+    _remember(cli, fact_texts(5))
+    args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--gguf", str(tm.tiny_gguf())]
+    trained = cli(*args, "--iters", "30", "--rank", "4", "--json", timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    adapter_id = result["adapter"]["id"]
+    assert result["evaluation"]["passed"] and result["adapter"]["meta"]["enabled"]
+
+    listed = json.loads(cli("adapters", "list", "--json").stdout)
+    assert [(a["id"], a["name"], a["enabled"], a["facts"]) for a in listed] == [(adapter_id, "tag:people", True, 5)]
+
+    assert cli("adapters", "disable", adapter_id).returncode == 0
+    assert not json.loads(cli("adapters", "list", "--json").stdout)[0]["enabled"]
+    assert cli("adapters", "enable", adapter_id).returncode == 0
+    assert json.loads(cli("adapters", "list", "--json").stdout)[0]["enabled"]
+
+    removed = cli("adapters", "rm", adapter_id)
+    assert removed.returncode == 0 and "facts are still in the vault" in removed.stdout
+    assert json.loads(cli("adapters", "list", "--json").stdout) == []
+
+
+def test_train_with_too_few_facts_is_a_one_line_error(cli):
+    _remember(cli, fact_texts(2))
+    done = cli("train", "--from-tag", "people", "--model", str(tm.tiny_mlx()))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Error: Only 2 fact(s) selected; distilling needs at least 3 (select more facts, or keep these as "
+        "plaintext memory)."
+    ]
+
+
+def test_enabling_an_unknown_adapter_is_a_one_line_error(cli):
+    assert cli("init").returncode == 0
+    done = cli("adapters", "enable", "01NOSUCHADAPTER")
+    assert done.returncode == 1 and done.stderr.strip() == "Error: No memory with id 01NOSUCHADAPTER."
+
+
+def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli):
+    _remember(cli, fact_texts(5))
+    args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--gguf", str(tm.tiny_gguf())]
+    trained = cli(*args, "--iters", "30", "--rank", "4", "--json", timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    adapter_id = json.loads(trained.stdout)["adapter"]["id"]
+    assert cli("model", "add", str(tm.tiny_gguf()), "--force").returncode == 0
+
+    ask = ("chat", "-m", "Do you remember anything about dentist Alvarez Street?", "--max-tokens", "10", "--json")
+    tuned = cli(*ask)
+    assert tuned.returncode == 0, tuned.stderr
+    assert cli("adapters", "disable", adapter_id).returncode == 0
+    plain = cli(*ask)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(tuned.stdout)["answer"] != json.loads(plain.stdout)["answer"]
+    assert json.loads(plain.stdout)["restored_tokens"] == 0  # the tuned prefix state was not reused
