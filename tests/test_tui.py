@@ -365,3 +365,37 @@ async def test_quitting_mid_answer_stops_it_before_the_model_is_closed(home, scr
         await pilot.press("ctrl+q")
     assert llm.closed_while_generating is False
     assert chat_turns(home) == []
+
+
+@flow
+async def test_switching_an_adapter_on_reloads_the_model_with_it(home, tiny_model):
+    from memos_desktop.runtime.base import file_digest
+    from memos_desktop.runtime.testmodels import tiny_lora_gguf, tiny_lora_mlx, tiny_mlx
+    from memos_desktop.training.adapters import GGUF_FILE, Adapters
+
+    register(home, tiny_model)
+    mlx_dir = tiny_lora_mlx()
+    files = {name: (mlx_dir / name).read_bytes() for name in ("adapter_config.json", "adapters.safetensors")}
+    files[GGUF_FILE] = tiny_lora_gguf().read_bytes()
+    base = {
+        "mlx": {"digest": file_digest(tiny_mlx()), "name": "tiny-mlx"},
+        "gguf": {"digest": file_digest(tiny_model), "name": tiny_model.name},
+    }
+    with Vault.open(home, PASSPHRASE) as vault:
+        cube = Adapters(vault).save(name="facts", files=files, meta={"base": base}, content="8 facts", sources=[])
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.llm is not None)
+        assert app.llm.adapters == ()
+        first = app.llm
+        await pilot.press("f5")
+        table = app.screen.query_one("#adapter-table")
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("o")
+        await until(pilot, lambda: app.llm is not first and app.llm is not None)
+        assert len(app.llm.adapters) == 1
+        await until(pilot, lambda: str(table.get_row_at(0)[0]) == "on")
+    with Vault.open(home, PASSPHRASE) as vault:
+        assert vault.get(cube.id).meta["enabled"] is True

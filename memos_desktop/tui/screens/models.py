@@ -24,10 +24,8 @@ from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.widgets.guard import guarded
 
-ADAPTERS_ON = "adapters_enabled"  # setting: ids of the parameter cubes loaded with the model
 
-
-def size(n: int) -> str:
+def size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -35,29 +33,22 @@ def size(n: int) -> str:
     return ""
 
 
-def adapters(vault) -> list:
-    """Parameter-memory cubes that name an adapter on disk, with whether each is switched on."""
-    on = set(vault.get_setting(ADAPTERS_ON, []) or [])
-    cubes = vault.cubes(kind="parameter", limit=1000)
-    return [(c, c.id in on) for c in cubes if c.meta.get("path")]
-
-
 def load_model(app) -> None:
-    """Load the default model and its switched-on adapters (call from a worker thread)."""
+    """Load the default model with its enabled adapter, if any (call from a worker thread)."""
     from memos_desktop.runtime import LoadSettings, load_backend
     from memos_desktop.runtime.models import get_model, registry
+    from memos_desktop.training.adapters import Adapters
 
     with app.vault_lock:
         if not registry(app.vault):
             app.call_from_thread(app.set_model_status, "no model (F5 to add one)")
             return
         entry = get_model(app.vault)
-        enabled = [c for c, on in adapters(app.vault) if on]
     app.call_from_thread(app.set_model_status, f"loading {entry['name']}…")
     backend = load_backend(Path(entry["path"]), LoadSettings(n_ctx=entry["n_ctx"], threads=entry.get("threads")))
     try:
-        for cube in enabled:
-            backend.load_adapter(Path(cube.meta["path"]), float(cube.meta.get("scale", 1.0)))
+        with app.vault_lock:
+            Adapters(app.vault).apply(backend)  # parameter memory: the enabled adapter of this model
     except MemosError:
         backend.close()
         raise
@@ -119,7 +110,7 @@ class ModelsScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#model-table", DataTable).add_columns("", "name", "runtime", "arch", "context", "size", "path")
-        self.query_one("#adapter-table", DataTable).add_columns("on", "adapter", "scale", "path", "id")
+        self.query_one("#adapter-table", DataTable).add_columns("on", "adapter", "version", "base model", "id")
         self.query_one("#pull-progress", ProgressBar).display = False
         self.refresh_tables()
 
@@ -130,10 +121,12 @@ class ModelsScreen(Screen):
     @guarded
     def refresh_tables(self) -> None:
         from memos_desktop.runtime.models import list_models
+        from memos_desktop.training.adapters import Adapters
 
         with self.app.vault_lock:
             models = list_models(self.app.vault)
-            found = adapters(self.app.vault)
+            registry = Adapters(self.app.vault)
+            found = [(cube, bool(registry.stale_sources(cube))) for cube in registry.cubes()]
         self.app.call_from_thread(self.show, models, found)
 
     def show(self, models: list[dict], found: list) -> None:
@@ -157,12 +150,13 @@ class ModelsScreen(Screen):
         self.query_one("#model-status", Static).update(status)
         atable = self.query_one("#adapter-table", DataTable)
         atable.clear()
-        for cube, on in found:
+        for cube, stale in found:
+            base = cube.meta.get("base", {})
             atable.add_row(
-                "on" if on else "off",
+                "on" if cube.meta.get("enabled") else "off",
                 Text(cube.title or cube.id),
-                str(cube.meta.get("scale", 1.0)),
-                Text(cube.meta["path"]),
+                f"v{cube.version}" + (" · stale" if stale else ""),
+                Text((base.get("gguf") or base.get("mlx") or {}).get("name", "")),
                 cube.id,
                 key=cube.id,
             )
@@ -217,10 +211,14 @@ class ModelsScreen(Screen):
     @work(thread=True, group="models-change")
     @guarded
     def toggle_adapter(self, cube_id: str) -> None:
+        from memos_desktop.training.adapters import Adapters
+
         with self.app.vault_lock:
-            on = set(self.app.vault.get_setting(ADAPTERS_ON, []) or [])
-            on ^= {cube_id}
-            self.app.vault.set_setting(ADAPTERS_ON, sorted(on))
+            registry = Adapters(self.app.vault)
+            if registry.get(cube_id).meta.get("enabled"):
+                registry.disable(cube_id, "disabled by the user")
+            else:
+                registry.enable(cube_id)
         self.after_change()
 
     def after_change(self) -> None:
