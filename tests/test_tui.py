@@ -399,3 +399,17 @@ async def test_switching_an_adapter_on_reloads_the_model_with_it(home, tiny_mode
         await until(pilot, lambda: str(table.get_row_at(0)[0]) == "on")
     with Vault.open(home, PASSPHRASE) as vault:
         assert vault.get(cube.id).meta["enabled"] is True
+
+
+@flow
+async def test_without_embeddings_the_app_says_search_is_keyword_only(home, monkeypatch):
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
+    app = MemosApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        assert app.vault.embedder is None
+        assert any("keyword-only" in n.message for n in app._notifications)
+        await pilot.press(*"Where does my sister live?", "enter")
+        await until(pilot, lambda: not app.screen.busy and len(app.screen.query(Bubble)) == 3)
+        panel = " ".join(str(s.render()) for s in app.screen.query_one(CitationsPanel).query(".citation"))
+        assert "01JSISTER00000000000000000" in panel  # memory search still works, with FTS alone

@@ -109,6 +109,8 @@ class MemosApp(App):
             vault.embedder = self._embedder
         self.rebuild_assistant()
         self.switch_mode("chat")
+        if vault.embedder is None and self.embedder_notice:
+            self.notify(self.embedder_notice, severity="warning", timeout=10)  # keyword-only search
         if self.llm is None:
             self.load_default_model()
         self.start_watcher()
