@@ -413,3 +413,24 @@ async def test_without_embeddings_the_app_says_search_is_keyword_only(home, monk
         await until(pilot, lambda: not app.screen.busy and len(app.screen.query(Bubble)) == 3)
         panel = " ".join(str(s.render()) for s in app.screen.query_one(CitationsPanel).query(".citation"))
         assert "01JSISTER00000000000000000" in panel  # memory search still works, with FTS alone
+
+
+@flow
+async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted_llm):
+    first = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["Lyon, I think."]))
+    async with first.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"Where does Ana live?", "enter")
+        await until(pilot, lambda: "saved" in str(list(first.screen.query(Bubble))[-1].border_subtitle))
+    app = MemosApp(home, embedder=FakeEmbedder(), llm=scripted_llm())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Resume: Where does Ana")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.screen.query(Bubble)) == 2)
+        assert [(b.role, b.text) for b in app.screen.query(Bubble)] == [
+            ("user", "Where does Ana live?"),
+            ("assistant", "Lyon, I think."),
+        ]
