@@ -250,3 +250,20 @@ def test_stopping_an_extraction_writes_nothing(vault, scripted_llm):
     result = MemReader(vault, llm).read("I moved to Lyon", "ok", FRIDAY, {}, cancel)
     assert result.ops == [] and result.error == "stopped before any memory was written"
     assert vault.cubes(tag="memory") == []
+
+
+def test_guided_json_from_a_random_weight_mlx_model_parses_too():
+    from memos_desktop.runtime import LoadSettings, load_backend
+    from memos_desktop.runtime.testmodels import tiny_mlx
+
+    backend = load_backend(tiny_mlx(seed=3), LoadSettings(n_ctx=2048))
+    try:
+        messages = [
+            {"role": "system", "content": "Reply in JSON."},
+            {"role": "user", "content": "I moved last Tuesday"},
+        ]
+        data = json.loads(GuidedJSON(backend, messages).generate(SLOTS, 128))
+        assert set(data) == {"name", "mood", "count", "items"} and data["mood"] in ("happy", "sad", "calm")
+        assert isinstance(parse_extraction(GuidedJSON(backend, messages).generate(EXTRACTION_SCHEMA, 128), 0), list)
+    finally:
+        backend.close()
