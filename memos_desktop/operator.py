@@ -86,7 +86,7 @@ class Weights:
     vector: float = 0.5
     follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
-    date: float = 0.5  # boost for memories valid on a date the query names
+    date: float = 1.0  # boost for memories valid on a date the query names
     temporal: float = 0.5  # boost for time expressions when the question asks "when"
     # Boost for chat turns spoken by a person the query names; when set, speakers' names are
     # also left out of the bm25 query (they match every turn of that speaker).
