@@ -168,7 +168,7 @@ def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, sha
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--kind", type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
-@click.option("--source", "source_path", help="Only memories from this file (or chat conversation).")
+@click.option("--source", "source_path", help="Only memories from this file, folder or chat conversation.")
 @click.option("--since", help="Only facts valid on or after this date.")
 @click.option("--until", help="Only facts valid on or before this date.")
 @click.option("--profile", default="default", show_default=True)
@@ -182,7 +182,7 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
     filters = operator.Filters(
         kind=kind,
         tags=tuple(tags),
-        source=source_path,
+        source_path=source_path,
         since=parse_date(since),
         until=parse_date(until),
     )

@@ -315,3 +315,11 @@ def test_export_to_an_unwritable_place_is_a_clear_error(vault, tmp_path):
     vault.add("x")
     with pytest.raises(BundleError, match="Cannot write"):
         export_bundle(vault, tmp_path / "no" / "such" / "dir" / "b.age")
+
+
+def test_a_bundle_claiming_to_be_from_this_device_with_another_key_is_rejected(vault, tmp_path):
+    own = crypto.device_keys(vault)
+    forger = crypto.DeviceKeys(vault.device_id, own.age_identity, b"\x02" * 32)
+    path = craft_bundle(forger, tmp_path / "forged.age", [], [own.recipient])
+    with pytest.raises(BundleError, match="signed with another key"):
+        import_bundle(vault, path)

@@ -301,3 +301,11 @@ def test_two_writers_never_see_database_is_locked(isolated_home):
     with Vault.open(isolated_home, PASSPHRASE) as v:
         assert len(v.cubes(limit=1000)) == 120
         assert v.verify_audit() == 240
+
+
+def test_cube_columns_are_exactly_the_dataclass_fields():
+    import dataclasses
+
+    from memos_desktop.vault.cube import COLUMNS, MemCube
+
+    assert tuple(f.name for f in dataclasses.fields(MemCube)) == COLUMNS

@@ -43,6 +43,7 @@ class Applier:
         self.trusted = False
         self.created_blobs: list[str] = []
         self.new_cubes: events.NewCubes | None = None
+        self.empty = False
         self._audit_rows: list[tuple] = []
         self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
 
@@ -55,13 +56,15 @@ class Applier:
             raise BundleError(
                 "This change-set claims to come from another device than its folder says."
             )
-        trusted = crypto.trusted_key(self.vault, manifest["device"])
+        own = manifest["device"] == self.vault.device_id
+        trusted = crypto.device_keys(self.vault).verify_key if own else None
+        trusted = trusted or crypto.trusted_key(self.vault, manifest["device"])
         if trusted is not None and trusted != manifest["signing_key"]:
             raise BundleError(
                 f"The bundle claims to come from device {manifest['device']} but is signed "
                 "with another key than the one you trust for it; it was not imported."
             )
-        self.trusted = trusted is not None or manifest["device"] == self.vault.device_id
+        self.trusted = trusted is not None
         self.manifest = manifest
         self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
         self.new_cubes = events.NewCubes(

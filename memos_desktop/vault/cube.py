@@ -5,7 +5,7 @@ behaviour beyond conversion: the vault owns storage, versions and access rules.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("plaintext", "activation", "parameter")
@@ -89,14 +89,22 @@ class MemCube:
         return cls(**values)
 
     def to_row(self) -> tuple:
-        values = asdict(self)
-        for name in JSON_COLUMNS:
-            values[name] = json.dumps(values[name], sort_keys=True)
-        values["pinned"] = int(self.pinned)
-        return tuple(values[c] for c in COLUMNS)
+        return tuple(
+            json.dumps(getattr(self, c), sort_keys=True)
+            if c in JSON_COLUMNS
+            else int(self.pinned)
+            if c == "pinned"
+            else getattr(self, c)
+            for c in COLUMNS
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; the list/dict fields are copies (one level deep is all they hold)."""
+        values = {c: getattr(self, c) for c in COLUMNS}
+        values["tags"] = list(self.tags)
+        values["source"] = dict(self.source)
+        values["meta"] = dict(self.meta)
+        return values
 
     def citation(self) -> str:
         """A short human reference to where this memory came from."""
