@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memos_desktop.errors import MemosError, ModelError
 from memos_desktop.reader import Extraction, MemoryOp, MemReader
@@ -138,7 +138,7 @@ class Assistant:
         count = llm.count_tokens if llm is not None else estimate_tokens
         self.count_tokens = count
         self.scheduler = MemScheduler(vault, count_tokens=count, profile=profile, clock=clock)
-        self.reader = MemReader(vault, llm, profile=profile, clock=clock)
+        self.reader = MemReader(vault, llm, profile=profile, clock=clock, activation=activation)
 
     # ----- conversations --------------------------------------------------------------------
     def conversations(self) -> list[dict]:
@@ -314,8 +314,12 @@ class Assistant:
         timings["generate_s"] = time.perf_counter() - t0
         timings["answer_tokens"] = len(turn.tokens)
 
-    def commit(self, prepared: Prepared, answer: str) -> TurnResult:
+    def commit(self, prepared: Prepared, answer: str, cancel: threading.Event | None = None) -> TurnResult:
         """Store a completed exchange, record memory use and let MemReader extract memories."""
+        return self.remember(prepared, self.store(prepared, answer), cancel)
+
+    def store(self, prepared: Prepared, answer: str) -> TurnResult:
+        """Store a completed exchange (both turns in one transaction) and record memory use."""
         conv = prepared.conversation
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
         for c in prepared.citations:
@@ -370,21 +374,19 @@ class Assistant:
         index[conv.id] = {**entry, "updated_at": now, "turns": prepared.turn}
         self.vault.set_setting(CONVERSATIONS, index)
         self.scheduler.record_use(prepared.plan, [c.cube_id for c in prepared.citations if c.cited])
-        extraction = None
-        if self.extract:
-            t0 = time.perf_counter()
-            extraction = self.reader.read(prepared.text, answer, prepared.at, {**base, "role": "user"})
-            prepared.timings["extract_s"] = time.perf_counter() - t0
         return TurnResult(
-            conv.id,
-            answer,
-            prepared.citations,
-            extraction.ops if extraction else [],
-            extraction,
-            prepared.turn,
-            prepared.timings,
-            stored=True,
+            conv.id, answer, prepared.citations, turn=prepared.turn, timings=prepared.timings, stored=True
         )
+
+    def remember(self, prepared: Prepared, result: TurnResult, cancel: threading.Event | None = None) -> TurnResult:
+        """Let MemReader turn a stored exchange into memory ops (when extraction is on)."""
+        if not self.extract:
+            return result
+        t0 = time.perf_counter()
+        source = {"conversation": result.conversation_id, "turn_id": prepared.turn, "role": "user"}
+        extraction = self.reader.read(prepared.text, result.answer, prepared.at, source, cancel)
+        prepared.timings["extract_s"] = time.perf_counter() - t0
+        return replace(result, extraction=extraction, ops=extraction.ops, timings=prepared.timings)
 
 
 def describe(op: MemoryOp) -> str:

@@ -1477,15 +1477,17 @@ def bench_startup(repeats: int, as_json: bool) -> None:
 @bench.command("turn")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--answer-tokens", type=int, default=16, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each TTFT variant.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_turn(threads: int, answer_tokens: int, as_json: bool) -> None:
+def bench_turn(threads: int, answer_tokens: int, repeats: int, as_json: bool) -> None:
     """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
     from memos_desktop.bench import report, turn
 
-    result = turn.run(threads=threads, answer_tokens=answer_tokens)
+    result = turn.run(threads=threads, answer_tokens=answer_tokens, repeats=repeats)
     title = (
         f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
-        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%}, "
+        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%} wall, "
+        f"{result['ttft_cpu_reduction']:.1%} CPU; "
         f"identical output: {result['identical_output']}"
     )
     report(title, turn.rows(result), result, as_json)

@@ -12,6 +12,7 @@ validate is dropped whole: the reader never stores a fragment of a bad extractio
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,16 +58,14 @@ EXTRACTION_SCHEMA = {
     "additionalProperties": False,
 }
 
-EXTRACTION_PROMPT = """You maintain a memory of durable facts about the user.
-From the exchange below, list at most {max_facts} facts or preferences worth remembering for
-months (not small talk, not questions). For each give:
+EXTRACTION_PROMPT = f"""You maintain a memory of durable facts about the user.
+From the exchange in the message, list at most {MAX_FACTS} facts or preferences worth remembering
+for months (not small talk, not questions). For each give:
 - op: "add" for a new fact; "update" when it refines existing memory number ref; "contradict" when
   it replaces existing memory number ref; "delete" when the user says memory number ref is no
   longer true; ref is 0 when no existing memory is meant.
 - text: one short sentence about the user; kind: fact, preference or event;
 - when: the time expression it refers to, copied from the text ("last Tuesday"), or "".
-Existing memories:
-{existing}
 Answer with JSON only, like {{"memories": []}}."""
 
 
@@ -185,11 +184,13 @@ class MemReader:
         llm=None,
         profile: str = "default",
         clock: Callable[[], float] = time.time,
+        activation: bool = False,
     ):
         self.vault = vault
         self.llm = llm
         self.profile = profile
         self.clock = clock
+        self.activation = activation  # serve the fixed extraction instructions from activation memory
 
     # ----- similarity -----------------------------------------------------------------------
     def similar(self, text: str, k: int = CANDIDATES) -> list[tuple[MemCube, float]]:
@@ -229,9 +230,7 @@ class MemReader:
         if not rest:
             raise MemosError(f"{name} needs an argument, e.g. {_usage(name)}.")
         if name == "/remember":
-            return self._add(
-                rest, "fact", at, source={"command": "/remember"}, reason="asked by the user"
-            )
+            return self._add(rest, "fact", at, source={"command": "/remember"}, reason="asked by the user")
         if name == "/forget":
             cube = self._find(rest)
             self.vault.forget(cube.id, profile=self.profile, actor="user")
@@ -264,15 +263,11 @@ class MemReader:
             raise NotFound(f"No memory matches {ref!r}.")
         return matches[0][0]
 
-    def _add(
-        self, text: str, kind: str, at: float, source: dict, reason: str, when: str = ""
-    ) -> MemoryOp:
+    def _add(self, text: str, kind: str, at: float, source: dict, reason: str, when: str = "") -> MemoryOp:
         valid_from = resolve_time(when or text, at)
         best = self.similar(text, k=1)
         if best and best[0][1] >= DUPLICATE:
-            return MemoryOp(
-                "NOOP", text, best[0][0].id, best[0][0].id, "already remembered", valid_from
-            )
+            return MemoryOp("NOOP", text, best[0][0].id, best[0][0].id, "already remembered", valid_from)
         tags = [MEMORY_TAG, kind, *re.findall(r"#(\w+)", text)]
         cube = self.vault.add(
             text,
@@ -288,13 +283,15 @@ class MemReader:
     # ----- extraction -----------------------------------------------------------------------
     def extraction_messages(self, user: str, answer: str, candidates: list[MemCube]) -> list[dict]:
         existing = "\n".join(f"{i}. {c.content}" for i, c in enumerate(candidates, 1)) or "(none)"
-        system = EXTRACTION_PROMPT.format(max_facts=MAX_FACTS, existing=existing)
-        exchange = f"User: {_cut(user)}\nAssistant: {_cut(answer)}"
-        return [{"role": "system", "content": system}, {"role": "user", "content": exchange}]
+        exchange = f"Existing memories:\n{existing}\n\nExchange:\nUser: {_cut(user)}\nAssistant: {_cut(answer)}"
+        return [{"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": exchange}]
 
-    def read(self, user: str, answer: str, at: float, source: dict) -> Extraction:
+    def read(
+        self, user: str, answer: str, at: float, source: dict, cancel: threading.Event | None = None
+    ) -> Extraction:
         """Extract and apply memory ops for one exchange (`source` is the user turn's provenance).
-        Without a model, or when the model's output does not validate, nothing is written."""
+        Without a model, when the model's output does not validate, or when `cancel` is set during
+        extraction, nothing is written."""
         if self.llm is None:
             return Extraction(error="no model loaded")
         candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
@@ -303,7 +300,11 @@ class MemReader:
 
         raw = ""
         try:
-            raw = GuidedJSON(self.llm, messages).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+            if self.activation:
+                self._warm(messages)
+            raw = GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+            if cancel is not None and cancel.is_set():
+                return Extraction(error="stopped before any memory was written", raw=raw)
             facts = parse_extraction(raw, len(candidates))
         except ModelError as exc:
             return Extraction(error=str(exc), raw=raw)
@@ -312,6 +313,15 @@ class MemReader:
         ops = [self.apply(fact, candidates, at, source) for fact in facts if fact["text"]]
         return Extraction(ops=ops, raw=raw)
 
+    def _warm(self, messages: list[dict]) -> None:
+        """Serve the extraction instructions (the same every time) from activation memory."""
+        from memos_desktop.runtime.activation import ActivationMemory
+        from memos_desktop.runtime.base import common_prefix
+
+        head = self.llm.tokenize(self.llm.chat_prompt(messages[:1], add_generation_prompt=False))
+        full = self.llm.tokenize(self.llm.chat_prompt(messages))
+        ActivationMemory(self.vault, profile=self.profile).prepare(self.llm, full[: common_prefix(head, full)])
+
     def apply(self, fact: dict, candidates: list[MemCube], at: float, source: dict) -> MemoryOp:
         """Decide ADD / UPDATE / DELETE / NOOP for one validated fact and carry it out."""
         text, op = fact["text"], fact["op"]
@@ -319,13 +329,9 @@ class MemReader:
         related = target is not None and self.similarity(text, target.content) >= RELATED
         if op == "delete":
             if not related:
-                return MemoryOp(
-                    "NOOP", text, reason="delete of an unrelated or unknown memory ignored"
-                )
+                return MemoryOp("NOOP", text, reason="delete of an unrelated or unknown memory ignored")
             self.vault.forget(target.id, profile=self.profile, actor="reader")
-            return MemoryOp(
-                "DELETE", text, target.id, target.id, "the user said it is no longer true"
-            )
+            return MemoryOp("DELETE", text, target.id, target.id, "the user said it is no longer true")
         if op == "update" and related:
             valid_from = resolve_time(fact["when"] or text, at)
             cube = self.vault.edit(
@@ -335,9 +341,7 @@ class MemReader:
                 content=text,
                 valid_from=valid_from if valid_from is not None else target.valid_from,
             )
-            return MemoryOp(
-                "UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from
-            )
+            return MemoryOp("UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from)
         result = self._add(text, fact["kind"], at, source, "new fact", fact["when"])
         if op == "contradict" and related and result.op == "ADD":
             self.vault.archive(

@@ -238,6 +238,11 @@ class MemScheduler:
             entry["detail"] = json.loads(entry["detail"])
         return out
 
+    def is_hot(self, cube_id: str) -> bool:
+        """Whether the memory is in the hot tier (served from the cached prefix)."""
+        row = self.vault.conn.execute("SELECT 1 FROM memory_tiers WHERE cube_id = ? AND tier = 'hot'", (cube_id,))
+        return row.fetchone() is not None
+
     def _hot(self) -> set[str]:
         return {
             r[0]

@@ -82,10 +82,10 @@ def cli():
 class ScriptedLLM:
     """A stand-in language model for tests of the code *above* the runtimes (reader, assistant).
 
-    Tokens are characters. Chat answers come from `answers` in turn; memory extractions come from
-    `delay` slows each answer token (seconds). `extractions`, a dict {text in the exchange: JSON the model "writes"}, continued from
-    wherever the guided output stands. `crash_after=n` raises mid-stream after n answer characters. Tests of the runtimes
-    and of guided JSON itself use the real generated models.
+    Tokens are characters. Chat answers come from `answers` in turn, `delay` seconds per token;
+    memory extractions come from `extractions`, a dict {text in the exchange: JSON the model
+    "writes"}, continued from wherever the guided output stands. `crash_after=n` raises mid-stream
+    after n answer characters. Tests of the runtimes and of guided JSON use the real generated models.
     """
 
     runtime = "scripted"
@@ -95,6 +95,8 @@ class ScriptedLLM:
     def __init__(self, answers=(), extractions=None, crash_after=None, crash_extraction=False, delay=0.0):
         self.answers = list(answers)
         self.delay = delay
+        self.generating = False
+        self.closed_while_generating = None
         self.extractions = extractions or {}
         self.crash_after = crash_after
         self.crash_extraction = crash_extraction
@@ -126,14 +128,21 @@ class ScriptedLLM:
             return
         self.prompts.append(text)
         answer = self.answers.pop(0) if self.answers else "I have no scripted answer."
-        for i, ch in enumerate(answer[: sampling.max_tokens]):
-            if self.crash_after is not None and i >= self.crash_after:
-                raise RuntimeError("scripted crash mid-stream")
-            if cancel is not None and cancel.is_set():
-                return
-            if self.delay:
-                time.sleep(self.delay)
-            yield ord(ch)
+        self.generating = True
+        try:
+            for i, ch in enumerate(answer[: sampling.max_tokens]):
+                if self.crash_after is not None and i >= self.crash_after:
+                    raise RuntimeError("scripted crash mid-stream")
+                if cancel is not None and cancel.is_set():
+                    return
+                if self.delay:
+                    time.sleep(self.delay)
+                yield ord(ch)
+        finally:
+            self.generating = False
+
+    def close(self):
+        self.closed_while_generating = self.generating
 
 
 @pytest.fixture

@@ -82,7 +82,11 @@ def test_pin_and_ttl_commands_change_the_memory(vault):
 
 @pytest.mark.parametrize(
     "command, message",
-    [("/ttl 01ABCDEF soon", "Cannot read the duration"), ("/remember", "needs an argument"), ("/frobnicate x", "Unknown")],
+    [
+        ("/ttl 01ABCDEF soon", "Cannot read the duration"),
+        ("/remember", "needs an argument"),
+        ("/frobnicate x", "Unknown"),
+    ],
 )
 def test_bad_commands_are_one_line_errors(vault, command, message):
     with pytest.raises(MemosError, match=message):
@@ -91,7 +95,9 @@ def test_bad_commands_are_one_line_errors(vault, command, message):
 
 def test_extracted_fact_is_added_with_its_date_and_turn_provenance(vault, scripted_llm):
     llm = scripted_llm(extractions={"Lyon": extraction(("add", "The user moved to Lyon", "last Tuesday", 0))})
-    result = MemReader(vault, llm).read("I moved to Lyon last Tuesday", "Nice!", FRIDAY, {"conversation": "c1", "turn_id": 3})
+    result = MemReader(vault, llm).read(
+        "I moved to Lyon last Tuesday", "Nice!", FRIDAY, {"conversation": "c1", "turn_id": 3}
+    )
     (op,) = result.ops
     cube = vault.get(op.cube_id)
     assert (op.op, cube.content, cube.valid_from) == ("ADD", "The user moved to Lyon", day(2026, 11, 17))
@@ -101,11 +107,15 @@ def test_extracted_fact_is_added_with_its_date_and_turn_provenance(vault, script
 
 def test_refined_fact_updates_the_existing_memory_as_a_new_version(vault, scripted_llm):
     old = vault.add("The user works at a bakery", tags=["memory"])
-    llm = scripted_llm(extractions={"bakery": extraction(("update", "The user works at the bakery on Rue Mercière", "", 1))})
+    llm = scripted_llm(
+        extractions={"bakery": extraction(("update", "The user works at the bakery on Rue Mercière", "", 1))}
+    )
     (op,) = MemReader(vault, llm).read("My bakery is on Rue Mercière", "ok", FRIDAY, {}).ops
     assert (op.op, op.cube_id) == ("UPDATE", old.id)
     assert [v["snapshot"]["content"] for v in vault.history(old.id)] == [
-        "The user works at a bakery", "The user works at the bakery on Rue Mercière"]
+        "The user works at a bakery",
+        "The user works at the bakery on Rue Mercière",
+    ]
 
 
 def test_contradiction_archives_the_old_fact_with_a_link_to_the_new_one(vault, scripted_llm):
@@ -116,7 +126,8 @@ def test_contradiction_archives_the_old_fact_with_a_link_to_the_new_one(vault, s
     archived = vault.get(old.id, include_inactive=True)
     assert archived.state == "archived" and archived.meta["archived_reason"] == f"superseded by {op.cube_id}"
     assert {"src": old.id, "dst": op.cube_id, "rel": "superseded_by"} in [
-        {k: v for k, v in link.items() if k != "at"} for link in vault.links(old.id)]
+        {k: v for k, v in link.items() if k != "at"} for link in vault.links(old.id)
+    ]
     assert vault.get(op.cube_id).content == "The user lives in Lyon now"
 
 
@@ -197,7 +208,7 @@ SLOTS = {
 }
 
 
-@pytest.mark.parametrize("message", ["I moved to Lyon last Tuesday", "\x00\x1b]0;{\"\\ ]]]", "ü" * 300])
+@pytest.mark.parametrize("message", ["I moved to Lyon last Tuesday", '\x00\x1b]0;{"\\ ]]]', "ü" * 300])
 def test_guided_json_from_a_random_weight_model_always_parses_and_fits_the_schema(random_gguf, message):
     messages = [{"role": "system", "content": "Reply in JSON."}, {"role": "user", "content": message}]
     data = json.loads(GuidedJSON(random_gguf, messages).generate(SLOTS, 256))
@@ -215,3 +226,44 @@ def test_reading_with_a_random_weight_model_never_breaks_the_vault(vault, random
     assert result.error is None
     json.loads(result.raw)
     assert vault.verify_audit() > 0
+
+
+def test_the_fixed_extraction_instructions_are_served_from_activation_memory(vault, random_gguf):
+    other = [{"role": "system", "content": "Something else entirely."}, {"role": "user", "content": "hi"}]
+    GuidedJSON(random_gguf, other).generate(SLOTS, 16)  # the KV cache holds another prompt
+    reader = MemReader(vault, random_gguf, activation=True)
+    reader.read("I like jazz", "ok", FRIDAY, {})
+    (state,) = vault.cubes(kind="activation")
+    uses = state.access_count
+    GuidedJSON(random_gguf, other).generate(SLOTS, 16)
+    reader.read("I moved to Lyon", "ok", FRIDAY, {})
+    assert [c.id for c in vault.cubes(kind="activation")] == [state.id]
+    assert vault.get(state.id, touch=False).access_count == uses + 1  # restored, not recomputed
+
+
+def test_stopping_an_extraction_writes_nothing(vault, scripted_llm):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    llm = scripted_llm(extractions={"Lyon": extraction(("add", "The user moved to Lyon", "", 0))})
+    result = MemReader(vault, llm).read("I moved to Lyon", "ok", FRIDAY, {}, cancel)
+    assert result.ops == [] and result.error == "stopped before any memory was written"
+    assert vault.cubes(tag="memory") == []
+
+
+def test_guided_json_from_a_random_weight_mlx_model_parses_too():
+    from memos_desktop.runtime import LoadSettings, load_backend
+    from memos_desktop.runtime.testmodels import tiny_mlx
+
+    backend = load_backend(tiny_mlx(seed=3), LoadSettings(n_ctx=2048))
+    try:
+        messages = [
+            {"role": "system", "content": "Reply in JSON."},
+            {"role": "user", "content": "I moved last Tuesday"},
+        ]
+        data = json.loads(GuidedJSON(backend, messages).generate(SLOTS, 128))
+        assert set(data) == {"name", "mood", "count", "items"} and data["mood"] in ("happy", "sad", "calm")
+        assert isinstance(parse_extraction(GuidedJSON(backend, messages).generate(EXTRACTION_SCHEMA, 128), 0), list)
+    finally:
+        backend.close()

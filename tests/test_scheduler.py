@@ -111,3 +111,12 @@ def test_a_stable_often_used_hot_set_yields_one_distillation_proposal(vault, clo
     assert proposal["uses"] >= sched.DISTILL_USES
     assert s.maintain()["proposal"] is None
     assert len(s.proposals()) == 1
+
+
+def test_is_hot_says_which_tier_a_memory_is_in(vault, clock):
+    cube = vault.add("I cycle to work")
+    s = MemScheduler(vault, clock=clock)
+    assert not s.is_hot(cube.id)
+    for turn in range(sched.PROMOTE_USES):
+        s.record_use(s.plan([(cube, 1.0)], budget=1000, turn_id=f"t{turn}"))
+    assert s.is_hot(cube.id)

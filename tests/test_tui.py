@@ -318,3 +318,119 @@ async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
         assert "not kept" in str(answer.border_subtitle)
         assert len(answer.text) < len("word " * 400)
     assert chat_turns(home) == []
+
+
+@flow
+async def test_adding_a_model_on_the_models_screen_makes_it_the_default_and_loads_it(home, tiny_model):
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        assert app.llm is None
+        await pilot.press("f5", "a")
+        await pilot.press(*str(tiny_model), "enter")
+        table = app.screen.query_one("#model-table")
+        await until(pilot, lambda: app.llm is not None and table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == "★"
+        assert app.model_status == f"model: {tiny_model.stem}"
+
+
+@flow
+async def test_a_pull_shows_progress_and_escape_stops_it(home, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the hub client retries
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f5", "l")
+        await pilot.press(*"someone/model model.gguf", "enter")
+        models = app.screen
+        await until(pilot, lambda: models.pulling is not None and models.pulling.poll() is None)
+        process = models.pulling
+        assert models.query_one("#pull-progress").display
+        await pilot.press("escape")
+        await until(pilot, lambda: models.pulling is None)
+        assert process.poll() is not None
+        assert not models.query_one("#pull-progress").display
+        await pilot.press("f2", *"/remember still responsive", "enter")
+        await until(pilot, lambda: "Remembered" in list(app.screen.query(Bubble))[-1].text)
+
+
+@flow
+async def test_quitting_mid_answer_stops_it_before_the_model_is_closed(home, scripted_llm):
+    llm = scripted_llm(answers=["word " * 400], delay=0.01)
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"tell me everything", "enter")
+        await until(pilot, lambda: llm.generating)
+        await pilot.press("ctrl+q")
+    assert llm.closed_while_generating is False
+    assert chat_turns(home) == []
+
+
+@flow
+async def test_switching_an_adapter_on_reloads_the_model_with_it(home, tiny_model):
+    from memos_desktop.runtime.base import file_digest
+    from memos_desktop.runtime.testmodels import tiny_lora_gguf, tiny_lora_mlx, tiny_mlx
+    from memos_desktop.training.adapters import GGUF_FILE, Adapters
+
+    register(home, tiny_model)
+    mlx_dir = tiny_lora_mlx()
+    files = {name: (mlx_dir / name).read_bytes() for name in ("adapter_config.json", "adapters.safetensors")}
+    files[GGUF_FILE] = tiny_lora_gguf().read_bytes()
+    base = {
+        "mlx": {"digest": file_digest(tiny_mlx()), "name": "tiny-mlx"},
+        "gguf": {"digest": file_digest(tiny_model), "name": tiny_model.name},
+    }
+    with Vault.open(home, PASSPHRASE) as vault:
+        cube = Adapters(vault).save(name="facts", files=files, meta={"base": base}, content="8 facts", sources=[])
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.llm is not None)
+        assert app.llm.adapters == ()
+        first = app.llm
+        await pilot.press("f5")
+        table = app.screen.query_one("#adapter-table")
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("o")
+        await until(pilot, lambda: app.llm is not first and app.llm is not None)
+        assert len(app.llm.adapters) == 1
+        await until(pilot, lambda: str(table.get_row_at(0)[0]) == "on")
+    with Vault.open(home, PASSPHRASE) as vault:
+        assert vault.get(cube.id).meta["enabled"] is True
+
+
+@flow
+async def test_without_embeddings_the_app_says_search_is_keyword_only(home, monkeypatch):
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
+    app = MemosApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        assert app.vault.embedder is None
+        assert any("keyword-only" in n.message for n in app._notifications)
+        await pilot.press(*"Where does my sister live?", "enter")
+        await until(pilot, lambda: not app.screen.busy and len(app.screen.query(Bubble)) == 3)
+        panel = " ".join(str(s.render()) for s in app.screen.query_one(CitationsPanel).query(".citation"))
+        assert "01JSISTER00000000000000000" in panel  # memory search still works, with FTS alone
+
+
+@flow
+async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted_llm):
+    first = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["Lyon, I think."]))
+    async with first.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"Where does Ana live?", "enter")
+        await until(pilot, lambda: "saved" in str(list(first.screen.query(Bubble))[-1].border_subtitle))
+    app = MemosApp(home, embedder=FakeEmbedder(), llm=scripted_llm())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Resume: Where does Ana")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.screen.query(Bubble)) == 2)
+        assert [(b.role, b.text) for b in app.screen.query(Bubble)] == [
+            ("user", "Where does Ana live?"),
+            ("assistant", "Lyon, I think."),
+        ]

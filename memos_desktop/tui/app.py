@@ -97,6 +97,7 @@ class MemosApp(App):
         self.embedder_notice = None
         self.watcher = None
         self.watch_status = None
+        self.chat_screen = None
         self._embedder = embedder
         self._passphrase = ""
 
@@ -108,6 +109,8 @@ class MemosApp(App):
             vault.embedder = self._embedder
         self.rebuild_assistant()
         self.switch_mode("chat")
+        if vault.embedder is None and self.embedder_notice:
+            self.notify(self.embedder_notice, severity="warning", timeout=10)  # keyword-only search
         if self.llm is None:
             self.load_default_model()
         self.start_watcher()
@@ -153,6 +156,8 @@ class MemosApp(App):
             self.call_from_thread(self.notify, f"The model could not be loaded ({exc!r}).", severity="error")
 
     def model_loaded(self, backend, name: str) -> None:
+        if self.chat_screen is not None:
+            self.chat_screen.stop_and_wait()  # never close a model an answer is still using
         old, self.llm = self.llm, backend
         self.model_name = name
         if old is not None:
@@ -238,6 +243,8 @@ class MemosApp(App):
         self.screen.resume(conversation_id)
 
     def on_unmount(self) -> None:
+        if self.chat_screen is not None:
+            self.chat_screen.stop_and_wait()
         self.stop_watcher()
         if self.llm is not None and hasattr(self.llm, "close"):
             self.llm.close()

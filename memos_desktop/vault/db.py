@@ -209,10 +209,13 @@ def _m004_dumper(conn) -> None:
 
 
 def _m005_scheduler(conn) -> None:
-    """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier."""
+    """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier.
+
+    IF NOT EXISTS: vaults made before this migration got its final place in the list already have it.
+    """
     conn.execute(
         """
-        CREATE TABLE schedule_log (
+        CREATE TABLE IF NOT EXISTS schedule_log (
             seq INTEGER PRIMARY KEY,
             at REAL NOT NULL,
             turn_id TEXT,
@@ -221,9 +224,9 @@ def _m005_scheduler(conn) -> None:
             reason TEXT NOT NULL DEFAULT '',
             detail TEXT NOT NULL DEFAULT '{}'
         );
-        CREATE INDEX schedule_log_cube ON schedule_log(cube_id, decision, at);
-        CREATE INDEX schedule_log_turn ON schedule_log(turn_id);
-        CREATE TABLE memory_tiers (
+        CREATE INDEX IF NOT EXISTS schedule_log_cube ON schedule_log(cube_id, decision, at);
+        CREATE INDEX IF NOT EXISTS schedule_log_turn ON schedule_log(turn_id);
+        CREATE TABLE IF NOT EXISTS memory_tiers (
             cube_id TEXT PRIMARY KEY,
             tier TEXT NOT NULL,
             since REAL NOT NULL

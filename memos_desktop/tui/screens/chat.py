@@ -1,8 +1,8 @@
 """The chat screen: the transcript, the message box, and the memories/sources the answer used.
 
 A message goes to a worker thread that retrieves and schedules (under the vault lock), streams
-the answer token by token into the transcript, then stores the exchange and runs MemReader
-(under the lock again). Escape stops the answer; a stopped or failed answer is marked and never
+the answer token by token into the transcript by messages, then stores the exchange and runs
+MemReader (under the lock again). Escape stops the answer; a stopped or failed answer is marked and never
 stored.
 """
 
@@ -29,6 +29,30 @@ class Token(Message):
         super().__init__()
 
 
+class Cited(Message):
+    def __init__(self, citations: list) -> None:
+        self.citations = citations
+        super().__init__()
+
+
+class Finished(Message):
+    """The answer is stored (`reading`: MemReader still runs) or the whole turn is done."""
+
+    def __init__(self, bubble: Bubble, result, text: str | None, reading: bool = False) -> None:
+        self.bubble = bubble
+        self.result = result
+        self.text = text
+        self.reading = reading
+        super().__init__()
+
+
+class Stopped(Message):
+    def __init__(self, bubble: Bubble, why: str) -> None:
+        self.bubble = bubble
+        self.why = why
+        super().__init__()
+
+
 class ChatScreen(Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop answer"),
@@ -40,6 +64,8 @@ class ChatScreen(Screen):
         self.conversation = None
         self.cancel = threading.Event()
         self.busy = False
+        self.idle = threading.Event()  # set whenever no answer is being generated
+        self.idle.set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,6 +79,7 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.app.chat_screen = self
         self.new_conversation()
 
     def new_conversation(self) -> None:
@@ -87,6 +114,11 @@ class ChatScreen(Screen):
         if self.busy:
             self.cancel.set()
 
+    def stop_and_wait(self, timeout: float = 30.0) -> None:
+        """Stop a running answer and wait until the model is no longer in use (before it closes)."""
+        self.cancel.set()
+        self.idle.wait(timeout)
+
     def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
         if self.busy:
             self.notify("Still answering; press Escape to stop it first.", severity="warning")
@@ -97,6 +129,7 @@ class ChatScreen(Screen):
         bubble.add_class("streaming")
         self.busy = True
         self.cancel = threading.Event()
+        self.idle.clear()
         self.answer(event.text, bubble)
 
     def on_token(self, message: Token) -> None:
@@ -108,32 +141,47 @@ class ChatScreen(Screen):
         """One turn in a worker thread: prepare → stream → commit, reporting back by messages."""
         app, assistant, cancel = self.app, self.app.assistant, self.cancel
         try:
+            self._answer(app, assistant, cancel, text, bubble)
+        finally:
+            self.idle.set()
+
+    def _answer(self, app, assistant, cancel: threading.Event, text: str, bubble: Bubble) -> None:
+        """Reports only by posting messages (never waits for the UI thread, which may be waiting
+        for this answer to stop before it closes the model)."""
+        try:
             if assistant.llm is None or assistant.reader.is_command(text):
                 with app.vault_lock:
                     result = assistant.turn(self.conversation, text)
-                app.call_from_thread(self.finished, bubble, result, result.answer)
+                self.post_message(Finished(bubble, result, result.answer))
                 return
             with app.vault_lock:
                 prepared = assistant.prepare(self.conversation, text)
-                app.call_from_thread(self.query_one(CitationsPanel).show, prepared.citations)
+                self.post_message(Cited(prepared.citations))
                 stream = assistant.generate(prepared, cancel)
             pieces = []
             for piece in stream:
                 pieces.append(piece)
                 self.post_message(Token(bubble, piece))
             if cancel.is_set():
-                app.call_from_thread(self.stopped, bubble, "stopped — this answer was not kept")
+                self.post_message(Stopped(bubble, "stopped — this answer was not kept"))
                 return
             with app.vault_lock:
-                result = assistant.commit(prepared, "".join(pieces))
-            app.call_from_thread(self.finished, bubble, result, None)
+                result = assistant.store(prepared, "".join(pieces))
+            self.post_message(Finished(bubble, result, None, reading=assistant.extract))
+            with app.vault_lock:
+                result = assistant.remember(prepared, result, cancel)
+            self.post_message(Finished(bubble, result, None))
         except MemosError as exc:
-            app.call_from_thread(self.stopped, bubble, f"error: {exc} — nothing was kept")
+            self.post_message(Stopped(bubble, f"error: {exc} — nothing was kept"))
         except Exception as exc:  # a bug must still reach the user as one line, not a traceback
-            app.call_from_thread(self.stopped, bubble, f"unexpected error: {exc!r} — nothing was kept")
+            self.post_message(Stopped(bubble, f"unexpected error: {exc!r} — nothing was kept"))
 
-    def finished(self, bubble: Bubble, result, text: str | None) -> None:
-        self.busy = False
+    def on_cited(self, message: Cited) -> None:
+        self.query_one(CitationsPanel).show(message.citations)
+
+    def on_finished(self, message: Finished) -> None:
+        bubble, result, text = message.bubble, message.result, message.text
+        self.busy = message.reading  # MemReader still uses the model
         bubble.remove_class("streaming")
         if text is not None:
             bubble.set_text(text)
@@ -144,10 +192,13 @@ class ChatScreen(Screen):
             notes.append(f"no memories extracted ({result.extraction.error})")
         if result.ops:
             notes.append(", ".join(f"{op.op.lower()}" for op in result.ops))
+        if message.reading:
+            notes.append("remembering… (Escape skips)")
         bubble.note(" · ".join(notes))
         self.query_one(CitationsPanel).show(result.citations, [op for op in result.ops if op.op != "NOOP"])
 
-    def stopped(self, bubble: Bubble, why: str) -> None:
+    def on_stopped(self, message: Stopped) -> None:
+        bubble, why = message.bubble, message.why
         self.busy = False
         bubble.remove_class("streaming")
         bubble.add_class("failed")

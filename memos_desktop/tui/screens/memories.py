@@ -79,6 +79,7 @@ class MemoriesScreen(Screen):
             yield DataTable(id="memory-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="memory-detail"):
                 yield Static("", id="memory-text")
+                yield Static("", id="memory-schedule", classes="muted")
                 yield Static("Versions", classes="panel-title")
                 yield DataTable(id="version-table", cursor_type="row")
         yield Footer()
@@ -172,9 +173,18 @@ class MemoriesScreen(Screen):
     @work(thread=True, exclusive=True, group="memories-versions")
     @guarded
     def load_versions(self, cube_id: str) -> None:
+        from memos_desktop.scheduler import MemScheduler
+
         with self.app.vault_lock:
             history = self.app.vault.history(cube_id)
+            scheduler = MemScheduler(self.app.vault)
+            decisions = scheduler.decisions(cube_id=cube_id, limit=5)
+            uses = scheduler.uses(cube_id)
+            hot = scheduler.is_hot(cube_id)
         self.app.call_from_thread(self._show_versions, history)
+        lines = [f"Scheduler: used in {uses} answers · tier: {'hot (cached prefix)' if hot else 'plaintext'}"]
+        lines += [f"  {when(d['at'])} {d['decision']}: {d['reason']}" for d in reversed(decisions)]
+        self.app.call_from_thread(self.query_one("#memory-schedule", Static).update, Text("\n".join(lines)))
 
     def _show_versions(self, history: list[dict]) -> None:
         versions = self.query_one("#version-table", DataTable)

@@ -1,13 +1,15 @@
 """The models screen: registered language models, add, pull with progress, default, adapters.
 
 The registry is the runtime's (`runtime.models`); this screen drives it. Loading a model runs in a
-worker and reports in the header; a pull runs in a separate process (so Escape can really stop
-it; the hub download resumes next time) while a timer shows the bytes arrived. Adapters are the
-parameter-memory cubes whose `meta.path` names a LoRA file or directory; switching one on loads
-it with the model.
+worker and reports in the header; a pull runs in a separate process, so Escape really stops it
+(the hub download resumes next time) and its output never reaches the terminal, while the bytes
+arrived so far feed a progress bar. Adapters are the parameter-memory cubes whose `meta.path`
+names a LoRA file or directory; switching one on loads it with the model.
 """
 
-import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.text import Text
@@ -22,10 +24,8 @@ from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.widgets.guard import guarded
 
-ADAPTERS_ON = "adapters_enabled"  # setting: ids of the parameter cubes loaded with the model
 
-
-def size(n: int) -> str:
+def size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -33,43 +33,54 @@ def size(n: int) -> str:
     return ""
 
 
-def adapters(vault) -> list:
-    """Parameter-memory cubes that name an adapter on disk, with whether each is switched on."""
-    on = set(vault.get_setting(ADAPTERS_ON, []) or [])
-    cubes = vault.cubes(kind="parameter", limit=1000)
-    return [(c, c.id in on) for c in cubes if c.meta.get("path")]
-
-
 def load_model(app) -> None:
-    """Load the default model and its switched-on adapters (call from a worker thread)."""
+    """Load the default model with its enabled adapter, if any (call from a worker thread)."""
     from memos_desktop.runtime import LoadSettings, load_backend
     from memos_desktop.runtime.models import get_model, registry
+    from memos_desktop.training.adapters import Adapters
 
     with app.vault_lock:
         if not registry(app.vault):
             app.call_from_thread(app.set_model_status, "no model (F5 to add one)")
             return
         entry = get_model(app.vault)
-        enabled = [c for c, on in adapters(app.vault) if on]
     app.call_from_thread(app.set_model_status, f"loading {entry['name']}…")
     backend = load_backend(Path(entry["path"]), LoadSettings(n_ctx=entry["n_ctx"], threads=entry.get("threads")))
     try:
-        for cube in enabled:
-            backend.load_adapter(Path(cube.meta["path"]), float(cube.meta.get("scale", 1.0)))
+        with app.vault_lock:
+            Adapters(app.vault).apply(backend)  # parameter memory: the enabled adapter of this model
     except MemosError:
         backend.close()
         raise
     app.call_from_thread(app.model_loaded, backend, entry["name"])
 
 
-def _pull_child(repo: str, filename: str | None, dest: str, results) -> None:
-    """Runs in the pull process: download, then report the path or the error message."""
+def pull_main() -> None:
+    """The pull process (`python -c ...`, argv: REPO FILE DEST): prints one JSON line with the
+    file's size if the hub says, then one with the path or the error. Its stderr goes nowhere, so
+    the hub client's progress bars never draw over the TUI."""
+    import json
+    import sys
+
     from memos_desktop.runtime.models import pull
 
+    repo, filename, dest = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+    print(json.dumps({"size": _remote_size(repo, filename)}), flush=True)
     try:
-        results.put(("ok", str(pull(repo, filename, Path(dest)))))
+        print(json.dumps({"ok": str(pull(repo, filename, Path(dest)))}), flush=True)
     except MemosError as exc:
-        results.put(("error", str(exc)))
+        print(json.dumps({"error": str(exc)}), flush=True)
+
+
+def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen:
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from memos_desktop.tui.screens.models import pull_main; pull_main()",
+         repo, filename or "", str(dest)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        start_new_session=True,
+    )
 
 
 class ModelsScreen(Screen):
@@ -99,7 +110,7 @@ class ModelsScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#model-table", DataTable).add_columns("", "name", "runtime", "arch", "context", "size", "path")
-        self.query_one("#adapter-table", DataTable).add_columns("on", "adapter", "scale", "path", "id")
+        self.query_one("#adapter-table", DataTable).add_columns("on", "adapter", "version", "base model", "id")
         self.query_one("#pull-progress", ProgressBar).display = False
         self.refresh_tables()
 
@@ -110,10 +121,12 @@ class ModelsScreen(Screen):
     @guarded
     def refresh_tables(self) -> None:
         from memos_desktop.runtime.models import list_models
+        from memos_desktop.training.adapters import Adapters
 
         with self.app.vault_lock:
             models = list_models(self.app.vault)
-            found = adapters(self.app.vault)
+            registry = Adapters(self.app.vault)
+            found = [(cube, bool(registry.stale_sources(cube))) for cube in registry.cubes()]
         self.app.call_from_thread(self.show, models, found)
 
     def show(self, models: list[dict], found: list) -> None:
@@ -137,12 +150,13 @@ class ModelsScreen(Screen):
         self.query_one("#model-status", Static).update(status)
         atable = self.query_one("#adapter-table", DataTable)
         atable.clear()
-        for cube, on in found:
+        for cube, stale in found:
+            base = cube.meta.get("base", {})
             atable.add_row(
-                "on" if on else "off",
+                "on" if cube.meta.get("enabled") else "off",
                 Text(cube.title or cube.id),
-                str(cube.meta.get("scale", 1.0)),
-                Text(cube.meta["path"]),
+                f"v{cube.version}" + (" · stale" if stale else ""),
+                Text((base.get("gguf") or base.get("mlx") or {}).get("name", "")),
                 cube.id,
                 key=cube.id,
             )
@@ -197,10 +211,14 @@ class ModelsScreen(Screen):
     @work(thread=True, group="models-change")
     @guarded
     def toggle_adapter(self, cube_id: str) -> None:
+        from memos_desktop.training.adapters import Adapters
+
         with self.app.vault_lock:
-            on = set(self.app.vault.get_setting(ADAPTERS_ON, []) or [])
-            on ^= {cube_id}
-            self.app.vault.set_setting(ADAPTERS_ON, sorted(on))
+            registry = Adapters(self.app.vault)
+            if registry.get(cube_id).meta.get("enabled"):
+                registry.disable(cube_id, "disabled by the user")
+            else:
+                registry.enable(cube_id)
         self.after_change()
 
     def after_change(self) -> None:
@@ -230,28 +248,34 @@ class ModelsScreen(Screen):
     @work(thread=True, exclusive=True, group="models-pull")
     @guarded
     def pull(self, repo: str, filename: str | None) -> None:
+        import json
+        import select
+
         dest = self.app.data_dir / "models"
-        total = _remote_size(repo, filename)
-        ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        process = ctx.Process(target=_pull_child, args=(repo, filename, str(dest), results), daemon=True)
+        process = _start_pull(repo, filename, dest)
         self.pulling = process
-        process.start()
-        self.app.call_from_thread(self.pull_progress, 0, total, f"Pulling {repo}…")
-        while process.is_alive():
-            process.join(0.25)
+        self.app.call_from_thread(self.pull_progress, 0, None, f"Pulling {repo}… (Escape stops it)")
+        total, outcome = None, None
+        while outcome is None:
+            ready, _, _ = select.select([process.stdout], [], [], 0.25)
+            line = process.stdout.readline() if ready else ""
+            if ready and not line:
+                break  # the process ended (finished, failed, or stopped with Escape)
+            message = json.loads(line) if line.strip() else {}
+            total = message.get("size", total)
+            if "ok" in message or "error" in message:
+                outcome = message
             self.app.call_from_thread(self.pull_progress, _bytes_under(dest / repo.replace("/", "--")), total, None)
+        process.wait()
         self.pulling = None
         self.app.call_from_thread(self.pull_progress, 0, 0, None)
-        if results.empty():
+        if outcome is None:
             self.app.call_from_thread(self.notify, "Pull stopped; pulling again resumes where it stopped.")
-            return
-        status, value = results.get()
-        if status == "error":
-            self.app.call_from_thread(self.notify, value, severity="error")
-            return
-        self.app.call_from_thread(self.notify, f"Downloaded to {value}; adding it…")
-        self.app.call_from_thread(self.add, value)
+        elif "error" in outcome:
+            self.app.call_from_thread(self.notify, outcome["error"], severity="error")
+        else:
+            self.app.call_from_thread(self.notify, f"Downloaded to {outcome['ok']}; adding it…")
+            self.app.call_from_thread(self.add, outcome["ok"])
 
     def pull_progress(self, done: int, total: int | None, text: str | None) -> None:
         bar = self.query_one("#pull-progress", ProgressBar)
@@ -269,7 +293,8 @@ def _bytes_under(path: Path) -> int:
 
 
 def _remote_size(repo: str, filename: str | None) -> int | None:
-    """The size of the file to pull, if the hub says (None for whole repos or when offline)."""
+    """The size of the file to pull, if the hub says (None for whole repos or when unreachable:
+    the pull itself then reports why)."""
     if not filename:
         return None
     try:

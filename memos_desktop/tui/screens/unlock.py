@@ -1,7 +1,8 @@
 """The unlock screen: the passphrase for an existing vault, or creating one on first run.
 
 With MEMOS_PASSPHRASE set it unlocks at once without asking. Argon2id runs in a worker thread,
-so the screen stays responsive; a wrong passphrase is one line under the field.
+so the screen stays responsive; a wrong passphrase is one line under the field. It is the first
+frame the app draws, so it stays small (no header or footer).
 """
 
 import os
@@ -10,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from memos_desktop.errors import MemosError
 
@@ -24,7 +25,6 @@ class UnlockScreen(Screen):
         self.create = not (
             (self.app.data_dir / paths.VAULT_HEADER).exists() or (self.app.data_dir / paths.VAULT_DB).exists()
         )
-        yield Header()
         with Vertical(id="unlock-box"):
             if self.create:
                 yield Static("Welcome to memos. Choose a passphrase for your new encrypted vault.", id="unlock-intro")
@@ -36,7 +36,7 @@ class UnlockScreen(Screen):
                 yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
             yield Button("Create vault" if self.create else "Unlock", variant="primary", id="unlock")
             yield Static("", id="unlock-status")
-        yield Footer()
+            yield Static("Ctrl+Q quits.", classes="muted")
 
     def on_mount(self) -> None:
         env = os.environ.get("MEMOS_PASSPHRASE")

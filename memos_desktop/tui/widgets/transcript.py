@@ -4,7 +4,6 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-
 SHOWN_CHARS = 4000  # a longer message (a huge paste) shows its head and tail; it is stored whole
 
 
