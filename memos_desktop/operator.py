@@ -84,10 +84,9 @@ class Weights:
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
     vector: float = 0.5
-    topic_vector: float = 0.0  # a second KNN probe: the embedding of the query's topic words
     follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
-    date: float = 0.5  # boost for memories valid on a date the query names
+    date: float = 1.0  # boost for memories valid on a date the query names
     temporal: float = 0.5  # boost for time expressions when the question asks "when"
     # Boost for chat turns spoken by a person the query names; when set, speakers' names are
     # also left out of the bm25 query (they match every turn of that speaker).
@@ -168,21 +167,14 @@ def search(
     filters = filters or Filters()
     weights = weights or Weights()
     terms = query_terms(query) or re.findall(r"\w+", query.lower())
-    probes = []  # (query vector, fusion weight)
-    if use_vectors and vault.embedder is not None and query.strip():
-        texts = [query] if vector is None else []
-        if weights.topic_vector and terms and " ".join(terms) != query.lower():
-            texts.append(" ".join(terms))
-        embedded = list(vault.embedder.embed(texts)) if texts else []
-        if vector is None:
-            vector = embedded.pop(0)
-        probes = [(vector, weights.vector), *((v, weights.topic_vector) for v in embedded)]
-    elif use_vectors and vector is not None:
-        probes = [(vector, weights.vector)]
+    if use_vectors and vector is None and vault.embedder is not None and query.strip():
+        vector = vault.embedder.embed([query])[0]
+    if not use_vectors:
+        vector = None
     # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
     fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
     while True:
-        ranked, exhausted = _rank(vault, query, terms, probes, fetch, profile, filters, weights)
+        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights)
         if len(ranked) >= k or exhausted or fetch >= 4096:
             break
         fetch = min(fetch * 4, 4096)
@@ -196,29 +188,26 @@ def search(
     return hits
 
 
-def _rank(vault, query, terms, probes, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
+def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
     """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
     adjust the scores."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
-    dense = [(vault.knn(vector, fetch), weight) for vector, weight in probes]
-    rowids = [r for r, _ in lexical] + [r for hits, _ in dense for r, _ in hits]
-    cubes = vault.get_many(rowids, profile=profile)
+    dense = vault.knn(vector, fetch) if vector is not None else []
+    cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
     speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
     topic = [t for t in terms if t not in speakers]
     if weights.speaker and topic and len(topic) < len(terms):
         lexical = vault.fts(" ".join(topic), fetch)
-    exhausted = len(lexical) < fetch and all(len(hits) < fetch for hits, _ in dense)
+    exhausted = len(lexical) < fetch and len(dense) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for rank, (rowid, score) in enumerate(lexical, 1):
         signals.setdefault(rowid, {})["bm25"] = score
         fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
-    for hits, weight in dense:
-        for rank, (rowid, distance) in enumerate(hits, 1):
-            sig = signals.setdefault(rowid, {})
-            sig["cosine"] = max(sig.get("cosine", -1.0), 1.0 - distance)
-            fused[rowid] = fused.get(rowid, 0.0) + weight / (weights.rrf_k + rank)
+    for rank, (rowid, distance) in enumerate(dense, 1):
+        signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
+        fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (weights.rrf_k + rank)
     # The turn after a relevant one often holds the answer (and the one before, the question).
     cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
     best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]

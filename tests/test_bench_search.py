@@ -8,5 +8,6 @@ def test_cli_reports_both_vaults_and_their_ratio(cli):
     assert run.returncode == 0, run.stderr
     entry = json.loads(run.stdout)["sizes"]["300"]
     assert entry["encrypted"]["p95_ms"] > 0 and entry["plain"]["p95_ms"] > 0
-    assert entry["encrypted/plain p95"] > 0
+    assert entry["encrypted/plain p95"] > 0 and entry["encrypted/plain cpu_p95"] > 0
+    assert entry["encrypted"]["cpu_p50_ms"] > 0
     assert entry["knn_recall@10_vs_exact"] == 1.0  # small vaults search exactly

@@ -30,7 +30,7 @@ GENESIS = "0" * 64
 # bits picks a shortlist that is rescored with the float vectors. vec0's KNN cost grows with
 # n x k (measured 100k x 384: float k=10 ~50 ms, bit k=200 ~4x bit k=10), a numpy scan does not.
 COARSE_MIN_VECTORS = 10_000
-COARSE_SHORTLIST = 8  # shortlist = COARSE_SHORTLIST x k, at least 200
+COARSE_SHORTLIST = 4  # shortlist = COARSE_SHORTLIST x k, at least 200
 
 
 def _now() -> float:

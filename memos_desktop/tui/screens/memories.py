@@ -272,7 +272,7 @@ def find(
     if query and state == "active":
         from memos_desktop.operator import Filters, search
 
-        filters = Filters(kind=kind, tags=[tag] if tag else (), source=source)
+        filters = Filters(kind=kind, tags=[tag] if tag else (), source_path=source)
         cubes = [h.cube for h in search(vault, query, k=100, filters=filters, record=False)]
     else:
         cubes = vault.cubes(kind=kind, tag=tag, state=state, limit=LIMIT)
