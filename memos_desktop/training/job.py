@@ -23,6 +23,7 @@ class TrainingJob:
         self._on_progress = on_progress
         self._outcome: Outcome | None = None
         self._error: BaseException | None = None
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memos-training", daemon=True)
 
     def start(self) -> "TrainingJob":
@@ -39,6 +40,8 @@ class TrainingJob:
             self._outcome = self._work(progress=self._report, cancel=self._cancel)
         except BaseException as exc:  # handed to the waiting thread, which re-raises it
             self._error = exc
+        finally:
+            self._done.set()
 
     def cancel(self) -> None:
         """Ask the run to stop after the current step (it saves a checkpoint first)."""
@@ -46,12 +49,15 @@ class TrainingJob:
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> Outcome | None:
-        """The outcome once the run ended (None while it is still running); its error re-raised."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        """The outcome once the run ended (None while it is still running); its error re-raised.
+
+        Waits on an event rather than joining the thread: a join interrupted by Ctrl-C is not
+        reliable afterwards, and the CLI waits again after cancelling.
+        """
+        if not self._done.wait(timeout):
             return None
         if self._error is not None:
             raise self._error
