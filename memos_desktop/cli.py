@@ -168,7 +168,7 @@ def remember(obj: Context, text, tags, ttl, title, importance, pin, profile, sha
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--kind", type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
-@click.option("--source", "source_path", help="Only memories from this file (or chat conversation).")
+@click.option("--source", "source_path", help="Only memories from this file, folder or chat conversation.")
 @click.option("--since", help="Only facts valid on or after this date.")
 @click.option("--until", help="Only facts valid on or before this date.")
 @click.option("--profile", default="default", show_default=True)
@@ -182,7 +182,7 @@ def search(obj: Context, query, k, kind, tags, source_path, since, until, profil
     filters = operator.Filters(
         kind=kind,
         tags=tuple(tags),
-        source=source_path,
+        source_path=source_path,
         since=parse_date(since),
         until=parse_date(until),
     )
@@ -691,11 +691,15 @@ def keys() -> None:
 
 
 @keys.command("show")
-@click.option("--secret", is_flag=True, help="Also print the age identity (to decrypt bundles with `age -d -i`).")
+@click.option(
+    "--secret",
+    is_flag=True,
+    help="Also print the age identity (to decrypt bundles with `age -d -i`).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
-    """Print this device's card (give it to `keys add` on your other devices) and trusted devices."""
+    """Print this device's card (for `keys add` on your other devices) and trusted devices."""
     from memos_desktop.dumper import crypto
 
     vault = ctx.vault(embedder=False)
@@ -739,7 +743,12 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
 @click.option("--profile", help="Only cubes owned by this profile.")
-@click.option("--recipient", "recipients", multiple=True, help="Encrypt to this device/name/age1 key too (repeatable).")
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="Encrypt to this device/name/age1 key too (repeatable).",
+)
 @click.option("--passphrase", "ask", is_flag=True, help="Encrypt to a passphrase (asked) instead of keys.")
 @click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="Encrypt to the passphrase in $VAR.")
 @click.option("--redact-emails", is_flag=True, help="Replace e-mail addresses with [email].")
@@ -793,7 +802,8 @@ def export_cmd(
         echo_json(result)
     else:
         click.echo(
-            f"Exported {result['cubes']} memories ({result['versions']} versions, {result['links']} links, "
+            f"Exported {result['cubes']} memories ({result['versions']} versions, "
+            f"{result['links']} links, "
             f"{result['blobs']} blobs) to {out} ({result['bytes']:,} bytes)."
         )
 
@@ -805,14 +815,15 @@ def export_cmd(
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
-    """Import a bundle (all or nothing; importing twice changes nothing). Creates the vault if needed."""
+    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
 
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
     if not Vault.exists(ctx.data_dir):
         Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
-    result = import_bundle(ctx.vault(embedder=False), bundle, passphrase=passphrase)
+    # With the embedder: imported cubes get their vectors here (derived indexes are rebuilt locally).
+    result = import_bundle(ctx.vault(), bundle, passphrase=passphrase)
     if as_json:
         echo_json(result)
     elif result.get("already_imported"):
@@ -863,8 +874,18 @@ def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
 
 @cli.command("sync")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--watch", is_flag=True, help="Keep syncing when the folder changes or every --interval seconds.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between syncs in --watch mode.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep syncing when the folder changes or every --interval seconds.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between syncs in --watch mode.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: bool) -> None:
@@ -879,7 +900,8 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
         stamp = time.strftime("%H:%M:%S", time.localtime(status["last_sync"]))
         click.echo(
-            f"{stamp} synced: {status['applied_versions']} versions in, {status['published_versions']} out, "
+            f"{stamp} synced: {status['applied_versions']} versions in, "
+            f"{status['published_versions']} out, "
             f"{status['conflicts']} conflicts"
         )
         for line in status["errors"]:
@@ -887,7 +909,7 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
         for device in status["untrusted_devices"]:
             click.echo(f"  skipped change-sets of untrusted device {device} (see `keys add`)")
 
-    vault = ctx.vault(embedder=False)
+    vault = ctx.vault()
     if watch:
         try:
             sync.watch(vault, folder, interval, show)
@@ -939,9 +961,7 @@ def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -
     """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(
-        locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model
-    )
+    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model)
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
         f"embed: {result['model']}, {result['texts']} LoCoMo turns "
@@ -1238,6 +1258,9 @@ def watch_run(ctx: Context) -> None:
     import signal
     import threading
 
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from memos_desktop.loader.config import LoaderConfig
     from memos_desktop.loader.watcher import Watcher
 
@@ -1247,10 +1270,19 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
+    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task("scan", total=None)
 
     def show(st) -> None:
+        if st.state == "scanning":
+            if st.scanned[1]:
+                bar.start()
+                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+            return
+        bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
-        if st.state == "scanning" or line == shown.get("line"):
+        if line == shown.get("line"):
             return
         shown["line"] = line
         counts = ", ".join(f"{n} {k}" for k, n in st.counts.items() if n)
@@ -1362,7 +1394,7 @@ def _table(title: str, rows: list[dict]) -> None:
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index this real folder instead (read only).",
+    help="Index a copy of this real folder instead.",
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
@@ -1385,3 +1417,75 @@ def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
 
     result = run(list(sizes))
     report("export / import", result["rows"], result, as_json)
+
+
+@bench.command("locomo")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_locomo(directory, ks, as_json) -> None:
+    """Evidence recall@k of search on LoCoMo-format conversations, beside a bm25 baseline."""
+    from memos_desktop.bench import locomo, report
+
+    try:
+        cutoffs = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise MemosError(f"--k takes comma-separated whole numbers, not {ks!r}.") from None
+    if not cutoffs or min(cutoffs) < 1:
+        raise MemosError("--k needs at least one cut-off of 1 or more.")
+    result = locomo.run(directory, cutoffs)
+    title = (
+        f"LoCoMo evidence recall: {result['questions']} questions, {result['turns']} turns, "
+        f"embedder {result['embedder'] or 'none (keyword-only)'}, {result['seconds']} s\n"
+        f"{result['definition']}"
+    )
+    report(title, locomo.rows(result), result, as_json)
+
+
+@bench.command("search")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(100),
+    default=100_000,
+    show_default=True,
+    help="Largest vault size (cubes); 10k is measured too.",
+)
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_search(n, queries, as_json) -> None:
+    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data)."""
+    from memos_desktop.bench import report, search
+
+    result = search.run(n=n, queries=queries)
+    title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
+    report(title, search.rows(result), result, as_json)
+
+
+# ----- the assistant and its TUI: benchmarks (tui) ----------------------------------------------
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_startup(repeats: int, as_json: bool) -> None:
+    """Process start → the TUI's first frame, vs `python -c pass` and a one-label Textual app."""
+    from memos_desktop.bench import report, startup
+
+    result = startup.run(repeats)
+    report("bench startup", startup.rows(result), result, as_json)
+
+
+@bench.command("turn")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--answer-tokens", type=int, default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_turn(threads: int, answer_tokens: int, as_json: bool) -> None:
+    """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
+    from memos_desktop.bench import report, turn
+
+    result = turn.run(threads=threads, answer_tokens=answer_tokens)
+    title = (
+        f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
+        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%}, "
+        f"identical output: {result['identical_output']}"
+    )
+    report(title, turn.rows(result), result, as_json)

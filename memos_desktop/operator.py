@@ -37,7 +37,15 @@ TIME_EXPRESSION = re.compile(
     r"(19|20)\d\d|\d+ (days?|weeks?|months?|years?))\b",
     re.I,
 )
-RRF_K = 60
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec"
+MONTHS = {m: i for i, m in enumerate(_MONTHS.split(), 1)}
+DAY_DATE = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)
+MONTH_FIRST_DATE = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
 
 
 @dataclass
@@ -46,16 +54,21 @@ class Filters:
 
     kind: str | None = None
     tags: Sequence[str] = ()  # every tag must be on the cube
-    source: str | None = None  # source path, or chat conversation id
+    source_path: str | None = None  # a file, a folder holding files, or a chat conversation id
     since: float | None = None  # the cube's validity [valid_from, valid_to] overlaps [since, until]
     until: float | None = None
+
+    def narrows(self) -> bool:
+        """Whether any filter is set."""
+        windowed = self.since is not None or self.until is not None
+        return bool(self.kind or self.tags or self.source_path or windowed)
 
     def accepts(self, cube: MemCube) -> bool:
         if self.kind and cube.kind != self.kind:
             return False
         if self.tags and not set(self.tags) <= set(cube.tags):
             return False
-        if self.source and source_key(cube) != self.source:
+        if self.source_path and not _within(source_key(cube), self.source_path):
             return False
         start = cube.valid_from if cube.valid_from is not None else cube.created_at
         end = cube.valid_to if cube.valid_to is not None else math.inf
@@ -68,11 +81,17 @@ class Filters:
 class Weights:
     """How much each signal counts. Defaults were tuned on LoCoMo (see `bench locomo`)."""
 
+    rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
-    vector: float = 1.0
-    neighbour: float = 0.3  # share of the adjacent turns'/chunks' fused score added to a hit
-    temporal: float = 0.25  # boost for time expressions when the question asks "when"
-    speaker: float = 0.1  # boost for chat turns spoken by a person the query names
+    vector: float = 0.5
+    topic_vector: float = 0.0  # a second KNN probe: the embedding of the query's topic words
+    follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
+    lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
+    date: float = 0.5  # boost for memories valid on a date the query names
+    temporal: float = 0.5  # boost for time expressions when the question asks "when"
+    # Boost for chat turns spoken by a person the query names; when set, speakers' names are
+    # also left out of the bm25 query (they match every turn of that speaker).
+    speaker: float = 0.6
     importance: float = 0.2  # (importance - 0.5) scaled by this, pinned counts as importance 1
     recency: float = 0.05  # boost for recently valid/updated memories, half-life below
     recency_half_life_days: float = 180.0
@@ -112,6 +131,13 @@ def source_key(cube: MemCube) -> str | None:
     return src.get("path") or src.get("conversation")
 
 
+def _within(key: str | None, wanted: str) -> bool:
+    """Whether a source is `wanted` itself or lies in the folder `wanted`."""
+    if key is None:
+        return False
+    return key == wanted or key.startswith(wanted.rstrip("/") + "/")
+
+
 def query_terms(query: str) -> list[str]:
     """The words of `query` that carry its topic (stopwords and one-letter words dropped)."""
     words = re.findall(r"\w+", query.lower())
@@ -142,13 +168,21 @@ def search(
     filters = filters or Filters()
     weights = weights or Weights()
     terms = query_terms(query) or re.findall(r"\w+", query.lower())
-    if use_vectors and vector is None and vault.embedder is not None and query.strip():
-        vector = vault.embedder.embed([query])[0]
-    if not use_vectors:
-        vector = None
-    fetch = max(4 * k, 50)
+    probes = []  # (query vector, fusion weight)
+    if use_vectors and vault.embedder is not None and query.strip():
+        texts = [query] if vector is None else []
+        if weights.topic_vector and terms and " ".join(terms) != query.lower():
+            texts.append(" ".join(terms))
+        embedded = list(vault.embedder.embed(texts)) if texts else []
+        if vector is None:
+            vector = embedded.pop(0)
+        probes = [(vector, weights.vector), *((v, weights.topic_vector) for v in embedded)]
+    elif use_vectors and vector is not None:
+        probes = [(vector, weights.vector)]
+    # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
+    fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
     while True:
-        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights)
+        ranked, exhausted = _rank(vault, query, terms, probes, fetch, profile, filters, weights)
         if len(ranked) >= k or exhausted or fetch >= 4096:
             break
         fetch = min(fetch * 4, 4096)
@@ -162,35 +196,61 @@ def search(
     return hits
 
 
-def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
-    """Fuse the candidate lists, resolve them through the ACL, filter and adjust the scores."""
+def _rank(vault, query, terms, probes, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
+    """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
+    adjust the scores."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
-    dense = vault.knn(vector, fetch) if vector is not None else []
-    exhausted = len(lexical) < fetch and len(dense) < fetch
+    dense = [(vault.knn(vector, fetch), weight) for vector, weight in probes]
+    rowids = [r for r, _ in lexical] + [r for hits, _ in dense for r, _ in hits]
+    cubes = vault.get_many(rowids, profile=profile)
+    # A speaker's name matches all their turns; it picks the speaker, not the topic.
+    speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
+    topic = [t for t in terms if t not in speakers]
+    if weights.speaker and topic and len(topic) < len(terms):
+        lexical = vault.fts(" ".join(topic), fetch)
+    exhausted = len(lexical) < fetch and all(len(hits) < fetch for hits, _ in dense)
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for rank, (rowid, score) in enumerate(lexical, 1):
         signals.setdefault(rowid, {})["bm25"] = score
-        fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (RRF_K + rank)
-    for rank, (rowid, distance) in enumerate(dense, 1):
-        signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
-        fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (RRF_K + rank)
-    cubes = vault.get_many(list(fused), profile=profile)
+        fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
+    for hits, weight in dense:
+        for rank, (rowid, distance) in enumerate(hits, 1):
+            sig = signals.setdefault(rowid, {})
+            sig["cosine"] = max(sig.get("cosine", -1.0), 1.0 - distance)
+            fused[rowid] = fused.get(rowid, 0.0) + weight / (weights.rrf_k + rank)
+    # The turn after a relevant one often holds the answer (and the one before, the question).
+    cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
+    best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
+    sourced = [r for r in best if r in cubes and source_key(cubes[r]) is not None]
+    adjacent = {r + d for r in sourced for d in (-1, 1)} - cubes.keys()
+    cubes.update(vault.get_many(sorted(adjacent), profile=profile))
+    visible = {r: fused[r] for r in fused if r in cubes}
     temporal = bool(TEMPORAL_QUESTION.search(query))
+    windows = date_windows(query)
     lowered = set(re.findall(r"\w+", query.lower()))
     now = time.time()
     hits = []
     for rowid, cube in cubes.items():
         if not filters.accepts(cube):
             continue
-        sig = signals[rowid]
-        sig["rrf"] = fused[rowid]
-        neighbour = max(_neighbour_scores(rowid, cube, cubes, fused), default=0.0)
-        score = fused[rowid] + weights.neighbour * neighbour
+        key = source_key(cube)
+        before = _same_source(cubes, rowid - 1, key, visible)
+        after = _same_source(cubes, rowid + 1, key, visible)
+        sig = signals.get(rowid, {})
+        sig["rrf"] = visible.get(rowid, 0.0)
+        sig["neighbour"] = weights.follow * before + weights.lead * after
+        score = sig["rrf"] + sig["neighbour"]
+        if score <= 0:
+            continue
         boost = 1.0
         if temporal and TIME_EXPRESSION.search(cube.content):
             boost += weights.temporal
             sig["temporal"] = 1.0
+        when = cube.valid_from
+        if windows and when is not None and any(lo <= when < hi for lo, hi in windows):
+            boost += weights.date
+            sig["date"] = 1.0
         speaker = str(cube.source.get("speaker", "")).lower()
         if speaker and speaker in lowered:
             boost += weights.speaker
@@ -200,22 +260,39 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
         when = cube.valid_from or cube.updated_at
         age_days = max(0.0, now - when) / 86400
         boost += weights.recency * 0.5 ** (age_days / weights.recency_half_life_days)
-        sig["neighbour"] = neighbour
         score *= boost
         hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid))
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits, exhausted
 
 
-def _neighbour_scores(rowid: int, cube: MemCube, cubes: dict[int, MemCube], fused: dict):
-    """Fused scores of the candidates right before and after this one in the same source."""
-    key = source_key(cube)
-    if key is None:
-        return
-    for other in (rowid - 1, rowid + 1):
-        near = cubes.get(other)
-        if near is not None and source_key(near) == key:
-            yield fused[other]
+def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict) -> float:
+    """The fused score of cube `rowid` when it is a visible candidate from source `key`."""
+    near = cubes.get(rowid)
+    if key is None or near is None or source_key(near) != key:
+        return 0.0
+    return fused.get(rowid, 0.0)
+
+
+def date_windows(query: str) -> list[tuple[float, float]]:
+    """Time spans named in `query` ('9 November, 2022', 'October 13 2023', 'May 2023'), as
+    local-time [start, end) timestamps, a day either side for days."""
+    from datetime import datetime, timedelta
+
+    spans = []
+    for day, month, year in DAY_DATE.findall(query) + [
+        (d, m, y) for m, d, y in MONTH_FIRST_DATE.findall(query)
+    ]:
+        try:
+            start = datetime(int(year), MONTHS[month.lower()[:3]], int(day))
+        except ValueError:
+            continue
+        spans.append((start - timedelta(days=1), start + timedelta(days=2)))
+    if not spans:
+        for month, year in MONTH_YEAR.findall(query):
+            start = datetime(int(year), MONTHS[month.lower()[:3]], 1)
+            spans.append((start, (start + timedelta(days=32)).replace(day=1)))
+    return [(a.timestamp(), b.timestamp()) for a, b in spans]
 
 
 def _dedupe(hits: list[Hit], k: int) -> list[Hit]:

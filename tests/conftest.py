@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,65 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeo
 @pytest.fixture
 def cli():
     return run_cli
+
+
+class ScriptedLLM:
+    """A stand-in language model for tests of the code *above* the runtimes (reader, assistant).
+
+    Tokens are characters. Chat answers come from `answers` in turn; memory extractions come from
+    `delay` slows each answer token (seconds). `extractions`, a dict {text in the exchange: JSON the model "writes"}, continued from
+    wherever the guided output stands. `crash_after=n` raises mid-stream after n answer characters. Tests of the runtimes
+    and of guided JSON itself use the real generated models.
+    """
+
+    runtime = "scripted"
+    n_ctx = 4096
+    path = Path("scripted.gguf")
+
+    def __init__(self, answers=(), extractions=None, crash_after=None, crash_extraction=False, delay=0.0):
+        self.answers = list(answers)
+        self.delay = delay
+        self.extractions = extractions or {}
+        self.crash_after = crash_after
+        self.crash_extraction = crash_extraction
+        self.prompts = []
+
+    def chat_prompt(self, messages, add_generation_prompt=True):
+        text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+        return text + ("<|assistant|>\n" if add_generation_prompt else "")
+
+    def tokenize(self, text):
+        return [ord(ch) for ch in text]
+
+    def detokenize(self, tokens):
+        return "".join(chr(t) for t in tokens)
+
+    def count_tokens(self, text):
+        return len(text)
+
+    def generate_tokens(self, tokens, sampling, cancel=None):
+        text = self.detokenize(tokens)
+        head, _, partial = text.rpartition("<|assistant|>\n")
+        if "durable facts" in head:
+            if self.crash_extraction:
+                raise RuntimeError("scripted crash during extraction")
+            exchange = head.rpartition("<|user|>\n")[2]
+            target = next((j for key, j in self.extractions.items() if key in exchange), '{"memories": []}')
+            rest = target[len(partial):] if target.startswith(partial) else ""
+            yield from (ord(ch) for ch in rest[: sampling.max_tokens])
+            return
+        self.prompts.append(text)
+        answer = self.answers.pop(0) if self.answers else "I have no scripted answer."
+        for i, ch in enumerate(answer[: sampling.max_tokens]):
+            if self.crash_after is not None and i >= self.crash_after:
+                raise RuntimeError("scripted crash mid-stream")
+            if cancel is not None and cancel.is_set():
+                return
+            if self.delay:
+                time.sleep(self.delay)
+            yield ord(ch)
+
+
+@pytest.fixture
+def scripted_llm():
+    return ScriptedLLM

@@ -20,7 +20,8 @@ def state(vault: Vault) -> dict:
     events = {
         vid: (cube_id, op, hlc, device, parents, _strip(snapshot))
         for vid, cube_id, op, hlc, device, parents, snapshot in conn.execute(
-            "SELECT e.vid, e.cube_id, v.op, e.hlc, e.device, e.parents, v.snapshot FROM sync_events e"
+            "SELECT e.vid, e.cube_id, v.op, e.hlc, e.device, e.parents, v.snapshot"
+            " FROM sync_events e"
             " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version"
         )
     }
@@ -51,8 +52,14 @@ def craft_bundle(
 ) -> Path:
     """A validly signed and encrypted bundle holding exactly `records` (to test the importer)."""
     manifest = {
-        "format": FORMAT, "version": VERSION, "kind": "export", "bundle_id": "01CRAFTED0000000000000000",
-        "created_at": 0.0, "device": keys.device, "signing_key": keys.verify_key, **manifest_fields,
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "export",
+        "bundle_id": "01CRAFTED0000000000000000",
+        "created_at": 0.0,
+        "device": keys.device,
+        "signing_key": keys.verify_key,
+        **manifest_fields,
     }
     out = io.BytesIO()
     crypto.encrypt_stream(BundleSource(manifest, iter(records), keys.sign), out, recipients)

@@ -205,6 +205,12 @@ def test_budget_evicts_the_least_recently_used_state(memory, vault):
     assert memory.usage()["bytes"] <= memory.budget_bytes
 
 
+def test_budget_comes_from_the_vault_setting(vault):
+    assert ActivationMemory(vault).budget_bytes == 2 * 1024**3
+    vault.set_setting("activation_budget_bytes", 12345)
+    assert ActivationMemory(vault).budget_bytes == 12345
+
+
 def test_state_larger_than_the_budget_is_not_saved(memory):
     memory.budget_bytes = 1000
     backend = load("llama.cpp")
@@ -221,6 +227,18 @@ def test_prefix_already_in_the_kv_cache_is_neither_restored_nor_saved_again(memo
     done = memory.prepare(backend, prefix)
     assert (done.restored_tokens, done.computed_tokens, done.saved) == (0, 0, False)
     assert memory.usage()["states"] == 1
+
+
+def test_prefix_already_in_the_kv_cache_is_saved_without_computing_it(memory):
+    backend = load("llama.cpp")
+    prefix, full = prompt(backend)
+    cold = list(backend.generate_tokens(full, GREEDY))
+    done = memory.prepare(backend, prefix)
+    assert (done.restored_tokens, done.computed_tokens, done.saved) == (0, 0, True)
+    assert backend.cached_tokens() == prefix
+    fresh = load("llama.cpp")
+    assert memory.prepare(fresh, prefix).restored_tokens == len(prefix)
+    assert list(fresh.generate_tokens(full, GREEDY)) == cold
 
 
 def test_token_lists_are_not_stored_only_their_hash(memory, vault):

@@ -17,6 +17,12 @@ from tests.conftest import REPO, run_cli
 from tests.dumper_helpers import PASSPHRASE, new_vault, state
 
 
+@pytest.fixture(autouse=True)
+def no_embedder(monkeypatch):
+    """These commands' embedding step is the embedder's business; keep the processes light."""
+    monkeypatch.setenv("MEMOS_EMBEDDER", "none")
+
+
 @pytest.fixture
 def home(isolated_home):
     v = Vault.create(isolated_home, PASSPHRASE)
@@ -44,15 +50,33 @@ def test_keys_show_and_add(home, cli, tmp_path):
 def test_export_then_import_into_a_new_vault_with_a_passphrase(home, cli, tmp_path):
     cube = home.add("moving to a new laptop")
     env = {"BUNDLE_PASS": "s3cret"}
-    out = cli("export", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", "--json", env=env)
+    out = cli(
+        "export", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", "--json", env=env
+    )
     assert out.returncode == 0, out.stderr
     fresh = tmp_path / "fresh"
-    imported = cli("--data-dir", str(fresh), "import", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", env=env)
+    imported = cli(
+        "--data-dir",
+        str(fresh),
+        "import",
+        str(tmp_path / "b.age"),
+        "--passphrase-env",
+        "BUNDLE_PASS",
+        env=env,
+    )
     assert imported.returncode == 0, imported.stderr
     assert "Imported 1 memories" in imported.stdout
     with Vault.open(fresh, PASSPHRASE) as v:
         assert v.get(cube.id, touch=False).content == "moving to a new laptop"
-    again = cli("--data-dir", str(fresh), "import", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", env=env)
+    again = cli(
+        "--data-dir",
+        str(fresh),
+        "import",
+        str(tmp_path / "b.age"),
+        "--passphrase-env",
+        "BUNDLE_PASS",
+        env=env,
+    )
     assert "already imported" in again.stdout
 
 
@@ -60,11 +84,18 @@ def test_import_errors_are_one_line(home, cli, tmp_path):
     (tmp_path / "junk.age").write_bytes(b"\x00garbage" * 100)
     for args in (["import", str(tmp_path / "missing.age")], ["import", str(tmp_path / "junk.age")]):
         result = cli(*args)
-        assert result.returncode == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+        assert (
+            result.returncode == 1
+            and result.stderr.startswith("Error: ")
+            and "Traceback" not in result.stderr
+        )
     home.add("x")
     cli("export", str(tmp_path / "p.age"), "--passphrase-env", "P", env={"P": "right"})
     wrong = cli("import", str(tmp_path / "p.age"), "--passphrase-env", "P", env={"P": "wrong"})
-    assert wrong.stderr.strip() == "Error: Wrong passphrase, or the bundle's passphrase header was tampered with."
+    assert (
+        wrong.stderr.strip()
+        == "Error: Wrong passphrase, or the bundle's passphrase header was tampered with."
+    )
 
 
 def test_conflicts_and_resolve_commands(home, cli, tmp_path):
@@ -78,7 +109,9 @@ def test_conflicts_and_resolve_commands(home, cli, tmp_path):
     with Vault.open(other_dir, PASSPHRASE) as other:
         other.edit(cube.id, content="lunch at two")
     cli("export", str(tmp_path / "2.age"), "--recipient", recipient)
-    assert "1 conflicts" in cli("--data-dir", str(other_dir), "import", str(tmp_path / "2.age")).stdout
+    assert (
+        "1 conflicts" in cli("--data-dir", str(other_dir), "import", str(tmp_path / "2.age")).stdout
+    )
     listed = json.loads(cli("--data-dir", str(other_dir), "conflicts", "--json").stdout)
     keep = next(h["version"] for h in listed[0]["heads"] if h["content"] == "lunch at one")
     resolved = cli("--data-dir", str(other_dir), "resolve", cube.id, str(keep))
@@ -88,13 +121,22 @@ def test_conflicts_and_resolve_commands(home, cli, tmp_path):
 
 def _fill(vault: Vault, n: int) -> None:
     for start in range(0, n, 5000):
-        vault.add_many([{"content": f"memory {i} " + "filler text " * 20} for i in range(start, min(n, start + 5000))])
+        vault.add_many(
+            [
+                {"content": f"memory {i} " + "filler text " * 20}
+                for i in range(start, min(n, start + 5000))
+            ]
+        )
 
 
 def _spawn(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "memos_desktop", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "memos_desktop", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
@@ -107,8 +149,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_during_export_leaves_no_bundle_under_the_final_name(home, tmp_path):
-    _fill(home, 20_000)
+    _fill(home, 8_000)
     out = tmp_path / "b.age"
     proc = _spawn("export", str(out))
     _kill_when(proc, lambda: any(p.name.startswith(".b.age.partial") for p in tmp_path.iterdir()))
@@ -116,8 +159,9 @@ def test_kill_9_during_export_leaves_no_bundle_under_the_final_name(home, tmp_pa
     assert run_cli("export", str(out)).returncode == 0 and out.exists()
 
 
+@pytest.mark.slow
 def test_kill_9_during_import_applies_nothing(home, tmp_path):
-    _fill(home, 20_000)
+    _fill(home, 8_000)
     other_dir = _other(tmp_path)
     with Vault.open(other_dir, PASSPHRASE) as other:
         recipient = crypto.device_keys(other).recipient
@@ -132,9 +176,10 @@ def test_kill_9_during_import_applies_nothing(home, tmp_path):
         assert state(other) == before
     assert run_cli("--data-dir", str(other_dir), "import", str(tmp_path / "b.age")).returncode == 0
     with Vault.open(other_dir, PASSPHRASE) as other:
-        assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 20_000
+        assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 8_000
 
 
+@pytest.mark.slow
 def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tmp_path):
     folder = tmp_path / "shared"
     other_dir = _other(tmp_path)
@@ -143,7 +188,7 @@ def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tm
         crypto.add_peer(home, "other", crypto.device_keys(other).card())
         sync_folder(other, folder)
         sync_folder(home, folder)
-        _fill(other, 20_000)
+        _fill(other, 8_000)
         sync_folder(other, folder)
     before = state(home)
     wal = home.data_dir / "vault.db-wal"
@@ -151,7 +196,7 @@ def test_kill_9_during_sync_applies_nothing_and_the_next_sync_completes(home, tm
     proc = _spawn("sync", str(folder))
     _kill_when(proc, lambda: wal.stat().st_size > size + 1_000_000)
     assert state(home) == before
-    assert sync_folder(home, folder)["applied_versions"] == 20_000
+    assert sync_folder(home, folder)["applied_versions"] == 8_000
 
 
 def test_sync_watch_applies_changes_as_they_arrive(home, tmp_path):

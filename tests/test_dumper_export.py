@@ -23,7 +23,12 @@ def _to(vault, other, path, **kw):
 
 
 def test_import_preserves_ids_versions_and_provenance(vault, other, tmp_path):
-    cube = vault.add("the cat is grey", title="Cat", tags=["pets"], source={"path": "notes/cat.md", "lines": [3, 4]})
+    cube = vault.add(
+        "the cat is grey",
+        title="Cat",
+        tags=["pets"],
+        source={"path": "notes/cat.md", "lines": [3, 4]},
+    )
     vault.edit(cube.id, content="the cat is black")
     vault.forget(cube.id)
     vault.restore(cube.id)
@@ -36,7 +41,9 @@ def test_import_preserves_ids_versions_and_provenance(vault, other, tmp_path):
     ]
     got = other.get(cube.id, touch=False)
     assert got.content == "the cat is black" and got.source["lines"] == [3, 4]
-    origin = other.conn.execute("SELECT DISTINCT device FROM sync_events WHERE cube_id = ?", (cube.id,)).fetchall()
+    origin = other.conn.execute(
+        "SELECT DISTINCT device FROM sync_events WHERE cube_id = ?", (cube.id,)
+    ).fetchall()
     assert origin == [(vault.device_id,)]
 
 
@@ -92,12 +99,19 @@ def test_selection_by_tag_kind_profile_and_time(vault, other, tmp_path):
     keep = vault.add("work note", tags=["work"], profile="alice")
     vault.add("home note", tags=["home"], profile="alice")
     vault.add("work of bob", tags=["work"], profile="bob")
-    sel = Selection(tags=("work",), kinds=("plaintext",), profile="alice", since=keep.created_at - 1)
+    sel = Selection(
+        tags=("work",), kinds=("plaintext",), profile="alice", since=keep.created_at - 1
+    )
     result = _to(vault, other, tmp_path / "b.age", selection=sel)
     import_bundle(other, tmp_path / "b.age")
     assert result["cubes"] == 1
     assert [r[0] for r in other.conn.execute("SELECT id FROM cubes")] == [keep.id]
-    assert _to(vault, other, tmp_path / "none.age", selection=Selection(until=keep.created_at - 1))["cubes"] == 0
+    assert (
+        _to(vault, other, tmp_path / "none.age", selection=Selection(until=keep.created_at - 1))[
+            "cubes"
+        ]
+        == 0
+    )
 
 
 def test_redaction_rewrites_every_version_and_is_recorded(vault, other, tmp_path):
@@ -110,7 +124,10 @@ def test_redaction_rewrites_every_version_and_is_recorded(vault, other, tmp_path
     assert texts == ["mail [email] or call [phone] on 2024-01-02", "now [email]"]
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 1
     assert result["redacted"] == {"emails": 2, "phones": 1, "secret_cubes": 1}
-    assert "email -> [email]" in imported["redaction"] and "tag:secret -> cube left out" in imported["redaction"]
+    assert (
+        "email -> [email]" in imported["redaction"]
+        and "tag:secret -> cube left out" in imported["redaction"]
+    )
 
 
 def test_blobs_travel_when_asked(vault, other, tmp_path):
@@ -175,23 +192,49 @@ def test_rejected_import_leaves_vault_untouched_when_the_end_is_corrupt(vault, o
 
 
 def test_newer_format_version_is_a_clear_error(vault, other, tmp_path):
-    path = craft_bundle(crypto.device_keys(vault), tmp_path / "new.age", [], [crypto.device_keys(other).recipient], version=2)
+    path = craft_bundle(
+        crypto.device_keys(vault),
+        tmp_path / "new.age",
+        [],
+        [crypto.device_keys(other).recipient],
+        version=2,
+    )
     with pytest.raises(BundleError, match="format version 2.*Upgrade"):
         import_bundle(other, path)
 
 
 def _cube_record(vault, cube_id: str) -> dict:
-    return {"t": "cube", "id": cube_id, "access": [0, None], "events": [e.to_record() for e in events.cube_events(vault, cube_id)]}
+    return {
+        "t": "cube",
+        "id": cube_id,
+        "access": [0, None],
+        "events": [e.to_record() for e in events.cube_events(vault, cube_id)],
+    }
 
 
 @pytest.mark.parametrize("bad_id", ["../../etc/passwd", "a/b", "..", "x" * 200, ""])
 def test_crafted_ids_are_rejected(vault, other, tmp_path, bad_id):
     keys = crypto.device_keys(vault)
     snapshot = {"id": bad_id, "content": "evil"}
-    record = {"t": "cube", "id": bad_id, "events": [
-        {"vid": "0", "parents": [], "hlc": f"{0:013d}-{0:010d}-{keys.device}", "device": keys.device,
-         "op": "create", "actor": "user", "at": 0.0, "snapshot": snapshot}]}
-    path = craft_bundle(keys, tmp_path / "evil.age", [record], [crypto.device_keys(other).recipient])
+    record = {
+        "t": "cube",
+        "id": bad_id,
+        "events": [
+            {
+                "vid": "0",
+                "parents": [],
+                "hlc": f"{0:013d}-{0:010d}-{keys.device}",
+                "device": keys.device,
+                "op": "create",
+                "actor": "user",
+                "at": 0.0,
+                "snapshot": snapshot,
+            }
+        ],
+    }
+    path = craft_bundle(
+        keys, tmp_path / "evil.age", [record], [crypto.device_keys(other).recipient]
+    )
     with pytest.raises(BundleError, match="invalid memory id"):
         import_bundle(other, path)
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 0
@@ -202,12 +245,17 @@ def test_blob_names_escaping_the_data_dir_are_rejected(vault, other, tmp_path):
     cube = vault.add("fine")
     with vault.conn:
         events.tag_local(vault, events.load_clock(vault))
-    records = [_cube_record(vault, cube.id), {"t": "blob", "name": "../../../evil", "context": "", "data": "AAAA"}]
+    records = [
+        _cube_record(vault, cube.id),
+        {"t": "blob", "name": "../../../evil", "context": "", "data": "AAAA"},
+    ]
     path = craft_bundle(keys, tmp_path / "evil.age", records, [crypto.device_keys(other).recipient])
     with pytest.raises(BundleError, match="invalid blob name"):
         import_bundle(other, path)
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 0
-    assert not (other.data_dir.parent / "evil").exists() and not list(other.data_dir.glob("**/evil"))
+    assert not (other.data_dir.parent / "evil").exists() and not list(
+        other.data_dir.glob("**/evil")
+    )
 
 
 def test_a_version_altered_before_signing_does_not_match_its_id(vault, other, tmp_path):
@@ -217,14 +265,18 @@ def test_a_version_altered_before_signing_does_not_match_its_id(vault, other, tm
         events.tag_local(vault, events.load_clock(vault))
     record = _cube_record(vault, cube.id)
     record["events"][0]["snapshot"]["content"] = "forged text"
-    path = craft_bundle(keys, tmp_path / "forged.age", [record], [crypto.device_keys(other).recipient])
+    path = craft_bundle(
+        keys, tmp_path / "forged.age", [record], [crypto.device_keys(other).recipient]
+    )
     with pytest.raises(BundleError, match="does not match its id"):
         import_bundle(other, path)
 
 
 def test_trusted_device_signed_by_another_key_is_rejected(vault, other, tmp_path):
     crypto.add_peer(other, "laptop", crypto.device_keys(vault).card())
-    impostor = crypto.DeviceKeys(vault.device_id, crypto.device_keys(vault).age_identity, b"\x01" * 32)
+    impostor = crypto.DeviceKeys(
+        vault.device_id, crypto.device_keys(vault).age_identity, b"\x01" * 32
+    )
     path = craft_bundle(impostor, tmp_path / "imp.age", [], [crypto.device_keys(other).recipient])
     with pytest.raises(BundleError, match="signed with another key"):
         import_bundle(other, path)
@@ -245,9 +297,21 @@ def test_manifest_records_selection_and_redaction_rules(vault, other, tmp_path):
     from pyrage import x25519
 
     vault.add("x", tags=["t"])
-    _to(vault, other, tmp_path / "b.age", selection=Selection(tags=("t",)), redaction=Redaction(emails=True))
+    _to(
+        vault,
+        other,
+        tmp_path / "b.age",
+        selection=Selection(tags=("t",)),
+        redaction=Redaction(emails=True),
+    )
     identity = x25519.Identity.from_str(crypto.device_keys(other).age_identity)
     plaintext = pyrage.decrypt((tmp_path / "b.age").read_bytes(), [identity])
     manifest = json.loads(plaintext.split(b"\n", 1)[0])
     assert manifest["selection"]["tags"] == ["t"] and manifest["device"] == vault.device_id
     assert manifest["redaction"] == ["email -> [email]", "tag:secret -> cube left out"]
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(vault, tmp_path):
+    vault.add("x")
+    with pytest.raises(BundleError, match="Cannot write"):
+        export_bundle(vault, tmp_path / "no" / "such" / "dir" / "b.age")

@@ -1,4 +1,4 @@
-"""The bundle container: tampering, truncation, reordering and fuzzed input (memos_desktop/dumper)."""
+"""The bundle container: tampering, truncation, reordering, fuzzed input (memos_desktop/dumper)."""
 
 import io
 import json
@@ -23,7 +23,9 @@ def pair(tmp_path_factory):
     os.environ.setdefault("MEMOS_ARGON2_MEMORY_KIB", "8192")
     root = tmp_path_factory.mktemp("pair")
     src, dst = new_vault(root / "src"), new_vault(root / "dst")
-    src.add_many([{"content": f"memory {i} " + "lorem ipsum " * 15, "tags": ["t"]} for i in range(1000)])
+    src.add_many(
+        [{"content": f"memory {i} " + "lorem ipsum " * 15, "tags": ["t"]} for i in range(1000)]
+    )
     bundle = root / "b.age"
     export_bundle(src, bundle, recipients=[crypto.device_keys(dst).recipient])
     yield src, dst, bundle.read_bytes(), root
@@ -76,7 +78,9 @@ def test_the_untouched_bundle_still_imports(pair):
     assert import_bundle(dst, path)["versions_added"] == 1000
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=2048))
 def test_fuzzed_files_only_raise_bundle_errors(pair, data):
     _, dst, _, _ = pair
@@ -87,8 +91,14 @@ def test_fuzzed_files_only_raise_bundle_errors(pair, data):
         sink.finish()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(min_value=0, max_value=4000), flips=st.lists(st.integers(0, 4000), max_size=4), noise=st.binary(max_size=64))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cut=st.integers(min_value=0, max_value=4000),
+    flips=st.lists(st.integers(0, 4000), max_size=4),
+    noise=st.binary(max_size=64),
+)
 def test_fuzzed_bundles_only_raise_bundle_errors(pair, cut, flips, noise):
     _, dst, data, _ = pair
     mutant = bytearray(data[: len(data) - cut] + noise)
@@ -105,13 +115,27 @@ def test_fuzzed_bundles_only_raise_bundle_errors(pair, cut, flips, noise):
 
 
 def _plaintext(records: list[bytes]) -> bytes:
-    manifest = {"t": "manifest", "format": "memos-bundle", "version": 1, "kind": "export",
-                "bundle_id": "01B", "device": "01D", "signing_key": "k"}
+    manifest = {
+        "t": "manifest",
+        "format": "memos-bundle",
+        "version": 1,
+        "kind": "export",
+        "bundle_id": "01B",
+        "device": "01D",
+        "signing_key": "k",
+    }
     return json.dumps(manifest).encode() + b"\n" + b"".join(records)
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=st.lists(st.one_of(st.binary(max_size=80), st.from_regex(rb"\{\"t\": ?\"[a-z]{0,8}\"[^\n]{0,40}\}\n")), max_size=8))
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.binary(max_size=80), st.from_regex(rb"\{\"t\": ?\"[a-z]{0,8}\"[^\n]{0,40}\}\n")
+        ),
+        max_size=8,
+    )
+)
 def test_fuzzed_plaintext_records_only_raise_bundle_errors(lines):
     seen = []
     sink = BundleSink(lambda m: None, seen.append, lambda m, s, d: False)
@@ -133,11 +157,19 @@ def test_source_and_sink_agree_on_a_signed_stream():
     from memos_desktop.dumper.crypto import DeviceKeys
 
     keys = DeviceKeys("01D", "unused", b"\x07" * 32)
-    manifest = {"format": "memos-bundle", "version": 1, "kind": "export", "bundle_id": "01B", "device": "01D",
-                "signing_key": keys.verify_key}
+    manifest = {
+        "format": "memos-bundle",
+        "version": 1,
+        "kind": "export",
+        "bundle_id": "01B",
+        "device": "01D",
+        "signing_key": keys.verify_key,
+    }
     records = [{"t": "link", "n": i} for i in range(50)]
     plaintext = BundleSource(manifest, iter(records), keys.sign).read()
     got = []
-    sink = BundleSink(lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d))
+    sink = BundleSink(
+        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
+    )
     sink.write(plaintext)
     assert sink.finish()["bundle_id"] == "01B" and got == records

@@ -3,7 +3,6 @@
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +130,9 @@ def test_a_damaged_change_set_is_reported_and_retried(tmp_path):
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("add"), st.integers(0, 2), st.integers(0, 0)),
-        st.tuples(st.sampled_from(["edit", "forget", "restore"]), st.integers(0, 2), st.integers(0, 5)),
+        st.tuples(
+            st.sampled_from(["edit", "forget", "restore"]), st.integers(0, 2), st.integers(0, 5)
+        ),
         st.tuples(st.just("sync"), st.integers(0, 2), st.integers(0, 0)),
     ),
     min_size=1,
@@ -176,7 +177,12 @@ def test_three_devices_converge_without_losing_a_version(ops):
             states = [state(v) for v in vaults]
             assert states[0] == states[1] == states[2]
             for v in vaults:
-                contents = {r[0] for r in v.conn.execute("SELECT json_extract(snapshot, '$.content') FROM cube_versions")}
+                contents = {
+                    r[0]
+                    for r in v.conn.execute(
+                        "SELECT json_extract(snapshot, '$.content') FROM cube_versions"
+                    )
+                }
                 kept = [t for t in written if t.startswith(("add", "edit"))]
                 assert set(kept) <= contents
                 versions = v.conn.execute("SELECT count(*) FROM cube_versions").fetchone()[0]
@@ -184,3 +190,18 @@ def test_three_devices_converge_without_losing_a_version(ops):
         finally:
             for v in vaults:
                 v.close()
+
+
+def test_a_replayed_change_set_under_a_new_name_changes_nothing(tmp_path):
+    a, b = _devices(tmp_path, 2)
+    cube = a.add("once")
+    folder = tmp_path / "shared"
+    _settle([a, b], folder)
+    b.edit(cube.id, content="later edit on b")
+    _settle([a, b], folder)
+    [first, *_] = sorted((folder / "changes" / a.device_id).glob("*.age"))
+    (folder / "changes" / a.device_id / "0000000099.age").write_bytes(first.read_bytes())
+    before = state(b)
+    status = sync_folder(b, folder)
+    assert status["applied_versions"] == 0 and not status["errors"]
+    assert state(b) == before and b.get(cube.id, touch=False).content == "later edit on b"

@@ -115,3 +115,16 @@ def test_watch_run_without_folders_is_a_one_line_error(keyword_vault):
     result = run_cli("watch", "run")
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: No watched folders: add one with `memos-desktop watch add PATH`."
+
+
+def test_watch_rm_forget_tombstones_the_folders_memories(keyword_vault, notes):
+    from memos_desktop.loader.ingest import Loader
+
+    assert run_cli("watch", "add", str(notes)).returncode == 0
+    Loader(keyword_vault).scan([notes])
+    ids = [c.id for c in keyword_vault.cubes()]
+    result = run_cli("watch", "rm", "--forget", str(notes))
+    assert result.returncode == 0, result.stderr
+    assert "forgot the memories of 2 files" in result.stdout
+    assert ids and all(keyword_vault.get(i, include_inactive=True).state == "deleted" for i in ids)
+    assert status.counts(keyword_vault)["indexed"] == 0

@@ -333,6 +333,21 @@ def test_unreadable_file_is_an_error_with_reason_and_the_rest_is_indexed(vault, 
     assert (state.status, state.reason) == ("error", "permission denied")
 
 
+def test_unlistable_folder_is_skipped_and_its_known_notes_are_kept(vault, notes, isolated_home):
+    (notes / "locked").mkdir()
+    (notes / "locked" / "plan.md").write_text("# Plan\n\nkeep me\n")
+    Loader(vault).scan([notes])
+    (notes / "locked").chmod(0)
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    proc = _subprocess_ingest(isolated_home, notes, prefix)
+    out, err = proc.communicate(timeout=120)
+    (notes / "locked").chmod(0o755)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["removed"] == 0
+    assert status.get(vault, str(notes / "locked")).reason == "permission denied"
+    assert vault.cubes(source_path=str(notes / "locked" / "plan.md"))
+
+
 def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicates(vault, tmp_path, isolated_home):
     folder = tmp_path / "big"
     folder.mkdir()
@@ -369,3 +384,18 @@ def test_kill_9_during_a_large_ingest_then_resume_is_consistent_without_duplicat
 def test_scanning_a_missing_folder_is_a_clear_error(vault, tmp_path):
     with pytest.raises(NotFound, match="does not exist"):
         Loader(vault).scan([tmp_path / "nope"])
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_files_tree_indexes_only_the_notes(vault, tmp_path):
+    folder = tmp_path / "home"
+    for d in range(100):
+        junk = folder / "node_modules" / f"pkg{d}" if d % 2 else folder / f"assets{d}"
+        junk.mkdir(parents=True)
+        for i in range(999):
+            (junk / f"f{i}.{'js' if d % 2 else 'png'}").touch()
+        (folder / f"note{d}.md").write_text(f"# Note {d}\n\nneedle{d} in a haystack\n")
+    report = Loader(vault).scan([folder])
+    assert (report.files, report.indexed, report.errors) == (100, 100, 0)
+    assert len(status.load(vault)) == 100
+    assert vault.fts("needle57", 5)

@@ -158,3 +158,28 @@ def test_ignored_paths_do_not_reach_the_vault(vault, notes, watcher):
     (notes / "visible.md").write_text("# V\n\nvisible platypus\n")
     eventually(searchable(vault, "visible platypus"))
     assert [Path(p).name for p in status.load(vault) if "platypus" in Path(p).read_text()] == ["visible.md"]
+
+
+def test_stop_during_the_startup_scan_stops_and_the_next_start_resumes(vault, tmp_path, isolated_home, fake_embedder):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"n{i}.md").write_text(f"# N{i}\n\nbody {i}\n")
+    add_root(vault, folder)
+    scanning = threading.Event()
+
+    def on_status(st):
+        if st.scanned[0] >= 1:
+            scanning.set()
+
+    first = Watcher(lambda: Vault.open(isolated_home, PASSPHRASE, embedder=fake_embedder), on_status=on_status)
+    first.start()
+    assert scanning.wait(timeout=30)
+    first.stop()
+    assert first.status.state == "stopped" and first.status.scanned[0] < 400
+    second = Watcher(lambda: Vault.open(isolated_home, PASSPHRASE, embedder=fake_embedder))
+    second.start()
+    assert second.wait_ready(timeout=60)
+    second.stop()
+    assert status.counts(vault)["indexed"] == 400
+    assert len(vault.cubes(limit=1000)) == 400

@@ -2,7 +2,7 @@
 
 import time
 
-from memos_desktop.operator import Filters, Hit, query_terms, search
+from memos_desktop.operator import Filters, Hit, date_windows, query_terms, search
 
 
 def ids(hits: list[Hit]) -> list[str]:
@@ -52,9 +52,7 @@ def test_another_profiles_private_cube_is_never_returned(vault):
 
 
 def test_another_profiles_shared_cube_is_returned(vault):
-    shared = vault.add(
-        "The family wifi password is on the fridge", profile="bob", visibility="shared"
-    )
+    shared = vault.add("The family wifi password is on the fridge", profile="bob", visibility="shared")
     assert ids(search(vault, "wifi password")) == [shared.id]
 
 
@@ -98,7 +96,7 @@ def test_filter_by_tags_needs_every_tag(vault):
 def test_filter_by_source_path(vault):
     vault.add("Falcon kickoff notes", source={"path": "a.md"})
     wanted = vault.add("Falcon retro notes", source={"path": "b.md"})
-    assert ids(search(vault, "falcon notes", filters=Filters(source="b.md"))) == [wanted.id]
+    assert ids(search(vault, "falcon notes", filters=Filters(source_path="b.md"))) == [wanted.id]
 
 
 def test_filter_by_time_window_uses_validity(vault):
@@ -121,9 +119,7 @@ def test_context_attaches_neighbouring_turns_of_the_same_chat(vault):
     turns = vault.add_many(
         [
             dict(content=f"turn {i}: " + text, source={"conversation": "c1", "turn_id": f"D1:{i}"})
-            for i, text in enumerate(
-                ["hello", "what about the concert?", "it was on Friday", "bye"]
-            )
+            for i, text in enumerate(["hello", "what about the concert?", "it was on Friday", "bye"])
         ]
     )
     vault.add("unrelated", source={"conversation": "c2", "turn_id": "D1:1"})
@@ -153,3 +149,48 @@ def test_search_without_recording_leaves_no_trace(vault):
     search(vault, "green tea", record=False)
     assert vault.get(cube.id, touch=False).access_count == 0
     assert len(vault.audit_log(limit=1000)) == before
+
+
+def test_query_dates_become_time_windows():
+    from datetime import datetime
+
+    ((start, end),) = date_windows("What did Nate cook on 9 November, 2022?")
+    assert start < datetime(2022, 11, 9, 12).timestamp() < end
+    ((start, end),) = date_windows("What did Nate share in November 2022?")
+    assert (end - start) / 86400 == 30
+    assert date_windows("What may happen in 5 days?") == []
+
+
+def test_memory_from_a_date_the_query_names_ranks_first(vault):
+    from datetime import datetime
+
+    vault.add("Nate: I cooked pasta", valid_from=datetime(2022, 10, 1, 12).timestamp())
+    nov = vault.add("Nate: I cooked pasta again", valid_from=datetime(2022, 11, 9, 12).timestamp())
+    hit = search(vault, "What did Nate cook on 9 November, 2022?", use_vectors=False)[0]
+    assert hit.cube.id == nov.id and hit.signals["date"] == 1.0
+
+
+def test_the_reply_after_a_matching_turn_is_found(vault):
+    turns = vault.add_many(
+        [
+            dict(content=text, source={"conversation": "c1", "turn_id": f"D1:{i}"})
+            for i, text in enumerate(["Where did you go on your road trip?", "Woodhaven, Ohio!"])
+        ]
+    )
+    hits = search(vault, "Where did Joanna go for her road trip?", use_vectors=False)
+    assert turns[1].id in ids(hits)
+    assert hits[ids(hits).index(turns[1].id)].signals["neighbour"] > 0
+
+
+def test_a_hidden_neighbour_lends_no_score(vault):
+    vault.add_many(
+        [
+            dict(
+                content="Where did you go on your road trip?",
+                owner="bob",
+                source={"conversation": "c1", "turn_id": "D1:0"},
+            ),
+            dict(content="Woodhaven, Ohio!", source={"conversation": "c1", "turn_id": "D1:1"}),
+        ]
+    )
+    assert search(vault, "road trip", use_vectors=False) == []

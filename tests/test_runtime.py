@@ -286,3 +286,15 @@ def test_adapter_for_another_model_is_refused(backend):
     with pytest.raises(ModelError, match="does not fit this model"):
         backend.load_adapter(path, 1.0)
     assert backend.adapters == ()
+
+
+def test_fingerprint_follows_the_model_file_content(tmp_path):
+    import os
+    import shutil
+
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(testmodels.tiny_gguf(0), copy)
+    before = fingerprint(load_backend(copy, SETTINGS))
+    shutil.copyfile(testmodels.tiny_gguf(1), copy)
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000))
+    assert fingerprint(load_backend(copy, SETTINGS)) != before

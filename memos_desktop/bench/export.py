@@ -5,7 +5,8 @@ characters, a title, tags and a source; one version each; no embedder: vectors a
 index rebuilt by the embedder after import and are not part of the bundle). Export and import each
 run in a fresh child process, so `ru_maxrss` is the peak memory of that phase alone; a child that
 only opens the vault is the baseline. The first export also tags every version in the op log (a
-one-time cost), so the second export is the steady state. MB/s counts bundle bytes.
+one-time cost), so the second export is the steady state. MB/s counts bundle bytes; the
+baseline in the same run is age decryption alone (pyrage), the ceiling set by the crypto layer.
 """
 
 import json
@@ -17,10 +18,33 @@ import time
 from pathlib import Path
 
 PASSPHRASE = "bench passphrase"
-_WORDS = (
-    "meeting project garden recipe travel budget doctor family book music invoice school train "
-    "weekend coffee library password river mountain planning notes friend birthday report idea"
-).split()
+_WORDS = [
+    "meeting",
+    "project",
+    "garden",
+    "recipe",
+    "travel",
+    "budget",
+    "doctor",
+    "family",
+    "book",
+    "music",
+    "invoice",
+    "school",
+    "train",
+    "weekend",
+    "coffee",
+    "library",
+    "password",
+    "river",
+    "mountain",
+    "planning",
+    "notes",
+    "friend",
+    "birthday",
+    "report",
+    "idea",
+]
 
 
 def _fill(data_dir: Path, n: int, seed: int = 7) -> None:
@@ -69,7 +93,8 @@ with Vault.open(Path(data_dir), {passphrase!r}) as vault:
         result = importer.import_bundle(vault, Path(bundle))
     seconds = time.perf_counter() - started
     done.set()
-print(json.dumps({{"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": max(peak[0], rss_mib()),
+peak_mib = max(peak[0], rss_mib())
+print(json.dumps({{"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": peak_mib,
                   "result": result}}))
 """
 
@@ -78,9 +103,30 @@ def _child(phase: str, data_dir: Path, bundle: Path, recipient: str = "") -> dic
     code = _CHILD.format(passphrase=PASSPHRASE)
     out = subprocess.run(
         [sys.executable, "-c", code, phase, str(data_dir), str(bundle), recipient],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
+
+
+def _age_only(bundle: Path, identity: str) -> float:
+    """Seconds to only decrypt the bundle (pyrage, into a null sink): the crypto layer's share."""
+    import io
+
+    from memos_desktop.dumper.crypto import decrypt_stream
+
+    class _Null(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            return len(data)
+
+    started = time.perf_counter()
+    with open(bundle, "rb") as fh:
+        decrypt_stream(fh, _Null(), [identity])
+    return time.perf_counter() - started
 
 
 def _one_size(root: Path, n: int) -> dict:
@@ -92,9 +138,10 @@ def _one_size(root: Path, n: int) -> dict:
     from memos_desktop.vault import Vault
 
     with Vault.create(dst, PASSPHRASE) as vault:
-        recipient = device_keys(vault).recipient
-    first = _child("export", src, bundle, recipient)
-    steady = _child("export", src, bundle, recipient)
+        keys = device_keys(vault)
+    first = _child("export", src, bundle, keys.recipient)
+    steady = _child("export", src, bundle, keys.recipient)
+    age_seconds = _age_only(bundle, keys.age_identity)
     imported = _child("import", dst, bundle)
     size_mb = steady["result"]["bytes"] / 1e6
     return {
@@ -106,6 +153,7 @@ def _one_size(root: Path, n: int) -> dict:
         "import_s": round(imported["seconds"], 2),
         "import_MB/s": round(size_mb / imported["seconds"], 1),
         "import_cubes/s": round(n / imported["seconds"]),
+        "age_only_MB/s": round(size_mb / age_seconds, 1),
         "export_peak_MiB": round(steady["rss_peak_mib"] - steady["rss_before_mib"], 1),
         "import_peak_MiB": round(imported["rss_peak_mib"] - imported["rss_before_mib"], 1),
         "fill_s": round(fill_seconds, 1),
@@ -113,11 +161,18 @@ def _one_size(root: Path, n: int) -> dict:
 
 
 def run(sizes: list[int]) -> dict:
-    """Measure export/import of vaults of `sizes` cubes; rows for the table, plus the target."""
+    """Measure export/import of vaults of `sizes` cubes: per-size results and a metric table."""
     with tempfile.TemporaryDirectory(prefix="memos-bench-export-") as tmp:
-        rows = [_one_size(Path(tmp), n) for n in sizes]
+        results = [_one_size(Path(tmp), n) for n in sizes]
+    table = [
+        {"metric": key, **{f"{r['cubes']:,} cubes": r[key] for r in results}}
+        for key in results[0]
+        if key != "cubes"
+    ]
     return {
-        "rows": rows,
+        "sizes": results,
+        "rows": table,
         "target_mb_s": 50,
-        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), one version per cube",
+        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), "
+        "one version per cube",
     }

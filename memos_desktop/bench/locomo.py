@@ -167,7 +167,7 @@ def run(directory: Path, ks: tuple[int, ...] = (5, 10, 20), embedder=None) -> di
                         vault,
                         qa["question"],
                         k=top,
-                        filters=Filters(source=conv["id"]),
+                        filters=Filters(source_path=conv["id"]),
                         record=False,
                     )
                     found = [h.cube.source.get("turn_id") for h in hits]

@@ -140,14 +140,16 @@ def _knn_recall(vault, embedder, texts: list[str]) -> float:
 def rows(result: dict) -> list[dict]:
     out = []
     for size, entry in result["sizes"].items():
+        recall = entry["knn_recall@10_vs_exact"]
         for mode in ("plain", "encrypted"):
-            out.append({"cubes": int(size), "vault": mode, **entry[mode]})
+            out.append({"cubes": int(size), "vault": mode, **entry[mode], "knn recall@10": recall})
         out.append(
             {
                 "cubes": int(size),
                 "vault": "encrypted/plain",
                 "p50_ms": entry["encrypted/plain p50"],
                 "p95_ms": entry["encrypted/plain p95"],
+                "knn recall@10": recall,
             }
         )
     return out

@@ -3,8 +3,9 @@
 For each runtime and prefix length, in one run on one loaded model: a cold run (prefix + a short
 query from an empty KV cache), a restored run (the prefix's KV state opened from a throwaway
 encrypted vault through `ActivationMemory`, then the query), and a suffix-only baseline (the
-prefix already in the KV cache, only the query computed). Greedy output of the restored run must
-equal the cold run's token for token. llama.cpp runs the random Qwen2.5-0.5B-shaped F16 GGUF;
+prefix already in the KV cache, only the query computed), the last two interleaved so both see
+the same machine load. Greedy output of the restored run must equal the cold run's token for
+token. llama.cpp runs the random Qwen2.5-0.5B-shaped F16 GGUF;
 MLX on Linux runs on a slow reference CPU BLAS, so it runs a smaller llama shape (reported).
 Never writes outside a temporary directory, apart from the cached generated models.
 """
@@ -22,13 +23,14 @@ from memos_desktop.runtime.base import LLMBackend
 QUERY = "\nQuestion: on which day does the team meet, and where is the office?"
 QUERY_TOKENS = 16
 CHECK_TOKENS = 32
-REPEATS = 3
+REPEATS = 5
 
 
-def _model(runtime: str) -> tuple[Path, testmodels.ModelSpec]:
-    if runtime == "llama.cpp":
-        return testmodels.qwen05b_shape_gguf(), testmodels.QWEN05B_SHAPE
-    return testmodels.mlx_bench_model(), testmodels.MLX_BENCH
+SPECS = {"llama.cpp": testmodels.QWEN05B_SHAPE, "mlx": testmodels.MLX_BENCH}
+
+
+def _model(runtime: str, spec: testmodels.ModelSpec) -> Path:
+    return testmodels.gguf_model(spec) if runtime == "llama.cpp" else testmodels.mlx_model(spec)
 
 
 def _text_tokens(backend: LLMBackend, n: int) -> list[int]:
@@ -57,12 +59,10 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
 
     backend.reset()
     cold_s, cold = _first_token(backend, prompt, CHECK_TOKENS)
-
-    backend.reset()
     saved = memory.prepare(backend, prefix)
     state_bytes = memory.vault.get(saved.cube_id).meta["bytes"] if saved.saved else 0
 
-    restored_runs, restore_runs, identical = [], [], True
+    restored_runs, restore_runs, suffix_runs, identical = [], [], [], True
     for _ in range(REPEATS):
         backend.reset()
         start = time.perf_counter()
@@ -71,9 +71,6 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
         seconds, tokens = _first_token(backend, prompt, CHECK_TOKENS)
         restored_runs.append(restore_runs[-1] + seconds)
         identical = identical and done.restored_tokens == length and tokens == cold
-
-    suffix_runs = []
-    for _ in range(REPEATS):
         backend.prefill(prefix)
         seconds, _ = _first_token(backend, prompt, 1)
         suffix_runs.append(seconds)
@@ -92,11 +89,13 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
     }
 
 
-def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Path) -> dict:
+def _run_runtime(
+    runtime: str, spec: testmodels.ModelSpec, lengths: Sequence[int], threads: int, workdir: Path
+) -> dict:
     from memos_desktop.runtime.activation import ActivationMemory
     from memos_desktop.vault import Vault
 
-    path, spec = _model(runtime)
+    path = _model(runtime, spec)
     n_ctx = max(lengths) + QUERY_TOKENS + CHECK_TOKENS + 16
     backend = load_backend(path, LoadSettings(n_ctx=n_ctx, threads=threads, batch=512))
     vault = Vault.create(workdir / runtime, secrets.token_hex(16))
@@ -113,7 +112,7 @@ def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Pa
             "runtime_version": backend.runtime_version(),
             "lengths": {},
         }
-        if runtime == "mlx":
+        if runtime == "mlx" and spec == testmodels.MLX_BENCH:
             out["note"] = "MLX on Linux uses a slow reference CPU BLAS: measured on a smaller llama shape."
         for length in lengths:
             out["lengths"][str(length)] = _measure(backend, memory, length)
@@ -123,12 +122,23 @@ def _run_runtime(runtime: str, lengths: Sequence[int], threads: int, workdir: Pa
         vault.close()
 
 
-def run(lengths: Sequence[int] = (512, 2048, 8192), runtimes: Sequence[str] = ("llama.cpp", "mlx"), threads: int = 2) -> dict:
-    """Measure every runtime at every prefix length; returns the `--json` object."""
+def run(
+    lengths: Sequence[int] = (512, 2048, 8192),
+    runtimes: Sequence[str] = ("llama.cpp", "mlx"),
+    threads: int = 2,
+    specs: dict[str, testmodels.ModelSpec] | None = None,
+) -> dict:
+    """Measure every runtime at every prefix length; returns the `--json` object.
+
+    `specs` replaces the generated model shape per runtime (tests use the tiny one).
+    """
+    specs = {**SPECS, **(specs or {})}
     with tempfile.TemporaryDirectory(prefix="memos-bench-ttft-") as tmp:
-        results = {rt: _run_runtime(rt, lengths, threads, Path(tmp)) for rt in runtimes}
+        results = {rt: _run_runtime(rt, specs[rt], lengths, threads, Path(tmp)) for rt in runtimes}
     return {
-        "settings": {"threads": threads, "query_tokens": QUERY_TOKENS, "check_tokens": CHECK_TOKENS, "repeats": REPEATS},
+        "settings": {
+            "threads": threads, "query_tokens": QUERY_TOKENS, "check_tokens": CHECK_TOKENS, "repeats": REPEATS,
+        },
         "runtimes": results,
     }
 

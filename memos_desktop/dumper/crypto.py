@@ -194,7 +194,10 @@ def encrypt_stream(
             raise BundleError(f"Invalid age recipient: {exc}.") from None
         if not keys:
             raise BundleError("A bundle needs at least one recipient or a passphrase.")
-    pyrage.encrypt_io(source, out, keys)
+    try:
+        pyrage.encrypt_io(source, out, keys)
+    except pyrage.EncryptError as exc:
+        raise BundleError(f"The bundle could not be written ({exc}).") from None
 
 
 def decrypt_stream(

@@ -39,6 +39,13 @@ class Event:
     actor: str
     at: float
     snapshot: dict = field(repr=False)
+    canonical: str | None = field(default=None, repr=False, compare=False)
+
+    def stored(self, version: int) -> str:
+        """The snapshot text to store as local version `version`."""
+        if self.canonical is None:
+            self.canonical = canonical_snapshot(self.snapshot)
+        return stored_snapshot(self.canonical, version)
 
     def to_record(self) -> dict:
         return {
@@ -53,6 +60,17 @@ class Event:
         }
 
 
+def canonical_snapshot(snapshot: dict) -> str:
+    """A snapshot as canonical JSON (sorted keys, no spaces) without its local version number."""
+    body = {k: v for k, v in snapshot.items() if k != "version"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def stored_snapshot(canonical: str, version: int) -> str:
+    """The text stored in `cube_versions.snapshot` for local version number `version`."""
+    return f'{{"version":{version}' + (f",{canonical[1:]}" if canonical != "{}" else "}")
+
+
 def vid_of(
     cube_id: str,
     parents: list[str],
@@ -62,15 +80,12 @@ def vid_of(
     actor: str,
     at: float,
     snapshot: dict,
+    canonical: str | None = None,
 ) -> str:
     """The global id of an event: a hash of everything in it but the local version number."""
-    body = {k: v for k, v in snapshot.items() if k != "version"}
-    text = json.dumps(
-        [cube_id, parents, stamp, device, op, actor, at, body],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    head = json.dumps([cube_id, parents, stamp, device, op, actor, at], separators=(",", ":"))
+    body = canonical if canonical is not None else canonical_snapshot(snapshot)
+    return hashlib.blake2b(f"{head}\n{body}".encode(), digest_size=16).hexdigest()
 
 
 def load_clock(vault) -> hlc.HybridClock:
@@ -84,18 +99,25 @@ def save_clock(vault, clock: hlc.HybridClock) -> None:
 
 
 def tag_local(vault, clock: hlc.HybridClock) -> int:
-    """Give every untagged version row (made on this device) an event id; return how many."""
+    """Give every untagged version row (made on this device) an event id; return how many.
+
+    Streams the rows (parents before children per cube); inserts only touch rows already read.
+    """
     conn = vault.conn
     rows = conn.execute(
-        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot FROM cube_versions v"
-        " WHERE NOT EXISTS (SELECT 1 FROM sync_events e WHERE e.cube_id = v.cube_id AND e.version = v.version)"
+        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot"
+        " FROM cube_versions v WHERE NOT EXISTS (SELECT 1 FROM sync_events e"
+        " WHERE e.cube_id = v.cube_id AND e.version = v.version)"
         " ORDER BY v.cube_id, v.version"
-    ).fetchall()
-    tagged: dict[tuple[str, int], str] = {}
+    )
+    count = 0
+    current, tagged = None, {}
     for cube_id, version, parent, op, at, actor, snapshot in rows:
+        if cube_id != current:
+            current, tagged = cube_id, {}
         parents = []
         if parent is not None:
-            pvid = tagged.get((cube_id, parent))
+            pvid = tagged.get(parent)
             if pvid is None:
                 found = conn.execute(
                     "SELECT vid FROM sync_events WHERE cube_id = ? AND version = ?",
@@ -111,16 +133,18 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
             " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
             (vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)),
         )
-        tagged[(cube_id, version)] = vid
+        tagged[version] = vid
+        count += 1
     save_clock(vault, clock)
-    return len(rows)
+    return count
 
 
 def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
     """The events of one cube in local version order (parents before children)."""
     sql = (
-        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot FROM sync_events e"
-        " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
+        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
+        " FROM sync_events e JOIN cube_versions v"
+        " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
     )
     if only_unshared:
         sql += " AND e.shared = 0"
@@ -164,6 +188,7 @@ def parse_event(cube_id: str, record: object) -> Event:
     if event.device != CONFLICT_DEVICE:
         check_id(event.device, "device id")
     cube_from_snapshot(event.snapshot)
+    event.canonical = canonical_snapshot(event.snapshot)
     expected = vid_of(
         cube_id,
         event.parents,
@@ -173,6 +198,7 @@ def parse_event(cube_id: str, record: object) -> Event:
         event.actor,
         event.at,
         event.snapshot,
+        event.canonical,
     )
     if expected != event.vid:
         raise BundleError(
@@ -280,10 +306,9 @@ def _insert_event(
         parent_version = vault.conn.execute(
             "SELECT version FROM sync_events WHERE vid = ?", (event.parents[0],)
         ).fetchone()[0]
-    snapshot = {**event.snapshot, "version": version}
     vault.conn.execute(
         "INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (cube_id, version, parent_version, event.op, event.at, event.actor, json.dumps(snapshot)),
+        (cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version)),
     )
     vault.conn.execute(
         "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
@@ -319,7 +344,7 @@ def _settle(
     next_version: int,
     access: tuple,
 ) -> None:
-    """Make the cube row show its single head, writing a conflict version first when there are several."""
+    """Make the cube row show its single head; several heads first get a conflict version."""
     referenced = {p for k in known.values() for p in k.parents}
     heads = sorted((k.hlc, vid) for vid, k in known.items() if vid not in referenced)
     head_vid = heads[-1][1]
@@ -369,7 +394,9 @@ class NewCubes:
     `flush()` must run before anything reads those cubes and before the transaction commits.
     """
 
-    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500):
+    def __init__(
+        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500
+    ):
         self.vault = vault
         self.origin = origin
         self.shared = int(shared)
@@ -382,14 +409,16 @@ class NewCubes:
 
     @staticmethod
     def fits(evs: list[Event]) -> bool:
-        return bool(evs) and not evs[0].parents and all(
-            ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False)
+        return (
+            bool(evs)
+            and not evs[0].parents
+            and all(ev.parents == [prev.vid] for prev, ev in zip(evs, evs[1:], strict=False))
         )
 
     def add(self, cube_id: str, evs: list[Event], access: tuple[int, float | None]) -> int:
         parent = None
         for number, ev in enumerate(evs, start=1):
-            snapshot = json.dumps({**ev.snapshot, "version": number})
+            snapshot = ev.stored(number)
             self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
             parents = json.dumps(ev.parents) if ev.parents else "[]"
             self._events.append(
@@ -398,10 +427,14 @@ class NewCubes:
             self.clock.observe(ev.hlc)
             parent = number
         head = {**evs[-1].snapshot, "version": len(evs), "access_count": access[0]}
-        head.update(last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"]))
+        head.update(
+            last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"])
+        )
         row = [head.get(c) for c in COLUMNS]
         for name in ("tags", "source", "meta"):
-            row[COLUMNS.index(name)] = json.dumps(head.get(name) or ({} if name != "tags" else []), sort_keys=True)
+            row[COLUMNS.index(name)] = json.dumps(
+                head.get(name) or ({} if name != "tags" else []), sort_keys=True
+            )
         row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
         self._cubes.append(tuple(row))
         self.ids[cube_id] = None
@@ -424,7 +457,8 @@ class NewCubes:
         conn.execute(
             "INSERT INTO cube_fts (rowid, title, content, tags)"
             " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
-            f" FROM cubes WHERE kind = 'plaintext' AND state = 'active' AND id IN ({', '.join('?' * len(self.ids))})",
+            " FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+            f" AND id IN ({', '.join('?' * len(self.ids))})",
             list(self.ids),
         )
         self.ids, self._cubes, self._versions, self._events = {}, [], [], []
@@ -446,7 +480,7 @@ def conflicts(vault) -> list[dict]:
 
 
 def _competing(vault, vids: list[str]) -> list[str]:
-    """The user's versions behind a conflict: nested conflict versions are replaced by their parents."""
+    """The user's versions behind a conflict (nested conflict versions give their parents)."""
     out: list[str] = []
     todo = list(vids)
     while todo:
@@ -463,7 +497,8 @@ def _competing(vault, vids: list[str]) -> list[str]:
 
 def _describe(vault, vid: str) -> dict:
     version, stamp, device, op, snapshot = vault.conn.execute(
-        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot FROM sync_events e JOIN cube_versions v"
+        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot"
+        " FROM sync_events e JOIN cube_versions v"
         " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
         (vid,),
     ).fetchone()

@@ -138,14 +138,18 @@ class _Export:
         conn = self.vault.conn
         where, params = self._where()
         selected, all_params = self.selection.where()
-        secret = conn.execute(f"SELECT count(*) FROM cubes WHERE {selected}", all_params).fetchone()[0]
+        secret = conn.execute(
+            f"SELECT count(*) FROM cubes WHERE {selected}", all_params
+        ).fetchone()[0]
+        # Outer scan of the op log in (cube, version) order (CROSS JOIN fixes the join order), so
+        # rows stream grouped by cube without a sort that would hold the whole vault in memory.
         rows = conn.execute(
             "SELECT c.id, c.access_count, c.last_accessed_at, c.payload_ref,"
             " json_extract(c.meta, '$.blob_context'),"
             " e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
-            " FROM cubes c JOIN sync_events e ON e.cube_id = c.id"
-            " JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version"
-            f" WHERE {where} ORDER BY c.rowid, e.version",
+            " FROM sync_events e CROSS JOIN cubes c ON c.id = e.cube_id"
+            " CROSS JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version"
+            f" WHERE {where} ORDER BY e.cube_id, e.version",
             params,
         )
         cube, group = None, []
@@ -159,15 +163,17 @@ class _Export:
             yield from self._cube(cube, group)
         self.redaction.counts["secret_cubes"] = secret - self.summary["cubes"]
         for src, dst, rel, at in conn.execute(
-            f"SELECT src, dst, rel, at FROM links WHERE src IN (SELECT id FROM cubes WHERE {where})"
-            f" AND dst IN (SELECT id FROM cubes WHERE {where}) ORDER BY src, dst, rel",
+            "SELECT src, dst, rel, at FROM links"
+            f" WHERE EXISTS (SELECT 1 FROM cubes WHERE id = links.src AND {where})"
+            f" AND EXISTS (SELECT 1 FROM cubes WHERE id = links.dst AND {where})",
             params,
         ):
             self.summary["links"] += 1
             yield {"t": "link", "src": src, "dst": dst, "rel": rel, "at": at}
         for seq, at, action, cube_id, actor, detail, digest in conn.execute(
-            f"SELECT seq, at, action, cube_id, actor, detail, hash FROM audit"
-            f" WHERE cube_id IN (SELECT id FROM cubes WHERE {where}) ORDER BY seq",
+            "SELECT seq, at, action, cube_id, actor, detail, hash FROM audit"
+            f" WHERE EXISTS (SELECT 1 FROM cubes WHERE id = audit.cube_id AND {where})"
+            " ORDER BY seq",
             params,
         ):
             self.summary["audit"] += 1
@@ -190,12 +196,16 @@ class _Export:
         self.summary["versions"] += len(rows)
         if self.redaction.rewrites:
             evs = [
-                events.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
+                events.Event(
+                    vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot)
+                )
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
             evs = _redact_events(evs, self.redaction)
             yield {
-                "t": "cube", "id": cube_id, "access": [access_count, last_accessed],
+                "t": "cube",
+                "id": cube_id,
+                "access": [access_count, last_accessed],
                 "events": [e.to_record() for e in evs],
             }
         else:
@@ -205,7 +215,8 @@ class _Export:
                 f'"op":{dump(op)},"actor":{dump(actor)},"at":{dump(at)},"snapshot":{snapshot}}}'
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
-            head = f'{{"t":"cube","id":{dump(cube_id)},"access":[{access_count},{dump(last_accessed)}],'
+            access = f"[{access_count},{dump(last_accessed)}]"
+            head = f'{{"t":"cube","id":{dump(cube_id)},"access":{access},'
             yield (head + '"events":[' + ",".join(parts) + "]}").encode("utf-8")
         if self.with_blobs and payload_ref:
             blob = self._blob(payload_ref, blob_context or "")
@@ -249,7 +260,7 @@ def _read_snapshot(conn):
 
 
 def write_atomic(out: Path, write) -> int:
-    """Call `write(fh)` on a temp file beside `out`, fsync, then rename it to `out`; return its size."""
+    """`write(fh)` into a temp file beside `out`, fsync, rename to `out`; return its size."""
     out = Path(out)
     if out.is_dir():
         raise BundleError(f"{out} is a directory; give a file name for the bundle.")
@@ -260,6 +271,9 @@ def write_atomic(out: Path, write) -> int:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BundleError(f"Cannot write {out}: {exc.strerror or exc}.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

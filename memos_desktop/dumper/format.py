@@ -56,7 +56,9 @@ class BundleSource(io.RawIOBase):
     A record is a dict, or bytes already holding one JSON object (no newline) for speed.
     """
 
-    def __init__(self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]):
+    def __init__(
+        self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]
+    ):
         self._lines = self._generate(manifest, records)
         self._sign = sign
         self._buf = b""

@@ -58,8 +58,8 @@ class Applier:
         trusted = crypto.trusted_key(self.vault, manifest["device"])
         if trusted is not None and trusted != manifest["signing_key"]:
             raise BundleError(
-                f"The bundle claims to come from device {manifest['device']} but is signed with another "
-                "key than the one you trust for it; it was not imported."
+                f"The bundle claims to come from device {manifest['device']} but is signed "
+                "with another key than the one you trust for it; it was not imported."
             )
         self.trusted = trusted is not None or manifest["device"] == self.vault.device_id
         self.manifest = manifest
@@ -105,15 +105,23 @@ class Applier:
             self.new_cubes.flush()
         try:
             # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
-            exists = not self.empty and self.vault.conn.execute(
-                "SELECT 1 FROM cubes WHERE id = ?", (cube_id,)
-            ).fetchone()
+            exists = (
+                not self.empty
+                and self.vault.conn.execute(
+                    "SELECT 1 FROM cubes WHERE id = ?", (cube_id,)
+                ).fetchone()
+            )
             if not exists and self.new_cubes.fits(evs):
                 added = self.new_cubes.add(cube_id, evs, access)
             else:
                 added = events.apply_cube(
-                    self.vault, cube_id, evs, origin=self.manifest["bundle_id"], shared=self.shared,
-                    clock=self.clock, access=access,
+                    self.vault,
+                    cube_id,
+                    evs,
+                    origin=self.manifest["bundle_id"],
+                    shared=self.shared,
+                    clock=self.clock,
+                    access=access,
                 )
         except BundleError:
             raise
@@ -160,7 +168,9 @@ class Applier:
                 self._audit_rows,
             )
         except Exception as exc:
-            raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
+            raise BundleError(
+                f"The bundle cannot be stored ({exc}); nothing was imported."
+            ) from None
         self._audit_rows = []
 
     def _blob(self, record: dict) -> None:

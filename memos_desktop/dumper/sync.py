@@ -33,7 +33,7 @@ def _layout(folder: Path, device: str) -> None:
 
 
 def _group_identity(vault, folder: Path, keys: crypto.DeviceKeys) -> str | None:
-    """The folder's group identity: read from our key file, created by the first device, else None."""
+    """The folder's group identity: ours, or new for the first device; None if not admitted."""
     import pyrage
     from pyrage import x25519
 
@@ -74,7 +74,7 @@ def _admit(vault, folder: Path, group: str) -> list[str]:
 
 
 def _pending(vault, folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    """Change-set files of trusted devices not applied yet, oldest first per device; untrusted ids."""
+    """Change-sets of trusted devices not applied yet (oldest first), and untrusted device ids."""
     applied = {
         row[0]
         for row in vault.conn.execute("SELECT name FROM sync_applied WHERE name LIKE 'changes/%'")

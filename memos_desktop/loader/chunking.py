@@ -9,6 +9,7 @@ its heading, text and tags but not the file name, so a renamed file's chunks com
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from memos_desktop.loader.parsers import Document, Link, Section
@@ -26,7 +27,7 @@ class Chunk:
     tags: list[str] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
 
-    @property
+    @cached_property
     def hash(self) -> str:
         body = json.dumps([self.heading, self.content, sorted(self.tags)], ensure_ascii=False)
         return hashlib.sha256(body.encode("utf-8")).hexdigest()

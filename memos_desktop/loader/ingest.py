@@ -13,6 +13,7 @@ was first indexed; the citation always uses the current path). It never watches 
 """
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -94,6 +95,7 @@ class Loader:
         self.vault = vault
         self.config = config or LoaderConfig.load(vault)
         self.batch_chunks = batch_chunks
+        self._names: tuple[dict[str, str], set[str]] | None = None
 
     # ----- entry points --------------------------------------------------------------------
     def scan(self, roots: Sequence[Path] | None = None, progress: Progress | None = None) -> Report:
@@ -109,7 +111,8 @@ class Loader:
             entries = list(walk(root, self.config))
             states = status.load(self.vault, prefix=str(root))
             seen = {str(e.path) for e in entries}
-            gone = [p for p in states if p not in seen]
+            unlisted = tuple(f"{e.path}{os.sep}" for e in entries if e.folder)
+            gone = [p for p in states if p not in seen and not p.startswith(unlisted)]
             self._reconcile(entries, states, gone, report, progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -266,7 +269,16 @@ class Loader:
             return
         batch.states.append(new_state)
         report.indexed += 1
-        if new_state.links:
+        if not (state and state.status == "indexed"):
+            self._names = None  # a new file may be the target of links
+        cubes = [c["cube"] for c in new_state.chunks]
+        if (
+            state
+            and not state.unresolved
+            and (state.links, [c["cube"] for c in state.chunks]) == (new_state.links, cubes)
+        ):
+            new_state.unresolved = 0  # same links from the same cubes: already linked
+        elif new_state.links:
             resolve.add(path)
 
     def _failed(self, batch: _Batch, entry: Entry, state: FileState | None, reason: str, report: Report) -> None:
@@ -386,12 +398,14 @@ class Loader:
             report.cubes_forgotten += 1
 
     def _remove(self, path: str, report: Report) -> None:
+        self._names = None
         self._forget_cubes(path, report)
         status.delete(self.vault, [path])
         report.removed += 1
 
     def _relocate(self, old: str, new: Path, report: Report) -> None:
         """Point the cubes and state of `old` at `new` (a source edit: no re-embedding)."""
+        self._names = None
         for cube in self._cubes_of(old):
             self.vault.edit(cube.id, actor=ACTOR, source={**cube.source, "path": str(new)})
             report.cubes_relocated += 1
@@ -406,12 +420,7 @@ class Loader:
         """Link each chunk that mentions another note to that note's cube (`links_to`)."""
         if not paths:
             return
-        indexed = status.indexed_paths(self.vault)
-        known = set(indexed)
-        by_name: dict[str, str] = {}
-        for p in indexed:
-            by_name.setdefault(Path(p).stem.lower(), p)
-            by_name.setdefault(Path(p).name.lower(), p)
+        by_name, known = self._name_index()
         targets: dict[str, FileState | None] = {}
         updated = []
         for path in sorted(paths):
@@ -439,6 +448,19 @@ class Loader:
                 state.unresolved = unresolved
                 updated.append(state)
         status.put(self.vault, updated)
+
+    def _name_index(self) -> tuple[dict[str, str], set[str]]:
+        """Indexed files by lower-case name and stem (for [[wikilinks]]), and the set of paths;
+        kept until a file appears, disappears or moves."""
+        if self._names is None:
+            indexed = status.indexed_paths(self.vault)
+            by_name: dict[str, str] = {}
+            for p in indexed:
+                name = os.path.basename(p).lower()
+                by_name.setdefault(os.path.splitext(name)[0], p)
+                by_name.setdefault(name, p)
+            self._names = (by_name, set(indexed))
+        return self._names
 
     @staticmethod
     def _target_path(path: str, kind: str, target: str, by_name: dict[str, str], known: set[str]) -> str | None:

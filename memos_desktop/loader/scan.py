@@ -27,6 +27,7 @@ class Entry:
     mtime_ns: int = 0
     size: int = 0
     skip: str = ""  # why it is not indexed; empty for a candidate
+    folder: bool = False  # a folder that could not be listed (its known files are kept as they are)
 
 
 class IgnoreRules:
@@ -112,7 +113,7 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
             with os.scandir(folder) as it:
                 items = sorted(it, key=lambda e: (e.is_symlink(), e.name))  # real paths first
         except OSError as exc:
-            yield Entry(folder, skip=_stat_error(exc))
+            yield Entry(folder, skip=_stat_error(exc), folder=True)
             continue
         for item in items:
             path = Path(item.path)

@@ -48,6 +48,10 @@ class _Event:
     dest: str = ""
 
 
+class _Stopped(Exception):
+    """Raised inside the startup scan when `stop()` is called."""
+
+
 class _Handler:
     """watchdog handler: turns events into `_Event`s on the queue (runs on watchdog's thread)."""
 
@@ -118,6 +122,11 @@ class Watcher:
         if self._on_status is not None:
             self._on_status(self.status)
 
+    def _progress(self, done: int, total: int) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+        self._emit(scanned=(done, total))
+
     def _run(self) -> None:
         from watchdog.observers import Observer
 
@@ -136,15 +145,20 @@ class Watcher:
             observer = Observer()
             handler = _Handler(self._events)
             for root in roots:
-                observer.schedule(handler, str(root), recursive=True)
+                try:
+                    observer.schedule(handler, str(root), recursive=True)
+                except OSError as exc:  # e.g. the inotify watch limit
+                    self._emit(last_error=f"{root} is not followed live ({exc}); it is rescanned at each start")
             observer.start()
             if self._scan_on_start and roots:
                 self._emit(state="scanning")
-                report = loader.scan(roots, progress=lambda done, total: self._emit(scanned=(done, total)))
+                report = loader.scan(roots, progress=self._progress)
                 self._emit(last_error=_problem(report) or self.status.last_error)
             self._emit(state="watching", counts=status.counts(vault))
             self._ready.set()
             self._loop(loader, config)
+            self._emit(state="stopped")
+        except _Stopped:  # stopped during the startup scan; the next start resumes it
             self._emit(state="stopped")
         except Exception as exc:  # the worker must report, never die silently
             self._emit(state="failed", last_error=f"{type(exc).__name__}: {exc}")
@@ -186,7 +200,8 @@ class Watcher:
                 ready += self._tree(loader, ready_dirs)
             if ready:
                 self._apply(lambda paths=ready: loader.sync(map(Path, paths)), ready[-1], loader)
-            self._emit(queued=len(due) + len(folders))
+            if len(due) + len(folders) != self.status.queued:
+                self._emit(queued=len(due) + len(folders))
 
     def _accept(
         self,
@@ -197,7 +212,7 @@ class Watcher:
         folders: dict,
         debounce: float,
     ) -> None:
-        self._emit(events=self.status.events + 1)
+        self.status = replace(self.status, events=self.status.events + 1)  # reported with the next change
         now = time.monotonic()
         if event.kind == "move":
             due.pop(event.path, None)

@@ -21,6 +21,7 @@ from memos_desktop.runtime.base import LLMBackend, common_prefix, fingerprint
 from memos_desktop.vault.cube import MemCube
 
 DEFAULT_BUDGET = 2 * 1024**3
+BUDGET_SETTING = "activation_budget_bytes"
 ACTOR = "activation"
 
 
@@ -42,9 +43,10 @@ class Prepared:
 class ActivationMemory:
     """The activation tier of one vault: find, restore, save, evict and discard KV states."""
 
-    def __init__(self, vault, budget_bytes: int = DEFAULT_BUDGET, profile: str = "default"):
+    def __init__(self, vault, budget_bytes: int | None = None, profile: str = "default"):
+        """`budget_bytes` defaults to the vault's `activation_budget_bytes` setting (else 2 GiB)."""
         self.vault = vault
-        self.budget_bytes = budget_bytes
+        self.budget_bytes = budget_bytes or int(vault.get_setting(BUDGET_SETTING, DEFAULT_BUDGET))
         self.profile = profile
 
     # ----- lookups -------------------------------------------------------------------------
@@ -60,9 +62,9 @@ class ActivationMemory:
         best = None
         for cube in self.states(fp):
             n = int(cube.meta.get("n_tokens", 0))
-            if 0 < n <= len(tokens) and (best is None or n > best.meta["n_tokens"]):
-                if prefix_hash(tokens[:n]) == cube.meta.get("prefix_hash"):
-                    best = cube
+            longer = best is None or n > best.meta["n_tokens"]
+            if 0 < n <= len(tokens) and longer and prefix_hash(tokens[:n]) == cube.meta.get("prefix_hash"):
+                best = cube
         return best
 
     # ----- the one entry point -------------------------------------------------------------
@@ -75,15 +77,24 @@ class ActivationMemory:
     ) -> Prepared:
         """Make `backend`'s KV cache hold `prefix`: restore what was saved, compute the rest, save.
 
+        A prefix already in the KV cache is saved as it is (the cache is trimmed to it) unless a
+        state for exactly it exists.
+
         `sources` are the ids of the plaintext cubes the prefix was built from; a new state is
         linked `built_from` each of them.
         """
         prefix = list(prefix)
         self._sweep()
-        if not prefix or backend.cached_tokens()[: len(prefix)] == prefix:
+        if not prefix:
             return Prepared(None, 0, 0, False)
         fp = fingerprint(backend)
         hit = self.longest(fp, prefix)
+        if backend.cached_tokens()[: len(prefix)] == prefix:
+            if hit is not None and hit.meta["n_tokens"] == len(prefix):
+                return Prepared(None, 0, 0, False)
+            backend.prefill(prefix)
+            cube = self._save(backend, fp, prefix, sources)
+            return Prepared(cube.id if cube else None, 0, 0, cube is not None)
         restored = 0
         if hit is not None and hit.meta["n_tokens"] > common_prefix(backend.cached_tokens(), prefix):
             restored = self._restore(backend, hit, prefix)

@@ -2,11 +2,12 @@
 
 Owns the load settings, the sampling parameters, the sampler (numpy, so both runtimes pick the
 same token from the same logits), stop-sequence handling over a token stream, prompt-length
-checks and model file fingerprints. It never imports a runtime library: `llama.py` and `mlx.py`
-hold one implementation each.
+checks and model file fingerprints. It never imports a runtime library: `llama_backend.py` and
+`mlx_backend.py` hold one implementation each.
 """
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -98,15 +99,29 @@ class LLMBackend(Protocol):
     def close(self) -> None: ...
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[str, str] = {}
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file or of a directory's files (name + content), memoized per size/mtime."""
-    path = Path(path)
+    """SHA-256 of a file or of a directory's files (name + content).
+
+    Memoized by path, total size and newest mtime, in memory and in `cache_dir()/digests.json`,
+    so a multi-gigabyte model is hashed once, not on every start.
+    """
+    import json
+
+    from memos_desktop import paths
+
+    path = Path(path).resolve()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     stats = [p.stat() for p in files]
-    key = (str(path.resolve()), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0))
+    key = f"{path}|{sum(s.st_size for s in stats)}|{max((s.st_mtime_ns for s in stats), default=0)}"
+    store = paths.cache_dir() / "digests.json"
+    if key not in _DIGESTS and store.exists():
+        try:
+            _DIGESTS.update(json.loads(store.read_text()))
+        except (OSError, ValueError):
+            store.unlink(missing_ok=True)
     if key not in _DIGESTS:
         h = hashlib.sha256()
         for p in files:
@@ -114,6 +129,10 @@ def file_digest(path: Path) -> str:
             with open(p, "rb") as fh:
                 h.update(hashlib.file_digest(fh, "sha256").digest())
         _DIGESTS[key] = h.hexdigest()
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f"digests.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_DIGESTS))
+        os.replace(tmp, store)
     return _DIGESTS[key]
 
 

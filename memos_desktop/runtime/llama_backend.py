@@ -51,7 +51,9 @@ def gguf_info(path: Path) -> dict:
     check_gguf(path)
     try:
         reader = gguf.GGUFReader(str(path))
-        fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")}
+        fields = {
+            name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")
+        }
     except Exception:
         raise ModelError(f"{path.name} is damaged or truncated: its header does not match its data.") from None
     arch = str(fields.get("general.architecture", "unknown"))
@@ -189,7 +191,6 @@ class LlamaBackend:
             try:
                 self._llm.eval(chunk)
             except RuntimeError as exc:
-                self._trim(self._llm.n_tokens)
                 raise ModelError(f"llama.cpp failed to evaluate the prompt: {exc}") from None
             self._tokens.extend(chunk)
             ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)

@@ -2,8 +2,9 @@
 
 Owns one loaded MLX model, its tokenizer (the directory's own chat template) and its prompt
 cache: prefill with longest-prefix reuse, save/restore of the cache as safetensors bytes (never a
-plaintext file), greedy or sampled decoding, and one LoRA adapter at a time. It never touches the
-vault or the network: a path that is not a local model directory is an error, not a download.
+plaintext file), greedy or sampled decoding, and one LoRA adapter at a time. MLX chooses its own
+CPU threads (`LoadSettings.threads` does not apply). It never touches the vault or the network: a
+path that is not a local model directory is an error, not a download.
 """
 
 import io

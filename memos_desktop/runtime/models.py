@@ -186,8 +186,8 @@ def pull(repo: str, filename: str | None, dest_root: Path, revision: str | None 
     """
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import (
-        HFValidationError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,

@@ -256,7 +256,7 @@ def write_gguf(spec: ModelSpec, path: Path) -> Path:
     token_types = [
         gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens
     ]
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_sibling(path)
     writer = gguf.GGUFWriter(str(tmp), "llama")
     writer.add_name(spec.name)
     writer.add_context_length(spec.context_length)
@@ -293,8 +293,7 @@ def write_mlx(spec: ModelSpec, directory: Path) -> Path:
     """Write the spec as an MLX / Hugging Face llama model directory."""
     from safetensors.numpy import save_file
 
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _tmp_sibling(directory)
     tmp.mkdir(parents=True)
     (tmp / "config.json").write_text(json.dumps(spec.hf_config(), indent=2))
     save_file(hf_weights(spec), str(tmp / "model.safetensors"), metadata={"format": "mlx"})
@@ -309,14 +308,26 @@ def write_mlx(spec: ModelSpec, directory: Path) -> Path:
         "chat_template": CHAT_TEMPLATE,
     }
     (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+    return _publish_dir(tmp, directory)
+
+
+def _publish_dir(tmp: Path, directory: Path) -> Path:
+    """Move a finished directory into place; if another process got there first, keep theirs."""
+    try:
+        os.rename(tmp, directory)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def _tmp_sibling(path: Path) -> Path:
+    """A temporary name next to `path`, unique per process (tests and benches generate in parallel)."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_sibling(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -398,7 +409,7 @@ def write_lora_gguf(spec: LoraSpec, path: Path) -> Path:
     """The adapter as a GGUF LoRA (llama.cpp applies it with scale alpha/rank)."""
     import gguf
 
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_sibling(path)
     writer = gguf.GGUFWriter(str(tmp), "llama")
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
@@ -421,8 +432,7 @@ def write_lora_mlx(spec: LoraSpec, directory: Path) -> Path:
     """The adapter as an mlx-lm adapter directory (A as (in, r), B as (r, out), absolute scale)."""
     from safetensors.numpy import save_file
 
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _tmp_sibling(directory)
     tmp.mkdir(parents=True)
     config = {
         "fine_tune_type": "lora",
@@ -440,9 +450,7 @@ def write_lora_mlx(spec: LoraSpec, directory: Path) -> Path:
         tensors[module + ".lora_a"] = a.T.copy()
         tensors[module + ".lora_b"] = b.T.copy()
     save_file(tensors, str(tmp / "adapters.safetensors"))
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
-    return directory
+    return _publish_dir(tmp, directory)
 
 
 def tiny_lora_gguf(seed: int = 1) -> Path:

@@ -208,7 +208,33 @@ def _m004_dumper(conn) -> None:
     )
 
 
-MIGRATIONS: list[Callable] = [_m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper]
+def _m005_scheduler(conn) -> None:
+    """MemScheduler's inspectable record: every placement/promotion decision, and the hot tier."""
+    conn.execute(
+        """
+        CREATE TABLE schedule_log (
+            seq INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            turn_id TEXT,
+            cube_id TEXT,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX schedule_log_cube ON schedule_log(cube_id, decision, at);
+        CREATE INDEX schedule_log_turn ON schedule_log(turn_id);
+        CREATE TABLE memory_tiers (
+            cube_id TEXT PRIMARY KEY,
+            tier TEXT NOT NULL,
+            since REAL NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable] = [
+    _m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper, _m005_scheduler,
+]
 
 
 def migrate(conn) -> None:

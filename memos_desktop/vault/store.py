@@ -531,7 +531,8 @@ class Vault:
         self.conn.execute("INSERT INTO cube_vec (rowid, embedding) VALUES (?, ?)", (rowid, vector))
         self.conn.execute("INSERT OR REPLACE INTO cube_vec_bits VALUES (?, ?)", (rowid, bits))
         self.conn.execute("INSERT OR REPLACE INTO cube_vec_float VALUES (?, ?)", (rowid, vector))
-        self._bits_pending.append((rowid, bits))
+        if self._bits is not None:
+            self._bits_pending.append((rowid, bits))
 
     def _has_vec_table(self) -> bool:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone())
@@ -627,9 +628,16 @@ class Vault:
             ).fetchall()
             return [(r, d) for r, d in rows]
         qbits = np.packbits(query > 0, bitorder="little").view(np.uint64)
-        hamming = np.bitwise_count(bits ^ qbits).sum(axis=1, dtype=np.int32)
-        size = min(len(rowids), max(COARSE_SHORTLIST * k, 200))
-        shortlist = np.unique(rowids[np.argpartition(hamming, size - 1)[:size]])
+        hamming = np.bitwise_count(bits[0] ^ qbits[0]).astype(np.uint16)
+        for word in range(1, len(qbits)):
+            hamming += np.bitwise_count(bits[word] ^ qbits[word])
+        # Distances are small integers: a histogram gives the cut-off for the shortlist size.
+        size = max(COARSE_SHORTLIST * k, 200)
+        cutoff = int(np.searchsorted(np.cumsum(np.bincount(hamming)), size))
+        picked = np.flatnonzero(hamming <= cutoff)
+        if len(picked) > 2 * size:  # many ties at the cut-off
+            picked = picked[np.argpartition(hamming[picked], size - 1)[:size]]
+        shortlist = np.unique(rowids[picked])
         marks = ",".join("?" * len(shortlist))
         rows = self.conn.execute(
             f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({marks})",
@@ -644,7 +652,8 @@ class Vault:
         return [(rows[i][0], float(distance[i])) for i in best]
 
     def _coarse_index(self):
-        """(rowids, sign bits as uint64 words) of every vector; reloaded after others' writes."""
+        """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
+        another connection has written. Word-major, so each word is one contiguous scan."""
         import numpy as np
 
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
@@ -657,7 +666,7 @@ class Vault:
             rowids, bits = self._bits
             extra = self._bits_matrix(self._bits_pending)
             self._bits_pending.clear()
-            self._bits = (np.concatenate([rowids, extra[0]]), np.concatenate([bits, extra[1]]))
+            self._bits = (np.concatenate([rowids, extra[0]]), np.hstack([bits, extra[1]]))
         return self._bits
 
     def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]):
@@ -667,7 +676,8 @@ class Vault:
         words = (dim + 63) // 64
         rowids = np.array([r for r, _ in rows], dtype=np.int64)
         padded = b"".join(b.ljust(words * 8, b"\0") for _, b in rows)
-        return rowids, np.frombuffer(padded, dtype=np.uint64).reshape(len(rows), words)
+        matrix = np.frombuffer(padded, dtype=np.uint64).reshape(len(rows), words)
+        return rowids, np.ascontiguousarray(matrix.T)
 
 
 def embed_text(cube: MemCube) -> str:

@@ -1,0 +1,135 @@
+"""Benchmark `startup`: from process start to the TUI's first frame, against `python -c pass`.
+
+Three real processes started the same way in the same run, alternating: `python -c pass` (the
+interpreter's floor), a one-label Textual app (the framework's floor) and `memos-desktop`. The two
+apps run on a pseudo-terminal of a fixed size; a first frame is the moment the screen's text
+arrives on that terminal, then the app gets Ctrl+Q. Reports medians, p95 and ratios.
+"""
+
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from memos_desktop.bench import median, percentile
+
+MARKER = b"Welcome"  # the first-run unlock screen's first word
+COLUMNS, ROWS = 120, 36
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(home: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MEMOS_PASSPHRASE"}
+    path = [str(REPO), env.get("PYTHONPATH", "")]
+    return {**env, "MEMOS_HOME": home, "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
+def _python_pass(env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+    return time.perf_counter() - t0
+
+
+TEXTUAL_FLOOR = """
+from textual.app import App
+from textual.widgets import Label
+
+class Hello(App):
+    BINDINGS = [("ctrl+q", "quit")]
+
+    def compose(self):
+        yield Label("Welcome")
+
+Hello().run()
+"""
+
+
+def _first_frame(argv: list[str], env: dict, timeout: float = 30.0) -> float:
+    """Seconds from spawning `argv` on a pty to the first frame's text (MARKER) on it."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    elapsed = None
+    try:
+        while elapsed is None:
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"no first frame within {timeout:.0f} s; the TUI printed: {seen[-400:]!r}")
+            ready, _, _ = select.select([master], [], [], 0.02)
+            if ready:
+                try:
+                    seen += os.read(master, 1 << 16)
+                except OSError:
+                    raise RuntimeError(f"the TUI exited before its first frame: {seen[-400:]!r}") from None
+                if MARKER in seen:
+                    elapsed = time.perf_counter() - t0
+        os.write(master, b"\x11")  # Ctrl+Q
+        _drain(master, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return elapsed
+
+
+def _drain(master: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Read the terminal until the process exits (a full pty would block its exit)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                os.read(master, 1 << 16)
+            except OSError:
+                break
+
+
+def run(repeats: int = 7) -> dict:
+    """Start both `repeats` times, alternating, each TUI start on a fresh data dir (first run)."""
+    tui, floor, bare = [], [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as home:
+            env = _env(home)
+            bare.append(_python_pass(env))
+            floor.append(_first_frame([sys.executable, "-c", TEXTUAL_FLOOR], env))
+            tui.append(_first_frame([sys.executable, "-m", "memos_desktop"], env))
+    stats = {
+        name: {"median": median(values), "p95": percentile(values, 95)}
+        for name, values in (("python_pass_s", bare), ("textual_floor_s", floor), ("first_frame_s", tui))
+    }
+    first = stats["first_frame_s"]["median"]
+    return {
+        "repeats": repeats,
+        **stats,
+        "over_python_s": first - stats["python_pass_s"]["median"],
+        "over_textual_floor_s": first - stats["textual_floor_s"]["median"],
+        "ratio_to_python": first / stats["python_pass_s"]["median"],
+        "ratio_to_textual_floor": first / stats["textual_floor_s"]["median"],
+        "target_first_frame_s": 0.5,
+    }
+
+
+def rows(result: dict) -> list[dict]:
+    names = {
+        "python_pass_s": "python -c pass",
+        "textual_floor_s": "one-label Textual app (first frame)",
+        "first_frame_s": "memos-desktop (first frame)",
+    }
+    return [
+        {"process": label, "median_s": result[key]["median"], "p95_s": result[key]["p95"],
+         "x python": result[key]["median"] / result["python_pass_s"]["median"]}
+        for key, label in names.items()
+    ]

@@ -1,0 +1,269 @@
+"""MemScheduler: which memories a chat turn loads, in which tier, and when memories move tiers.
+
+For each turn it splits the context budget between the *prefix* (pinned and hot memories, in a
+stable order so the runtime can serve that token prefix from activation memory) and the *prompt*
+(retrieved memories as plaintext, best first), dropping what does not fit. It records every
+placement, every use, every promotion to / demotion from the hot tier, and proposals to distil a
+stable, often-used memory set into parameter memory, in the vault's `schedule_log` table, so each
+decision can be inspected later. It never edits a cube's content and never generates text.
+"""
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from memos_desktop.vault import MemCube, Vault
+from memos_desktop.vault.db import write_txn
+
+PREFIX_SHARE = 0.4  # at most this share of the memory budget goes to the cached prefix
+PROMOTE_USES = 3  # uses within WINDOW that make a memory hot
+WINDOW = 14 * 86400  # seconds of usage history that count
+DEMOTE_IDLE = 14 * 86400  # a hot memory unused this long goes back to the plaintext tier
+STABLE_FOR = 7 * 86400  # a memory unchanged this long is stable enough to distil
+DISTILL_MIN_CUBES = 3
+DISTILL_USES = 20  # total uses of the stable hot set within WINDOW before proposing distillation
+
+
+def estimate_tokens(text: str) -> int:
+    """A model-free token estimate (about four characters per token) for when no model is loaded."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def memory_line(cube: MemCube) -> str:
+    """How one memory appears in a prompt (also what its token cost is measured on)."""
+    title = f"{cube.title}: " if cube.title else ""
+    return f"{title}{cube.content}"
+
+
+@dataclass
+class Placement:
+    cube: MemCube
+    tier: str  # "prefix", "prompt" or "dropped"
+    reason: str
+    tokens: int
+    score: float | None = None
+
+
+@dataclass
+class Plan:
+    """The scheduler's answer for one turn: prefix memories, prompt memories, what was dropped."""
+
+    turn_id: str
+    budget: int
+    prefix: list[Placement] = field(default_factory=list)
+    prompt: list[Placement] = field(default_factory=list)
+    dropped: list[Placement] = field(default_factory=list)
+
+    @property
+    def used(self) -> list[MemCube]:
+        """Memories in context, in citation order: prefix first, then prompt."""
+        return [p.cube for p in self.prefix + self.prompt]
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.prefix + self.prompt)
+
+
+class MemScheduler:
+    """Plans each turn's memory context and moves memories between tiers based on recorded use."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        count_tokens: Callable[[str], int] = estimate_tokens,
+        profile: str = "default",
+        clock: Callable[[], float] = time.time,
+    ):
+        self.vault = vault
+        self.count_tokens = count_tokens
+        self.profile = profile
+        self.clock = clock
+
+    # ----- planning -------------------------------------------------------------------------
+    def resident(self) -> list[tuple[MemCube, str]]:
+        """Pinned and hot memories visible to the profile, stably ordered (pinned first, by id)."""
+        rows = self.vault.conn.execute(
+            "SELECT c.rowid, c.pinned, t.tier FROM cubes c"
+            " LEFT JOIN memory_tiers t ON t.cube_id = c.id"
+            " WHERE c.kind = 'plaintext' AND (c.pinned = 1 OR t.tier = 'hot')"
+        ).fetchall()
+        cubes = self.vault.get_many([r[0] for r in rows], profile=self.profile)
+        out = [
+            (cubes[rowid], "pinned" if pinned else "hot")
+            for rowid, pinned, _tier in rows
+            if rowid in cubes
+        ]
+        return sorted(out, key=lambda item: (item[1] != "pinned", item[0].id))
+
+    def plan(self, hits: Sequence[tuple[MemCube, float]], budget: int, turn_id: str) -> Plan:
+        """Place resident memories in the prefix and `hits` (best first) in the prompt, within
+        `budget` tokens; record every decision."""
+        plan = Plan(turn_id=turn_id, budget=budget)
+        prefix_budget = int(budget * PREFIX_SHARE)
+        spent = 0
+        placed: set[str] = set()
+        for cube, why in self.resident():
+            cost = self.count_tokens(memory_line(cube))
+            if spent + cost <= prefix_budget:
+                plan.prefix.append(Placement(cube, "prefix", why, cost))
+                spent += cost
+            else:
+                plan.dropped.append(Placement(cube, "dropped", f"{why}, prefix budget full", cost))
+            placed.add(cube.id)
+        for cube, score in hits:
+            if cube.id in placed:
+                continue
+            placed.add(cube.id)
+            cost = self.count_tokens(memory_line(cube))
+            if spent + cost <= budget:
+                plan.prompt.append(Placement(cube, "prompt", "retrieved", cost, score))
+                spent += cost
+            else:
+                plan.dropped.append(Placement(cube, "dropped", "over budget", cost, score))
+        self._log(
+            [
+                (turn_id, p.cube.id, p.tier, p.reason, {"tokens": p.tokens, "score": p.score})
+                for p in plan.prefix + plan.prompt + plan.dropped
+            ]
+        )
+        return plan
+
+    # ----- usage, promotion, demotion, distillation ------------------------------------------
+    def record_use(self, plan: Plan, cited: Sequence[str] = ()) -> list[str]:
+        """Count the memories of a completed turn as used; promote those used often. Returns the
+        ids promoted to the hot tier by this call."""
+        used = [c.id for c in plan.used]
+        if not used:
+            return []
+        self.vault.touch(used)
+        cited_set = set(cited)
+        self._log(
+            [
+                (plan.turn_id, cid, "use", "cited" if cid in cited_set else "in context", {})
+                for cid in used
+            ]
+        )
+        promoted = []
+        since = self.clock() - WINDOW
+        hot = self._hot()
+        for cid in used:
+            if cid in hot:
+                continue
+            uses = self.uses(cid, since)
+            if uses >= PROMOTE_USES:
+                self._set_tier(cid, "hot", f"used {uses} times in {WINDOW // 86400} days")
+                promoted.append(cid)
+        return promoted
+
+    def uses(self, cube_id: str, since: float = 0.0) -> int:
+        return self.vault.conn.execute(
+            "SELECT count(*) FROM schedule_log WHERE cube_id = ? AND decision = 'use' AND at >= ?",
+            (cube_id, since),
+        ).fetchone()[0]
+
+    def maintain(self) -> dict:
+        """Demote hot memories that went idle or inactive; propose distilling a stable hot set.
+        Returns {"demoted": [...], "proposal": {...} or None}."""
+        now = self.clock()
+        demoted = []
+        for cid in sorted(self._hot()):
+            rowid = self.vault.conn.execute(
+                "SELECT rowid FROM cubes WHERE id = ?", (cid,)
+            ).fetchone()
+            alive = rowid and self.vault.get_many([rowid[0]], profile=self.profile)
+            last = self.vault.conn.execute(
+                "SELECT max(at) FROM schedule_log WHERE cube_id = ? AND decision = 'use'", (cid,)
+            ).fetchone()[0]
+            if not alive:
+                self._set_tier(cid, None, "no longer active")
+                demoted.append(cid)
+            elif last is None or now - last > DEMOTE_IDLE:
+                self._set_tier(cid, None, f"unused for {DEMOTE_IDLE // 86400} days")
+                demoted.append(cid)
+        return {"demoted": demoted, "proposal": self._propose_distillation(now)}
+
+    def _propose_distillation(self, now: float) -> dict | None:
+        stable = [cube for cube, _why in self.resident() if now - cube.updated_at >= STABLE_FOR]
+        if len(stable) < DISTILL_MIN_CUBES:
+            return None
+        ids = sorted(c.id for c in stable)
+        uses = sum(self.uses(cid, now - WINDOW) for cid in ids)
+        if uses < DISTILL_USES:
+            return None
+        if any(p["cubes"] == ids for p in self.proposals()):
+            return None
+        detail = {"cubes": ids, "uses": uses, "versions": {c.id: c.version for c in stable}}
+        self._log(
+            [
+                (
+                    None,
+                    None,
+                    "propose_distill",
+                    f"{len(ids)} stable memories used {uses} times",
+                    detail,
+                )
+            ]
+        )
+        return detail
+
+    def proposals(self) -> list[dict]:
+        """Distillation proposals (newest last): which cubes, how often used, at which versions."""
+        rows = self.vault.conn.execute(
+            "SELECT at, reason, detail FROM schedule_log"
+            " WHERE decision = 'propose_distill' ORDER BY seq"
+        ).fetchall()
+        return [{"at": at, "reason": reason, **json.loads(detail)} for at, reason, detail in rows]
+
+    def decisions(
+        self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200
+    ) -> list[dict]:
+        """The recorded decisions, oldest first, for one turn, one memory, or the latest overall."""
+        where, args = [], []
+        if turn_id:
+            where.append("turn_id = ?")
+            args.append(turn_id)
+        if cube_id:
+            where.append("cube_id = ?")
+            args.append(cube_id)
+        sql = "SELECT seq, at, turn_id, cube_id, decision, reason, detail FROM schedule_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.vault.conn.execute(
+            sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)
+        ).fetchall()
+        names = ("seq", "at", "turn_id", "cube_id", "decision", "reason", "detail")
+        out = [dict(zip(names, r, strict=True)) for r in rows[::-1]]
+        for entry in out:
+            entry["detail"] = json.loads(entry["detail"])
+        return out
+
+    def _hot(self) -> set[str]:
+        return {
+            r[0]
+            for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")
+        }
+
+    def _set_tier(self, cube_id: str, tier: str | None, reason: str) -> None:
+        now = self.clock()
+        with write_txn(self.vault.conn):
+            if tier is None:
+                self.vault.conn.execute("DELETE FROM memory_tiers WHERE cube_id = ?", (cube_id,))
+            else:
+                self.vault.conn.execute(
+                    "INSERT OR REPLACE INTO memory_tiers VALUES (?, ?, ?)", (cube_id, tier, now)
+                )
+            self._insert_log(now, [(None, cube_id, "promote" if tier else "demote", reason, {})])
+
+    def _log(self, entries: list[tuple]) -> None:
+        if not entries:
+            return
+        with write_txn(self.vault.conn):
+            self._insert_log(self.clock(), entries)
+
+    def _insert_log(self, now: float, entries: list[tuple]) -> None:
+        self.vault.conn.executemany(
+            "INSERT INTO schedule_log (at, turn_id, cube_id, decision, reason, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(now, t, c, d, r, json.dumps(x, sort_keys=True)) for t, c, d, r, x in entries],
+        )

@@ -1,0 +1,154 @@
+"""The chat screen: the transcript, the message box, and the memories/sources the answer used.
+
+A message goes to a worker thread that retrieves and schedules (under the vault lock), streams
+the answer token by token into the transcript, then stores the exchange and runs MemReader
+(under the lock again). Escape stops the answer; a stopped or failed answer is marked and never
+stored.
+"""
+
+import threading
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from memos_desktop.errors import MemosError
+from memos_desktop.tui.widgets.chat_input import ChatInput
+from memos_desktop.tui.widgets.citations import CitationsPanel
+from memos_desktop.tui.widgets.transcript import Bubble, Transcript
+
+
+class Token(Message):
+    def __init__(self, bubble: Bubble, piece: str) -> None:
+        self.bubble = bubble
+        self.piece = piece
+        super().__init__()
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop answer"),
+        Binding("ctrl+n", "new_conversation", "New chat"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conversation = None
+        self.cancel = threading.Event()
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="chat-body"):
+            with Vertical(id="chat-main"):
+                yield Transcript(id="transcript")
+                yield ChatInput(id="message")
+            with Vertical(id="chat-side"):
+                yield Static("Memories used", classes="panel-title")
+                yield CitationsPanel(id="citations")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.new_conversation()
+
+    def new_conversation(self) -> None:
+        self.conversation = self.app.assistant.new_conversation()
+        transcript = self.query_one(Transcript)
+        transcript.clear_messages()
+        hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
+        if self.app.llm is None:
+            hello += "\n(No model is loaded yet: memory commands like /remember work; F5 for models.)"
+        transcript.add("system", hello)
+        self.query_one(CitationsPanel).show([])
+        self.query_one(ChatInput).focus()
+
+    def resume(self, conversation_id: str) -> None:
+        try:
+            with self.app.vault_lock:
+                self.conversation = self.app.assistant.resume(conversation_id)
+        except MemosError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        transcript = self.query_one(Transcript)
+        transcript.clear_messages()
+        for turn in self.conversation.turns:
+            transcript.add(turn["role"], turn["content"])
+        self.query_one(CitationsPanel).show([])
+
+    def action_new_conversation(self) -> None:
+        if not self.busy:
+            self.new_conversation()
+
+    def action_stop(self) -> None:
+        if self.busy:
+            self.cancel.set()
+
+    def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
+        if self.busy:
+            self.notify("Still answering; press Escape to stop it first.", severity="warning")
+            return
+        transcript = self.query_one(Transcript)
+        transcript.add("user", event.text)
+        bubble = transcript.add("assistant", "")
+        bubble.add_class("streaming")
+        self.busy = True
+        self.cancel = threading.Event()
+        self.answer(event.text, bubble)
+
+    def on_token(self, message: Token) -> None:
+        message.bubble.append(message.piece)
+        self.query_one(Transcript).scroll_end(animate=False)
+
+    @work(thread=True, exclusive=True, group="chat")
+    def answer(self, text: str, bubble: Bubble) -> None:
+        """One turn in a worker thread: prepare → stream → commit, reporting back by messages."""
+        app, assistant, cancel = self.app, self.app.assistant, self.cancel
+        try:
+            if assistant.llm is None or assistant.reader.is_command(text):
+                with app.vault_lock:
+                    result = assistant.turn(self.conversation, text)
+                app.call_from_thread(self.finished, bubble, result, result.answer)
+                return
+            with app.vault_lock:
+                prepared = assistant.prepare(self.conversation, text)
+                app.call_from_thread(self.query_one(CitationsPanel).show, prepared.citations)
+                stream = assistant.generate(prepared, cancel)
+            pieces = []
+            for piece in stream:
+                pieces.append(piece)
+                self.post_message(Token(bubble, piece))
+            if cancel.is_set():
+                app.call_from_thread(self.stopped, bubble, "stopped — this answer was not kept")
+                return
+            with app.vault_lock:
+                result = assistant.commit(prepared, "".join(pieces))
+            app.call_from_thread(self.finished, bubble, result, None)
+        except MemosError as exc:
+            app.call_from_thread(self.stopped, bubble, f"error: {exc} — nothing was kept")
+        except Exception as exc:  # a bug must still reach the user as one line, not a traceback
+            app.call_from_thread(self.stopped, bubble, f"unexpected error: {exc!r} — nothing was kept")
+
+    def finished(self, bubble: Bubble, result, text: str | None) -> None:
+        self.busy = False
+        bubble.remove_class("streaming")
+        if text is not None:
+            bubble.set_text(text)
+        notes = []
+        if result.stored:
+            notes.append(f"saved · turn {result.turn}")
+        if result.extraction is not None and result.extraction.error:
+            notes.append(f"no memories extracted ({result.extraction.error})")
+        if result.ops:
+            notes.append(", ".join(f"{op.op.lower()}" for op in result.ops))
+        bubble.note(" · ".join(notes))
+        self.query_one(CitationsPanel).show(result.citations, [op for op in result.ops if op.op != "NOOP"])
+
+    def stopped(self, bubble: Bubble, why: str) -> None:
+        self.busy = False
+        bubble.remove_class("streaming")
+        bubble.add_class("failed")
+        bubble.note(why)

@@ -1,0 +1,90 @@
+"""The unlock screen: the passphrase for an existing vault, or creating one on first run.
+
+With MEMOS_PASSPHRASE set it unlocks at once without asking. Argon2id runs in a worker thread,
+so the screen stays responsive; a wrong passphrase is one line under the field.
+"""
+
+import os
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from memos_desktop.errors import MemosError
+
+
+class UnlockScreen(Screen):
+    """Asks for the passphrase (twice when creating the vault) and opens the vault in a worker."""
+
+    def compose(self) -> ComposeResult:
+        from memos_desktop import paths
+
+        self.create = not (
+            (self.app.data_dir / paths.VAULT_HEADER).exists() or (self.app.data_dir / paths.VAULT_DB).exists()
+        )
+        yield Header()
+        with Vertical(id="unlock-box"):
+            if self.create:
+                yield Static("Welcome to memos. Choose a passphrase for your new encrypted vault.", id="unlock-intro")
+            else:
+                yield Static("Your vault is locked.", id="unlock-intro")
+            yield Label(str(self.app.data_dir), id="unlock-path")
+            yield Input(placeholder="Passphrase", password=True, id="passphrase")
+            if self.create:
+                yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
+            yield Button("Create vault" if self.create else "Unlock", variant="primary", id="unlock")
+            yield Static("", id="unlock-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        env = os.environ.get("MEMOS_PASSPHRASE")
+        if env:
+            self.start(env)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "passphrase" and self.create:
+            self.query_one("#confirm", Input).focus()
+            return
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.submit()
+
+    def submit(self) -> None:
+        passphrase = self.query_one("#passphrase", Input).value
+        if not passphrase:
+            self.status("Type your passphrase first.")
+            return
+        if self.create and passphrase != self.query_one("#confirm", Input).value:
+            self.status("The two passphrases differ.")
+            return
+        self.start(passphrase)
+
+    def status(self, text: str) -> None:
+        self.query_one("#unlock-status", Static).update(text)
+
+    def start(self, passphrase: str) -> None:
+        self.status("Creating your vault…" if self.create else "Unlocking…")
+        self.query_one("#unlock", Button).disabled = True
+        self.open(passphrase)
+
+    @work(thread=True, exclusive=True, group="unlock")
+    def open(self, passphrase: str) -> None:
+        try:
+            vault = self.app.open_vault(passphrase, self.create)
+        except MemosError as exc:
+            self.app.call_from_thread(self.failed, str(exc))
+            return
+        except Exception as exc:  # never a traceback on the unlock screen
+            self.app.call_from_thread(self.failed, f"The vault could not be opened: {exc!r}")
+            return
+        self.app.call_from_thread(self.app.unlocked, vault)
+
+    def failed(self, message: str) -> None:
+        self.status(message)
+        self.query_one("#unlock", Button).disabled = False
+        field = self.query_one("#passphrase", Input)
+        field.value = ""
+        field.focus()

@@ -1,0 +1,320 @@
+"""The TUI driven like a person drives it (Textual Pilot) over a real encrypted vault, plus one
+snapshot per screen. Snapshots use a fixed data dir, fixed ids and times, UTC and a fixed size."""
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from memos_desktop.tui.app import MemosApp
+from memos_desktop.tui.screens.chat import ChatScreen
+from memos_desktop.tui.widgets.citations import CitationsPanel
+from memos_desktop.tui.widgets.transcript import Bubble
+from memos_desktop.vault import Vault
+from tests.conftest import PASSPHRASE, FakeEmbedder
+
+SIZE = (120, 36)
+flow = pytest.mark.anyio
+FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
+
+
+async def until(pilot, condition, timeout: float = 60.0) -> None:
+    """Let the app run until `condition()` holds (workers finish, messages arrive)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the app did not get there in time"
+        await pilot.pause(0.05)
+
+
+async def unlocked(pilot) -> None:
+    await until(pilot, lambda: isinstance(pilot.app.screen, ChatScreen))
+    await pilot.pause()
+
+
+def make_vault(home: Path, fixed: bool = False) -> Vault:
+    vault = Vault.create(home, PASSPHRASE, embedder=FakeEmbedder())
+    vault.add(
+        "I prefer window seats on long flights",
+        title="Travel",
+        tags=["memory", "preference"],
+        id="01JTRAVEL00000000000000000",
+        pinned=True,
+    )
+    vault.add("My sister Ana lives in Lyon", tags=["memory", "fact"], id="01JSISTER00000000000000000")
+    vault.add(
+        "Flights: book the 9:40 train to the airport",
+        title="trip.md §Flights",
+        tags=["notes"],
+        source={"path": "notes/trip.md", "heading": "Flights", "lines": [12, 20]},
+        id="01JNOTES000000000000000000",
+    )
+    if fixed:
+        vault.conn.execute("UPDATE cubes SET created_at = ?, updated_at = ?", (FIXED_TIME, FIXED_TIME))
+        vault.conn.execute("UPDATE cube_versions SET at = ?", (FIXED_TIME,))
+    return vault
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def home(isolated_home):
+    make_vault(isolated_home).close()
+    return isolated_home
+
+
+@pytest.fixture
+def snapshot_home(monkeypatch):
+    """A fixed data dir (paths appear on screen), UTC times, a vault with fixed ids and times."""
+    home = Path(tempfile.gettempdir()) / "memos-tui-snapshot"
+    shutil.rmtree(home, ignore_errors=True)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    make_vault(home, fixed=True).close()
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from memos_desktop.runtime.testmodels import tiny_gguf
+
+    return tiny_gguf(seed=0)
+
+
+def register(home: Path, model: Path) -> None:
+    from memos_desktop.runtime.models import add_model
+
+    with Vault.open(home, PASSPHRASE) as vault:
+        add_model(vault, model, name="tiny", n_ctx=2048, check_ram=False)
+
+
+# ----- flows -------------------------------------------------------------------------------
+@flow
+async def test_unlock_screen_asks_for_the_passphrase_and_a_wrong_one_is_one_line(home, monkeypatch):
+    monkeypatch.delenv("MEMOS_PASSPHRASE")
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#passphrase")
+        await pilot.press(*"wrong passphrase", "enter")
+        status = app.screen.query_one("#unlock-status")
+        await until(
+            pilot, lambda: "passphrase" in str(status.render()).lower() and "Unlocking" not in str(status.render())
+        )
+        assert app.vault is None
+        await pilot.click("#passphrase")
+        await pilot.press(*PASSPHRASE, "enter")
+        await unlocked(pilot)
+        assert app.vault is not None
+
+
+@flow
+async def test_first_run_creates_the_vault_after_the_passphrase_is_repeated(isolated_home, monkeypatch):
+    monkeypatch.delenv("MEMOS_PASSPHRASE")
+    app = MemosApp(isolated_home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#passphrase")
+        await pilot.press(*"s3cret", "enter", *"s3cret", "enter")
+        await unlocked(pilot)
+    assert (isolated_home / "vault.key").exists()
+
+
+@flow
+async def test_a_message_streams_an_answer_from_a_generated_model_with_its_citations(home, tiny_model):
+    register(home, tiny_model)
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.llm is not None)
+        await pilot.press(*"Where does my sister Ana live?", "enter")
+        screen = app.screen
+        seen_partial = []
+        await until(pilot, lambda: screen.busy)
+        while screen.busy:
+            answer = list(screen.query(Bubble))[-1]
+            if answer.text:
+                seen_partial.append(answer.text)
+            await pilot.pause(0.01)
+        bubbles = list(screen.query(Bubble))
+        answer = bubbles[-1]
+        assert [b.role for b in bubbles[-2:]] == ["user", "assistant"]
+        assert answer.text and "saved" in str(answer.border_subtitle)
+        assert seen_partial and seen_partial[0] != answer.text  # it grew while streaming
+        panel = [str(s.render()) for s in screen.query_one(CitationsPanel).query(".citation")]
+        assert panel[0].startswith("[1]") and "01JTRAVEL00000000000000000" in panel[0]
+        assert any("01JSISTER00000000000000000" in p and "notes" not in p for p in panel)
+    with Vault.open(home, PASSPHRASE) as vault:
+        turns = vault.cubes(tag="chat")
+    assert sorted(c.source["role"] for c in turns) == ["assistant", "user"]
+    assert next(c for c in turns if c.source["role"] == "assistant").content == answer.text
+
+
+@flow
+async def test_forgetting_a_memory_from_the_memories_screen_tombstones_it(home):
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f3")
+        table = app.screen.query_one("#memory-table")
+        await until(pilot, lambda: table.row_count == 3)
+        row = table.get_row_index("01JSISTER00000000000000000")
+        table.move_cursor(row=row)
+        table.focus()
+        await pilot.press("d")
+        await until(pilot, lambda: table.row_count == 2)
+        assert "01JSISTER00000000000000000" not in app.screen.cubes
+        with app.vault_lock:
+            assert app.vault.get("01JSISTER00000000000000000", include_inactive=True).state == "deleted"
+
+
+@flow
+async def test_adding_a_watched_folder_indexes_its_notes(home, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "garden.md").write_text("# Garden\n\nThe tomatoes need water every evening.\n")
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f4", "a")
+        await pilot.press(*str(notes), "enter")
+        roots = app.screen.query_one("#roots-table")
+        await until(pilot, lambda: roots.row_count == 1)
+
+        def indexed() -> bool:
+            with app.vault_lock:
+                return bool(app.vault.cubes(source_path=str(notes / "garden.md")))
+
+        await until(pilot, indexed)
+        files = app.screen.query_one("#source-table")
+        app.screen.action_reload()
+        await until(pilot, lambda: files.row_count == 1)
+
+
+# ----- snapshots, one per screen ------------------------------------------------------------
+def test_snapshot_unlock(snap_compare, snapshot_home, monkeypatch):
+    monkeypatch.delenv("MEMOS_PASSPHRASE")
+    assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE)
+
+
+def test_snapshot_chat_after_a_pin_command(snap_compare, snapshot_home):
+    async def run_before(pilot) -> None:
+        await unlocked(pilot)
+        await pilot.press(*"/pin 01JSISTER", "enter")
+        await until(pilot, lambda: not pilot.app.screen.busy and len(pilot.app.screen.query(Bubble)) == 3)
+
+    assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize(
+    "key, ready",
+    [
+        ("f3", "#version-table"),
+        ("f4", "#source-table"),
+        ("f5", "#model-table"),
+        ("f6", "#vault-facts"),
+        ("f1", "#help-box"),
+    ],
+)
+def test_snapshot_screen(snap_compare, snapshot_home, key, ready):
+    async def run_before(pilot) -> None:
+        await unlocked(pilot)
+        await pilot.press(key)
+        await until(pilot, lambda: bool(pilot.app.screen.query(ready)))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+
+    assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
+
+
+# ----- bad input: the UI stays responsive and keeps nothing half-written ---------------------
+def without_activation(home: Path) -> Path:
+    """The scripted model has no KV cache to save: switch activation memory off for it."""
+    with Vault.open(home, PASSPHRASE) as vault:
+        vault.set_setting("assistant", {"activation": False})
+    return home
+
+
+def chat_turns(home: Path) -> list:
+    with Vault.open(home, PASSPHRASE) as vault:
+        return vault.cubes(tag="chat")
+
+
+@flow
+async def test_an_empty_message_is_not_sent(home, scripted_llm):
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["never"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        before = len(app.screen.query(Bubble))
+        await pilot.press("space", "space", "enter")
+        await pilot.pause(0.5)
+        assert len(app.screen.query(Bubble)) == before and not app.screen.busy
+
+
+@flow
+async def test_a_100_kb_paste_with_control_characters_is_answered_while_the_ui_stays_responsive(home, scripted_llm):
+    from textual import events
+
+    from memos_desktop.tui.widgets.chat_input import ChatInput
+
+    paste = "".join(f"line {i}\x1b[31m: {'y' * 90}\x07\n" for i in range(1000))
+    app = MemosApp(
+        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["Got it, a long one."], delay=0.1)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        chat = app.screen
+        app.post_message(events.Paste(paste))  # as the terminal delivers it: to the focused input
+        await until(pilot, lambda: len(chat.query_one(ChatInput).text) == len(paste))
+        await pilot.press("enter")
+        await until(pilot, lambda: chat.busy)
+        await pilot.press("f3")  # another screen works while the answer streams
+        await until(pilot, lambda: app.current_mode == "memories" and app.screen.query_one("#memory-table").row_count)
+        await pilot.press("f2")
+        await until(pilot, lambda: not chat.busy)
+        assert list(chat.query(Bubble))[-1].text == "Got it, a long one."
+    user = next(c for c in chat_turns(home) if c.source["role"] == "user")
+    assert len(user.content) > 95_000 and "\x1b" not in user.content and "\x07" not in user.content
+
+
+@flow
+async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, scripted_llm):
+    app = MemosApp(
+        without_activation(home),
+        embedder=FakeEmbedder(),
+        llm=scripted_llm(answers=["this breaks halfway"], crash_after=6),
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"hello", "enter")
+        chat = app.screen
+        answer = list(chat.query(Bubble))[-1]
+        await until(pilot, lambda: answer.has_class("failed"))
+        assert not chat.busy
+        assert str(answer.border_subtitle).startswith("error: The model stopped while answering")
+        await pilot.press(*"/remember the app still works", "enter")
+        await until(pilot, lambda: "Remembered" in list(chat.query(Bubble))[-1].text)
+    assert chat_turns(home) == []
+
+
+@flow
+async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
+    app = MemosApp(
+        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["word " * 400], delay=0.01)
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press(*"tell me everything", "enter")
+        chat = app.screen
+        await until(pilot, lambda: len(list(chat.query(Bubble))[-1].text) > 20)
+        await pilot.press("escape")
+        await until(pilot, lambda: not chat.busy)
+        answer = list(chat.query(Bubble))[-1]
+        assert "not kept" in str(answer.border_subtitle)
+        assert len(answer.text) < len("word " * 400)
+    assert chat_turns(home) == []
