@@ -503,7 +503,7 @@ def train(
 
     from memos_desktop.training.data import proposal_ids, select_facts
     from memos_desktop.training.distill import distill
-    from memos_desktop.training.job import TrainingJob
+    from memos_desktop.training.job import run_in_foreground
     from memos_desktop.training.trainer import TrainConfig
 
     vault = obj.vault(embedder=False)
@@ -545,14 +545,11 @@ def train(
         enable=not no_enable,
         resume=resume,
     )
-    job = TrainingJob(work, on_progress=show).start()
-    try:
-        while job.running:
-            job.wait(0.2)
-    except KeyboardInterrupt:
-        job.cancel()
-        click.echo("\n  stopping after this step…", err=True)
-    outcome = job.wait()
+
+    def stopping() -> None:
+        click.echo("\n  stopping after this step (Ctrl-C again to stop at once)…", err=True)
+
+    outcome = run_in_foreground(work, on_progress=show, on_interrupt=stopping)
     if not as_json:
         click.echo("", err=True)
     ev = outcome.evaluation
@@ -1106,12 +1103,13 @@ def chat_cmd(
 
     vault = ctx.vault(embedder=False)
     backend = load_model(vault, model_name)
-    Adapters(vault).apply(backend)  # parameter memory: the enabled adapter for this model, if any
     messages = [{"role": "system", "content": system}, {"role": "user", "content": message}]
     cancel = threading.Event()
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    turn = chat(backend, messages, prefix_messages=1, memory=ActivationMemory(vault), sampling=sampling, cancel=cancel)
-    try:
+    try:  # the model is freed here, on this thread, whatever happens (never at interpreter exit)
+        Adapters(vault).apply(backend)  # parameter memory: the enabled adapter for this model, if any
+        memory = ActivationMemory(vault)
+        turn = chat(backend, messages, prefix_messages=1, memory=memory, sampling=sampling, cancel=cancel)
         if as_json:
             answer = "".join(turn)
             prepared = turn.prepared

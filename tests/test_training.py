@@ -281,13 +281,20 @@ def test_resume_without_an_interrupted_run_is_a_clear_error(vault):
         )
 
 
-def test_training_job_reports_progress_and_stops_when_cancelled(vault):
+def test_a_foreground_run_reports_progress_and_ctrl_c_stops_it_resumably(vault):
+    import signal
     from functools import partial
 
-    from memos_desktop.training.job import TrainingJob
+    from memos_desktop.training.job import run_in_foreground
 
     _people(vault, 4)
-    seen = []
+    seen, notices = [], []
+
+    def progress(p):
+        seen.append(p.iteration)
+        if len(seen) == 3:
+            signal.raise_signal(signal.SIGINT)
+
     work = partial(
         distill,
         vault,
@@ -297,11 +304,9 @@ def test_training_job_reports_progress_and_stops_when_cancelled(vault):
         selection={"tag": "people"},
         config=TrainConfig(iters=500, rank=4),
     )
-    job = TrainingJob(work, on_progress=lambda p: seen.append(p.iteration)).start()
-    while len(seen) < 3:
-        job.wait(0.05)
-    job.cancel()
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingError, match="resume"):
-        job.wait()
-    assert not job.running and job.progress.iteration < 500
+        run_in_foreground(work, on_progress=progress, on_interrupt=lambda: notices.append("stopping"))
+    assert notices == ["stopping"] and 3 <= seen[-1] < 500
+    assert signal.getsignal(signal.SIGINT) is before
     assert Adapters(vault).cubes() == []

@@ -74,3 +74,30 @@ def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli)
     assert plain.returncode == 0, plain.stderr
     assert json.loads(tuned.stdout)["answer"] != json.loads(plain.stdout)["answer"]
     assert json.loads(plain.stdout)["restored_tokens"] == 0  # the tuned prefix state was not reused
+
+
+def test_ctrl_c_stops_training_resumably_and_resume_finishes_it(cli):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    _remember(cli, fact_texts(4))
+    args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--iters", "400", "--rank", "4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "memos_desktop", *args], stderr=subprocess.PIPE, env=env)
+    seen = b""
+    deadline = time.time() + 300
+    while b"iteration 20/" not in seen and time.time() < deadline and proc.poll() is None:
+        seen += os.read(proc.stderr.fileno(), 4096)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Error: Training stopped at iteration" in err.decode() and "resume" in err.decode()
+
+    resumed = cli(*args, "--resume", "--json", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["adapter"]["meta"]["metrics"]["iterations"] < 400  # it did not start over

@@ -1,11 +1,16 @@
-"""A distillation run as a background job: a worker thread with progress and cancellation.
+"""A distillation run in the foreground: progress, and Ctrl-C as a resumable stop.
 
-Owns only the thread and its hand-over: the latest `Progress`, a cancel event the training loop
-checks between steps (the run then saves a checkpoint and can be resumed), and the outcome or
-the error, re-raised in the caller's thread by `wait`. The interfaces (CLI, TUI) use it so the
-thread that shows progress never blocks on training.
+Owns how an interface runs `distill`: on the calling (main) thread, with SIGINT turned into the
+cancel event the training loop checks between steps (the run then saves a checkpoint and raises
+a TrainingError saying it can be resumed); a second Ctrl-C stops at once. It must never move the
+MLX work to a helper thread: MLX keeps native state per thread (its compile cache holds Python
+objects) and frees it when that thread ends, which needs the GIL. A helper thread that ends
+while the interpreter shuts down is stopped inside that C++ destructor and the whole process
+aborts ("terminate called without an active exception", exit -6) after the run succeeded. On the
+main thread, MLX's own exit handler releases that state while the interpreter is still alive.
 """
 
+import signal
 import threading
 from collections.abc import Callable
 
@@ -13,46 +18,27 @@ from memos_desktop.training.distill import Outcome
 from memos_desktop.training.trainer import Progress
 
 
-class TrainingJob:
-    """Runs `work(progress=..., cancel=...)` (e.g. a partial of `distill`) in a daemon thread."""
+def run_in_foreground(
+    work: Callable[..., Outcome],
+    on_progress: Callable[[Progress], None] | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> Outcome:
+    """Run `work(progress=..., cancel=...)` (e.g. a partial of `distill`) on this, the main thread.
 
-    def __init__(self, work: Callable[..., Outcome], on_progress: Callable[[Progress], None] | None = None):
-        self.progress: Progress | None = None
-        self._cancel = threading.Event()
-        self._work = work
-        self._on_progress = on_progress
-        self._outcome: Outcome | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="memos-training", daemon=True)
+    The first SIGINT sets the cancel event and calls `on_interrupt`; the previous SIGINT handler
+    is back in place from then on, so a second Ctrl-C interrupts immediately.
+    """
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
 
-    def start(self) -> "TrainingJob":
-        self._thread.start()
-        return self
+    def interrupted(signum, frame) -> None:
+        signal.signal(signal.SIGINT, previous)
+        cancel.set()
+        if on_interrupt is not None:
+            on_interrupt()
 
-    def _report(self, progress: Progress) -> None:
-        self.progress = progress
-        if self._on_progress is not None:
-            self._on_progress(progress)
-
-    def _run(self) -> None:
-        try:
-            self._outcome = self._work(progress=self._report, cancel=self._cancel)
-        except BaseException as exc:  # handed to the waiting thread, which re-raises it
-            self._error = exc
-
-    def cancel(self) -> None:
-        """Ask the run to stop after the current step (it saves a checkpoint first)."""
-        self._cancel.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> Outcome | None:
-        """The outcome once the run ended (None while it is still running); its error re-raised."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            return None
-        if self._error is not None:
-            raise self._error
-        return self._outcome
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        return work(progress=on_progress, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
