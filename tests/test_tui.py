@@ -127,25 +127,26 @@ async def test_first_run_creates_the_vault_after_the_passphrase_is_repeated(isol
 
 @flow
 async def test_a_message_streams_an_answer_from_a_generated_model_with_its_citations(home, tiny_model):
+    from memos_desktop.tui.screens.chat import Finished, Token
+
     register(home, tiny_model)
     app = MemosApp(home, embedder=FakeEmbedder())
-    async with app.run_test(size=SIZE) as pilot:
+    seen = []  # every Token and Finished message, in order, as the screen receives them
+    async with app.run_test(
+        size=SIZE, message_hook=lambda m: isinstance(m, (Token, Finished)) and seen.append(m)
+    ) as pilot:
         await unlocked(pilot)
         await until(pilot, lambda: app.llm is not None)
         await pilot.press(*"Where does my sister Ana live?", "enter")
         screen = app.screen
-        seen_partial = []
-        await until(pilot, lambda: screen.busy)
-        while screen.busy:
-            answer = list(screen.query(Bubble))[-1]
-            if answer.text:
-                seen_partial.append(answer.text)
-            await pilot.pause(0.01)
+        await until(pilot, lambda: any(isinstance(m, Finished) for m in seen))
+        await until(pilot, lambda: not screen.busy)
         bubbles = list(screen.query(Bubble))
         answer = bubbles[-1]
         assert [b.role for b in bubbles[-2:]] == ["user", "assistant"]
         assert answer.text and "saved" in str(answer.border_subtitle)
-        assert seen_partial and seen_partial[0] != answer.text  # it grew while streaming
+        pieces = [m.piece for m in seen if isinstance(m, Token)]
+        assert len(pieces) > 1 and "".join(pieces) == answer.text  # it arrived in pieces, streamed
         panel = [str(s.render()) for s in screen.query_one(CitationsPanel).query(".citation")]
         assert panel[0].startswith("[1]") and "01JTRAVEL00000000000000000" in panel[0]
         assert any("01JSISTER00000000000000000" in p and "notes" not in p for p in panel)
