@@ -392,7 +392,7 @@ class NewCubes:
     """
 
     def __init__(
-        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500
+        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 2000
     ):
         self.vault = vault
         self.origin = origin
