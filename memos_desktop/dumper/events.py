@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 from memos_desktop.dumper import clock as hlc
-from memos_desktop.dumper.format import check_blob_name, check_id
+from memos_desktop.dumper.format import check_blob_name, check_id, loads
 from memos_desktop.errors import BundleError, MemosError, NotFound
 from memos_desktop.vault.cube import COLUMNS, KINDS, STATES, MemCube
 from memos_desktop.vault.store import content_hash
@@ -106,7 +106,8 @@ def save_clock(vault, clock: hlc.HybridClock) -> None:
 def tag_local(vault, clock: hlc.HybridClock) -> int:
     """Give every untagged version row (made on this device) an event id; return how many.
 
-    Streams the rows (parents before children per cube); inserts only touch rows already read.
+    Streams the rows (parents before children per cube); inserts, in batches, only touch rows
+    already read (a parent is either earlier in this cube's rows or tagged before).
     """
     conn = vault.conn
     rows = conn.execute(
@@ -116,7 +117,7 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
         " ORDER BY v.cube_id, v.version"
     )
     count = 0
-    current, tagged = None, {}
+    current, tagged, pending = None, {}, []
     for cube_id, version, parent, op, at, actor, snapshot in rows:
         if cube_id != current:
             current, tagged = cube_id, {}
@@ -132,16 +133,24 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
             if pvid is not None:
                 parents = [pvid]
         stamp = clock.tick(int(at * 1000))
-        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, json.loads(snapshot))
-        conn.execute(
-            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-            " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
-            (vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)),
-        )
+        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, loads(snapshot))
+        pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)))
+        if len(pending) >= 2000:
+            _insert_tags(conn, pending)
+            pending = []
         tagged[version] = vid
         count += 1
+    _insert_tags(conn, pending)
     save_clock(vault, clock)
     return count
+
+
+def _insert_tags(conn, rows: list[tuple]) -> None:
+    conn.executemany(
+        "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+        " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
+        rows,
+    )
 
 
 def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:

@@ -52,16 +52,17 @@ def _line(record: dict) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def _parse(line: bytes) -> object:
-    """One JSON line, read exactly as the standard parser reads it.
+def loads(line: bytes | str) -> object:
+    """One JSON value, read exactly as the standard parser reads it (BundleError if invalid).
 
     orjson is several times faster, but turns integers beyond 64 bits into floats and refuses
     NaN and infinities; lines that may hold such numbers (a run of 19+ digits) or that orjson
     refuses go to the standard parser, so every line the exporter can write reads back unchanged.
     """
-    if _LONG_RUN not in line.translate(_DIGITS_AS_ZERO):
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if _LONG_RUN not in raw.translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(line)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     try:
@@ -180,7 +181,7 @@ class BundleSink(io.RawIOBase):
     def _line(self, line: bytes) -> None:
         if self.ended:
             raise BundleError("The bundle has data after its signed end; it was tampered with.")
-        record = _parse(line)
+        record = loads(line)
         if not isinstance(record, dict) or not isinstance(record.get("t"), str):
             raise BundleError("The bundle holds a malformed record; it is damaged.")
         kind = record["t"]
