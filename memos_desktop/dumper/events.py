@@ -23,6 +23,7 @@ from memos_desktop.vault.store import content_hash
 CLOCK_SETTING = "sync.clock"
 CONFLICT_DEVICE = "conflict"
 _OP_MAX = 32
+BATCH = 2000  # rows per executemany when tagging or inserting new cubes
 # Reused encoders: the same output as json.dumps with these options, without building one per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
@@ -135,7 +136,7 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
         stamp = clock.tick(int(at * 1000))
         vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, loads(snapshot))
         pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)))
-        if len(pending) >= 2000:
+        if len(pending) >= BATCH:
             _insert_tags(conn, pending)
             pending = []
         tagged[version] = vid
@@ -401,7 +402,7 @@ class NewCubes:
     """
 
     def __init__(
-        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 2000
+        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH
     ):
         self.vault = vault
         self.origin = origin
