@@ -212,3 +212,17 @@ def test_records_the_fast_parser_refuses_still_read_back():
     sink.finish()
     assert got[0]["big"] == 2**70 + 1 and got[0]["low"] == -(2**63) - 1
     assert isinstance(got[0]["big"], int) and got[0]["nan"] != got[0]["nan"]
+
+
+def test_a_record_larger_than_a_read_chunk_streams_through_whole():
+    from memos_desktop.dumper import format as fmt
+
+    records = [{"t": "link", "n": 0}, {"t": "blob", "data": "x" * (3 * fmt.CHUNK)}, {"t": "link"}]
+    plaintext, _ = _signed_plaintext(records)
+    got = []
+    sink = BundleSink(
+        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
+    )
+    for start in range(0, len(plaintext), 65536):
+        sink.write(plaintext[start : start + 65536])
+    assert sink.finish()["bundle_id"] == "01B" and got == records

@@ -98,9 +98,14 @@ class BundleSource(io.RawIOBase):
         pending, size = [_line({"t": "manifest", **manifest})], 0
         for record in records:
             line = record + b"\n" if isinstance(record, bytes) else _line(record)
+            self.records += 1
+            if len(line) >= CHUNK and pending:  # a large line (a blob) goes on without a copy
+                chunk = b"".join(pending)
+                digest.update(chunk)
+                yield chunk
+                pending, size = [], 0
             pending.append(line)
             size += len(line)
-            self.records += 1
             if size >= CHUNK:
                 chunk = b"".join(pending)
                 digest.update(chunk)
