@@ -66,6 +66,16 @@ def test_importing_twice_changes_nothing(vault, other, tmp_path):
     assert (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone()) == before
 
 
+def test_more_cubes_than_one_write_batch_round_trip_exactly(vault, other, tmp_path):
+    vault.add_many(
+        [{"content": f"note {i}", "meta": {"n": 2**70 + i}} for i in range(events.BATCH + 100)]
+    )
+    _to(vault, other, tmp_path / "b.age")
+    assert import_bundle(other, tmp_path / "b.age")["cubes"] == events.BATCH + 100
+    assert state(other) == state(vault)
+    assert len(other.fts("note", 10 * events.BATCH)) == events.BATCH + 100
+
+
 def test_a_fresh_export_of_the_same_data_adds_no_versions(vault, other, tmp_path):
     vault.add("one")
     _to(vault, other, tmp_path / "1.age")

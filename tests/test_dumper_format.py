@@ -173,3 +173,56 @@ def test_source_and_sink_agree_on_a_signed_stream():
     )
     sink.write(plaintext)
     assert sink.finish()["bundle_id"] == "01B" and got == records
+
+
+def _signed_plaintext(records: list[dict]) -> tuple[bytes, object]:
+    from memos_desktop.dumper.crypto import DeviceKeys
+
+    keys = DeviceKeys("01D", "unused", b"\x07" * 32)
+    manifest = {
+        "format": "memos-bundle",
+        "version": 1,
+        "kind": "export",
+        "bundle_id": "01B",
+        "device": "01D",
+        "signing_key": keys.verify_key,
+    }
+    return BundleSource(manifest, iter(records), keys.sign).read(), keys
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+def test_sink_reads_records_split_across_any_write_boundaries(piece):
+    records = [{"t": "link", "n": i, "text": "é" * (i * 37)} for i in range(40)]
+    plaintext, _ = _signed_plaintext(records)
+    got = []
+    sink = BundleSink(
+        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
+    )
+    for start in range(0, len(plaintext), piece):
+        sink.write(plaintext[start : start + piece])
+    assert sink.finish()["bundle_id"] == "01B" and got == records
+
+
+def test_records_the_fast_parser_refuses_still_read_back():
+    records = [{"t": "link", "big": 2**70 + 1, "low": -(2**63) - 1, "nan": float("nan")}]
+    plaintext, _ = _signed_plaintext(records)
+    got = []
+    sink = BundleSink(lambda m: None, got.append, lambda m, s, d: True)
+    sink.write(plaintext)
+    sink.finish()
+    assert got[0]["big"] == 2**70 + 1 and got[0]["low"] == -(2**63) - 1
+    assert isinstance(got[0]["big"], int) and got[0]["nan"] != got[0]["nan"]
+
+
+def test_a_record_larger_than_a_read_chunk_streams_through_whole():
+    from memos_desktop.dumper import format as fmt
+
+    records = [{"t": "link", "n": 0}, {"t": "blob", "data": "x" * (3 * fmt.CHUNK)}, {"t": "link"}]
+    plaintext, _ = _signed_plaintext(records)
+    got = []
+    sink = BundleSink(
+        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
+    )
+    for start in range(0, len(plaintext), 65536):
+        sink.write(plaintext[start : start + 65536])
+    assert sink.finish()["bundle_id"] == "01B" and got == records

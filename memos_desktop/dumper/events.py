@@ -12,10 +12,10 @@ cubes they change, vectors are left to the embedder (`embed_model` is cleared).
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from memos_desktop.dumper import clock as hlc
-from memos_desktop.dumper.format import check_blob_name, check_id
+from memos_desktop.dumper.format import check_blob_name, check_id, loads
 from memos_desktop.errors import BundleError, MemosError, NotFound
 from memos_desktop.vault.cube import COLUMNS, KINDS, STATES, MemCube
 from memos_desktop.vault.store import content_hash
@@ -23,6 +23,13 @@ from memos_desktop.vault.store import content_hash
 CLOCK_SETTING = "sync.clock"
 CONFLICT_DEVICE = "conflict"
 _OP_MAX = 32
+BATCH = 2000  # rows per executemany when tagging or inserting new cubes
+# Reused encoders: the same output as json.dumps with these options, without building one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+_SORTED = json.JSONEncoder(sort_keys=True).encode
+_FIELDS = frozenset(f.name for f in fields(MemCube))
+_NUMBERS = ("created_at", "updated_at", "valid_from", "valid_to", "expires_at", "importance")
 
 
 class MissingParent(BundleError):
@@ -62,8 +69,7 @@ class Event:
 
 def canonical_snapshot(snapshot: dict) -> str:
     """A snapshot as canonical JSON (sorted keys, no spaces) without its local version number."""
-    body = {k: v for k, v in snapshot.items() if k != "version"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL({k: v for k, v in snapshot.items() if k != "version"})
 
 
 def stored_snapshot(canonical: str, version: int) -> str:
@@ -83,7 +89,7 @@ def vid_of(
     canonical: str | None = None,
 ) -> str:
     """The global id of an event: a hash of everything in it but the local version number."""
-    head = json.dumps([cube_id, parents, stamp, device, op, actor, at], separators=(",", ":"))
+    head = _COMPACT([cube_id, parents, stamp, device, op, actor, at])
     body = canonical if canonical is not None else canonical_snapshot(snapshot)
     return hashlib.blake2b(f"{head}\n{body}".encode(), digest_size=16).hexdigest()
 
@@ -101,7 +107,8 @@ def save_clock(vault, clock: hlc.HybridClock) -> None:
 def tag_local(vault, clock: hlc.HybridClock) -> int:
     """Give every untagged version row (made on this device) an event id; return how many.
 
-    Streams the rows (parents before children per cube); inserts only touch rows already read.
+    Streams the rows (parents before children per cube); inserts, in batches, only touch rows
+    already read (a parent is either earlier in this cube's rows or tagged before).
     """
     conn = vault.conn
     rows = conn.execute(
@@ -111,7 +118,7 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
         " ORDER BY v.cube_id, v.version"
     )
     count = 0
-    current, tagged = None, {}
+    current, tagged, pending = None, {}, []
     for cube_id, version, parent, op, at, actor, snapshot in rows:
         if cube_id != current:
             current, tagged = cube_id, {}
@@ -127,16 +134,24 @@ def tag_local(vault, clock: hlc.HybridClock) -> int:
             if pvid is not None:
                 parents = [pvid]
         stamp = clock.tick(int(at * 1000))
-        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, json.loads(snapshot))
-        conn.execute(
-            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-            " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
-            (vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)),
-        )
+        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, loads(snapshot))
+        pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)))
+        if len(pending) >= BATCH:
+            _insert_tags(conn, pending)
+            pending = []
         tagged[version] = vid
         count += 1
+    _insert_tags(conn, pending)
     save_clock(vault, clock)
     return count
+
+
+def _insert_tags(conn, rows: list[tuple]) -> None:
+    conn.executemany(
+        "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+        " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
+        rows,
+    )
 
 
 def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
@@ -187,7 +202,7 @@ def parse_event(cube_id: str, record: object) -> Event:
         raise BundleError(f"The bundle holds a malformed version of memory {cube_id}.")
     if event.device != CONFLICT_DEVICE:
         check_id(event.device, "device id")
-    cube_from_snapshot(event.snapshot)
+    check_snapshot(event.snapshot)
     event.canonical = canonical_snapshot(event.snapshot)
     expected = vid_of(
         cube_id,
@@ -207,40 +222,32 @@ def parse_event(cube_id: str, record: object) -> Event:
     return event
 
 
-def cube_from_snapshot(snapshot: dict) -> MemCube:
-    """A MemCube from a version snapshot, or BundleError when the snapshot is not a valid cube."""
-    try:
-        cube = MemCube(**snapshot)
-    except TypeError:
-        raise BundleError("The bundle holds a version with unknown or missing fields.") from None
-    text_fields = (cube.title, cube.content, cube.owner, cube.visibility)
+def check_snapshot(snapshot: dict) -> None:
+    """BundleError unless `snapshot` makes a valid MemCube (checked without building one)."""
+    if not _FIELDS.issuperset(snapshot) or "id" not in snapshot:
+        raise BundleError("The bundle holds a version with unknown or missing fields.")
+    get = snapshot.get
+    tags, source, meta = get("tags", []), get("source", {}), get("meta", {})
     ok = (
-        cube.kind in KINDS
-        and cube.state in STATES
-        and all(isinstance(t, str) for t in text_fields)
-        and isinstance(cube.tags, list)
-        and all(isinstance(t, str) for t in cube.tags)
-        and isinstance(cube.source, dict)
-        and isinstance(cube.meta, dict)
-        and cube.visibility in ("private", "shared")
-        and all(
-            isinstance(x, int | float) or x is None
-            for x in (
-                cube.created_at,
-                cube.updated_at,
-                cube.valid_from,
-                cube.valid_to,
-                cube.expires_at,
-                cube.importance,
-            )
-        )
+        get("kind", "plaintext") in KINDS
+        and get("state", "active") in STATES
+        and isinstance(get("title", ""), str)
+        and isinstance(get("content", ""), str)
+        and isinstance(get("owner", "default"), str)
+        and get("visibility", "private") in ("private", "shared")
+        and isinstance(tags, list)
+        and all(isinstance(t, str) for t in tags)
+        and isinstance(source, dict)
+        and isinstance(meta, dict)
+        and all(isinstance(get(name), int | float | None) for name in _NUMBERS)
     )
     if not ok:
-        raise BundleError(f"The bundle holds an invalid version of memory {str(cube.id)[:80]}.")
-    check_id(cube.id)
-    if cube.payload_ref is not None:
-        check_blob_name(cube.payload_ref)
-    return cube
+        raise BundleError(
+            f"The bundle holds an invalid version of memory {str(snapshot['id'])[:80]}."
+        )
+    check_id(snapshot["id"])
+    if get("payload_ref") is not None:
+        check_blob_name(snapshot["payload_ref"])
 
 
 @dataclass
@@ -395,7 +402,7 @@ class NewCubes:
     """
 
     def __init__(
-        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = 500
+        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH
     ):
         self.vault = vault
         self.origin = origin
@@ -432,9 +439,7 @@ class NewCubes:
         )
         row = [head.get(c) for c in COLUMNS]
         for name in ("tags", "source", "meta"):
-            row[COLUMNS.index(name)] = json.dumps(
-                head.get(name) or ({} if name != "tags" else []), sort_keys=True
-            )
+            row[COLUMNS.index(name)] = _SORTED(head.get(name) or ({} if name != "tags" else []))
         row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
         self._cubes.append(tuple(row))
         self.ids[cube_id] = None

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import orjson
+
 from memos_desktop.dumper import crypto, events
 from memos_desktop.dumper.format import FORMAT, VERSION, BundleSource
 from memos_desktop.errors import BundleError, MemosError
@@ -169,7 +171,7 @@ class _Export:
             params,
         ):
             self.summary["links"] += 1
-            yield {"t": "link", "src": src, "dst": dst, "rel": rel, "at": at}
+            yield orjson.dumps({"t": "link", "src": src, "dst": dst, "rel": rel, "at": at})
         for seq, at, action, cube_id, actor, detail, digest in conn.execute(
             "SELECT seq, at, action, cube_id, actor, detail, hash FROM audit"
             f" WHERE EXISTS (SELECT 1 FROM cubes WHERE id = audit.cube_id AND {where})"
@@ -177,16 +179,18 @@ class _Export:
             params,
         ):
             self.summary["audit"] += 1
-            yield {
-                "t": "audit",
-                "seq": seq,
-                "at": at,
-                "action": action,
-                "cube_id": cube_id,
-                "actor": actor,
-                "detail": detail,
-                "hash": digest,
-            }
+            yield orjson.dumps(
+                {
+                    "t": "audit",
+                    "seq": seq,
+                    "at": at,
+                    "action": action,
+                    "cube_id": cube_id,
+                    "actor": actor,
+                    "detail": detail,
+                    "hash": digest,
+                }
+            )
         yield {"t": "summary", **self.summary, "redacted": dict(self.redaction.counts)}
 
     def _cube(self, cube: tuple, rows: list[tuple]) -> Iterator[dict | bytes]:
@@ -209,15 +213,28 @@ class _Export:
                 "events": [e.to_record() for e in evs],
             }
         else:
-            dump = json.dumps
+            q = orjson.dumps
             parts = [
-                f'{{"vid":{dump(vid)},"parents":{parents},"hlc":{dump(stamp)},"device":{dump(device)},'
-                f'"op":{dump(op)},"actor":{dump(actor)},"at":{dump(at)},"snapshot":{snapshot}}}'
+                b'{"vid":%b,"parents":%b,"hlc":%b,"device":%b,"op":%b,"actor":%b,"at":%b,'
+                b'"snapshot":%b}'
+                % (
+                    q(vid),
+                    parents.encode(),
+                    q(stamp),
+                    q(device),
+                    q(op),
+                    q(actor),
+                    q(at),
+                    snapshot.encode(),
+                )
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
-            access = f"[{access_count},{dump(last_accessed)}]"
-            head = f'{{"t":"cube","id":{dump(cube_id)},"access":{access},'
-            yield (head + '"events":[' + ",".join(parts) + "]}").encode("utf-8")
+            yield b'{"t":"cube","id":%b,"access":[%d,%b],"events":[%b]}' % (
+                q(cube_id),
+                access_count,
+                q(last_accessed),
+                b",".join(parts),
+            )
         if self.with_blobs and payload_ref:
             blob = self._blob(payload_ref, blob_context or "")
             if blob is not None:
