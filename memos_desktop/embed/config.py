@@ -8,6 +8,7 @@ process and load their model on first use. This module never converts or loads a
 except in `check`, which exists to prove the embedder works.
 """
 
+import atexit
 import importlib.resources
 import importlib.util
 import json
@@ -41,8 +42,18 @@ def status_for(choice: str | None) -> tuple[Embedder | None, str]:
     """`embedder_status` for a setting value; built once per process for each value."""
     key = str(choice).strip() if choice else DEFAULT
     if key not in _built:
+        if not _built:
+            atexit.register(_close_all)
         _built[key] = _build(key)
     return _built[key]
+
+
+def _close_all() -> None:
+    """Free the cached models before interpreter shutdown, when llama.cpp can no longer free them."""
+    for embedder, _ in _built.values():
+        close = getattr(embedder, "close", None)
+        if close is not None:
+            close()
 
 
 def _build(choice: str) -> tuple[Embedder | None, str]:
