@@ -336,7 +336,7 @@ class Assistant:
                     tags=tags,
                     owner=self.profile,
                     source={**base, "role": "user"},
-                    meta={"said_at": prepared.at},
+                    meta={"said_at": prepared.at, "context": _previous(conv.turns)},
                 ),
                 dict(
                     content=answer,
@@ -346,6 +346,7 @@ class Assistant:
                     source={**base, "role": "assistant"},
                     meta={
                         "said_at": now,
+                        "context": prepared.text,
                         "cites": [c.cube_id for c in prepared.citations if c.cited],
                     },
                 ),
@@ -408,6 +409,11 @@ def _query(text: str) -> str:
     if len(text) <= QUERY_CHARS:
         return text
     return f"{text[: QUERY_CHARS // 2]}\n{text[-QUERY_CHARS // 2 :]}"
+
+
+def _previous(turns: list[dict]) -> str:
+    """The text said just before a new exchange, embedded with its question as context."""
+    return turns[-1]["content"] if turns else ""
 
 
 def _title(text: str) -> str:

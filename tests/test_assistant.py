@@ -76,6 +76,20 @@ def test_a_conversation_resumes_with_its_turns_in_order(vault, scripted_llm):
     assert resumed.turns[-1]["turn"] == 3
 
 
+def test_each_stored_turn_carries_the_turn_before_it_as_context(vault, scripted_llm):
+    assistant = Assistant(vault, scripted_llm(answers=["Porto, in May.", "Yes, it was amazing!"]), activation=False)
+    conv = assistant.new_conversation()
+    assistant.turn(conv, "Where was my marathon?")
+    assistant.turn(conv, "Did I enjoy it?")
+    contexts = [(c.content, c.meta["context"]) for c in chat_cubes(vault)]
+    assert contexts == [
+        ("Where was my marathon?", ""),
+        ("Porto, in May.", "Where was my marathon?"),
+        ("Did I enjoy it?", "Porto, in May."),
+        ("Yes, it was amazing!", "Did I enjoy it?"),
+    ]
+
+
 def test_the_reader_runs_after_the_answer_and_its_memories_carry_the_turn(vault, scripted_llm):
     llm = scripted_llm(
         answers=["Congratulations!"],

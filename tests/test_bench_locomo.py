@@ -60,6 +60,17 @@ def test_turns_carry_speaker_caption_and_session_date(data_dir):
     assert locomo.turn_text(turns[0]) == "Ana: Look what I made! [shares a photo of a blue ceramic bowl]"
 
 
+def test_each_turn_is_stored_with_the_turn_before_it_in_its_session(vault, data_dir):
+    locomo.fill(vault, locomo.load(data_dir))
+    contexts = {c.source["turn_id"]: c.meta["context"] for c in vault.cubes(tag="chat")}
+    assert contexts == {
+        "D1:1": "",
+        "D1:2": "Ana: I adopted a grey kitten called Pixel.",
+        "D2:1": "",
+        "D2:2": "Ana: Look what I made! [shares a photo of a blue ceramic bowl]",
+    }
+
+
 def test_a_list_of_samples_with_nested_conversations_loads(tmp_path):
     sample = conversation()
     qa = sample.pop("qa")

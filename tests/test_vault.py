@@ -139,6 +139,15 @@ def test_changing_the_embedder_re_embeds(vault):
     assert models == {"test/other-32"}
 
 
+def test_a_cubes_context_is_embedded_with_it_but_not_indexed_for_words(vault):
+    reply = vault.add("Yeah, it was amazing!", meta={"context": "I ran the Porto marathon last week"})
+    vault.add("Lovely weather today, it was sunny")
+    (query,) = vault.embedder.embed(["Porto marathon"])
+    nearest, _ = vault.knn(query, 1)[0]
+    assert vault.get_many([nearest])[nearest].id == reply.id
+    assert vault.fts("marathon") == []
+
+
 def test_no_embedder_still_indexes_keywords(isolated_home):
     with Vault.create(isolated_home, PASSPHRASE) as v:
         v.add("keywords only")

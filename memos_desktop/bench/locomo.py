@@ -3,9 +3,11 @@
 Loads every conversation of a LoCoMo-format directory (one JSON file per conversation, or files
 holding a list of samples with a nested "conversation") into a fresh encrypted vault: one cube per
 dialog turn, `"Speaker: text"` plus the shared photo's caption, with the turn id, conversation,
-session and speaker as provenance and the session date as `valid_from`. Each QA question is asked
-through `operator.search` restricted to its conversation (a source filter), and, in the same run,
-through a plain FTS5 bm25 baseline (the question's words OR'ed, no query handling, no vectors).
+session and speaker as provenance, the session date as `valid_from`, and the turn before it in
+the session as `meta["context"]` (embedded with the turn, as the assistant stores chat turns).
+Each QA question is asked through `operator.search` restricted to its conversation (a source
+filter), and, in the same run, through a plain FTS5 bm25 baseline (the question's words OR'ed,
+no query handling, no vectors).
 
 Recall@k of a question = the fraction of its evidence turns found among the top k results; the
 reported figure is the mean over questions. Evidence ids are split on `;`, `,` and whitespace;
@@ -99,14 +101,17 @@ def evidence_ids(raw: list, known: set[str]) -> list[str]:
 
 
 def fill(vault, conversations: list[dict]) -> None:
-    """Store every dialog turn as one cube, in conversation order."""
+    """Store every dialog turn as one cube, in conversation order, with its previous turn as context."""
     for conv in conversations:
         items = []
         for n, date, turns in conv["sessions"]:
+            previous = ""
             for turn in turns:
+                text = turn_text(turn)
                 items.append(
                     dict(
-                        content=turn_text(turn),
+                        content=text,
+                        meta={"context": previous},
                         tags=["chat"],
                         source={
                             "conversation": conv["id"],
@@ -117,6 +122,7 @@ def fill(vault, conversations: list[dict]) -> None:
                         valid_from=date,
                     )
                 )
+                previous = text
         for start in range(0, len(items), 256):
             vault.add_many(items[start : start + 256], actor="bench")
 

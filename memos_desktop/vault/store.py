@@ -680,6 +680,15 @@ class Vault:
         return rowids, np.ascontiguousarray(matrix.T)
 
 
+CONTEXT_CHARS = 400  # of meta["context"] embedded after the content; the content is never cut for it
+
+
 def embed_text(cube: MemCube) -> str:
-    """The text a cube is embedded from: its title (heading path) and content."""
-    return f"{cube.title}\n{cube.content}" if cube.title else cube.content
+    """The text a cube is embedded from: its title (heading path), content and `meta["context"]`.
+
+    The context is the text a cube only makes sense with (for a chat turn, the turn before it:
+    "Yeah, it was amazing!" says nothing on its own). It comes last so that a model truncating
+    its input drops context before content, and it is embedded only, never indexed for words.
+    """
+    parts = [cube.title, cube.content, str(cube.meta.get("context") or "")[:CONTEXT_CHARS]]
+    return "\n".join(p for p in parts if p)
