@@ -13,7 +13,7 @@ __all__ = ["LLMBackend", "LoadSettings", "Sampling", "load_backend", "runtime_fo
 
 
 def runtime_for(path: Path) -> str:
-    """"llama.cpp" for a GGUF file, "mlx" for a model directory; ModelError otherwise."""
+    """ "llama.cpp" for a GGUF file, "mlx" for a model directory; ModelError otherwise."""
     path = Path(path)
     if path.is_dir():
         return "mlx"

@@ -193,6 +193,39 @@ class Sampler:
         return int(self._rng.choice(order, p=probs))
 
 
+def generate_cached(
+    backend, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None, is_end: Callable[[int], bool]
+) -> Iterator[int]:
+    """The decode loop both backends share.
+
+    `backend` keeps `_tokens` (what its KV cache holds), `_logits` (after the last token, or None),
+    `n_ctx`, and `_trim(n)` / `_eval(tokens, cancel)`. The longest cached prefix is reused (at
+    least one token is always evaluated, so there are logits to sample from), the rest is
+    prefilled, then tokens are sampled until an end token, the budget, a full context or `cancel`.
+    """
+    import numpy as np
+
+    if not tokens:
+        raise ModelError("Nothing to generate from: the prompt is empty.")
+    check_fits(len(tokens), backend.n_ctx)
+    keep = common_prefix(backend._tokens, tokens)
+    if keep == len(tokens) and (keep < len(backend._tokens) or backend._logits is None):
+        keep -= 1
+    backend._trim(keep)
+    backend._eval(tokens[keep:], cancel)
+    sample = Sampler(sampling)
+    for _ in range(sampling.max_tokens):
+        if cancel is not None and cancel.is_set():
+            return
+        token = sample(np.array(backend._logits))
+        if is_end(token):
+            return
+        yield token
+        if len(backend._tokens) >= backend.n_ctx:
+            return
+        backend._eval([token])
+
+
 def stream_text(
     tokens: Iterator[int],
     detokenize: Callable[[Sequence[int]], str],

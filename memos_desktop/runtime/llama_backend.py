@@ -19,11 +19,11 @@ from memos_desktop.errors import ModelError
 from memos_desktop.runtime.base import (
     Adapter,
     LoadSettings,
-    Sampler,
     Sampling,
     check_fits,
     common_prefix,
     file_digest,
+    generate_cached,
 )
 
 GGUF_MAGIC = b"GGUF"
@@ -234,26 +234,8 @@ class LlamaBackend:
     ) -> Iterator[int]:
         import llama_cpp
 
-        if not tokens:
-            raise ModelError("Nothing to generate from: the prompt is empty.")
-        check_fits(len(tokens), self.n_ctx)
-        keep = common_prefix(self._tokens, tokens)
-        if keep == len(tokens) and (keep < len(self._tokens) or self._logits is None):
-            keep -= 1
-        self._trim(keep)
-        self._eval(tokens[keep:], cancel)
         vocab = self._llm._model.vocab
-        sample = Sampler(sampling)
-        for _ in range(sampling.max_tokens):
-            if cancel is not None and cancel.is_set():
-                return
-            token = sample(self._logits)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                return
-            yield token
-            if len(self._tokens) >= self.n_ctx:
-                return
-            self._eval([token])
+        return generate_cached(self, tokens, sampling, cancel, lambda t: llama_cpp.llama_vocab_is_eog(vocab, t))
 
     # ----- adapters ------------------------------------------------------------------------
     def load_adapter(self, path: Path, scale: float = 1.0) -> None:

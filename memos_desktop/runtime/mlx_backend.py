@@ -17,11 +17,11 @@ from memos_desktop.errors import ModelError
 from memos_desktop.runtime.base import (
     Adapter,
     LoadSettings,
-    Sampler,
     Sampling,
     check_fits,
     common_prefix,
     file_digest,
+    generate_cached,
 )
 
 
@@ -148,9 +148,7 @@ class MLXBackend:
         from mlx_lm.models.cache import KVCache, save_prompt_cache
 
         n = len(self._tokens)
-        trimmed = [
-            KVCache.from_state((c.keys[..., :n, :], c.values[..., :n, :], n)) for c in self._cache
-        ]
+        trimmed = [KVCache.from_state((c.keys[..., :n, :], c.values[..., :n, :], n)) for c in self._cache]
         buf = _NamedBytes()
         save_prompt_cache(buf, trimmed, {"n_tokens": str(n)})
         return buf.getvalue()
@@ -165,9 +163,7 @@ class MLXBackend:
                 len(cache) == len(fresh)
                 and int(meta.get("n_tokens", -1)) == len(tokens)
                 and all(
-                    type(c) is type(f)
-                    and c.offset == len(tokens)
-                    and tuple(c.keys.shape[1:4:2]) == self._kv_shape
+                    type(c) is type(f) and c.offset == len(tokens) and tuple(c.keys.shape[1:4:2]) == self._kv_shape
                     for c, f in zip(cache, fresh, strict=True)
                 )
             )
@@ -183,27 +179,7 @@ class MLXBackend:
     def generate_tokens(
         self, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None = None
     ) -> Iterator[int]:
-        import numpy as np
-
-        if not tokens:
-            raise ModelError("Nothing to generate from: the prompt is empty.")
-        check_fits(len(tokens), self.n_ctx)
-        keep = common_prefix(self._tokens, tokens)
-        if keep == len(tokens) and (keep < len(self._tokens) or self._logits is None):
-            keep -= 1
-        self._trim(keep)
-        self._eval(tokens[keep:], cancel)
-        sample = Sampler(sampling)
-        for _ in range(sampling.max_tokens):
-            if cancel is not None and cancel.is_set():
-                return
-            token = sample(np.array(self._logits))
-            if token in self._eos:
-                return
-            yield token
-            if len(self._tokens) >= self.n_ctx:
-                return
-            self._eval([token])
+        return generate_cached(self, tokens, sampling, cancel, lambda t: t in self._eos)
 
     # ----- adapters ------------------------------------------------------------------------
     def load_adapter(self, path: Path, scale: float = 1.0) -> None:
@@ -245,4 +221,3 @@ class MLXBackend:
         self._logits = None
         self.model = None
         mx.clear_cache()
-

@@ -91,18 +91,37 @@ class ModelSpec:
 
 
 TINY = ModelSpec(
-    name="tiny-llama", vocab_size=512, hidden_size=64, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, intermediate_size=128, context_length=2048,
+    name="tiny-llama",
+    vocab_size=512,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    context_length=2048,
 )
 MLX_BENCH = ModelSpec(
-    name="mlx-bench-llama", vocab_size=8192, hidden_size=256, num_hidden_layers=4,
-    num_attention_heads=4, num_key_value_heads=2, intermediate_size=1024, context_length=16384,
+    name="mlx-bench-llama",
+    vocab_size=8192,
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=1024,
+    context_length=16384,
     rope_theta=1000000.0,
 )
 QWEN05B_SHAPE = ModelSpec(
-    name="qwen2.5-0.5b-shape", vocab_size=32000, hidden_size=896, num_hidden_layers=24,
-    num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864, context_length=32768,
-    rope_theta=1000000.0, dtype="f16",
+    name="qwen2.5-0.5b-shape",
+    vocab_size=32000,
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    context_length=32768,
+    rope_theta=1000000.0,
+    dtype="f16",
 )
 
 
@@ -228,11 +247,7 @@ def gguf_name(hf_name: str) -> str:
 def permute_qk(weight, n_head: int):
     """llama.cpp's row order for q/k projections (interleaved RoPE) from Hugging Face's (halves)."""
     out_dim = weight.shape[0]
-    return (
-        weight.reshape(n_head, 2, out_dim // n_head // 2, *weight.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(weight.shape)
-    )
+    return weight.reshape(n_head, 2, out_dim // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
 def gguf_tensors(spec: ModelSpec, weights: dict) -> dict:
@@ -253,9 +268,7 @@ def write_gguf(spec: ModelSpec, path: Path) -> Path:
     import gguf
 
     tokens, merges, special = vocab(spec)
-    token_types = [
-        gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens
-    ]
+    token_types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
     tmp = _tmp_sibling(path)
     writer = gguf.GGUFWriter(str(tmp), "llama")
     writer.add_name(spec.name)
