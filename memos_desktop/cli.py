@@ -401,7 +401,7 @@ def embedder(obj: Context, choice: str | None) -> None:
     vault.set_setting(SETTING, choice)
     vault.embedder = new
     if new is not None:
-        vault.knn(new.embed(["probe"])[0], 1)  # swaps the vector table and re-embeds
+        vault.sync_vectors()  # a new vector table for the new model, every memory re-embedded
     click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
 
 

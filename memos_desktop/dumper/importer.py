@@ -260,5 +260,5 @@ def rebuild_vectors(vault) -> int:
     """Embed cubes that arrived without a vector (derived indexes are never carried in bundles)."""
     if vault.embedder is None:
         return 0
-    vault._ensure_vec_table()
+    vault.sync_vectors()
     return vault.reembed()

@@ -546,13 +546,13 @@ class Vault:
         """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
         if self.embedder is None or not cubes:
             return {}
-        self._ensure_vec_table()
+        self.sync_vectors()
         import numpy as np
 
         vecs = self.embedder.embed([embed_text(c) for c in cubes])
         return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
 
-    def _ensure_vec_table(self) -> None:
+    def sync_vectors(self) -> None:
         """Create the vector table for the embedder's dimension; a changed model re-embeds."""
         model, dim = self.embedder.model_id, self.embedder.dim
         if self.get_setting("embed_model") == model and self._has_vec_table():
@@ -614,7 +614,7 @@ class Vault:
         max(COARSE_SHORTLIST x k, 200) candidates whose float vectors are rescored exactly.
         """
         if self.embedder is not None:
-            self._ensure_vec_table()  # vectors of another model are replaced before comparing
+            self.sync_vectors()  # vectors of another model are replaced before comparing
         if not self._has_vec_table():
             return []
         import numpy as np
