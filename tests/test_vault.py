@@ -280,6 +280,26 @@ def test_sealed_blob_tampering_is_detected(vault):
         vault.blobs.get("kv-missing")
 
 
+@pytest.mark.parametrize("scratch", [False, True], ids=["bytes", "scratch"])
+def test_sealed_blob_bad_files_are_corrupt_not_crashes(vault, scratch):
+    from memos_desktop.vault.blobs import Scratch
+
+    buffers = Scratch() if scratch else None
+    big = os.urandom(3 * 1024 * 1024)
+    vault.blobs.put("kv-big", big, context=b"m")
+    vault.blobs.put("kv-small", b"tiny", context=b"m")
+    assert bytes(vault.blobs.get("kv-big", b"m", scratch=buffers)) == big
+    # a smaller blob through the same scratch: exactly its bytes, not the tail of the last one
+    assert bytes(vault.blobs.get("kv-small", b"m", scratch=buffers)) == b"tiny"
+    path = vault.blobs.root / "kv-big"
+    for damaged in (b"", b"\x00" * 27, path.read_bytes()[:-1], path.read_bytes()[:12]):
+        path.write_bytes(damaged)
+        with pytest.raises(CorruptVault):
+            vault.blobs.get("kv-big", b"m", scratch=buffers)
+    with pytest.raises(NotFound):
+        vault.blobs.get("kv-none", b"m", scratch=buffers)
+
+
 # ----- concurrency ---------------------------------------------------------------------------
 
 WRITER = """

@@ -6,7 +6,8 @@ the model fingerprint and the exact token-prefix hash as associated data) and re
 `activation` MemCube linked `built_from` each plaintext cube it was computed from, so editing or
 forgetting one of those cubes archives the state. Lookups restore the longest saved prefix of the
 requested tokens for the same fingerprint (model bytes, adapters and scales, context size, KV
-dtype, runtime version); a state that fails to open or to load is discarded and recomputed. A size
+dtype, runtime version); a state that fails to open or to load is discarded and recomputed. Restores
+reuse one pair of buffers (no fresh page-faulted allocation per restore). A size
 budget evicts the least recently used states. Token lists are never stored, only their hashes.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from memos_desktop.errors import CorruptVault, ModelError, NotFound
 from memos_desktop.runtime.base import LLMBackend, common_prefix, fingerprint
+from memos_desktop.vault.blobs import Scratch
 from memos_desktop.vault.cube import MemCube
 
 DEFAULT_BUDGET = 2 * 1024**3
@@ -48,6 +50,7 @@ class ActivationMemory:
         self.vault = vault
         self.budget_bytes = budget_bytes or int(vault.get_setting(BUDGET_SETTING, DEFAULT_BUDGET))
         self.profile = profile
+        self._scratch = Scratch()
 
     # ----- lookups -------------------------------------------------------------------------
     def states(self, fp: str | None = None) -> list[MemCube]:
@@ -111,7 +114,8 @@ class ActivationMemory:
     def _restore(self, backend: LLMBackend, cube: MemCube, prefix: Sequence[int]) -> int:
         n = int(cube.meta["n_tokens"])
         try:
-            data = self.vault.blobs.get(cube.payload_ref, _context(cube.meta["fingerprint"], cube.meta["prefix_hash"]))
+            context = _context(cube.meta["fingerprint"], cube.meta["prefix_hash"])
+            data = self.vault.blobs.get(cube.payload_ref, context, scratch=self._scratch)
             backend.load_state(data, prefix[:n])
         except (CorruptVault, NotFound, ModelError):
             self.discard(cube, "unreadable")

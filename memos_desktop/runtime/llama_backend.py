@@ -213,13 +213,17 @@ class LlamaBackend:
             raise ModelError("llama.cpp could not save the activation state.")
         return bytes(buf)[:written]
 
-    def load_state(self, data: bytes, tokens: Sequence[int]) -> None:
+    def load_state(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
         import llama_cpp
 
         check_fits(len(tokens), self.n_ctx)
         self._trim(0)
-        ptr = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+        if isinstance(data, bytes):
+            ptr = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+        else:  # a writable view (a scratch buffer): no copy
+            ptr = (ctypes.c_uint8 * len(data)).from_buffer(data)
         read = llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, ptr, len(data), 0)
+        del ptr
         positions = llama_cpp.llama_memory_seq_pos_max(llama_cpp.llama_get_memory(self._llm._ctx.ctx), 0)
         if read == 0 or positions + 1 != len(tokens):
             self._llm._ctx.kv_cache_seq_rm(-1, 0, -1)

@@ -153,7 +153,7 @@ class MLXBackend:
         save_prompt_cache(buf, trimmed, {"n_tokens": str(n)})
         return buf.getvalue()
 
-    def load_state(self, data: bytes, tokens: Sequence[int]) -> None:
+    def load_state(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
         from mlx_lm.models.cache import load_prompt_cache
 
         fresh = self._make_cache(self.model)

@@ -4,6 +4,9 @@ Each blob is one file `blobs/<name>`: a 12-byte nonce then AES-256-GCM ciphertex
 accelerated on current CPUs: activation states of tens of MB are opened on every restore), with the
 blob's name and the caller's context as associated data, so a blob renamed, swapped or altered
 fails to open. Writes are atomic (temp file + rename). Never writes plaintext to disk.
+A caller that opens large blobs again and again (activation restores) passes a `Scratch`: the file
+is mapped from the page cache and decrypted into a buffer the caller keeps, with no copy of the
+file and no fresh page-faulted allocation of the blob's size.
 """
 
 import os
@@ -13,6 +16,23 @@ from pathlib import Path
 from memos_desktop.errors import CorruptVault, NotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class Scratch:
+    """A reusable plaintext buffer for `BlobStore.get(..., scratch=)`.
+
+    Fresh multi-MB allocations are page-faulted in on every use; a reused buffer is not. A view
+    returned through a scratch is valid until the next `get` with the same scratch.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def view(self, n: int) -> memoryview:
+        """A writable view of `n` bytes (the buffer is replaced when too small, never resized)."""
+        if len(self.buffer) < n:
+            self.buffer = bytearray(n)
+        return memoryview(self.buffer)[:n]
 
 
 class BlobStore:
@@ -50,19 +70,39 @@ class BlobStore:
             raise
         return len(sealed)
 
-    def get(self, name: str, context: bytes = b"") -> bytes:
-        """Open a sealed blob, or raise NotFound / CorruptVault (tampered, truncated, swapped)."""
+    def get(self, name: str, context: bytes = b"", scratch: Scratch | None = None) -> bytes | memoryview:
+        """Open a sealed blob, or raise NotFound / CorruptVault (tampered, truncated, swapped).
+
+        With `scratch`, returns a view into its plaintext buffer instead of new bytes.
+        """
         from cryptography.exceptions import InvalidTag
 
         path = self._path(name)
+        aad = name.encode() + b"\0" + context
         try:
-            sealed = path.read_bytes()
+            with open(path, "rb") as fh:
+                if scratch is None:
+                    sealed = fh.read()
+                    return self._aead().decrypt(sealed[:12], sealed[12:], aad)
+                return self._open_mapped(fh, aad, scratch)
         except FileNotFoundError:
             raise NotFound(f"No stored blob {name}.") from None
-        try:
-            return self._aead().decrypt(sealed[:12], sealed[12:], name.encode() + b"\0" + context)
         except (InvalidTag, ValueError):
             raise CorruptVault(f"The stored blob {name} is damaged or was tampered with.") from None
+
+    def _open_mapped(self, fh, aad: bytes, scratch: Scratch) -> memoryview:
+        """Decrypt straight from the page cache (mmap) into the scratch buffer: no copy of the file."""
+        import mmap
+
+        size = os.fstat(fh.fileno()).st_size
+        if size < 28:
+            raise ValueError("too short")
+        plain = scratch.view(size - 28)
+        flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+        with mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ) as mapped:
+            with memoryview(mapped) as sealed:
+                self._aead().decrypt_into(bytes(sealed[:12]), sealed[12:], aad, plain)
+        return plain
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
