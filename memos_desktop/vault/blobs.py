@@ -99,9 +99,8 @@ class BlobStore:
             raise ValueError("too short")
         plain = scratch.view(size - 28)
         flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
-        with mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ) as mapped:
-            with memoryview(mapped) as sealed:
-                self._aead().decrypt_into(bytes(sealed[:12]), sealed[12:], aad, plain)
+        with mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as sealed:
+            self._aead().decrypt_into(bytes(sealed[:12]), sealed[12:], aad, plain)
         return plain
 
     def delete(self, name: str) -> None:
