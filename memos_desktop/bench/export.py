@@ -86,15 +86,15 @@ with Vault.open(Path(data_dir), {passphrase!r}) as vault:
     from memos_desktop.dumper import export, importer
     before = peak[0] = rss_mib()
     threading.Thread(target=sample, daemon=True).start()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if phase == "export":
         result = export.export_bundle(vault, Path(bundle), recipients=[recipient])
     else:
         result = importer.import_bundle(vault, Path(bundle))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     done.set()
 peak_mib = max(peak[0], rss_mib())
-print(json.dumps({{"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": peak_mib,
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "rss_before_mib": before, "rss_peak_mib": peak_mib,
                   "result": result}}))
 """
 
@@ -150,8 +150,10 @@ def _one_size(root: Path, n: int) -> dict:
         "1st_export_s": round(first["seconds"], 2),
         "export_s": round(steady["seconds"], 2),
         "export_MB/s": round(size_mb / steady["seconds"], 1),
+        "export_cpu_s": round(steady["cpu_seconds"], 2),
         "import_s": round(imported["seconds"], 2),
         "import_MB/s": round(size_mb / imported["seconds"], 1),
+        "import_cpu_s": round(imported["cpu_seconds"], 2),
         "import_cubes/s": round(n / imported["seconds"]),
         "age_only_MB/s": round(size_mb / age_seconds, 1),
         "export_peak_MiB": round(steady["rss_peak_mib"] - steady["rss_before_mib"], 1),
