@@ -12,13 +12,15 @@ cubes they change, vectors are left to the embedder (`embed_model` is cleared).
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
+
+import orjson
 
 from memos_desktop.dumper import clock as hlc
 from memos_desktop.dumper.format import check_blob_name, check_id, loads
 from memos_desktop.errors import BundleError, MemosError, NotFound
 from memos_desktop.vault.cube import COLUMNS, KINDS, STATES, MemCube
-from memos_desktop.vault.store import content_hash
 
 CLOCK_SETTING = "sync.clock"
 CONFLICT_DEVICE = "conflict"
@@ -27,7 +29,13 @@ BATCH = 2000  # rows per executemany when tagging or inserting new cubes
 # Reused encoders: the same output as json.dumps with these options, without building one per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-_SORTED = json.JSONEncoder(sort_keys=True).encode
+# Where orjson and the json module may write different bytes: a number in exponent or 0.0000…
+# form (they format those floats differently). Matches inside strings too, which only sends a
+# value to the slower exact path.
+_DIFFERS = re.compile(rb"[0-9][eE]|\.0000")
+# What json escapes as \uXXXX and orjson writes as is: DEL and everything beyond ASCII.
+_UNESCAPED = re.compile("[\x7f-\U0010ffff]")
+_MAX_ESCAPES = 64  # more characters to escape than this: the json module is faster
 _FIELDS = frozenset(f.name for f in fields(MemCube))
 _NUMBERS = ("created_at", "updated_at", "valid_from", "valid_to", "expires_at", "importance")
 
@@ -67,9 +75,44 @@ class Event:
         }
 
 
+def canonical_json(value: dict | list, sort_keys: bool) -> str:
+    """`json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))`: what version ids hash.
+
+    orjson writes the same bytes for most values several times faster; its output is used only
+    when it provably is the same once DEL and non-ASCII characters are escaped as json escapes
+    them: nothing `_DIFFERS` finds, and no "null" but those of top-level Nones (orjson writes NaN
+    and infinities as null, json as NaN/Infinity; a nested None only sends the value to the exact
+    path). Integers beyond 64 bits and lone surrogates, which orjson refuses, and text with many
+    characters to escape go to the json module.
+    """
+    try:
+        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    except TypeError:
+        fast = None
+    if fast is not None and not _DIFFERS.search(fast):
+        nulls = fast.count(b"null")
+        items = value.values() if isinstance(value, dict) else value
+        if not nulls or nulls == sum(v is None for v in items):
+            if fast.isascii() and b"\x7f" not in fast:
+                return fast.decode("ascii")
+            text = fast.decode("utf-8")
+            if len(fast) - len(text) <= _MAX_ESCAPES:
+                return _UNESCAPED.sub(_escape, text)
+    return (_CANONICAL if sort_keys else _COMPACT)(value)
+
+
+def _escape(match: re.Match) -> str:
+    """A character as json writes it with ensure_ascii: \\uXXXX, a surrogate pair beyond BMP."""
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+
+
 def canonical_snapshot(snapshot: dict) -> str:
     """A snapshot as canonical JSON (sorted keys, no spaces) without its local version number."""
-    return _CANONICAL({k: v for k, v in snapshot.items() if k != "version"})
+    return canonical_json({k: v for k, v in snapshot.items() if k != "version"}, True)
 
 
 def stored_snapshot(canonical: str, version: int) -> str:
@@ -89,7 +132,7 @@ def vid_of(
     canonical: str | None = None,
 ) -> str:
     """The global id of an event: a hash of everything in it but the local version number."""
-    head = _COMPACT([cube_id, parents, stamp, device, op, actor, at])
+    head = canonical_json([cube_id, parents, stamp, device, op, actor, at], False)
     body = canonical if canonical is not None else canonical_snapshot(snapshot)
     return hashlib.blake2b(f"{head}\n{body}".encode(), digest_size=16).hexdigest()
 
@@ -101,7 +144,7 @@ def load_clock(vault) -> hlc.HybridClock:
 
 def save_clock(vault, clock: hlc.HybridClock) -> None:
     """Persist the clock (inside the caller's transaction)."""
-    vault._set_setting(CLOCK_SETTING, [clock.ms, clock.counter])
+    vault.set_setting(CLOCK_SETTING, [clock.ms, clock.counter])
 
 
 def tag_local(vault, clock: hlc.HybridClock) -> int:
@@ -258,6 +301,12 @@ class _Known:
     snapshot: dict | None = None
 
 
+_EVENT_SQL = (
+    "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def apply_cube(
     vault,
     cube_id: str,
@@ -274,7 +323,7 @@ def apply_cube(
     """
     conn = vault.conn
     row = conn.execute(
-        f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)
+        f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)
     ).fetchone()
     known: dict[str, _Known] = {}
     next_version = 1
@@ -286,7 +335,8 @@ def apply_cube(
         next_version = conn.execute(
             "SELECT coalesce(max(version), 0) + 1 FROM cube_versions WHERE cube_id = ?", (cube_id,)
         ).fetchone()[0]
-    added = 0
+    versions: list[tuple] = []
+    tags: list[tuple] = []
     for event in events:
         if event.vid in known:
             continue
@@ -295,31 +345,33 @@ def apply_cube(
             raise MissingParent(
                 f"A version of memory {cube_id} refers to version {missing[0]} not received yet."
             )
-        _insert_event(vault, cube_id, event, next_version, origin, shared)
-        known[event.vid] = _Known(next_version, event.hlc, event.parents, event.snapshot)
+        _add_event(versions, tags, cube_id, event, next_version, known, origin, shared)
         clock.observe(event.hlc)
         next_version += 1
-        added += 1
-    if added or (row is not None and access[0] > row[COLUMNS.index("access_count") + 1]):
-        _settle(vault, cube_id, row, known, next_version, access)
+    added = len(versions)
+    if added or (row is not None and access[0] > row[COLUMNS.index("access_count")]):
+        head = _settle(vault, cube_id, row, known, versions, tags, next_version, access)
+        vault.import_versions(versions, [head])
+        conn.executemany(_EVENT_SQL, tags)
     return added
 
 
-def _insert_event(
-    vault, cube_id: str, event: Event, version: int, origin: str | None, shared: bool
+def _add_event(
+    versions: list[tuple],
+    tags: list[tuple],
+    cube_id: str,
+    event: Event,
+    version: int,
+    known: dict[str, _Known],
+    origin: str | None,
+    shared: bool,
 ) -> None:
-    parent_version = None
-    if event.parents:
-        parent_version = vault.conn.execute(
-            "SELECT version FROM sync_events WHERE vid = ?", (event.parents[0],)
-        ).fetchone()[0]
-    vault.conn.execute(
-        "INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version)),
+    """Queue `event` as local version `version`: its version row and its op-log row."""
+    parent_version = known[event.parents[0]].version if event.parents else None
+    versions.append(
+        (cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version))
     )
-    vault.conn.execute(
-        "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    tags.append(
         (
             event.vid,
             cube_id,
@@ -329,8 +381,9 @@ def _insert_event(
             json.dumps(event.parents),
             origin,
             int(shared),
-        ),
+        )
     )
+    known[event.vid] = _Known(version, event.hlc, event.parents, event.snapshot)
 
 
 def _snapshot(vault, cube_id: str, known: _Known) -> dict:
@@ -348,10 +401,13 @@ def _settle(
     cube_id: str,
     row: tuple | None,
     known: dict[str, _Known],
+    versions: list[tuple],
+    tags: list[tuple],
     next_version: int,
     access: tuple,
-) -> None:
-    """Make the cube row show its single head; several heads first get a conflict version."""
+) -> dict:
+    """The cube's new current state: its single head; several heads first get a conflict version
+    (queued in `versions` and `tags`). Access counts merge with the stored row's."""
     referenced = {p for k in known.values() for p in k.parents}
     heads = sorted((k.hlc, vid) for vid, k in known.items() if vid not in referenced)
     head_vid = heads[-1][1]
@@ -363,42 +419,27 @@ def _settle(
         stamp = winner.hlc + "~c"
         vid = vid_of(cube_id, parents, stamp, CONFLICT_DEVICE, "conflict", "sync", at, snapshot)
         event = Event(vid, parents, stamp, CONFLICT_DEVICE, "conflict", "sync", at, snapshot)
-        _insert_event(vault, cube_id, event, next_version, None, False)
-        known[vid] = _Known(next_version, stamp, parents, snapshot)
+        _add_event(versions, tags, cube_id, event, next_version, known, None, False)
         head_vid = vid
     head = known[head_vid]
-    new = MemCube(**{**_snapshot(vault, cube_id, head), "version": head.version})
-    new.content_hash = content_hash(new.content)
-    if row is None:
-        new.access_count, new.last_accessed_at, new.embed_model = access[0], access[1], None
-        vault._insert(new)
-        vault._index(new, None)
-        return
-    rowid, old = row[0], MemCube.from_row(row[1:])
-    new.access_count = max(old.access_count, access[0])
-    new.last_accessed_at = max(
-        (t for t in (old.last_accessed_at, access[1]) if t is not None), default=None
-    )
-    text_changed = (new.title, new.content, new.tags, new.kind) != (
-        old.title,
-        old.content,
-        old.tags,
-        old.kind,
-    )
-    new.embed_model = None if text_changed else old.embed_model
-    sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
-    vault.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
-    if text_changed or new.state != old.state:
-        vault._unindex(rowid)
-        vault._index(new, None)
-        vault._invalidate_dependents(cube_id, "sync")
+    count, last = access
+    if row is not None:
+        old_count, old_last = row[COLUMNS.index("access_count")], row[COLUMNS.index("last_accessed_at")]
+        count = max(old_count, count)
+        last = max((t for t in (old_last, last) if t is not None), default=None)
+    return {
+        **_snapshot(vault, cube_id, head),
+        "version": head.version,
+        "access_count": count,
+        "last_accessed_at": last,
+    }
 
 
 class NewCubes:
-    """Buffered inserts for cubes this vault has never seen whose history is one plain chain.
+    """Buffered writes for cubes this vault has never seen whose history is one plain chain.
 
-    That is the bulk of a first import or sync; rows go in with `executemany` every `size` cubes.
-    `flush()` must run before anything reads those cubes and before the transaction commits.
+    That is the bulk of a first import or sync; they go to `Vault.import_versions` every `size`
+    cubes. `flush()` must run before anything reads those cubes and before the transaction commits.
     """
 
     def __init__(
@@ -410,7 +451,7 @@ class NewCubes:
         self.clock = clock
         self.size = size
         self.ids: dict[str, None] = {}
-        self._cubes: list[tuple] = []
+        self._heads: list[dict] = []
         self._versions: list[tuple] = []
         self._events: list[tuple] = []
 
@@ -433,15 +474,10 @@ class NewCubes:
             )
             self.clock.observe(ev.hlc)
             parent = number
-        head = {**evs[-1].snapshot, "version": len(evs), "access_count": access[0]}
-        head.update(
-            last_accessed_at=access[1], embed_model=None, content_hash=content_hash(head["content"])
-        )
-        row = [head.get(c) for c in COLUMNS]
-        for name in ("tags", "source", "meta"):
-            row[COLUMNS.index(name)] = _SORTED(head.get(name) or ({} if name != "tags" else []))
-        row[COLUMNS.index("pinned")] = int(bool(head.get("pinned")))
-        self._cubes.append(tuple(row))
+        count, last = access
+        head = {**evs[-1].snapshot, "version": len(evs), "access_count": count}
+        head["last_accessed_at"] = last
+        self._heads.append(head)
         self.ids[cube_id] = None
         if len(self.ids) >= self.size:
             self.flush()
@@ -450,23 +486,9 @@ class NewCubes:
     def flush(self) -> None:
         if not self.ids:
             return
-        conn = self.vault.conn
-        marks = ", ".join("?" * len(COLUMNS))
-        conn.executemany(f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({marks})", self._cubes)
-        conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", self._versions)
-        conn.executemany(
-            "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            self._events,
-        )
-        conn.execute(
-            "INSERT INTO cube_fts (rowid, title, content, tags)"
-            " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
-            " FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
-            f" AND id IN ({', '.join('?' * len(self.ids))})",
-            list(self.ids),
-        )
-        self.ids, self._cubes, self._versions, self._events = {}, [], [], []
+        self.vault.import_versions(self._versions, self._heads)
+        self.vault.conn.executemany(_EVENT_SQL, self._events)
+        self.ids, self._heads, self._versions, self._events = {}, [], [], []
 
 
 def conflicts(vault) -> list[dict]:

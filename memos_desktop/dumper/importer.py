@@ -139,9 +139,7 @@ class Applier:
         check_id(dst)
         if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
             raise BundleError("The bundle holds a malformed link.")
-        self.vault.conn.execute(
-            "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, at)
-        )
+        self.vault.link(src, dst, rel, at)
         self.counts["links"] += 1
 
     def _audit(self, record: dict) -> None:
@@ -242,7 +240,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
                 **applier.counts,
                 "conflicts": conflicts - conflicts_before,
             }
-            vault._audit("import", None, "user", result)
+            vault.audit("import", None, "user", result)
     except AlreadyApplied:
         return {
             "bundle_id": applier.manifest["bundle_id"],

@@ -226,9 +226,9 @@ def sync_folder(vault, folder: Path) -> dict:
         status["published_versions"] = _publish(vault, folder, keys, group)
     status["conflicts"] = len(events.conflicts(vault))
     with db.write_txn(vault.conn):
-        vault._set_setting(STATUS_SETTING, status)
+        vault.set_setting(STATUS_SETTING, status)
         if status["applied_versions"] or status["published_versions"]:
-            vault._audit(
+            vault.audit(
                 "sync",
                 None,
                 "user",

@@ -56,7 +56,23 @@ def connect(path: str, db_key: bytes | None) -> "apsw.Connection":  # noqa: F821
 
 @contextlib.contextmanager
 def write_txn(conn) -> Iterator[None]:
-    """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers wait, not fail."""
+    """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers wait, not fail.
+
+    Inside a transaction already open on `conn` it is a savepoint of that transaction instead:
+    its writes are undone if it fails and committed only with the outer transaction, which is how
+    a vault method called by an importer joins the importer's all-or-nothing transaction.
+    """
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT write_txn")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO write_txn")
+            conn.execute("RELEASE write_txn")
+            raise
+        else:
+            conn.execute("RELEASE write_txn")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield

@@ -368,9 +368,12 @@ class Vault:
                 [(now, i) for i in ids],
             )
 
-    def link(self, src: str, dst: str, rel: str) -> None:
+    def link(self, src: str, dst: str, rel: str, at: float | None = None) -> None:
+        """Link two cubes (`at`: when, kept as is for a link imported from another device)."""
         with db.write_txn(self.conn):
-            self.conn.execute("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now()))
+            self.conn.execute(
+                "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now() if at is None else at)
+            )
 
     def links(self, cube_id: str) -> list[dict]:
         rows = self.conn.execute(
@@ -390,6 +393,67 @@ class Vault:
             self.conn.execute("UPDATE cubes SET state = 'archived', updated_at = ? WHERE rowid = ?", (_now(), rowid))
             self._unindex(rowid)
             self._audit("invalidate", dep, actor, {"because": cube_id})
+
+    # ----- versions written on other devices (import, sync) ---------------------------------
+    def import_versions(self, versions: Sequence[tuple], heads: Sequence[dict] = ()) -> None:
+        """Store versions written on another device as they are, and make `heads` current.
+
+        `versions` are rows of the version history, `(cube_id, version, parent_version, op, at,
+        actor, snapshot JSON text)`, kept exactly: their ops, actors and times are the provenance.
+        Each of `heads` (a cube's fields, as in a snapshot, with its local `version`,
+        `access_count` and `last_accessed_at`) becomes the current state of its id: inserted when
+        the id is new, else updated in place. A new cube, or one whose text or state changed, gets
+        its word index (FTS) rebuilt here and no vector (`embed_model` cleared; `reembed` embeds
+        it); cubes built from a changed cube are archived, as for a local edit.
+
+        Runs inside the caller's write transaction (`db.write_txn`) and never commits, so an
+        import applies a whole bundle or nothing. The caller has verified what it passes.
+        """
+        if heads:
+            rows: dict[str, tuple] = {}
+            for start in range(0, len(heads), _ID_BATCH):
+                ids = [h["id"] for h in heads[start : start + _ID_BATCH]]
+                marks = ", ".join("?" * len(ids))
+                for row in self.conn.execute(
+                    f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE id IN ({marks})", ids
+                ):
+                    rows[row[1]] = row
+            new = [h for h in heads if h["id"] not in rows]
+            if new:
+                self._insert_rows([_head_row(h, None) for h in new])
+            for head in heads:
+                if head["id"] in rows:
+                    self._replace_head(rows[head["id"]], head)
+        self.conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
+
+    def _insert_rows(self, rows: list[tuple]) -> None:
+        """Insert new cube rows (COLUMNS order) and index the active plaintext ones for words."""
+        self.conn.executemany(
+            f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows
+        )
+        for start in range(0, len(rows), _ID_BATCH):
+            ids = [r[0] for r in rows[start : start + _ID_BATCH] if r[1] == "plaintext" and r[_STATE] == "active"]
+            if ids:
+                self.conn.execute(
+                    "INSERT INTO cube_fts (rowid, title, content, tags)"
+                    " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
+                    f" FROM cubes WHERE id IN ({', '.join('?' * len(ids))})",
+                    ids,
+                )
+
+    def _replace_head(self, row: tuple, head: dict) -> None:
+        rowid, old = row[0], MemCube.from_row(row[1:])
+        new = MemCube.from_row(_head_row(head, old.embed_model))
+        text_changed = (new.title, new.content, new.tags, new.kind) != (old.title, old.content, old.tags, old.kind)
+        reindex = text_changed or new.state != old.state
+        if reindex:
+            new.embed_model = None
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        self.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
+        if reindex:
+            self._unindex(rowid)
+            self._index(new, None)
+            self._invalidate_dependents(new.id, "sync")
 
     def expire(self) -> int:
         """Tombstone cubes whose TTL has passed; return how many."""
@@ -678,6 +742,41 @@ class Vault:
         padded = b"".join(b.ljust(words * 8, b"\0") for _, b in rows)
         matrix = np.frombuffer(padded, dtype=np.uint64).reshape(len(rows), words)
         return rowids, np.ascontiguousarray(matrix.T)
+
+
+_ID_BATCH = 500  # ids per `IN (...)` list
+_STATE = COLUMNS.index("state")
+_ENCODE_SORTED = json.JSONEncoder(sort_keys=True).encode  # the same text as MemCube.to_row writes
+
+
+def _head_row(head: dict, embed_model: str | None) -> tuple:
+    """A `cubes` row (COLUMNS order) for an imported head, as MemCube(**head).to_row() makes it."""
+    get = head.get
+    return (
+        head["id"],
+        get("kind", "plaintext"),
+        get("owner", "default"),
+        get("visibility", "private"),
+        get("title", ""),
+        content := get("content", ""),
+        get("payload_ref"),
+        _ENCODE_SORTED(get("tags", [])),
+        _ENCODE_SORTED(get("source", {})),
+        _ENCODE_SORTED(get("meta", {})),
+        get("created_at", 0.0),
+        get("updated_at", 0.0),
+        get("valid_from"),
+        get("valid_to"),
+        get("expires_at"),
+        get("access_count", 0),
+        get("last_accessed_at"),
+        get("importance", 0.5),
+        int(bool(get("pinned", False))),
+        get("state", "active"),
+        get("version", 1),
+        embed_model,
+        content_hash(content),
+    )
 
 
 CONTEXT_CHARS = 400  # of meta["context"] embedded after the content; the content is never cut for it
