@@ -10,9 +10,9 @@ functions run inside the caller's write transaction and never commit; FTS is reb
 cubes they change, vectors are left to the embedder (`embed_model` is cleared).
 """
 
+import codecs
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field, fields
 
 import orjson
@@ -29,13 +29,7 @@ BATCH = 2000  # rows per executemany when tagging or inserting new cubes
 # Reused encoders: the same output as json.dumps with these options, without building one per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-# Where orjson and the json module may write different bytes: a number in exponent or 0.0000…
-# form (they format those floats differently). Matches inside strings too, which only sends a
-# value to the slower exact path.
-_DIFFERS = re.compile(rb"[0-9][eE]|\.0000")
-# What json escapes as \uXXXX and orjson writes as is: DEL and everything beyond ASCII.
-_UNESCAPED = re.compile("[\x7f-\U0010ffff]")
-_MAX_ESCAPES = 64  # more characters to escape than this: the json module is faster
+_MAX_ESCAPES = 64  # more non-ASCII bytes than this: the json module is faster
 _FIELDS = frozenset(f.name for f in fields(MemCube))
 _NUMBERS = ("created_at", "updated_at", "valid_from", "valid_to", "expires_at", "importance")
 
@@ -78,36 +72,57 @@ class Event:
 def canonical_json(value: dict | list, sort_keys: bool) -> str:
     """`json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))`: what version ids hash.
 
-    orjson writes the same bytes for most values several times faster; its output is used only
-    when it provably is the same once DEL and non-ASCII characters are escaped as json escapes
-    them: nothing `_DIFFERS` finds, and no "null" but those of top-level Nones (orjson writes NaN
-    and infinities as null, json as NaN/Infinity; a nested None only sends the value to the exact
-    path). Integers beyond 64 bits and lone surrogates, which orjson refuses, and text with many
-    characters to escape go to the json module.
+    orjson writes the same bytes several times faster once DEL and non-ASCII characters are
+    escaped as json escapes them, unless a float needs an exponent in Python's repr (orjson
+    writes 1e16 and 0.00001 where json writes 1e+16 and 1e-05) or is NaN or infinite (orjson
+    writes null); those values, integers beyond 64 bits and lone surrogates (which orjson
+    refuses), and text with many characters to escape go to the json module.
     """
-    try:
-        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
-    except TypeError:
-        fast = None
-    if fast is not None and not _DIFFERS.search(fast):
-        nulls = fast.count(b"null")
-        items = value.values() if isinstance(value, dict) else value
-        if not nulls or nulls == sum(v is None for v in items):
-            if fast.isascii() and b"\x7f" not in fast:
+    if _plain_floats(value):
+        try:
+            fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        except TypeError:
+            fast = b""
+        if fast and b"\x7f" not in fast:  # json escapes DEL, orjson does not
+            if fast.isascii():
                 return fast.decode("ascii")
             text = fast.decode("utf-8")
             if len(fast) - len(text) <= _MAX_ESCAPES:
-                return _UNESCAPED.sub(_escape, text)
+                return text.encode("ascii", _ESCAPE_HANDLER).decode("ascii")
     return (_CANONICAL if sort_keys else _COMPACT)(value)
 
 
-def _escape(match: re.Match) -> str:
-    """A character as json writes it with ensure_ascii: \\uXXXX, a surrogate pair beyond BMP."""
-    code = ord(match.group())
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+def _plain_floats(value: dict | list) -> bool:
+    """True when every float in `value` is written without an exponent by repr (or is zero)."""
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is float:
+                if not (1e-4 <= abs(item) < 1e16 or item == 0.0):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return True
+
+
+def _escape(error: UnicodeEncodeError) -> tuple[str, int]:
+    """Non-ASCII characters as json writes them (\\uXXXX; a surrogate pair beyond the BMP)."""
+    out = []
+    for char in error.object[error.start : error.end]:
+        code = ord(char)
+        if code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+    return "".join(out), error.end
+
+
+# An encode error handler: the C encoder copies ASCII and calls _escape once per non-ASCII run.
+_ESCAPE_HANDLER = "memos-json-ascii"
+codecs.register_error(_ESCAPE_HANDLER, _escape)
 
 
 def canonical_snapshot(snapshot: dict) -> str:
