@@ -6,8 +6,9 @@ Local versions are tagged lazily (`tag_local`); foreign events are appended as n
 rows (`apply_cube`), so every version of every device is kept. A cube's current state is its
 single head; when concurrent edits leave several heads, a deterministic *conflict* version (same
 id on every device) records them and shows the latest by clock until the user resolves it. All
-functions run inside the caller's write transaction and never commit; FTS is rebuilt here for the
-cubes they change, vectors are left to the embedder (`embed_model` is cleared).
+functions run inside the caller's write transaction and never commit. Versions and heads are
+stored through the public `Vault.import_versions`, which rebuilds FTS for the cubes they change
+and leaves vectors to the embedder; this module writes only its own table, `sync_events`.
 """
 
 import codecs
