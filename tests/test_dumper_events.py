@@ -69,3 +69,16 @@ def test_a_bundle_hashed_by_the_json_module_still_imports(vault, tmp_path):
     assert meta["text"] == "null 1e5 \x7f \x01"
     assert [r for r, _ in vault.fts("Köln")]
     assert import_bundle(vault, FIXTURE, passphrase="fixture passphrase")["already_imported"]
+
+
+def test_the_dumper_writes_through_public_vault_methods_only():
+    """No private Vault method, and no SQL writing the vault's own tables (only the op log's)."""
+    import re
+
+    vault_tables = r"(?:INSERT(?: OR \w+)? INTO|UPDATE|DELETE FROM) (?:cubes|cube_\w+|links|audit|settings)\b"
+    dumper = Path(__file__).parent.parent / "memos_desktop" / "dumper"
+    found = {
+        path.name: re.findall(rf"vault\._\w+|{vault_tables}", path.read_text())
+        for path in sorted(dumper.glob("*.py"))
+    }
+    assert {name: hits for name, hits in found.items() if hits} == {}
