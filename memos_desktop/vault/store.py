@@ -4,6 +4,7 @@ Owns every read and write of the database. Every change writes a new version row
 tombstone; restore and rollback are new versions too. Every read path applies the access rules
 (a profile sees its own cubes and shared ones; expired and deleted cubes are never returned).
 The audit log is hash-chained: each entry's hash covers the previous hash and the entry itself.
+Versions written on other devices arrive through `import_versions`, in the importer's transaction.
 Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `operator.py`.
 """
 
@@ -750,7 +751,8 @@ _ENCODE_SORTED = json.JSONEncoder(sort_keys=True).encode  # the same text as Mem
 
 
 def _head_row(head: dict, embed_model: str | None) -> tuple:
-    """A `cubes` row (COLUMNS order) for an imported head, as MemCube(**head).to_row() makes it."""
+    """A `cubes` row (COLUMNS order) for an imported head: what MemCube(**head).to_row() writes,
+    built without the object, with this vault's content hash and `embed_model`."""
     get = head.get
     return (
         head["id"],
