@@ -7,6 +7,8 @@ run in a fresh child process, so `ru_maxrss` is the peak memory of that phase al
 only opens the vault is the baseline. The first export also tags every version in the op log (a
 one-time cost), so the second export is the steady state. MB/s counts bundle bytes; the
 baseline in the same run is age decryption alone (pyrage), the ceiling set by the crypto layer.
+Each phase also reports its CPU seconds (all threads): on a shared machine wall time is inflated
+by other work, CPU time much less.
 """
 
 import json
