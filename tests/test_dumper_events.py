@@ -4,10 +4,11 @@ import json
 import math
 from pathlib import Path
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memos_desktop.dumper.events import canonical_json
+from memos_desktop.dumper.events import _plain_floats, canonical_json
 from memos_desktop.dumper.importer import import_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "bundle-v1-json-encoder.age"
@@ -61,12 +62,18 @@ def test_tricky_values_take_the_exact_path():
 
 def test_a_bundle_hashed_by_the_json_module_still_imports(vault, tmp_path):
     """tests/data/bundle-v1-json-encoder.age was written before version ids were computed with
-    orjson (cubes with non-ASCII text, NaN, tiny and huge floats, 70-bit integers, DEL)."""
+    orjson: one cube takes the escaped orjson path (non-ASCII text, plain floats), the other the
+    exact path (NaN, tiny and huge floats, 70-bit integers, DEL)."""
     result = import_bundle(vault, FIXTURE, passphrase="fixture passphrase")
-    assert (result["cubes"], result["versions_added"], result["links"]) == (3, 7, 1)
-    meta = {c.title: c.meta for c in vault.cubes(state="active")}["Ünïcode"]
+    assert (result["cubes"], result["versions_added"], result["links"]) == (4, 8, 1)
+    by_title = {c.title: c for c in vault.cubes(state="active")}
+    meta = by_title["Ünïcode"].meta
     assert meta["big"] == 2**70 and meta["tiny"] == 1e-05 and math.isnan(meta["nan"])
     assert meta["text"] == "null 1e5 \x7f \x01"
+    escaped = by_title["§ Ünïcode only"]
+    assert escaped.content == "Grüße aus Köln — naïve café ☕ 𝄞" and escaped.tags == ["straße"]
+    snapshot = {**escaped.__dict__, "version": None}
+    assert _plain_floats(snapshot) and not orjson.dumps(snapshot).isascii()  # the escaped fast path
     assert [r for r, _ in vault.fts("Köln")]
     assert import_bundle(vault, FIXTURE, passphrase="fixture passphrase")["already_imported"]
 
