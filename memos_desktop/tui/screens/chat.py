@@ -54,6 +54,8 @@ class Stopped(Message):
 
 
 class ChatScreen(Screen):
+    CSS_PATH = "chat.tcss"
+
     BINDINGS = [
         Binding("escape", "stop", "Stop answer"),
         Binding("ctrl+n", "new_conversation", "New chat"),

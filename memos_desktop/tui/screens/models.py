@@ -84,6 +84,8 @@ def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen
 
 
 class ModelsScreen(Screen):
+    CSS_PATH = "models.tcss"
+
     BINDINGS = [
         Binding("a", "add", "Add file"),
         Binding("l", "pull", "Pull"),
