@@ -3,12 +3,12 @@
 Extraction asks the local model for durable facts and preferences as JSON constrained by the
 extraction schema: on llama.cpp by its grammar sampler (`generate_json`, one pass), elsewhere
 (MLX) by `structured.GuidedJSON` (the model only fills schema-constrained slots), and validated
-again here; it resolves time expressions
-to absolute dates relative to the message time (stored in `valid_from`), compares each fact with
-similar existing memories and chooses ADD, UPDATE (a new version), DELETE (a tombstone) or NOOP;
-a contradiction archives the old fact with a `superseded_by` link to the new one. The commands
-`/remember`, `/forget`, `/pin`, `/unpin` and `/ttl` work without any model. Output that does not
-validate is dropped whole: the reader never stores a fragment of a bad extraction.
+again here. It resolves time expressions to absolute dates relative to the message time (stored
+in `valid_from`), compares each fact with similar existing memories and chooses ADD, UPDATE (a
+new version), DELETE (a tombstone) or NOOP; a contradiction archives the old fact with a
+`superseded_by` link to the new one. The commands `/remember`, `/forget`, `/pin`, `/unpin` and
+`/ttl` work without any model. Output that does not validate (or a cut-off extraction) is dropped
+whole: the reader never stores a fragment of a bad extraction.
 """
 
 import json
