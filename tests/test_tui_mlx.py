@@ -17,7 +17,7 @@ import pytest
 from memos_desktop.tui.model_thread import ModelThread
 from tests.conftest import REPO
 
-RUNS = {"turn": 2, "loading": 4}  # before the model thread, about 1 run in 5 aborted
+RUNS = {"turn": 2, "loading": 4}  # before the model thread: 4 of 24 such runs aborted
 
 
 @pytest.mark.parametrize("mode", ["turn", "loading"])
