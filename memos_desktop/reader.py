@@ -1,13 +1,14 @@
 """MemReader: turns each chat exchange, and each explicit memory command, into memory operations.
 
-Extraction asks the local model for durable facts and preferences as JSON whose structure is
-written by `structured.GuidedJSON` (the model only fills schema-constrained slots, so the output
-always parses, on llama.cpp and MLX alike) and validated again here; it resolves time expressions
-to absolute dates relative to the message time (stored in `valid_from`), compares each fact with
-similar existing memories and chooses ADD, UPDATE (a new version), DELETE (a tombstone) or NOOP;
-a contradiction archives the old fact with a `superseded_by` link to the new one. The commands
-`/remember`, `/forget`, `/pin`, `/unpin` and `/ttl` work without any model. Output that does not
-validate is dropped whole: the reader never stores a fragment of a bad extraction.
+Extraction asks the local model for durable facts and preferences as JSON constrained by the
+extraction schema: on llama.cpp by its grammar sampler (`generate_json`, one pass), elsewhere
+(MLX) by `structured.GuidedJSON` (the model only fills schema-constrained slots), and validated
+again here. It resolves time expressions to absolute dates relative to the message time (stored
+in `valid_from`), compares each fact with similar existing memories and chooses ADD, UPDATE (a
+new version), DELETE (a tombstone) or NOOP; a contradiction archives the old fact with a
+`superseded_by` link to the new one. The commands `/remember`, `/forget`, `/pin`, `/unpin` and
+`/ttl` work without any model. Output that does not validate (or a cut-off extraction) is dropped
+whole: the reader never stores a fragment of a bad extraction.
 """
 
 import json
@@ -296,13 +297,11 @@ class MemReader:
             return Extraction(error="no model loaded")
         candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
         messages = self.extraction_messages(user, answer, candidates)
-        from memos_desktop.structured import GuidedJSON
-
         raw = ""
         try:
             if self.activation:
                 self._warm(messages)
-            raw = GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+            raw = self._generate_json(messages, len(candidates), cancel)
             if cancel is not None and cancel.is_set():
                 return Extraction(error="stopped before any memory was written", raw=raw)
             facts = parse_extraction(raw, len(candidates))
@@ -312,6 +311,18 @@ class MemReader:
             return Extraction(error=f"the model failed during extraction: {exc}", raw=raw)
         ops = [self.apply(fact, candidates, at, source) for fact in facts if fact["text"]]
         return Extraction(ops=ops, raw=raw)
+
+    def _generate_json(self, messages: list[dict], candidates: int, cancel: threading.Event | None) -> str:
+        """The extraction JSON: from the runtime's own schema-constrained decoding if it has one
+        (llama.cpp's grammar, where `ref` may only name a shown memory), else slot by slot."""
+        if hasattr(self.llm, "generate_json"):
+            schema = json.loads(json.dumps(EXTRACTION_SCHEMA))
+            schema["properties"]["memories"]["items"]["properties"]["ref"] = {"enum": list(range(candidates + 1))}
+            prompt = self.llm.tokenize(self.llm.chat_prompt(messages))
+            return self.llm.generate_json(prompt, schema, EXTRACT_MAX_TOKENS, cancel)
+        from memos_desktop.structured import GuidedJSON
+
+        return GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
 
     def _warm(self, messages: list[dict]) -> None:
         """Serve the extraction instructions (the same every time) from activation memory."""

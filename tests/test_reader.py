@@ -220,6 +220,41 @@ def test_guided_json_from_a_random_weight_model_always_parses_and_fits_the_schem
     assert isinstance(parse_extraction(raw, 0), list)
 
 
+GRAMMAR_SLOTS = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "mood": {"enum": ["happy", "sad", "calm"]},
+        "count": {"enum": list(range(10))},
+        "items": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 10}},
+    },
+    "required": ["name", "mood", "count", "items"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("message", ["I moved to Lyon last Tuesday", '\x00\x1b]0;{"\\ ]]]', "ü" * 300])
+def test_llama_cpp_json_from_a_random_weight_model_is_held_to_the_schema_by_its_grammar(random_gguf, message):
+    messages = [{"role": "system", "content": "Reply in JSON."}, {"role": "user", "content": message}]
+    prompt = random_gguf.tokenize(random_gguf.chat_prompt(messages))
+    data = json.loads(random_gguf.generate_json(prompt, GRAMMAR_SLOTS, 400))
+    assert set(data) == {"name", "mood", "count", "items"}
+    assert isinstance(data["name"], str) and len(data["name"]) <= 40
+    assert data["mood"] in ("happy", "sad", "calm") and data["count"] in range(10)
+    assert len(data["items"]) <= 2 and all(isinstance(i, str) and len(i) <= 10 for i in data["items"])
+    assert random_gguf.cached_tokens()[: len(prompt)] == prompt  # the KV cache is still tracked: reused next time
+
+
+def test_an_extraction_cut_off_by_its_token_budget_is_a_clean_no_op(vault, random_gguf, monkeypatch):
+    import memos_desktop.reader as reader
+
+    old = vault.add("The user likes jazz", tags=["memory"])
+    monkeypatch.setattr(reader, "EXTRACT_MAX_TOKENS", 2)
+    result = MemReader(vault, random_gguf).read("I like jazz and I moved last Tuesday", "ok", FRIDAY, {})
+    assert result.ops == [] and "not valid JSON" in result.error
+    assert [c.id for c in vault.cubes()] == [old.id] and vault.get(old.id).version == 1
+
+
 def test_reading_with_a_random_weight_model_never_breaks_the_vault(vault, random_gguf):
     vault.add("The user likes jazz", tags=["memory"])
     result = MemReader(vault, random_gguf).read("I like jazz and I moved last Tuesday", "ok", FRIDAY, {})

@@ -283,6 +283,57 @@ async def test_a_100_kb_paste_with_control_characters_is_answered_while_the_ui_s
     assert len(user.content) > 95_000 and "\x1b" not in user.content and "\x07" not in user.content
 
 
+class SlowEmbedder(FakeEmbedder):
+    """The fake embedder, slow like a real one on a busy machine: /remember takes a while."""
+
+    def embed(self, texts):
+        time.sleep(0.5)
+        return super().embed(texts)
+
+
+@flow
+async def test_keys_typed_while_a_command_runs_stay_in_the_box_and_send_afterwards(home):
+    from memos_desktop.tui.widgets.chat_input import ChatInput
+
+    app = MemosApp(home, embedder=SlowEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        chat = app.screen
+        box = chat.query_one(ChatInput)
+        await pilot.press(*"/remember my bike is blue", "enter")
+        await until(pilot, lambda: chat.busy)
+        await pilot.press(*"where is Ana?", "enter", *" now")  # Enter while busy keeps the text
+        assert chat.busy, "the command ended before the keys were typed; the test proves nothing"
+        assert box.text == "where is Ana? now"
+        await until(pilot, lambda: not chat.busy)
+        assert any("Remembered" in b.text for b in chat.query(Bubble))
+        assert box.text == "where is Ana? now"
+        await pilot.press("enter")
+        await until(pilot, lambda: any(b.role == "user" and b.text == "where is Ana? now" for b in chat.query(Bubble)))
+        assert box.text == ""
+
+
+@flow
+async def test_keys_typed_while_an_answer_streams_stay_in_the_box(home, scripted_llm):
+    from memos_desktop.tui.widgets.chat_input import ChatInput
+
+    llm = scripted_llm(answers=["word " * 400, "second"], delay=0.05)
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        chat = app.screen
+        box = chat.query_one(ChatInput)
+        await pilot.press(*"first", "enter")
+        await until(pilot, lambda: llm.generating)
+        await pilot.press(*"next question", "enter")
+        assert llm.generating and box.text == "next question"
+        await pilot.press("escape")
+        await until(pilot, lambda: not chat.busy)
+        await pilot.press("enter")
+        await until(pilot, lambda: list(chat.query(Bubble))[-1].text == "second" and not chat.busy)
+        assert [b.text for b in chat.query(Bubble) if b.role == "user"] == ["first", "next question"]
+
+
 @flow
 async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, scripted_llm):
     app = MemosApp(

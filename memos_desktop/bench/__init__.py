@@ -45,6 +45,8 @@ def report(title: str, rows: list[dict], result: dict, as_json: bool) -> None:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)

@@ -3,13 +3,15 @@
 Owns one loaded GGUF model and its context: the chat template from the file's metadata,
 tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
 `llama_state_seq_*` (KV only — never the logits arrays of `LlamaState`), greedy or sampled
-decoding, and LoRA adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers
-wait passively (measured on a shared 2-core machine: spinning workers doubled prefill time). It never touches
+decoding, JSON held to a JSON schema by llama.cpp's grammar sampler (`generate_json`), and LoRA
+adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers wait passively
+(measured on a shared 2-core machine: spinning workers doubled prefill time). It never touches
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
 import ctypes
 import functools
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +29,9 @@ from memos_desktop.runtime.base import (
 )
 
 GGUF_MAGIC = b"GGUF"
+# A JSON string character as JSON allows it: llama-cpp-python's own rule also lets through raw
+# control characters (a newline, NUL), which no JSON parser accepts inside a string.
+STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 
 
 def check_gguf(path: Path) -> None:
@@ -240,6 +245,39 @@ class LlamaBackend:
 
         vocab = self._llm._model.vocab
         return generate_cached(self, tokens, sampling, cancel, lambda t: llama_cpp.llama_vocab_is_eog(vocab, t))
+
+    def generate_json(
+        self, tokens: Sequence[int], schema: dict, max_tokens: int, cancel: threading.Event | None = None
+    ) -> str:
+        """Greedy text after `tokens` that llama.cpp's grammar sampler holds to `schema` (through
+        the GBNF grammar llama-cpp-python derives from it, with strict JSON strings): every token
+        keeps the output a prefix of a document the schema allows, so only `max_tokens` running
+        out (or `cancel`) can leave it unfinished. The cached prefix is reused as in
+        `generate_tokens`."""
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+        check_fits(len(tokens), self.n_ctx)
+        try:
+            rules = json_schema_to_gbnf(json.dumps(schema)).splitlines()
+            grammar = LlamaGrammar.from_string(
+                "\n".join(STRICT_CHAR if rule.startswith("char ::=") else rule for rule in rules), verbose=False
+            )
+        except Exception as exc:
+            raise ModelError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from None
+        self._logits = None  # llama-cpp-python evaluates and samples itself from here on
+        pieces = []
+        try:
+            for chunk in self._llm.create_completion(
+                prompt=list(tokens), max_tokens=max_tokens, temperature=0.0, grammar=grammar, stream=True
+            ):
+                pieces.append(chunk["choices"][0]["text"])
+                if cancel is not None and cancel.is_set():
+                    break
+        except RuntimeError as exc:
+            raise ModelError(f"llama.cpp failed while writing JSON: {exc}") from None
+        finally:
+            self._tokens = [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
+        return "".join(pieces)
 
     # ----- adapters ------------------------------------------------------------------------
     def load_adapter(self, path: Path, scale: float = 1.0) -> None:

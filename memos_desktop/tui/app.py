@@ -2,9 +2,11 @@
 
 `MemosApp` holds the top-level state (the unlocked vault, the loaded model, the assistant) and the
 global key bindings; each screen lives in `screens/`, reusable widgets in `widgets/`, look in
-`app.tcss`. Slow work (Argon2id unlock, model load, generation, indexing) runs in workers, and
-every access to the vault from the UI goes through `vault_lock`, so a worker's transaction and
-the UI never interleave. Heavy modules are imported inside the functions that need them, so the
+`app.tcss` and `screens/*.tcss`. Slow work (Argon2id unlock, indexing) runs in workers; every use
+of the model (load, answers, MemReader, close) runs on one long-lived `ModelThread`, which the app
+waits on before it exits, so MLX's per-thread state never meets interpreter shutdown. Every
+access to the vault from the UI goes through `vault_lock`, so a worker's transaction and the UI
+never interleave. Heavy modules are imported inside the functions that need them, so the
 first frame appears quickly. No user-facing error is ever a traceback.
 """
 
@@ -18,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
@@ -35,6 +38,24 @@ class WatcherStatus(Message):
 
     def __init__(self, status) -> None:
         self.status = status
+        super().__init__()
+
+
+class ModelStatus(Message):
+    """The model's state for the header, from the model thread (an error also becomes a notice)."""
+
+    def __init__(self, text: str, error: str | None = None) -> None:
+        self.text = text
+        self.error = error
+        super().__init__()
+
+
+class ModelLoaded(Message):
+    """A model finished loading on the model thread and can replace the current one."""
+
+    def __init__(self, backend, name: str) -> None:
+        self.backend = backend
+        self.name = name
         super().__init__()
 
 
@@ -92,6 +113,8 @@ class MemosApp(App):
         self.llm = llm
         self.assistant = None
         self.vault_lock = threading.Lock()
+        self.model_thread = ModelThread()
+        self._incoming = None  # a loaded model whose ModelLoaded message is not handled yet
         self.model_status = "no model"
         self.model_name = llm.path.name if llm is not None else ""
         self.embedder_notice = None
@@ -140,28 +163,41 @@ class MemosApp(App):
         self.sub_title = text
 
     def load_default_model(self) -> None:
-        """Load the default model (and its adapters) in a worker; the header shows progress."""
-        self.run_worker(self._load_model, thread=True, exclusive=True, group="model-load")
+        """Load the default model (and its adapters) on the model thread, after stopping an
+        answer in progress; the header shows progress."""
+        if self.chat_screen is not None:
+            self.chat_screen.cancel.set()
+        self.model_thread.submit(self._load_model)
 
     def _load_model(self) -> None:
+        """On the model thread: reports only by messages (the UI may be waiting for this thread)."""
         from memos_desktop.tui.screens.models import load_model
 
         try:
-            load_model(self)
+            loaded = load_model(self)
         except MemosError as exc:
-            self.call_from_thread(self.set_model_status, "no model")
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            self.post_message(ModelStatus("no model", str(exc)))
+            return
         except Exception as exc:  # a broken model file must not take the app down
-            self.call_from_thread(self.set_model_status, "no model")
-            self.call_from_thread(self.notify, f"The model could not be loaded ({exc!r}).", severity="error")
+            self.post_message(ModelStatus("no model", f"The model could not be loaded ({exc!r})."))
+            return
+        if loaded is not None:
+            self._incoming = loaded[0]
+            self.post_message(ModelLoaded(*loaded))
 
-    def model_loaded(self, backend, name: str) -> None:
-        if self.chat_screen is not None:
-            self.chat_screen.stop_and_wait()  # never close a model an answer is still using
-        old, self.llm = self.llm, backend
-        self.model_name = name
-        if old is not None:
-            old.close()
+    def on_model_status(self, message: ModelStatus) -> None:
+        self.set_model_status(message.text)
+        if message.error:
+            self.notify(message.error, severity="error", timeout=8)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        """Use the new model; the old one closes on the model thread, after any answer using it."""
+        old, self.llm = self.llm, message.backend
+        if self._incoming is message.backend:
+            self._incoming = None
+        self.model_name = message.name
+        if old is not None and old is not message.backend:
+            self.model_thread.submit(old.close)
         self.rebuild_assistant()
 
     # ----- the live watcher (MemLoader) -----------------------------------------------------
@@ -243,11 +279,16 @@ class MemosApp(App):
         self.screen.resume(conversation_id)
 
     def on_unmount(self) -> None:
+        """Stop the answer, the watcher and the model thread's work, close the model on that
+        thread and wait for it: it is idle before the interpreter starts shutting down."""
         if self.chat_screen is not None:
             self.chat_screen.stop_and_wait()
         self.stop_watcher()
-        if self.llm is not None and hasattr(self.llm, "close"):
-            self.llm.close()
+        self.model_thread.wait_idle()
+        for backend in {id(b): b for b in (self.llm, self._incoming) if b is not None}.values():
+            if hasattr(backend, "close"):
+                self.model_thread.submit(backend.close)
+        self.model_thread.wait_idle()
         if self.vault is not None:
             with self.vault_lock:
                 self.vault.close()

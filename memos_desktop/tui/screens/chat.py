@@ -1,14 +1,16 @@
 """The chat screen: the transcript, the message box, and the memories/sources the answer used.
 
-A message goes to a worker thread that retrieves and schedules (under the vault lock), streams
-the answer token by token into the transcript by messages, then stores the exchange and runs
-MemReader (under the lock again). Escape stops the answer; a stopped or failed answer is marked and never
-stored.
+A message goes to the app's model thread, which retrieves and schedules (under the vault lock),
+streams the answer token by token into the transcript by messages, then stores the exchange and
+runs MemReader (under the lock again); a /command or a turn without a model needs no model and
+runs in a worker. Escape stops the answer; a stopped or failed answer is marked and never stored.
+The message box stays live all along: what is typed meanwhile stays in it, and Enter during an
+answer keeps it there instead of sending it.
 """
 
 import threading
+from functools import partial
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -54,6 +56,8 @@ class Stopped(Message):
 
 
 class ChatScreen(Screen):
+    CSS_PATH = "chat.tcss"
+
     BINDINGS = [
         Binding("escape", "stop", "Stop answer"),
         Binding("ctrl+n", "new_conversation", "New chat"),
@@ -120,25 +124,29 @@ class ChatScreen(Screen):
         self.idle.wait(timeout)
 
     def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
-        if self.busy:
-            self.notify("Still answering; press Escape to stop it first.", severity="warning")
-            return
         transcript = self.query_one(Transcript)
         transcript.add("user", event.text)
         bubble = transcript.add("assistant", "")
         bubble.add_class("streaming")
-        self.busy = True
+        self.set_busy(True)
         self.cancel = threading.Event()
         self.idle.clear()
-        self.answer(event.text, bubble)
+        assistant = self.app.assistant
+        if assistant.llm is None or assistant.reader.is_command(event.text):
+            self.run_worker(partial(self.answer, event.text, bubble), thread=True, group="chat")
+        else:
+            self.app.model_thread.submit(self.answer, event.text, bubble)
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.query_one(ChatInput).holding = busy
 
     def on_token(self, message: Token) -> None:
         message.bubble.append(message.piece)
         self.query_one(Transcript).scroll_end(animate=False)
 
-    @work(thread=True, exclusive=True, group="chat")
     def answer(self, text: str, bubble: Bubble) -> None:
-        """One turn in a worker thread: prepare → stream → commit, reporting back by messages."""
+        """One turn off the UI thread: prepare → stream → commit, reporting back by messages."""
         app, assistant, cancel = self.app, self.app.assistant, self.cancel
         try:
             self._answer(app, assistant, cancel, text, bubble)
@@ -181,7 +189,7 @@ class ChatScreen(Screen):
 
     def on_finished(self, message: Finished) -> None:
         bubble, result, text = message.bubble, message.result, message.text
-        self.busy = message.reading  # MemReader still uses the model
+        self.set_busy(message.reading)  # MemReader still uses the model
         bubble.remove_class("streaming")
         if text is not None:
             bubble.set_text(text)
@@ -199,7 +207,7 @@ class ChatScreen(Screen):
 
     def on_stopped(self, message: Stopped) -> None:
         bubble, why = message.bubble, message.why
-        self.busy = False
+        self.set_busy(False)
         bubble.remove_class("streaming")
         bubble.add_class("failed")
         bubble.note(why)

@@ -69,6 +69,8 @@ COMMANDS = [
 
 
 class HelpScreen(ModalScreen):
+    CSS_PATH = "help.tcss"
+
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:

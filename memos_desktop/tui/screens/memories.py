@@ -44,6 +44,8 @@ def when(ts: float | None) -> str:
 
 
 class MemoriesScreen(Screen):
+    CSS_PATH = "memories.tcss"
+
     AUTO_FOCUS = "#memory-table"
     BINDINGS = [
         Binding("slash", "focus_search", "Search"),

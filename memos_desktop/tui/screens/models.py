@@ -33,18 +33,20 @@ def size(n: float) -> str:
     return ""
 
 
-def load_model(app) -> None:
-    """Load the default model with its enabled adapter, if any (call from a worker thread)."""
+def load_model(app) -> tuple | None:
+    """(backend, name) of the default model with its enabled adapter, if any, or None when no
+    model is registered. Call on the app's model thread; status goes to the header by message."""
     from memos_desktop.runtime import LoadSettings, load_backend
     from memos_desktop.runtime.models import get_model, registry
     from memos_desktop.training.adapters import Adapters
+    from memos_desktop.tui.app import ModelStatus
 
     with app.vault_lock:
         if not registry(app.vault):
-            app.call_from_thread(app.set_model_status, "no model (F5 to add one)")
-            return
+            app.post_message(ModelStatus("no model (F5 to add one)"))
+            return None
         entry = get_model(app.vault)
-    app.call_from_thread(app.set_model_status, f"loading {entry['name']}…")
+    app.post_message(ModelStatus(f"loading {entry['name']}…"))
     backend = load_backend(Path(entry["path"]), LoadSettings(n_ctx=entry["n_ctx"], threads=entry.get("threads")))
     try:
         with app.vault_lock:
@@ -52,7 +54,7 @@ def load_model(app) -> None:
     except MemosError:
         backend.close()
         raise
-    app.call_from_thread(app.model_loaded, backend, entry["name"])
+    return backend, entry["name"]
 
 
 def pull_main() -> None:
@@ -84,6 +86,8 @@ def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen
 
 
 class ModelsScreen(Screen):
+    CSS_PATH = "models.tcss"
+
     BINDINGS = [
         Binding("a", "add", "Add file"),
         Binding("l", "pull", "Pull"),
@@ -180,10 +184,13 @@ class ModelsScreen(Screen):
     def add(self, path: str) -> None:
         from memos_desktop.runtime.models import add_model
 
+        def checked_add() -> dict:  # it loads the model: on the model thread
+            with self.app.vault_lock:
+                return add_model(self.app.vault, Path(path).expanduser())
+
         self.app.call_from_thread(self.query_one("#model-status", Static).update, f"Checking that {path} loads…")
         try:
-            with self.app.vault_lock:
-                entry = add_model(self.app.vault, Path(path).expanduser())
+            entry = self.app.model_thread.submit(checked_add).result()
         finally:
             self.app.call_from_thread(self.refresh_tables)
         self.app.call_from_thread(self.notify, f"Added {entry['name']}.")

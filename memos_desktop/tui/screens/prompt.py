@@ -10,6 +10,8 @@ from textual.widgets import Button, Input, Label, TextArea
 class PromptScreen(ModalScreen[str | None]):
     """Returns the text entered, or None when cancelled."""
 
+    CSS_PATH = "prompt.tcss"
+
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
     def __init__(self, question: str, value: str = "", multiline: bool = False, placeholder: str = "") -> None:

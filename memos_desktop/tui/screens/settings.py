@@ -24,6 +24,8 @@ def assistant_settings(vault) -> dict:
 
 
 class SettingsScreen(Screen):
+    CSS_PATH = "settings.tcss"
+
     BINDINGS = [Binding("ctrl+s", "save", "Save")]
 
     def compose(self) -> ComposeResult:

@@ -27,6 +27,8 @@ class ScanCancelled(Exception):
 
 
 class SourcesScreen(Screen):
+    CSS_PATH = "sources.tcss"
+
     BINDINGS = [
         Binding("a", "add", "Add folder"),
         Binding("d", "remove", "Stop watching"),

@@ -1,4 +1,8 @@
-"""ChatInput: a multi-line message box; Enter sends, Ctrl+J adds a line, Up/Down walk history."""
+"""ChatInput: a multi-line message box; Enter sends, Ctrl+J adds a line, Up/Down walk history.
+
+While the previous message is still being answered (`holding`), typing goes on as usual and
+Enter keeps the text in the box (with a notice) instead of sending or clearing it.
+"""
 
 from textual import events
 from textual.binding import Binding
@@ -24,6 +28,7 @@ class ChatInput(TextArea):
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)
         self.sent: list[str] = []
         self._position = 0
+        self.holding = False
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
@@ -37,6 +42,10 @@ class ChatInput(TextArea):
         text = self.text
         if not text.strip():
             self.app.bell()
+            return
+        if self.holding:
+            self.notify("Still answering: your message stays here; Enter sends it once the answer is done "
+                        "(Escape stops the answer).", severity="warning")
             return
         if not self.sent or self.sent[-1] != text:
             self.sent.append(text)
