@@ -27,11 +27,15 @@ VISIBLE = (
     "state = 'active' AND (expires_at IS NULL OR expires_at > :now) AND (owner = :profile OR visibility = 'shared')"
 )
 GENESIS = "0" * 64
-# Below this many vectors KNN is exact (vec0, float); above it a coarse Hamming pass over sign
-# bits picks a shortlist that is rescored with the float vectors. vec0's KNN cost grows with
-# n x k (measured 100k x 384: float k=10 ~50 ms, bit k=200 ~4x bit k=10), a numpy scan does not.
+# Below this many vectors KNN is exact (vec0, float); above it three passes: Hamming distance of
+# sign bits picks a wide shortlist, the query's float vector against those sign bits (asymmetric
+# scoring, no SQLite read) narrows it, and the float vectors rescore what is left. vec0's KNN cost
+# grows with n x k (measured 100k x 384: float k=10 ~50 ms), a numpy scan does not. Measured on
+# 10.5k real all-MiniLM-L6-v2 vectors (recall of the exact top 50, off-topic / on-topic queries):
+# Hamming 200 → float 0.51 / 0.88; Hamming 1600 → asymmetric 400 → float 0.84 / 0.995.
 COARSE_MIN_VECTORS = 10_000
-COARSE_SHORTLIST = 4  # shortlist = COARSE_SHORTLIST x k, at least 200
+HAMMING_SHORTLIST = 32  # x k, at least 1600
+RESCORE_SHORTLIST = 8  # x k, at least 400
 
 
 def _now() -> float:
@@ -676,7 +680,8 @@ class Vault:
         """Rowids nearest to `vector` with their cosine distance. No ACL here.
 
         Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
-        max(COARSE_SHORTLIST x k, 200) candidates whose float vectors are rescored exactly.
+        max(HAMMING_SHORTLIST x k, 1600) candidates, the query against their sign bits keeps
+        max(RESCORE_SHORTLIST x k, 400), and their float vectors are rescored exactly.
         """
         if self.embedder is not None:
             self.sync_vectors()  # vectors of another model are replaced before comparing
@@ -697,11 +702,16 @@ class Vault:
         for word in range(1, len(qbits)):
             hamming += np.bitwise_count(bits[word] ^ qbits[word])
         # Distances are small integers: a histogram gives the cut-off for the shortlist size.
-        size = max(COARSE_SHORTLIST * k, 200)
+        size = max(HAMMING_SHORTLIST * k, 1600)
         cutoff = int(np.searchsorted(np.cumsum(np.bincount(hamming)), size))
         picked = np.flatnonzero(hamming <= cutoff)
         if len(picked) > 2 * size:  # many ties at the cut-off
             picked = picked[np.argpartition(hamming[picked], size - 1)[:size]]
+        keep = max(RESCORE_SHORTLIST * k, 400)
+        if len(picked) > keep:  # the float query against the candidates' sign bits (0/1: same order as ±1)
+            signs = np.unpackbits(np.ascontiguousarray(bits[:, picked].T).view(np.uint8), axis=1, bitorder="little")
+            scores = signs[:, : len(query)].astype(np.float32) @ query
+            picked = picked[np.argpartition(-scores, keep - 1)[:keep]]
         shortlist = np.unique(rowids[picked])
         marks = ",".join("?" * len(shortlist))
         rows = self.conn.execute(
