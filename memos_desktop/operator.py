@@ -83,7 +83,7 @@ class Weights:
 
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
-    vector: float = 0.5
+    vector: float = 0.65
     follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
     date: float = 1.0  # boost for memories valid on a date the query names
@@ -167,14 +167,18 @@ def search(
     filters = filters or Filters()
     weights = weights or Weights()
     terms = query_terms(query) or re.findall(r"\w+", query.lower())
+    embedder = None
     if use_vectors and vector is None and vault.embedder is not None and query.strip():
-        vector = vault.embedder.embed([query])[0]
+        embedder = vault.embedder
+        vector = embedder.embed([query])[0]
     if not use_vectors:
         vector = None
+    # Set once by _rank when the query names speakers: the vector of the query without them.
+    topic_vector: dict = {"embedder": embedder}
     # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
     fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
     while True:
-        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights)
+        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_vector)
         if len(ranked) >= k or exhausted or fetch >= 4096:
             break
         fetch = min(fetch * 4, 4096)
@@ -188,9 +192,9 @@ def search(
     return hits
 
 
-def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tuple[list[Hit], bool]:
+def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_vector) -> tuple[list[Hit], bool]:
     """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
-    adjust the scores."""
+    adjust the scores. `topic_vector` caches the name-free query vector across calls."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
     dense = vault.knn(vector, fetch) if vector is not None else []
     cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
@@ -199,6 +203,13 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
     topic = [t for t in terms if t not in speakers]
     if weights.speaker and topic and len(topic) < len(terms):
         lexical = vault.fts(" ".join(topic), fetch)
+        # Names dominate a short query's embedding too: every turn of that speaker looks alike.
+        # The vector searched is the mean of the query's and the query's without the names.
+        if topic_vector.get("embedder") is not None:
+            if "vector" not in topic_vector:
+                topic_vector["vector"] = _blend_without(topic_vector["embedder"], query, vector, speakers)
+            if topic_vector["vector"] is not vector:
+                dense = vault.knn(topic_vector["vector"], fetch)
     exhausted = len(lexical) < fetch and len(dense) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
@@ -253,6 +264,24 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights) -> tupl
         hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid))
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits, exhausted
+
+
+def without_names(query: str, names: set[str]) -> str:
+    """`query` without the words that are one of `names` (lower case), possessive or not."""
+    kept = [w for w in query.split() if re.sub(r"('s)?\W*$", "", w.lower()).strip("\"'(") not in names]
+    return " ".join(kept)
+
+
+def _blend_without(embedder, query: str, vector, names: set[str]):
+    """The normalised mean of `vector` (the query's) and the embedding of `query` without `names`."""
+    import numpy as np
+
+    stripped = without_names(query, names)
+    if not stripped.strip() or stripped == query:
+        return vector
+    both = np.asarray(vector, dtype=np.float32) + embedder.embed([stripped])[0]
+    norm = float(np.linalg.norm(both))
+    return both / norm if norm else vector
 
 
 def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict) -> float:

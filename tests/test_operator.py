@@ -194,3 +194,36 @@ def test_a_hidden_neighbour_lends_no_score(vault):
         ]
     )
     assert search(vault, "road trip", use_vectors=False) == []
+
+
+def test_query_without_names_drops_them_possessive_or_not():
+    from memos_desktop.operator import without_names
+
+    assert without_names("What do Melanie's kids like?", {"melanie"}) == "What do kids like?"
+    assert without_names("Where has Melanie camped?", {"melanie", "caroline"}) == "Where has camped?"
+    assert without_names("Where has Mel camped?", {"melanie"}) == "Where has Mel camped?"
+
+
+def test_a_query_naming_a_speaker_searches_vectors_without_the_name_too(vault, fake_embedder):
+    import numpy as np
+
+    chat = [
+        ("Melanie", "Melanie: Caroline, Melanie here, hi Caroline!"),
+        ("Caroline", "Caroline: Hi Melanie, Caroline here!"),
+        ("Melanie", "Melanie: I signed up for a pottery class, it is therapy for me"),
+    ]
+    turns = vault.add_many(
+        [
+            dict(content=text, source={"conversation": "c1", "turn_id": f"D1:{i}", "speaker": who})
+            for i, (who, text) in enumerate(chat)
+        ]
+    )
+    query = "What does Melanie do for therapy?"
+    hit = next(h for h in search(vault, query) if h.cube.id == turns[2].id)
+    # The cosine is to the mean of the query's vector and that of the query without the name.
+    both = fake_embedder.embed([query, "What does do for therapy?"]).sum(axis=0)
+    blended = both / np.linalg.norm(both)
+    target = fake_embedder.embed([turns[2].content])[0]
+    assert abs(hit.signals["cosine"] - float(blended @ target)) < 1e-4
+    plain = float(fake_embedder.embed([query])[0] @ target)
+    assert abs(hit.signals["cosine"] - plain) > 1e-3
