@@ -1396,12 +1396,19 @@ def _table(title: str, rows: list[dict]) -> None:
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
+@click.option(
+    "--text",
+    type=click.Choice(["english", "syllables"]),
+    default="english",
+    show_default=True,
+    help="Synthetic note text: English words, or the older random-syllable pseudo-words.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json: bool) -> None:
-    """MemLoader: initial index, unchanged re-scan, save→searchable latency."""
+def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, text: str, as_json: bool) -> None:
+    """MemLoader: initial index (words, then vectors), unchanged re-scan, save→searchable latency."""
     from memos_desktop.bench import ingest, report
 
-    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only)
+    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only, text=text)
     report("bench ingest", ingest.rows(result), result, as_json)
 
 

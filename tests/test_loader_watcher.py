@@ -59,6 +59,18 @@ def test_startup_scan_indexes_files_written_while_closed(vault, watcher):
     assert watcher.status.counts["indexed"] == 1
 
 
+def test_startup_scan_is_searchable_by_words_then_embedded_in_the_background(vault, watcher):
+    eventually(lambda: watcher.status.vectors == (1, 1))
+    assert vault.pending_embeddings() == 0 and vault.vector_count() == 1
+
+
+def test_a_saved_edit_is_embedded_after_it_is_searchable_by_words(vault, notes, watcher):
+    (notes / "idea.md").write_text("# Idea\n\nsolar powered kettle\n")
+    eventually(searchable(vault, "solar kettle"))
+    cube = eventually(lambda: [c for c in vault.cubes(source_path=str(notes / "idea.md")) if c.embed_model])[0]
+    assert vault.knn(vault.embedder.embed(["solar powered kettle"])[0], 1)[0][0] == vault._rowid(cube.id)
+
+
 def test_new_file_becomes_searchable(vault, notes, watcher):
     (notes / "idea.md").write_text("# Idea\n\nsolar powered kettle\n")
     eventually(searchable(vault, "solar kettle"))
@@ -95,7 +107,7 @@ def test_deleted_file_is_forgotten(vault, notes, watcher):
 
 
 def test_renamed_file_keeps_its_cube(vault, notes, watcher):
-    cube = vault.cubes(source_path=str(notes / "start.md"))[0]
+    cube = eventually(lambda: [c for c in vault.cubes(source_path=str(notes / "start.md")) if c.embed_model])[0]
     (notes / "start.md").rename(notes / "renamed.md")
     eventually(lambda: vault.cubes(source_path=str(notes / "renamed.md")))
     moved = vault.cubes(source_path=str(notes / "renamed.md"))[0]

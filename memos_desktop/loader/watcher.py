@@ -5,7 +5,10 @@ given), runs the startup reconciliation scan, then applies events: creations, mo
 deletions are debounced per path (editors write a file several times per save), renames are applied
 at once (the cubes follow the file). watchdog's own threads only put events on a queue; the vault
 is touched by the worker thread alone, so the vault connection is never shared across threads.
-Every failure is recorded in the status and the watcher keeps running. Status snapshots go to the
+Changes are written searchable by words at once; their vectors are computed afterwards, one
+small batch at a time whenever no event is waiting, so a large startup scan is searchable by
+keyword long before it is by meaning and never holds back a save. Every failure is recorded in the
+status and the watcher keeps running. Status snapshots go to the
 `on_status` callback, called from the worker thread (a TUI posts them to its own thread).
 It never parses files or decides what changed in them (that is `ingest.py`).
 """
@@ -35,6 +38,7 @@ class WatchStatus:
     counts: dict = field(default_factory=dict)  # files per status (indexed, pending, ...)
     queued: int = 0  # paths waiting for their debounce
     scanned: tuple[int, int] = (0, 0)  # progress of the startup scan (done, total)
+    vectors: tuple[int, int] = (0, 0)  # chunks embedded of those waiting when embedding began
     last_path: str = ""
     last_error: str = ""
     events: int = 0  # file-system events received
@@ -91,6 +95,7 @@ class Watcher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unembedded = False  # chunks may be waiting for vectors
         self.status = WatchStatus()
 
     # ----- control (any thread) ------------------------------------------------------------
@@ -152,7 +157,7 @@ class Watcher:
             observer.start()
             if self._scan_on_start and roots:
                 self._emit(state="scanning")
-                report = loader.scan(roots, progress=self._progress)
+                report = loader.scan(roots, progress=self._progress, embed=False)
                 self._emit(last_error=_problem(report) or self.status.last_error)
             self._emit(state="watching", counts=status.counts(vault))
             self._ready.set()
@@ -174,9 +179,13 @@ class Watcher:
         debounce = config.debounce_s
         due: dict[str, tuple[float, float]] = {}  # path -> (first event, due time)
         folders: dict[str, float] = {}
+        self._unembedded = loader.vault.embedder is not None
         while not self._stop.is_set():
             now = time.monotonic()
             soonest = min([d for _, d in due.values()] + list(folders.values()), default=now + 1.0)
+            if self._unembedded and not self._events.qsize() and soonest > now:
+                self._embed_some(loader)
+                now, soonest = time.monotonic(), min(soonest, time.monotonic())
             try:
                 event = self._events.get(timeout=max(0.0, soonest - now))
             except queue.Empty:
@@ -199,7 +208,7 @@ class Watcher:
             if ready_dirs:
                 ready += self._tree(loader, ready_dirs)
             if ready:
-                self._apply(lambda paths=ready: loader.sync(map(Path, paths)), ready[-1], loader)
+                self._apply(lambda paths=ready: loader.sync(map(Path, paths), embed=False), ready[-1], loader)
             if len(due) + len(folders) != self.status.queued:
                 self._emit(queued=len(due) + len(folders))
 
@@ -216,7 +225,7 @@ class Watcher:
         now = time.monotonic()
         if event.kind == "move":
             due.pop(event.path, None)
-            self._apply(lambda: loader.move(Path(event.path), Path(event.dest)), event.dest, loader)
+            self._apply(lambda: loader.move(Path(event.path), Path(event.dest), embed=False), event.dest, loader)
         elif event.kind == "dir":
             folders[event.path] = now + debounce
         elif self._relevant(Path(event.path), config):
@@ -238,9 +247,30 @@ class Watcher:
             paths += list(status.load(loader.vault, prefix=folder))
         return paths
 
+    def _embed_some(self, loader: Loader) -> None:
+        """Embed one batch of chunks waiting for vectors; report progress over the backlog."""
+        try:
+            done, total = self.status.vectors
+            if done >= total:  # a new backlog begins
+                done, total = 0, loader.vault.pending_embeddings()
+                if total == 0:
+                    self._unembedded = False
+                    return
+                self._emit(vectors=(0, total))
+            n = loader.embed_pending(limit=loader.embed_batch)
+        except Exception as exc:  # e.g. the model cannot load: keyword search still works
+            self._unembedded = False
+            self._emit(last_error=f"embedding stopped: {type(exc).__name__}: {exc}")
+            return
+        if n == 0:  # the rest went away (deleted or changed files)
+            self._unembedded = False
+            total = done
+        self._emit(vectors=(done + n, max(total, done + n)))
+
     def _apply(self, action: Callable[[], Report], path: str, loader: Loader) -> None:
         try:
             report = action()
+            self._unembedded = loader.vault.embedder is not None
             self._emit(
                 syncs=self.status.syncs + 1,
                 last_path=path,
