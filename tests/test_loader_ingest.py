@@ -196,6 +196,30 @@ def test_hidden_ignored_and_gitignored_files_are_not_indexed(vault, notes):
     assert sorted(Path(p).name for p in status.load(vault)) == ["Budget.md", "trip.md"]
 
 
+def test_nested_gitignore_applies_to_its_own_folder_and_the_deepest_rule_wins(vault, notes):
+    project = notes / "projects" / "app"
+    (project / "build").mkdir(parents=True)
+    (project / "build" / "out.md").write_text("# Out\n\ngenerated\n")
+    (project / "scratch.md").write_text("# Scratch\n\nthrowaway\n")
+    (project / "readme.md").write_text("# Readme\n\nkept\n")
+    (project / ".gitignore").write_text("build/\n*.md\n!readme.md\n")
+    (notes / "projects" / "scratch.md").write_text("# Scratch\n\nnot under app, kept\n")
+    (notes / ".gitignore").write_text("notes-only.md\n")
+    (project / "notes-only.md").write_text("# root rule\n\nignored by the root's pattern at any depth\n")
+    Loader(vault).scan([notes])
+    indexed = sorted(str(Path(p).relative_to(notes)) for p in status.load(vault))
+    assert indexed == ["Budget.md", "projects/app/readme.md", "projects/scratch.md", "trip.md"]
+
+
+def test_a_file_in_an_ignored_folder_stays_ignored_whatever_a_deeper_gitignore_says(vault, notes):
+    (notes / "private" / "sub").mkdir(parents=True)
+    (notes / ".gitignore").write_text("private/\n")
+    (notes / "private" / ".gitignore").write_text("!*.md\n")
+    (notes / "private" / "sub" / "diary.md").write_text("# Diary\n\nsecret\n")
+    report = Loader(vault).sync([notes / "private" / "sub" / "diary.md"])
+    assert report.indexed == 0 and not vault.fts("secret", 5)
+
+
 def test_custom_ignore_pattern_from_settings(vault, notes):
     config = LoaderConfig(ignore=["Budget.*"])
     Loader(vault, config).scan([notes])

@@ -195,3 +195,17 @@ def test_stop_during_the_startup_scan_stops_and_the_next_start_resumes(vault, tm
     second.stop()
     assert status.counts(vault)["indexed"] == 400
     assert len(vault.cubes(limit=1000)) == 400
+
+
+def test_a_nested_gitignore_keeps_live_changes_out(vault, notes, watcher):
+    (notes / "code").mkdir()
+    (notes / "code" / ".gitignore").write_text("drafts/\n")
+    (notes / "code" / "drafts").mkdir()
+    (notes / "code" / "drafts" / "wip.md").write_text("# WIP\n\nunfinished walrus\n")
+    (notes / "code" / "design.md").write_text("# Design\n\nfinished narwhal\n")
+    eventually(searchable(vault, "narwhal"))
+    (notes / "code" / "drafts" / "wip.md").write_text("# WIP\n\nunfinished walrus again\n")
+    (notes / "code" / "later.md").write_text("# Later\n\nsecond narwhal dolphin\n")
+    eventually(searchable(vault, "dolphin"))
+    assert not vault.fts("walrus", 5)
+    assert status.get(vault, str(notes / "code" / "drafts" / "wip.md")) is None
