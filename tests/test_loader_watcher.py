@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memos_desktop.loader import status
-from memos_desktop.loader.config import LoaderConfig, add_root
+from memos_desktop.loader.config import LoaderConfig, add_root, remove_root
 from memos_desktop.loader.watcher import Watcher
 from memos_desktop.vault import Vault
 from tests.conftest import PASSPHRASE
@@ -209,3 +209,31 @@ def test_a_nested_gitignore_keeps_live_changes_out(vault, notes, watcher):
     eventually(searchable(vault, "dolphin"))
     assert not vault.fts("walrus", 5)
     assert status.get(vault, str(notes / "code" / "drafts" / "wip.md")) is None
+
+
+def test_a_folder_added_while_running_is_scanned_and_followed(vault, notes, tmp_path, watcher):
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "old.md").write_text("# Old\n\nwritten before the folder was added: okapi\n")
+    add_root(vault, more)  # as `watch add` does, on another connection
+    eventually(searchable(vault, "okapi"))
+    assert str(more) in watcher.status.roots
+    (more / "new.md").write_text("# New\n\nlive in the added folder: pangolin\n")
+    eventually(searchable(vault, "pangolin"))
+
+
+def test_a_folder_removed_while_running_is_no_longer_followed(vault, notes, tmp_path, watcher):
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "kept.md").write_text("# Kept\n\nquokka\n")
+    add_root(vault, more)
+    eventually(searchable(vault, "quokka"))
+    remove_root(vault, more)  # as `watch rm` does, on another connection
+    eventually(lambda: str(more) not in watcher.status.roots)
+    (more / "late.md").write_text("# Late\n\nwombat\n")
+    (more / "kept.md").write_text("# Kept\n\nchanged after rm\n")
+    (notes / "after.md").write_text("# After\n\nbilby\n")  # written last: proves the events were handled
+    eventually(searchable(vault, "bilby"))
+    time.sleep(0.5)
+    assert not vault.fts("wombat", 5)
+    assert vault.fts("quokka", 5)  # `watch rm` keeps the folder's memories as they were
