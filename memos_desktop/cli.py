@@ -1268,15 +1268,20 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
-    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     bar = Progress(*columns, console=Console(stderr=True), transient=True)
-    task = bar.add_task("scan", total=None)
+    task = bar.add_task("Scanning", total=None)
 
     def show(st) -> None:
         if st.state == "scanning":
             if st.scanned[1]:
                 bar.start()
-                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+                bar.update(task, description="Scanning", completed=st.scanned[0], total=st.scanned[1])
+            return
+        embedded, waiting = st.vectors
+        if st.state == "watching" and embedded < waiting:  # words are searchable; vectors follow
+            bar.start()
+            bar.update(task, description="Embedding chunks", completed=embedded, total=waiting)
             return
         bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
@@ -1315,14 +1320,18 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
     from memos_desktop.loader.ingest import Loader
 
     loader = Loader(ctx.vault())
-    columns = (TextColumn("Indexing"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bar:
-        task = bar.add_task("ingest", total=None)
+        files = bar.add_task("Indexing files (searchable by words)", total=None)
+        chunks = bar.add_task("Embedding chunks (searchable by meaning)", total=None, visible=False)
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(files, completed=done, total=total)
 
-        report = loader.scan([path], progress=advance)
+        def embedded(done: int, total: int) -> None:
+            bar.update(chunks, completed=done, total=total, visible=True)
+
+        report = loader.scan([path], progress=advance, embed_progress=embedded)
     result = report.to_dict()
     if as_json:
         echo_json(result)
@@ -1330,8 +1339,9 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
     click.echo(
         f"{report.files} files: {report.indexed} indexed, {report.unchanged} unchanged, "
         f"{report.moved} moved, {report.removed} removed, {report.skipped} skipped, "
-        f"{report.errors} errors; {report.embedded} chunks embedded, "
-        f"{report.cubes_forgotten} forgotten ({report.seconds:.1f} s)."
+        f"{report.errors} errors; {report.embedded} chunks new or changed, {report.vectors} embedded, "
+        f"{report.cubes_forgotten} forgotten (searchable by words after {report.index_seconds:.1f} s, "
+        f"all done after {report.seconds:.1f} s)."
     )
     for file, reason in report.problems:
         click.echo(f"  {file}: {reason}", err=True)
@@ -1366,6 +1376,7 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
             click.echo("No files.")
         return
     roots = LoaderConfig.load(vault).roots
+    vectors = (os.environ.get("MEMOS_EMBEDDER") or vault.get_setting("embedder") or "").lower() != "none"
     rows = [{"folder": r, "watched": True, **status.counts(vault, r)} for r in roots]
     other = status.counts(vault)
     for row in rows:
@@ -1373,6 +1384,11 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
             other[key] -= row[key]
     if any(other.values()):
         rows.append({"folder": "(ingested once)", "watched": False, **other})
+    if vectors:  # chunks searchable by words, still waiting for their vectors
+        for row in rows:
+            row["awaiting vectors"] = status.unembedded(vault, row["folder"] if row["watched"] else None)
+        if len(rows) > len(roots):
+            rows[-1]["awaiting vectors"] -= sum(row["awaiting vectors"] for row in rows[:-1])
     if as_json:
         echo_json(rows)
     elif rows:

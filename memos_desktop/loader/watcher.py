@@ -190,13 +190,15 @@ class Watcher:
         self._unembedded = loader.vault.embedder is not None
         self._emit(state="watching", last_error=_problem(report) or self.status.last_error)
 
-    def _settings_changed(self, loader: Loader) -> bool:
-        """Whether another connection wrote to the vault and the loader's settings differ now;
-        if so the loader uses the new ones."""
+    def _vault_changed(self, loader: Loader) -> bool:
+        """Whether another connection wrote to the vault since the last call (always true at first)."""
         version = loader.vault.conn.execute("PRAGMA data_version").fetchall()[0][0]
-        if version == self._data_version:
-            return False
-        self._data_version = version
+        changed, self._data_version = version != self._data_version, version
+        return changed
+
+    def _settings_changed(self, loader: Loader) -> bool:
+        """Whether the loader's settings in the vault differ from the loader's; if so the loader
+        uses the new ones."""
         config = LoaderConfig.load(loader.vault)
         if config == loader.config:
             return False
@@ -212,7 +214,10 @@ class Watcher:
             now = time.monotonic()
             if now - checked >= SETTINGS_CHECK_S:
                 checked = now
-                if self._settings_changed(loader):  # e.g. `watch add` / `watch rm` elsewhere
+                changed = self._vault_changed(loader)
+                if changed and loader.vault.embedder is not None:
+                    self._unembedded = True  # e.g. a one-off scan elsewhere left chunks to embed
+                if changed and self._settings_changed(loader):  # e.g. `watch add` / `watch rm` elsewhere
                     added = self._follow(loader)
                     for path in [p for p in due if loader.config.root_of(Path(p)) is None]:
                         del due[path]  # a folder no longer watched: its memories stay as they are
