@@ -145,11 +145,12 @@ class Loader:
         return report
 
     def embed_pending(self, limit: int | None = None, progress: Progress | None = None) -> int:
-        """Embed chunks that wait for a vector (all of them, or about `limit`); return how many."""
+        """Embed chunks that wait for a vector: all of them, `embed_batch` per embedder call, or
+        with `limit` one call of at most that many; return how many."""
         if self.vault.embedder is None:
             return 0
         if limit is not None:
-            return self.vault.embed_pending(min(limit, self.embed_batch))
+            return self.vault.embed_pending(limit)
         return self.vault.reembed(self.embed_batch, progress)
 
     def _prepare_vectors(self) -> None:
