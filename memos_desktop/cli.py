@@ -922,7 +922,14 @@ def bench() -> None:
 
 
 @bench.command("embed")
-@click.argument("locomo", type=click.Path(exists=True, path_type=Path))
+@click.argument("locomo", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option("--notes", type=click.IntRange(1), help="Embed the chunks of this many synthetic notes instead.")
+@click.option(
+    "--batch-tokens",
+    multiple=True,
+    type=click.IntRange(1),
+    help="llama.cpp batch size in tokens (repeatable; default: the model's).",
+)
 @click.option(
     "--batch",
     "batch_sizes",
@@ -954,14 +961,26 @@ def bench() -> None:
     help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
-    """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
+def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
+    """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON), or
+    on the chunks of --notes synthetic notes."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model)
+    if locomo is None and not notes:
+        raise MemosError("Give a LoCoMo directory or --notes N.")
+    result = embed.run(
+        locomo,
+        batch_sizes,
+        n_texts=n_texts,
+        threads=threads,
+        rounds=rounds,
+        model=model,
+        notes=notes or 0,
+        batch_tokens=batch_tokens or (None,),
+    )
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
-        f"embed: {result['model']}, {result['texts']} LoCoMo turns "
+        f"embed: {result['model']}, {result['texts']} {result['source']} "
         f"(~{result['mean_tokens']:.0f} tokens each), median of {result['rounds']} rounds; "
         f"model load {loads}"
     )
