@@ -2,9 +2,9 @@
 
 Owns the ignore rules (hidden files and folders, `.gitignore`-style patterns via pathspec, the
 `.gitignore` files of the root and of every folder below it, each relative to its own folder with
-deeper files taking precedence as in git, unsupported extensions, the size limit) and the walk itself, which never
-follows a symlink into a folder it has already seen (symlink loops) and never yields the same file
-twice.
+deeper files taking precedence as in git, unsupported extensions, the size limit) and the walk
+itself, which never follows a symlink into a folder it has already seen (symlink loops) and never
+yields the same file twice.
 It only stats files; reading, parsing and the vault belong to `ingest.py`.
 """
 
