@@ -922,7 +922,14 @@ def bench() -> None:
 
 
 @bench.command("embed")
-@click.argument("locomo", type=click.Path(exists=True, path_type=Path))
+@click.argument("locomo", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option("--notes", type=click.IntRange(1), help="Embed the chunks of this many synthetic notes instead.")
+@click.option(
+    "--batch-tokens",
+    multiple=True,
+    type=click.IntRange(1),
+    help="llama.cpp batch size in tokens (repeatable; default: the model's).",
+)
 @click.option(
     "--batch",
     "batch_sizes",
@@ -954,14 +961,26 @@ def bench() -> None:
     help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def bench_embed(locomo, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
-    """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON)."""
+def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
+    """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON), or
+    on the chunks of --notes synthetic notes."""
     from memos_desktop.bench import embed, report
 
-    result = embed.run(locomo, batch_sizes, n_texts=n_texts, threads=threads, rounds=rounds, model=model)
+    if locomo is None and not notes:
+        raise MemosError("Give a LoCoMo directory or --notes N.")
+    result = embed.run(
+        locomo,
+        batch_sizes,
+        n_texts=n_texts,
+        threads=threads,
+        rounds=rounds,
+        model=model,
+        notes=notes or 0,
+        batch_tokens=batch_tokens or (None,),
+    )
     loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
     title = (
-        f"embed: {result['model']}, {result['texts']} LoCoMo turns "
+        f"embed: {result['model']}, {result['texts']} {result['source']} "
         f"(~{result['mean_tokens']:.0f} tokens each), median of {result['rounds']} rounds; "
         f"model load {loads}"
     )
@@ -1268,15 +1287,20 @@ def watch_run(ctx: Context) -> None:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
     shown = {}
-    columns = (TextColumn("Scanning"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     bar = Progress(*columns, console=Console(stderr=True), transient=True)
-    task = bar.add_task("scan", total=None)
+    task = bar.add_task("Scanning", total=None)
 
     def show(st) -> None:
         if st.state == "scanning":
             if st.scanned[1]:
                 bar.start()
-                bar.update(task, completed=st.scanned[0], total=st.scanned[1])
+                bar.update(task, description="Scanning", completed=st.scanned[0], total=st.scanned[1])
+            return
+        embedded, waiting = st.vectors
+        if st.state == "watching" and embedded < waiting:  # words are searchable; vectors follow
+            bar.start()
+            bar.update(task, description="Embedding chunks", completed=embedded, total=waiting)
             return
         bar.stop()
         line = (st.state, st.last_path, st.last_error, tuple(st.counts.items()))
@@ -1315,14 +1339,18 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
     from memos_desktop.loader.ingest import Loader
 
     loader = Loader(ctx.vault())
-    columns = (TextColumn("Indexing"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bar:
-        task = bar.add_task("ingest", total=None)
+        files = bar.add_task("Indexing files (searchable by words)", total=None)
+        chunks = bar.add_task("Embedding chunks (searchable by meaning)", total=None, visible=False)
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(files, completed=done, total=total)
 
-        report = loader.scan([path], progress=advance)
+        def embedded(done: int, total: int) -> None:
+            bar.update(chunks, completed=done, total=total, visible=True)
+
+        report = loader.scan([path], progress=advance, embed_progress=embedded)
     result = report.to_dict()
     if as_json:
         echo_json(result)
@@ -1330,8 +1358,9 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
     click.echo(
         f"{report.files} files: {report.indexed} indexed, {report.unchanged} unchanged, "
         f"{report.moved} moved, {report.removed} removed, {report.skipped} skipped, "
-        f"{report.errors} errors; {report.embedded} chunks embedded, "
-        f"{report.cubes_forgotten} forgotten ({report.seconds:.1f} s)."
+        f"{report.errors} errors; {report.embedded} chunks new or changed, {report.vectors} embedded, "
+        f"{report.cubes_forgotten} forgotten (searchable by words after {report.index_seconds:.1f} s, "
+        f"all done after {report.seconds:.1f} s)."
     )
     for file, reason in report.problems:
         click.echo(f"  {file}: {reason}", err=True)
@@ -1366,6 +1395,7 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
             click.echo("No files.")
         return
     roots = LoaderConfig.load(vault).roots
+    vectors = (os.environ.get("MEMOS_EMBEDDER") or vault.get_setting("embedder") or "").lower() != "none"
     rows = [{"folder": r, "watched": True, **status.counts(vault, r)} for r in roots]
     other = status.counts(vault)
     for row in rows:
@@ -1373,6 +1403,11 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
             other[key] -= row[key]
     if any(other.values()):
         rows.append({"folder": "(ingested once)", "watched": False, **other})
+    if vectors:  # chunks searchable by words, still waiting for their vectors
+        for row in rows:
+            row["awaiting vectors"] = status.unembedded(vault, row["folder"] if row["watched"] else None)
+        if len(rows) > len(roots):
+            rows[-1]["awaiting vectors"] -= sum(row["awaiting vectors"] for row in rows[:-1])
     if as_json:
         echo_json(rows)
     elif rows:
@@ -1396,12 +1431,19 @@ def _table(title: str, rows: list[dict]) -> None:
 )
 @click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
 @click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
+@click.option(
+    "--text",
+    type=click.Choice(["english", "syllables"]),
+    default="english",
+    show_default=True,
+    help="Synthetic note text: English words, or the older random-syllable pseudo-words.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, as_json: bool) -> None:
-    """MemLoader: initial index, unchanged re-scan, save→searchable latency."""
+def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, text: str, as_json: bool) -> None:
+    """MemLoader: initial index (words, then vectors), unchanged re-scan, save→searchable latency."""
     from memos_desktop.bench import ingest, report
 
-    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only)
+    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only, text=text)
     report("bench ingest", ingest.rows(result), result, as_json)
 
 

@@ -270,6 +270,21 @@ def test_bench_embed_reports_texts_per_second(tmp_path, cli):
     assert all(r["texts/s"] > 0 for r in data["rows"])
 
 
+def test_bench_embed_on_note_chunks_compares_llama_batch_sizes(cli):
+    result = cli("bench", "embed", "--notes", "3", "--texts", "6", "--batch", "6", "--threads", "1",
+                 "--batch-tokens", "256", "--batch-tokens", "512", "--rounds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["texts"] == 6 and data["source"] == "chunks of 3 synthetic notes"
+    assert [(r["batch tokens"], r["batch"]) for r in data["rows"]] == [(256, 6), (512, 6)]
+    assert all(r["tokens per CPU-s"] > 0 for r in data["rows"])
+
+
+def test_bench_embed_needs_turns_or_notes(cli):
+    result = cli("bench", "embed")
+    assert result.returncode == 1 and result.stderr.strip() == "Error: Give a LoCoMo directory or --notes N."
+
+
 def test_keyword_only_search_tells_the_user_why(cli):
     assert cli("init").returncode == 0
     result = cli("search", "anything", env={"MEMOS_EMBEDDER": "none"})

@@ -111,6 +111,52 @@ def test_watch_run_follows_changes_until_terminated(keyword_vault, notes):
     assert "[watching]" in err
 
 
+def test_watch_run_follows_a_folder_added_by_another_command(keyword_vault, notes, tmp_path):
+    run_cli("watch", "add", str(notes))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memos_desktop", "watch", "run"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "old.md").write_text("# Old\n\nthere before: axolotl\n")
+    try:
+        deadline = time.monotonic() + 180  # three waits, each a process start on a loaded machine
+        while status.counts(keyword_vault)["indexed"] < 1:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert run_cli("watch", "add", str(more)).returncode == 0
+        while not keyword_vault.fts("axolotl", 5):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (more / "new.md").write_text("# New\n\nlive: capybara\n")
+        while not keyword_vault.fts("capybara", 5):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_sources_counts_chunks_awaiting_vectors(vault, notes):
+    from memos_desktop.loader.ingest import Loader
+
+    assert run_cli("watch", "add", str(notes)).returncode == 0
+    loader = Loader(vault)
+    loader.scan([notes], embed=False)
+    rows = json.loads(run_cli("sources", "--json").stdout)
+    assert [(r["indexed"], r["awaiting vectors"]) for r in rows] == [(1, 2)]
+    loader.embed_pending()
+    rows = json.loads(run_cli("sources", "--json").stdout)
+    assert [r["awaiting vectors"] for r in rows] == [0]
+
+
 def test_watch_run_without_folders_is_a_one_line_error(keyword_vault):
     result = run_cli("watch", "run")
     assert result.returncode == 1

@@ -93,6 +93,28 @@ def test_a_link_to_a_note_created_later_is_resolved_then(vault, notes):
     assert status.get(vault, str(notes / "trip.md")).unresolved == 0
 
 
+def test_every_file_is_searchable_by_words_before_any_chunk_is_embedded(vault, notes, counting):
+    loader = Loader(vault)
+    report = loader.scan([notes], embed=False)
+    assert report.indexed == 2 and report.vectors == 0 and counting.texts == []
+    assert vault.fts("Alfama", 5) and vault.fts("euros", 5)
+    assert vault.pending_embeddings() == report.cubes_added == 4
+    assert vault.knn(counting.inner.embed(["Alfama guesthouse"])[0], 5) == []  # no search embeds them
+    seen = []
+    assert loader.embed_pending(progress=lambda done, total: seen.append((done, total))) == 4
+    assert seen[-1] == (4, 4) and vault.pending_embeddings() == 0 and vault.vector_count() == 4
+
+
+def test_an_edit_written_for_words_first_loses_its_old_vector_until_embedded(vault, notes, counting):
+    loader = Loader(vault)
+    loader.scan([notes])
+    (notes / "Budget.md").write_text("# Budget\n\nFlights 350 euros, hotel 240 euros.\n")
+    loader.scan([notes], embed=False)
+    cube = vault.cubes(source_path=str(notes / "Budget.md"))[0]
+    assert cube.embed_model is None and vault.fts("350", 5) and vault.vector_count() == 3
+    assert loader.embed_pending() == 1 and vault.get(cube.id).embed_model == counting.model_id
+
+
 def test_unchanged_rescan_reads_and_embeds_nothing(vault, notes, counting):
     Loader(vault).scan([notes])
     counting.texts.clear()
@@ -194,6 +216,30 @@ def test_hidden_ignored_and_gitignored_files_are_not_indexed(vault, notes):
     (notes / "image.png").write_bytes(b"\x89PNG")
     Loader(vault).scan([notes])
     assert sorted(Path(p).name for p in status.load(vault)) == ["Budget.md", "trip.md"]
+
+
+def test_nested_gitignore_applies_to_its_own_folder_and_the_deepest_rule_wins(vault, notes):
+    project = notes / "projects" / "app"
+    (project / "build").mkdir(parents=True)
+    (project / "build" / "out.md").write_text("# Out\n\ngenerated\n")
+    (project / "scratch.md").write_text("# Scratch\n\nthrowaway\n")
+    (project / "readme.md").write_text("# Readme\n\nkept\n")
+    (project / ".gitignore").write_text("build/\n*.md\n!readme.md\n")
+    (notes / "projects" / "scratch.md").write_text("# Scratch\n\nnot under app, kept\n")
+    (notes / ".gitignore").write_text("notes-only.md\n")
+    (project / "notes-only.md").write_text("# root rule\n\nignored by the root's pattern at any depth\n")
+    Loader(vault).scan([notes])
+    indexed = sorted(str(Path(p).relative_to(notes)) for p in status.load(vault))
+    assert indexed == ["Budget.md", "projects/app/readme.md", "projects/scratch.md", "trip.md"]
+
+
+def test_a_file_in_an_ignored_folder_stays_ignored_whatever_a_deeper_gitignore_says(vault, notes):
+    (notes / "private" / "sub").mkdir(parents=True)
+    (notes / ".gitignore").write_text("private/\n")
+    (notes / "private" / ".gitignore").write_text("!*.md\n")
+    (notes / "private" / "sub" / "diary.md").write_text("# Diary\n\nsecret\n")
+    report = Loader(vault).sync([notes / "private" / "sub" / "diary.md"])
+    assert report.indexed == 0 and not vault.fts("secret", 5)
 
 
 def test_custom_ignore_pattern_from_settings(vault, notes):

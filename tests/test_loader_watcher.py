@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memos_desktop.loader import status
-from memos_desktop.loader.config import LoaderConfig, add_root
+from memos_desktop.loader.config import LoaderConfig, add_root, remove_root
 from memos_desktop.loader.watcher import Watcher
 from memos_desktop.vault import Vault
 from tests.conftest import PASSPHRASE
@@ -59,6 +59,18 @@ def test_startup_scan_indexes_files_written_while_closed(vault, watcher):
     assert watcher.status.counts["indexed"] == 1
 
 
+def test_startup_scan_is_searchable_by_words_then_embedded_in_the_background(vault, watcher):
+    eventually(lambda: watcher.status.vectors == (1, 1))
+    assert vault.pending_embeddings() == 0 and vault.vector_count() == 1
+
+
+def test_a_saved_edit_is_embedded_after_it_is_searchable_by_words(vault, notes, watcher):
+    (notes / "idea.md").write_text("# Idea\n\nsolar powered kettle\n")
+    eventually(searchable(vault, "solar kettle"))
+    cube = eventually(lambda: [c for c in vault.cubes(source_path=str(notes / "idea.md")) if c.embed_model])[0]
+    assert vault.knn(vault.embedder.embed(["solar powered kettle"])[0], 1)[0][0] == vault._rowid(cube.id)
+
+
 def test_new_file_becomes_searchable(vault, notes, watcher):
     (notes / "idea.md").write_text("# Idea\n\nsolar powered kettle\n")
     eventually(searchable(vault, "solar kettle"))
@@ -95,7 +107,7 @@ def test_deleted_file_is_forgotten(vault, notes, watcher):
 
 
 def test_renamed_file_keeps_its_cube(vault, notes, watcher):
-    cube = vault.cubes(source_path=str(notes / "start.md"))[0]
+    cube = eventually(lambda: [c for c in vault.cubes(source_path=str(notes / "start.md")) if c.embed_model])[0]
     (notes / "start.md").rename(notes / "renamed.md")
     eventually(lambda: vault.cubes(source_path=str(notes / "renamed.md")))
     moved = vault.cubes(source_path=str(notes / "renamed.md"))[0]
@@ -183,3 +195,45 @@ def test_stop_during_the_startup_scan_stops_and_the_next_start_resumes(vault, tm
     second.stop()
     assert status.counts(vault)["indexed"] == 400
     assert len(vault.cubes(limit=1000)) == 400
+
+
+def test_a_nested_gitignore_keeps_live_changes_out(vault, notes, watcher):
+    (notes / "code").mkdir()
+    (notes / "code" / ".gitignore").write_text("drafts/\n")
+    (notes / "code" / "drafts").mkdir()
+    (notes / "code" / "drafts" / "wip.md").write_text("# WIP\n\nunfinished walrus\n")
+    (notes / "code" / "design.md").write_text("# Design\n\nfinished narwhal\n")
+    eventually(searchable(vault, "narwhal"))
+    (notes / "code" / "drafts" / "wip.md").write_text("# WIP\n\nunfinished walrus again\n")
+    (notes / "code" / "later.md").write_text("# Later\n\nsecond narwhal dolphin\n")
+    eventually(searchable(vault, "dolphin"))
+    assert not vault.fts("walrus", 5)
+    assert status.get(vault, str(notes / "code" / "drafts" / "wip.md")) is None
+
+
+def test_a_folder_added_while_running_is_scanned_and_followed(vault, notes, tmp_path, watcher):
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "old.md").write_text("# Old\n\nwritten before the folder was added: okapi\n")
+    add_root(vault, more)  # as `watch add` does, on another connection
+    eventually(searchable(vault, "okapi"))
+    assert str(more) in watcher.status.roots
+    (more / "new.md").write_text("# New\n\nlive in the added folder: pangolin\n")
+    eventually(searchable(vault, "pangolin"))
+
+
+def test_a_folder_removed_while_running_is_no_longer_followed(vault, notes, tmp_path, watcher):
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "kept.md").write_text("# Kept\n\nquokka\n")
+    add_root(vault, more)
+    eventually(searchable(vault, "quokka"))
+    remove_root(vault, more)  # as `watch rm` does, on another connection
+    eventually(lambda: str(more) not in watcher.status.roots)
+    (more / "late.md").write_text("# Late\n\nwombat\n")
+    (more / "kept.md").write_text("# Kept\n\nchanged after rm\n")
+    (notes / "after.md").write_text("# After\n\nbilby\n")  # written last: proves the events were handled
+    eventually(searchable(vault, "bilby"))
+    time.sleep(0.5)
+    assert not vault.fts("wombat", 5)
+    assert vault.fts("quokka", 5)  # `watch rm` keeps the folder's memories as they were

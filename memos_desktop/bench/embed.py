@@ -1,9 +1,12 @@
-"""`bench embed`: embedding throughput (texts/s) by batch size, on LoCoMo dialog turns.
+"""`bench embed`: embedding throughput (texts/s, tokens/s) by batch size, on LoCoMo dialog turns
+or on the chunks of synthetic notes (as `bench ingest` writes them and the loader embeds them).
 
 The same texts are embedded in calls of 1, 16, 64... texts each, with the same loaded model, so
 the ratio against one text per call shows what packing several texts into one llama.cpp batch
-buys. Model loading (and, the first time, converting MiniLM) is timed on its own. The default
-model is the packaged all-MiniLM-L6-v2; `model` is the path of any GGUF embedding model.
+buys; `batch_tokens` compares llama.cpp batch sizes, `threads` thread counts. CPU seconds are
+reported beside wall time, since a shared machine inflates the latter. Model loading (and,
+the first time, converting MiniLM) is timed on its own. The default model is the packaged
+all-MiniLM-L6-v2; `model` is the path of any GGUF embedding model.
 """
 
 import json
@@ -39,40 +42,66 @@ def turn_texts(directory: Path) -> list[str]:
     return texts
 
 
+def note_texts(n_notes: int) -> list[str]:
+    """The texts the loader embeds for `n_notes` synthetic notes (`bench ingest`'s, English)."""
+    import tempfile
+
+    from memos_desktop.bench.ingest import generate
+    from memos_desktop.loader.chunking import chunk_document
+    from memos_desktop.loader.parsers import parse
+    from memos_desktop.vault.cube import MemCube
+    from memos_desktop.vault.store import embed_text
+
+    texts = []
+    with tempfile.TemporaryDirectory(prefix="memos-bench-embed-") as folder:
+        generate(Path(folder), n_notes)
+        for path in sorted(Path(folder).rglob("*.md")):
+            for chunk in chunk_document(parse(path, path.read_bytes())):
+                texts.append(embed_text(MemCube(id="", content=chunk.content, title=chunk.title(path))))
+    return texts
+
+
 def run(
-    locomo: Path,
+    locomo: Path | None,
     batch_sizes: Sequence[int] = (1, 16, 64),
     n_texts: int = 256,
     threads: Sequence[int] = (2,),
     rounds: int = 2,
     model: Path | None = None,
+    notes: int = 0,
+    batch_tokens: Sequence[int | None] = (None,),
 ) -> dict:
-    """Texts/s and tokens/s for each thread count and batch size over the first `n_texts`
-    LoCoMo turns. Every round runs every setting once, interleaved, so a machine whose load
-    drifts during the run biases no setting; the figures are medians over rounds and the ratio
-    column is against the first row."""
-    texts = turn_texts(locomo)[:n_texts]
+    """Texts/s and tokens/s for each thread count, llama.cpp batch size (`batch_tokens`, None:
+    the model's default) and texts per call over the first `n_texts` LoCoMo turns, or, with
+    `notes`, the chunks of that many synthetic notes. Every round runs every setting once,
+    interleaved, so a machine whose load drifts during the run biases no setting; the figures
+    are medians over rounds and the ratio column is against the first row."""
+    texts = (note_texts(notes) if notes else turn_texts(locomo))[:n_texts]
+    engines = [(n_threads, tokens) for n_threads in threads for tokens in batch_tokens]
     embedders, load_s = {}, {}
-    for n_threads in threads:
-        embedders[n_threads] = _embedder(model, n_threads)
+    for engine in engines:
+        embedders[engine] = _embedder(model, *engine)
         start = time.perf_counter()
-        embedders[n_threads].embed(texts[:1])
-        load_s[n_threads] = time.perf_counter() - start
-    first = embedders[threads[0]]
+        embedders[engine].embed(texts[:1])
+        load_s[engine[0]] = time.perf_counter() - start
+    first = embedders[engines[0]]
     n_tokens = sum(len(first.tokens(t)) for t in texts)
 
-    settings = [(n_threads, size) for n_threads in threads for size in batch_sizes]
-    passes: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
-    calls: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
+    settings = [(*engine, size) for engine in engines for size in batch_sizes]
+    passes: dict[tuple, list[float]] = {s: [] for s in settings}
+    cpu: dict[tuple, list[float]] = {s: [] for s in settings}
+    calls: dict[tuple, list[float]] = {s: [] for s in settings}
     for _ in range(rounds):
-        for n_threads, size in settings:
-            embedder = embedders[n_threads]
-            start = time.perf_counter()
+        for setting in settings:
+            embedder = embedders[setting[:2]]
+            size = setting[2]
+            start, start_cpu = time.perf_counter(), time.process_time()
             for i in range(0, len(texts), size):
                 t0 = time.perf_counter()
                 embedder.embed(texts[i : i + size])
-                calls[n_threads, size].append(time.perf_counter() - t0)
-            passes[n_threads, size].append(time.perf_counter() - start)
+                calls[setting].append(time.perf_counter() - t0)
+            passes[setting].append(time.perf_counter() - start)
+            cpu[setting].append(time.process_time() - start_cpu)
     for embedder in embedders.values():
         embedder.close()
 
@@ -82,9 +111,11 @@ def run(
         rows.append(
             {
                 "threads": setting[0],
-                "batch": setting[1],
+                "batch tokens": setting[1] or embedders[setting[:2]].batch_tokens,
+                "batch": setting[2],
                 "texts/s": len(texts) / seconds,
                 "tokens/s": n_tokens / seconds,
+                "tokens per CPU-s": n_tokens / median(cpu[setting]),
                 "ms/call (median)": 1000 * median(calls[setting]),
             }
         )
@@ -92,6 +123,7 @@ def run(
         row["x vs first row"] = row["texts/s"] / rows[0]["texts/s"]
     return {
         "model": first.model_id,
+        "source": f"chunks of {notes} synthetic notes" if notes else "LoCoMo turns",
         "texts": len(texts),
         "mean_tokens": n_tokens / len(texts),
         "rounds": rounds,
@@ -100,11 +132,12 @@ def run(
     }
 
 
-def _embedder(model: Path | None, n_threads: int):
+def _embedder(model: Path | None, n_threads: int, batch_tokens: int | None):
+    sizes = {"batch_tokens": batch_tokens} if batch_tokens else {}
     if model is None:
         from memos_desktop.embed.minilm import MiniLM
 
-        return MiniLM(n_threads=n_threads)
+        return MiniLM(n_threads=n_threads, **sizes)
     from memos_desktop.embed.llamacpp import LlamaCppEmbedder
 
-    return LlamaCppEmbedder(model, n_threads=n_threads)
+    return LlamaCppEmbedder(model, n_threads=n_threads, **sizes)

@@ -6,7 +6,11 @@ and size are unchanged is not read; one whose content hash is unchanged is not p
 file's chunks are compared with its current cubes by chunk hash, so only changed chunks get a new
 version (and a new embedding), shifted ones only a new source range, removed ones a tombstone.
 The cubes of a file are found by their source path, never only through the state table, so a run
-killed at any point resumes without duplicates. New chunks are embedded in batches (add_many).
+killed at any point resumes without duplicates. Indexing has two phases: every file's chunks are
+first written searchable by words (no embedding, committed every `batch_chunks` chunks), then the
+chunks that wait for a vector are embedded `embed_batch` at a time (`embed_pending`), so a large
+folder is searchable by keyword long before it is by meaning, and a search in between finds the
+not-yet-embedded chunks by their words.
 A renamed file keeps its cubes' ids, history, embeddings and titles (the title names the file as it
 was first indexed; the citation always uses the current path). It never watches the file system
 (that is `watcher.py`) and never decides what a format means (that is `parsers.py`).
@@ -51,7 +55,9 @@ class Report:
     cubes_forgotten: int = 0
     links: int = 0
     bytes_read: int = 0
+    vectors: int = 0  # chunks given a vector in this run (this run's and earlier runs' pending ones)
     seconds: float = 0.0
+    index_seconds: float = 0.0  # until every file was searchable by words
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -91,16 +97,28 @@ def _range(source: dict) -> list[int]:
 class Loader:
     """Ingests files into one vault. Not thread-safe: use it from the thread that owns the vault."""
 
-    def __init__(self, vault, config: LoaderConfig | None = None, batch_chunks: int = 256):
+    def __init__(
+        self, vault, config: LoaderConfig | None = None, batch_chunks: int = 256, embed_batch: int = 64
+    ):
         self.vault = vault
         self.config = config or LoaderConfig.load(vault)
         self.batch_chunks = batch_chunks
+        self.embed_batch = embed_batch
         self._names: tuple[dict[str, str], set[str]] | None = None
 
     # ----- entry points --------------------------------------------------------------------
-    def scan(self, roots: Sequence[Path] | None = None, progress: Progress | None = None) -> Report:
-        """Reconcile every file under `roots` (default: the watched folders) with the vault."""
+    def scan(
+        self,
+        roots: Sequence[Path] | None = None,
+        progress: Progress | None = None,
+        embed: bool = True,
+        embed_progress: Progress | None = None,
+    ) -> Report:
+        """Reconcile every file under `roots` (default: the watched folders) with the vault:
+        first every file searchable by words (`progress(files done, files)`), then, with `embed`,
+        every chunk still without a vector embedded (`embed_progress(chunks done, chunks)`)."""
         started = time.perf_counter()
+        self._prepare_vectors()
         targets = [Path(r).expanduser().resolve() for r in roots] if roots else [Path(r) for r in self.config.roots]
         if not targets:
             raise MemosError("No folders to scan: add one with `memos-desktop watch add PATH`.")
@@ -114,20 +132,43 @@ class Loader:
             unlisted = tuple(f"{e.path}{os.sep}" for e in entries if e.folder)
             gone = [p for p in states if p not in seen and not p.startswith(unlisted)]
             self._reconcile(entries, states, gone, report, progress)
-        report.seconds = time.perf_counter() - started
+        self._finish(report, started, embed, embed_progress)
         return report
 
-    def sync(self, paths: Iterable[Path]) -> Report:
+    def sync(self, paths: Iterable[Path], embed: bool = True) -> Report:
         """Bring single files in line with the disk: index, update, skip or remove each."""
         started = time.perf_counter()
+        self._prepare_vectors()
         report = Report()
         self._sync(paths, report)
-        report.seconds = time.perf_counter() - started
+        self._finish(report, started, embed, None)
         return report
 
-    def move(self, src: Path, dst: Path) -> Report:
+    def embed_pending(self, limit: int | None = None, progress: Progress | None = None) -> int:
+        """Embed chunks that wait for a vector: all of them, `embed_batch` per embedder call, or
+        with `limit` one call of at most that many; return how many."""
+        if self.vault.embedder is None:
+            return 0
+        if limit is not None:
+            return self.vault.embed_pending(limit)
+        return self.vault.reembed(self.embed_batch, progress)
+
+    def _prepare_vectors(self) -> None:
+        """Make the vector table current before writing, so that a search while chunks wait
+        for vectors never embeds them all itself."""
+        if self.vault.embedder is not None:
+            self.vault.sync_vectors(reembed=False)
+
+    def _finish(self, report: Report, started: float, embed: bool, progress: Progress | None) -> None:
+        report.index_seconds = time.perf_counter() - started
+        if embed:
+            report.vectors = self.embed_pending(progress=progress)
+        report.seconds = time.perf_counter() - started
+
+    def move(self, src: Path, dst: Path, embed: bool = True) -> Report:
         """A file or folder was renamed: its cubes follow it (same ids, no re-embedding)."""
         started = time.perf_counter()
+        self._prepare_vectors()
         report = Report()
         if status.get(self.vault, str(src)):
             moves = [(str(src), dst)]
@@ -145,7 +186,7 @@ class Loader:
             report.moved += 1
             targets.append(new)
         self._sync(targets, report)
-        report.seconds = time.perf_counter() - started
+        self._finish(report, started, embed, None)
         return report
 
     def _sync(self, paths: Iterable[Path], report: Report) -> None:
@@ -380,9 +421,9 @@ class Loader:
         """Apply queued cube changes, then record the files' states (a crash in between is
         repaired by the next run, which finds the cubes by source path)."""
         if batch.adds:
-            self.vault.add_many(batch.adds, actor=ACTOR)
+            self.vault.add_many(batch.adds, actor=ACTOR, embed=False)
         for cube_id, changes in batch.edits:
-            self.vault.edit(cube_id, actor=ACTOR, **changes)
+            self.vault.edit(cube_id, actor=ACTOR, embed=False, **changes)
         for cube_id in batch.forgets:
             self.vault.forget(cube_id, actor=ACTOR)
         status.put(self.vault, batch.states)

@@ -1,9 +1,10 @@
 """Scanning: walk watched folders and decide, per path, whether the loader should look at it.
 
 Owns the ignore rules (hidden files and folders, `.gitignore`-style patterns via pathspec, the
-root's own `.gitignore`, unsupported extensions, the size limit) and the walk itself, which never
-follows a symlink into a folder it has already seen (symlink loops) and never yields the same file
-twice.
+`.gitignore` files of the root and of every folder below it, each relative to its own folder with
+deeper files taking precedence as in git, unsupported extensions, the size limit) and the walk
+itself, which never follows a symlink into a folder it has already seen (symlink loops) and never
+yields the same file twice.
 It only stats files; reading, parsing and the vault belong to `ingest.py`.
 """
 
@@ -31,31 +32,58 @@ class Entry:
 
 
 class IgnoreRules:
-    """Which paths under one root are none of the loader's business."""
+    """Which paths under one root are none of the loader's business. The configured patterns
+    apply from the root; each folder's `.gitignore` (read once per `IgnoreRules`) applies to the
+    paths below that folder, relative to it; where several match, the deepest decides."""
 
     def __init__(self, root: Path, config: LoaderConfig):
-        import pathspec
-
         self.root = root
         self.config = config
-        lines = list(config.ignore)
-        gitignore = root / ".gitignore"
-        if config.use_gitignore and gitignore.is_file():
-            with contextlib.suppress(OSError):
-                lines += gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
-        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        self._specs: dict[Path, object | None] = {}
 
-    def ignored(self, path: Path, is_dir: bool = False) -> bool:
-        """True for hidden paths (unless allowed) and paths matching an ignore pattern."""
+    def _spec(self, folder: Path):
+        """The patterns that apply from `folder` (None when it has none)."""
+        if folder not in self._specs:
+            import pathspec
+
+            lines = list(self.config.ignore) if folder == self.root else []
+            gitignore = folder / ".gitignore"
+            if self.config.use_gitignore:
+                with contextlib.suppress(OSError):  # absent, unreadable or not a file
+                    lines += gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
+            self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        return self._specs[folder]
+
+    def ignored(self, path: Path, is_dir: bool = False, parents_checked: bool = False) -> bool:
+        """True for hidden paths (unless allowed) and paths matching an ignore pattern, or lying
+        in an ignored folder (as in git, a deeper `.gitignore` cannot bring those back).
+        `parents_checked` skips the folders above `path` (the walk never enters ignored ones)."""
         try:
             rel = path.relative_to(self.root)
         except ValueError:
             return True
-        if not rel.parts:
+        parts = rel.parts
+        if not parts:
             return False
-        if not self.config.include_hidden and any(p.startswith(".") for p in rel.parts):
+        if not self.config.include_hidden and any(p.startswith(".") for p in parts):
             return True
-        return self.spec.match_file(rel.as_posix() + ("/" if is_dir else ""))
+        first = len(parts) if parents_checked else 1
+        return any(self._matches(parts[:end], is_dir or end < len(parts)) for end in range(first, len(parts) + 1))
+
+    def _matches(self, parts: tuple[str, ...], is_dir: bool) -> bool:
+        """Whether the patterns of the root and of the folders down to `parts`' parent ignore it."""
+        suffix = "/" if is_dir else ""
+        verdict = None
+        folder = self.root
+        for depth in range(len(parts)):
+            if depth:
+                folder = folder / parts[depth - 1]
+            spec = self._spec(folder)
+            if spec is not None:
+                include = spec.check_file("/".join(parts[depth:]) + suffix).include
+                if include is not None:
+                    verdict = include
+        return bool(verdict)
 
     def check_file(self, path: Path, st: os.stat_result) -> str:
         """Why a candidate file is skipped ("" when it should be read)."""
@@ -120,19 +148,19 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
             try:
                 st = item.stat(follow_symlinks=True)
             except OSError as exc:
-                if (supported(path) or item.is_symlink()) and not rules.ignored(path):
+                if (supported(path) or item.is_symlink()) and not rules.ignored(path, parents_checked=True):
                     yield Entry(path, skip=_stat_error(exc))
                 continue
             key = (st.st_dev, st.st_ino)
             if stat.S_ISDIR(st.st_mode):
-                if rules.ignored(path, is_dir=True):
+                if rules.ignored(path, is_dir=True, parents_checked=True):
                     continue
                 if key in seen_dirs:
                     yield Entry(path, skip="symlink loop (folder already scanned)")
                     continue
                 seen_dirs.add(key)
                 stack.append(path)
-            elif stat.S_ISREG(st.st_mode) and supported(path) and not rules.ignored(path):
+            elif stat.S_ISREG(st.st_mode) and supported(path) and not rules.ignored(path, parents_checked=True):
                 if key in seen_files:
                     yield Entry(path, skip="same file as another path (symlink)")
                     continue

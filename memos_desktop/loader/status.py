@@ -147,6 +147,20 @@ def counts(vault, prefix: str | None = None) -> dict[str, int]:
     return out
 
 
+def unembedded(vault, prefix: str | None = None) -> int:
+    """Chunks of files (under `prefix` if given) searchable by words but still waiting for a
+    vector. Counts what the loader left for the embedder, whichever embedder the vault uses."""
+    sql = (
+        "SELECT count(*) FROM cubes WHERE embed_model IS NULL AND kind = 'plaintext' AND state = 'active'"
+        " AND json_extract(source, '$.type') = 'file'"
+    )
+    args: tuple = ()
+    if prefix is not None:
+        sql += " AND (json_extract(source, '$.path') = ? OR substr(json_extract(source, '$.path'), 1, ?) = ?)"
+        args = (prefix, len(prefix) + 1, prefix.rstrip("/") + "/")
+    return vault.conn.execute(sql, args).fetchall()[0][0]
+
+
 def files(vault, prefix: str | None = None, status: str | None = None, limit: int = 1000) -> list[FileState]:
     """File states (newest change first), optionally under `prefix` and with `status`."""
     where, args = _under(prefix)

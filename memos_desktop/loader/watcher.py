@@ -5,7 +5,10 @@ given), runs the startup reconciliation scan, then applies events: creations, mo
 deletions are debounced per path (editors write a file several times per save), renames are applied
 at once (the cubes follow the file). watchdog's own threads only put events on a queue; the vault
 is touched by the worker thread alone, so the vault connection is never shared across threads.
-Every failure is recorded in the status and the watcher keeps running. Status snapshots go to the
+Changes are written searchable by words at once; their vectors are computed afterwards, one
+small batch at a time whenever no event is waiting, so a large startup scan is searchable by
+keyword long before it is by meaning and never holds back a save. Every failure is recorded in the
+status and the watcher keeps running. Status snapshots go to the
 `on_status` callback, called from the worker thread (a TUI posts them to its own thread).
 It never parses files or decides what changed in them (that is `ingest.py`).
 """
@@ -24,6 +27,7 @@ from memos_desktop.loader.parsers import supported
 from memos_desktop.loader.scan import IgnoreRules, walk
 
 MAX_WAIT_FACTOR = 8  # a file written continuously is still synced every 8 debounce periods
+SETTINGS_CHECK_S = 1.0  # how often the watched folders are re-read when another connection wrote
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class WatchStatus:
     counts: dict = field(default_factory=dict)  # files per status (indexed, pending, ...)
     queued: int = 0  # paths waiting for their debounce
     scanned: tuple[int, int] = (0, 0)  # progress of the startup scan (done, total)
+    vectors: tuple[int, int] = (0, 0)  # chunks embedded of those waiting when embedding began
     last_path: str = ""
     last_error: str = ""
     events: int = 0  # file-system events received
@@ -91,6 +96,8 @@ class Watcher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unembedded = False  # chunks may be waiting for vectors
+        self._data_version = None  # of the vault when the settings were last read
         self.status = WatchStatus()
 
     # ----- control (any thread) ------------------------------------------------------------
@@ -130,59 +137,105 @@ class Watcher:
     def _run(self) -> None:
         from watchdog.observers import Observer
 
-        observer = None
         vault = None
+        self._observer = Observer()
+        self._watches: dict[Path, object | None] = {}
         try:
             vault = self._open_vault()
-            config = LoaderConfig.load(vault)
-            loader = Loader(vault, config)
-            roots = [Path(r) for r in config.roots if Path(r).is_dir()]
-            missing = [r for r in config.roots if not Path(r).is_dir()]
-            self._emit(
-                roots=tuple(map(str, roots)),
-                last_error=f"watched folder missing: {', '.join(missing)}" if missing else "",
-            )
-            observer = Observer()
-            handler = _Handler(self._events)
-            for root in roots:
-                try:
-                    observer.schedule(handler, str(root), recursive=True)
-                except OSError as exc:  # e.g. the inotify watch limit
-                    self._emit(last_error=f"{root} is not followed live ({exc}); it is rescanned at each start")
-            observer.start()
-            if self._scan_on_start and roots:
-                self._emit(state="scanning")
-                report = loader.scan(roots, progress=self._progress)
-                self._emit(last_error=_problem(report) or self.status.last_error)
+            loader = Loader(vault)
+            self._observer.start()
+            added = self._follow(loader)
+            if self._scan_on_start and added:
+                self._scan(loader, added)
             self._emit(state="watching", counts=status.counts(vault))
             self._ready.set()
-            self._loop(loader, config)
+            self._loop(loader)
             self._emit(state="stopped")
-        except _Stopped:  # stopped during the startup scan; the next start resumes it
+        except _Stopped:  # stopped during a scan; the next start resumes it
             self._emit(state="stopped")
         except Exception as exc:  # the worker must report, never die silently
             self._emit(state="failed", last_error=f"{type(exc).__name__}: {exc}")
         finally:
             self._ready.set()
-            if observer is not None:
-                observer.stop()
-                observer.join(timeout=10)
+            if self._observer.is_alive():
+                self._observer.stop()
+                self._observer.join(timeout=10)
             if vault is not None:
                 vault.close()
 
-    def _loop(self, loader: Loader, config: LoaderConfig) -> None:
-        debounce = config.debounce_s
+    def _follow(self, loader: Loader) -> list[Path]:
+        """Follow the folders the loader's settings list now: schedule those not followed yet,
+        unschedule those no longer listed; return the newly followed ones (to scan)."""
+        wanted = [Path(r) for r in loader.config.roots if Path(r).is_dir()]
+        missing = [r for r in loader.config.roots if not Path(r).is_dir()]
+        problem = f"watched folder missing: {', '.join(missing)}" if missing else ""
+        for root in [r for r in self._watches if r not in wanted]:
+            watch = self._watches.pop(root)
+            if watch is not None:
+                self._observer.unschedule(watch)
+        added = [r for r in wanted if r not in self._watches]
+        for root in added:
+            try:
+                self._watches[root] = self._observer.schedule(_Handler(self._events), str(root), recursive=True)
+            except OSError as exc:  # e.g. the inotify watch limit
+                self._watches[root] = None
+                problem = f"{root} is not followed live ({exc}); it is rescanned at each start"
+        self._emit(roots=tuple(map(str, wanted)), last_error=problem or self.status.last_error)
+        return added
+
+    def _scan(self, loader: Loader, roots: list[Path]) -> None:
+        """Reconcile `roots` with the vault (words now; vectors follow between events)."""
+        self._emit(state="scanning", scanned=(0, 0))
+        report = loader.scan(roots, progress=self._progress, embed=False)
+        self._unembedded = loader.vault.embedder is not None
+        self._emit(state="watching", last_error=_problem(report) or self.status.last_error)
+
+    def _vault_changed(self, loader: Loader) -> bool:
+        """Whether another connection wrote to the vault since the last call (always true at first)."""
+        version = loader.vault.conn.execute("PRAGMA data_version").fetchall()[0][0]
+        changed, self._data_version = version != self._data_version, version
+        return changed
+
+    def _settings_changed(self, loader: Loader) -> bool:
+        """Whether the loader's settings in the vault differ from the loader's; if so the loader
+        uses the new ones."""
+        config = LoaderConfig.load(loader.vault)
+        if config == loader.config:
+            return False
+        loader.config = config
+        return True
+
+    def _loop(self, loader: Loader) -> None:
         due: dict[str, tuple[float, float]] = {}  # path -> (first event, due time)
         folders: dict[str, float] = {}
+        self._unembedded = loader.vault.embedder is not None
+        checked = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            soonest = min([d for _, d in due.values()] + list(folders.values()), default=now + 1.0)
+            if now - checked >= SETTINGS_CHECK_S:
+                checked = now
+                changed = self._vault_changed(loader)
+                if changed and loader.vault.embedder is not None:
+                    self._unembedded = True  # e.g. a one-off scan elsewhere left chunks to embed
+                if changed and self._settings_changed(loader):  # e.g. `watch add` / `watch rm` elsewhere
+                    added = self._follow(loader)
+                    for path in [p for p in due if loader.config.root_of(Path(p)) is None]:
+                        del due[path]  # a folder no longer watched: its memories stay as they are
+                    if added:
+                        self._scan(loader, added)
+                    self._emit(counts=status.counts(loader.vault))
+            soonest = min(
+                [d for _, d in due.values()] + list(folders.values()) + [checked + SETTINGS_CHECK_S]
+            )
+            if self._unembedded and not self._events.qsize() and soonest > now:
+                self._embed_some(loader)
+                now, soonest = time.monotonic(), min(soonest, time.monotonic())
             try:
                 event = self._events.get(timeout=max(0.0, soonest - now))
             except queue.Empty:
                 event = None
             while event is not None:
-                self._accept(event, loader, config, due, folders, debounce)
+                self._accept(event, loader, due, folders)
                 try:
                     event = self._events.get_nowait()
                 except queue.Empty:
@@ -199,27 +252,20 @@ class Watcher:
             if ready_dirs:
                 ready += self._tree(loader, ready_dirs)
             if ready:
-                self._apply(lambda paths=ready: loader.sync(map(Path, paths)), ready[-1], loader)
+                self._apply(lambda paths=ready: loader.sync(map(Path, paths), embed=False), ready[-1], loader)
             if len(due) + len(folders) != self.status.queued:
                 self._emit(queued=len(due) + len(folders))
 
-    def _accept(
-        self,
-        event: _Event,
-        loader: Loader,
-        config: LoaderConfig,
-        due: dict,
-        folders: dict,
-        debounce: float,
-    ) -> None:
+    def _accept(self, event: _Event, loader: Loader, due: dict, folders: dict) -> None:
         self.status = replace(self.status, events=self.status.events + 1)  # reported with the next change
         now = time.monotonic()
+        debounce = loader.config.debounce_s
         if event.kind == "move":
             due.pop(event.path, None)
-            self._apply(lambda: loader.move(Path(event.path), Path(event.dest)), event.dest, loader)
+            self._apply(lambda: loader.move(Path(event.path), Path(event.dest), embed=False), event.dest, loader)
         elif event.kind == "dir":
             folders[event.path] = now + debounce
-        elif self._relevant(Path(event.path), config):
+        elif self._relevant(Path(event.path), loader.config):
             first = due.get(event.path, (now, 0.0))[0]
             due[event.path] = (first, min(now + debounce, first + MAX_WAIT_FACTOR * debounce))
 
@@ -238,9 +284,30 @@ class Watcher:
             paths += list(status.load(loader.vault, prefix=folder))
         return paths
 
+    def _embed_some(self, loader: Loader) -> None:
+        """Embed one batch of chunks waiting for vectors; report progress over the backlog."""
+        try:
+            done, total = self.status.vectors
+            if done >= total:  # a new backlog begins
+                done, total = 0, loader.vault.pending_embeddings()
+                if total == 0:
+                    self._unembedded = False
+                    return
+                self._emit(vectors=(0, total))
+            n = loader.embed_pending(limit=loader.embed_batch)
+        except Exception as exc:  # e.g. the model cannot load: keyword search still works
+            self._unembedded = False
+            self._emit(last_error=f"embedding stopped: {type(exc).__name__}: {exc}")
+            return
+        if n == 0:  # the rest went away (deleted or changed files)
+            self._unembedded = False
+            total = done
+        self._emit(vectors=(done + n, max(total, done + n)))
+
     def _apply(self, action: Callable[[], Report], path: str, loader: Loader) -> None:
         try:
             report = action()
+            self._unembedded = loader.vault.embedder is not None
             self._emit(
                 syncs=self.status.syncs + 1,
                 last_path=path,

@@ -226,11 +226,6 @@ class MemosApp(App):
         if watcher is not None:
             watcher.stop()
 
-    def restart_watcher(self) -> None:
-        """Stop and start the watcher (after the watched folders changed); call from a worker."""
-        self.stop_watcher()
-        self.call_from_thread(self.start_watcher)
-
     def on_watcher_status(self, message: "WatcherStatus") -> None:
         self.watch_status = message.status
         if self.current_mode == "sources":

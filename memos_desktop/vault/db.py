@@ -251,8 +251,16 @@ def _m005_scheduler(conn) -> None:
     )
 
 
+def _m006_pending_embeddings(conn) -> None:
+    """Cubes waiting for a vector (indexed for words first, embedded after) are found by index."""
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS cubes_unembedded ON cubes(kind, state) WHERE embed_model IS NULL"
+    )
+
+
 MIGRATIONS: list[Callable] = [
     _m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper, _m005_scheduler,
+    _m006_pending_embeddings,
 ]
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +257,9 @@ class Vault:
             actor=actor,
         )[0]
 
-    def add_many(self, items: Sequence[dict], actor: str = "user") -> list[MemCube]:
-        """Store several new cubes in one transaction, embedding their text in one batch."""
+    def add_many(self, items: Sequence[dict], actor: str = "user", embed: bool = True) -> list[MemCube]:
+        """Store several new cubes in one transaction, embedding their text in one batch; with
+        `embed=False` they are searchable by words at once and wait for `embed_pending`."""
         now = _now()
         cubes = []
         for item in items:
@@ -270,7 +271,7 @@ class Vault:
             cube = MemCube(created_at=now, updated_at=now, **fields)
             cube.content_hash = content_hash(cube.content)
             cubes.append(cube)
-        vectors = self._embed([c for c in cubes if c.kind == "plaintext"])
+        vectors = self._embed([c for c in cubes if c.kind == "plaintext"]) if embed else {}
         for cube in cubes:
             if cube.id in vectors:
                 cube.embed_model = self.embedder.model_id
@@ -298,9 +299,17 @@ class Vault:
         )
 
     def edit(
-        self, cube_id: str, *, profile: str = "default", actor: str = "user", op: str = "edit", **changes
+        self,
+        cube_id: str,
+        *,
+        profile: str = "default",
+        actor: str = "user",
+        op: str = "edit",
+        embed: bool = True,
+        **changes,
     ) -> MemCube:
-        """Write a new version of a visible cube with `changes` applied."""
+        """Write a new version of a visible cube with `changes` applied; with `embed=False` a changed
+        text is searchable by words at once and its new vector waits for `embed_pending`."""
         bad = set(changes) - set(EDITABLE) - {"ttl"}
         if bad:
             raise MemosError(f"These fields cannot be edited: {', '.join(sorted(bad))}.")
@@ -310,18 +319,20 @@ class Vault:
         if "tags" in changes:
             changes["tags"] = sorted(set(changes["tags"]))
         old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
-        return self._new_version(old, op, actor, changes)
+        return self._new_version(old, op, actor, changes, embed)
 
-    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict) -> MemCube:
+    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict, embed: bool = True) -> MemCube:
         new = MemCube(**{**old.to_dict(), **changes})
         new.version = old.version + 1
         new.updated_at = _now()
         new.content_hash = content_hash(new.content)
         content_changed = new.content != old.content or new.title != old.title or new.tags != old.tags
         reindex = new.state == "active" and (content_changed or old.state != "active")
-        vectors = self._embed([new]) if reindex and new.kind == "plaintext" else {}
+        vectors = self._embed([new]) if embed and reindex and new.kind == "plaintext" else {}
         if vectors:
             new.embed_model = self.embedder.model_id
+        elif reindex:
+            new.embed_model = None  # its old vector is dropped below; embed_pending makes the new one
         with db.write_txn(self.conn):
             current = self.conn.execute("SELECT version FROM cubes WHERE id = ?", (old.id,)).fetchone()[0]
             if current != old.version:
@@ -623,8 +634,9 @@ class Vault:
         vecs = self.embedder.embed([embed_text(c) for c in cubes])
         return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
 
-    def sync_vectors(self) -> None:
-        """Create the vector table for the embedder's dimension; a changed model re-embeds."""
+    def sync_vectors(self, reembed: bool = True) -> None:
+        """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
+        or with `reembed=False` later, through `embed_pending`)."""
         model, dim = self.embedder.model_id, self.embedder.dim
         if self.get_setting("embed_model") == model and self._has_vec_table():
             return
@@ -639,32 +651,58 @@ class Vault:
             self.conn.execute("UPDATE cubes SET embed_model = NULL")
             self._set_setting("embed_model", model)
             self._set_setting("embed_dim", dim)
-        self.reembed()
+        if reembed:
+            self.reembed()
 
-    def reembed(self, batch: int = 64) -> int:
-        """Embed every active plaintext cube that has no vector from the current model."""
+    def reembed(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
+        """Embed every active plaintext cube that has no vector from the current model, `batch`
+        at a time (each batch its own transaction); `progress(done, total)` after each."""
         if self.embedder is None:
             return 0
-        model = self.embedder.model_id
+        total = self.pending_embeddings()
         done = 0
-        while True:
-            rows = self.conn.execute(
-                f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
-                " AND (embed_model IS NULL OR embed_model != ?) LIMIT ?",
-                (model, batch),
-            ).fetchall()
-            if not rows:
-                return done
-            cubes = [MemCube.from_row(r[1:]) for r in rows]
-            vecs = self.embedder.embed([embed_text(c) for c in cubes])
-            import numpy as np
+        while n := self.embed_pending(batch):
+            done += n
+            if progress:
+                progress(done, max(total, done))
+        return done
 
-            with db.write_txn(self.conn):
-                for (rowid, *_), vec in zip(rows, vecs, strict=True):
-                    self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
-                    self._put_vector(rowid, np.asarray(vec, dtype=np.float32).tobytes())
-                    self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
-            done += len(rows)
+    def pending_embeddings(self) -> int:
+        """Active plaintext cubes still without a vector from the current model."""
+        model = self.embedder.model_id if self.embedder is not None else None
+        return self.conn.execute(
+            "SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+            " AND (embed_model IS NULL OR embed_model IS NOT ?)",
+            (model,),
+        ).fetchone()[0]
+
+    def embed_pending(self, limit: int = 64) -> int:
+        """Embed up to `limit` cubes that wait for a vector (one embedder call, one transaction);
+        return how many. Cubes without any vector come first (found by index)."""
+        if self.embedder is None:
+            return 0
+        self.sync_vectors()
+        model = self.embedder.model_id
+        select = f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+        rows = self.conn.execute(f"{select} AND embed_model IS NULL LIMIT ?", (limit,)).fetchall()
+        if not rows:
+            rows = self.conn.execute(f"{select} AND embed_model != ? LIMIT ?", (model, limit)).fetchall()
+        if not rows:
+            return 0
+        import numpy as np
+
+        cubes = [MemCube.from_row(r[1:]) for r in rows]
+        vecs = self.embedder.embed([embed_text(c) for c in cubes])
+        with db.write_txn(self.conn):
+            for cube, (rowid, *_), vec in zip(cubes, rows, vecs, strict=True):
+                # fetchall: a cursor left unfinished across COMMIT pins this connection to an old snapshot
+                current = self.conn.execute("SELECT content_hash, state FROM cubes WHERE rowid = ?", (rowid,))
+                if current.fetchall() != [(cube.content_hash, "active")]:
+                    continue  # changed while it was embedded: its new text waits for the next call
+                self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
+                self._put_vector(rowid, np.asarray(vec, dtype=np.float32).tobytes())
+                self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
+        return len(rows)
 
     def fts(self, query: str, k: int = 50) -> list[tuple[int, float]]:
         """Rowids matching `query` in FTS5 with their bm25 score (higher is better). No ACL here."""

@@ -68,7 +68,11 @@ class SourcesScreen(Screen):
             if status.last_error:
                 text += f"\nLast problem: {status.last_error}"
             done, total = status.scanned
-            self.progress(done, total, status.state == "scanning")
+            embedding = status.state == "watching" and status.vectors[0] < status.vectors[1]
+            if embedding:
+                done, total = status.vectors
+                text += f" · embedding: {done} of {total} chunks (all are searchable by words)"
+            self.progress(done, total, status.state == "scanning" or embedding)
             if status.state == "watching":
                 self.action_reload()
         self.query_one("#source-status", Static).update(text)
@@ -94,6 +98,8 @@ class SourcesScreen(Screen):
             counts = {root: status.counts(self.app.vault, prefix=root) for root in roots}
             files = status.files(self.app.vault, limit=1000)
         self.app.call_from_thread(self.show, roots, counts, files)
+        if roots and self.app.watcher is None:  # e.g. added with `watch add` while the app ran
+            self.app.call_from_thread(self.app.start_watcher)
 
     def show(self, roots: list[str], counts: dict, files: list) -> None:
         table = self.query_one("#roots-table", DataTable)
@@ -127,7 +133,7 @@ class SourcesScreen(Screen):
         with self.app.vault_lock:
             root = add_root(self.app.vault, Path(path))
         self.app.call_from_thread(self.notify, f"Watching {root}; indexing starts now.")
-        self.app.restart_watcher()
+        self.app.call_from_thread(self.app.start_watcher)  # a running watcher picks the change up itself
         self.app.call_from_thread(self.action_reload)
 
     def action_remove(self) -> None:
@@ -144,7 +150,7 @@ class SourcesScreen(Screen):
         with self.app.vault_lock:
             remove_root(self.app.vault, Path(root))
         self.app.call_from_thread(self.notify, f"Stopped watching {root}; its memories stay.")
-        self.app.restart_watcher()
+        self.app.call_from_thread(self.app.start_watcher)  # a running watcher picks the change up itself
         self.app.call_from_thread(self.action_reload)
 
     # ----- scanning -------------------------------------------------------------------------
@@ -171,7 +177,8 @@ class SourcesScreen(Screen):
         self.app.call_from_thread(self.progress, 0, 1, True)
         try:
             with self.app.vault_lock:
-                report = Loader(self.app.vault).scan(progress=progress)
+                # with the watcher running, vectors are left to it (between its events, off the lock)
+                report = Loader(self.app.vault).scan(progress=progress, embed=self.app.watcher is None)
             message = f"Scanned {report.files} files: {report.indexed} indexed, {report.unchanged} unchanged."
         except ScanCancelled:
             message = "Scan cancelled; the files not reached stay pending for the next scan."
