@@ -23,7 +23,7 @@ from memos_desktop.runtime.base import LLMBackend
 QUERY = "\nQuestion: on which day does the team meet, and where is the office?"
 QUERY_TOKENS = 16
 CHECK_TOKENS = 32
-REPEATS = 5
+REPEATS = 11
 
 
 SPECS = {"llama.cpp": testmodels.QWEN05B_SHAPE, "mlx": testmodels.MLX_BENCH}
