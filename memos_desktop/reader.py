@@ -11,6 +11,7 @@ new version), DELETE (a tombstone) or NOOP; a contradiction archives the old fac
 whole: the reader never stores a fragment of a bad extraction.
 """
 
+import copy
 import json
 import re
 import threading
@@ -316,7 +317,7 @@ class MemReader:
         """The extraction JSON: from the runtime's own schema-constrained decoding if it has one
         (llama.cpp's grammar, where `ref` may only name a shown memory), else slot by slot."""
         if hasattr(self.llm, "generate_json"):
-            schema = json.loads(json.dumps(EXTRACTION_SCHEMA))
+            schema = copy.deepcopy(EXTRACTION_SCHEMA)
             schema["properties"]["memories"]["items"]["properties"]["ref"] = {"enum": list(range(candidates + 1))}
             prompt = self.llm.tokenize(self.llm.chat_prompt(messages))
             return self.llm.generate_json(prompt, schema, EXTRACT_MAX_TOKENS, cancel)

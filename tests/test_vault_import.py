@@ -5,8 +5,8 @@ import json
 import pytest
 
 from memos_desktop.vault import db
-from memos_desktop.vault.cube import MemCube
-from memos_desktop.vault.store import _head_row, content_hash
+from memos_desktop.vault.cube import COLUMNS, MemCube
+from memos_desktop.vault.store import content_hash
 
 
 def _foreign(cube_id: str, version: int, **fields) -> tuple[dict, tuple]:
@@ -34,7 +34,10 @@ def test_imported_rows_are_written_as_the_vault_writes_its_own(vault):
     head, _ = _foreign("C1", 3, content="x", tags=["b", "a"], source={"path": "n.md", "lines": [1, 2]}, pinned=True)
     head.update(access_count=4, last_accessed_at=5.0, meta={"k": [1.5, None], "é": "ü"}, embed_model="other")
     expected = MemCube(**{**head, "embed_model": None, "content_hash": content_hash("x")}).to_row()
-    assert _head_row(head, None) == expected
+    with db.write_txn(vault.conn):
+        vault.import_versions([], [head])
+    stored = vault.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = 'C1'").fetchone()
+    assert stored == expected
 
 
 def test_nothing_is_stored_when_the_callers_transaction_fails(vault):

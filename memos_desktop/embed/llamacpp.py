@@ -4,12 +4,11 @@ Owns tokenizing with the model's own tokenizer, truncating to the model's input 
 keeping the closing special token, packing many texts into one llama.cpp batch (one sequence id
 per text, so texts never attend to each other: a text embedded in a packed batch and alone
 differ by ~1e-7 in cosine; texts are packed in order of length, so a batch holds texts of similar
-size and one llama.cpp batch buffer is reused), pooling and L2-normalising. OpenMP is told to
-sleep rather than spin while it waits (`OMP_WAIT_POLICY=PASSIVE`, set before llama.cpp loads): on
-a shared 2-core machine spinning threads made embedding 5x slower in CPU time and in wall time.
-Attention uses llama.cpp's flash-attention kernel (same vectors to 1e-6 in cosine; on 160 note
-chunks of ~180 tokens, 1430 → 1950 tokens per CPU-second at a 256-token batch). llama-cpp-python's own `Llama.embed` is
-not used: it cuts long inputs without re-adding the closing token. The model is loaded on the
+size and one llama.cpp batch buffer is reused), pooling and L2-normalising. OpenMP waits
+passively (set when the package is imported, see `memos_desktop/__init__.py`). Attention uses
+llama.cpp's flash-attention kernel (same vectors to 1e-6 in cosine; on 160 note chunks of ~180
+tokens, 1430 → 1950 tokens per CPU-second at a 256-token batch). llama-cpp-python's own
+`Llama.embed` is not used: it cuts long inputs without re-adding the closing token. The model is loaded on the
 first `embed` and kept for the life of the object. It never downloads or converts models and
 never writes files.
 """
@@ -27,14 +26,6 @@ from memos_desktop.errors import EmbedderError
 
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN, without importing llama_cpp at startup
 NO_POOLING = 0
-
-
-def _import_llama_cpp():
-    """llama_cpp, imported with OpenMP set to sleep while waiting (read when the library loads)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import llama_cpp
-
-    return llama_cpp
 
 
 class LlamaCppEmbedder:
@@ -89,7 +80,8 @@ class LlamaCppEmbedder:
     @cached_property
     def max_tokens(self) -> int:
         """Most tokens one text is given to the model, special tokens included."""
-        llama_cpp = _import_llama_cpp()
+        import llama_cpp
+
         limit = min(llama_cpp.llama_model_n_ctx_train(self._load().model), self.batch_tokens)
         return min(self._max_tokens or limit, limit)
 
@@ -127,7 +119,9 @@ class LlamaCppEmbedder:
         """Free the model (it is loaded again on the next `embed`)."""
         with self._lock:
             if self._batch is not None:
-                _import_llama_cpp().llama_batch_free(self._batch)
+                import llama_cpp
+
+                llama_cpp.llama_batch_free(self._batch)
                 self._batch = None
             if self._llama is not None:
                 self._llama.close()
@@ -141,7 +135,7 @@ class LlamaCppEmbedder:
 
     def _open(self):
         try:
-            llama_cpp = _import_llama_cpp()
+            import llama_cpp
         except ImportError:
             raise EmbedderError(
                 "llama-cpp-python is not installed, so no embedding model can run."
@@ -188,7 +182,8 @@ class LlamaCppEmbedder:
 
     def _decode(self, batch: list[tuple[int, list[int]]], out: np.ndarray) -> None:
         """One forward pass over several texts, each its own sequence; fills their rows."""
-        llama_cpp = _import_llama_cpp()
+        import llama_cpp
+
         ctx = self._llama.ctx
         if self._batch is None:
             self._batch = llama_cpp.llama_batch_init(self.batch_tokens, 0, 1)

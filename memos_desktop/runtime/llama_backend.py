@@ -4,15 +4,14 @@ Owns one loaded GGUF model and its context: the chat template from the file's me
 tokenization, prefill with longest-prefix reuse, sequence KV state save/restore through
 `llama_state_seq_*` (KV only — never the logits arrays of `LlamaState`), greedy or sampled
 decoding, JSON held to a JSON schema by llama.cpp's grammar sampler (`generate_json`), and LoRA
-adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers wait passively
-(measured on a shared 2-core machine: spinning workers doubled prefill time). It never touches
+adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers wait passively (see
+`memos_desktop/__init__.py`). It never touches
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
 import ctypes
 import functools
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -95,7 +94,6 @@ class LlamaBackend:
         self.path = Path(path)
         self.settings = settings = settings or LoadSettings()
         check_gguf(self.path)
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
 
         _silence_llama_logs()

@@ -438,7 +438,7 @@ class Vault:
                     rows[row[1]] = row
             new = [h for h in heads if h["id"] not in rows]
             if new:
-                self._insert_rows([_head_row(h, None) for h in new])
+                self._insert_rows([_head_cube(h, None).to_row() for h in new])
             for head in heads:
                 if head["id"] in rows:
                     self._replace_head(rows[head["id"]], head)
@@ -461,7 +461,7 @@ class Vault:
 
     def _replace_head(self, row: tuple, head: dict) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
-        new = MemCube.from_row(_head_row(head, old.embed_model))
+        new = _head_cube(head, old.embed_model)
         text_changed = (new.title, new.content, new.tags, new.kind) != (old.title, old.content, old.tags, old.kind)
         reindex = text_changed or new.state != old.state
         if reindex:
@@ -797,38 +797,14 @@ class Vault:
 
 _ID_BATCH = 500  # ids per `IN (...)` list
 _STATE = COLUMNS.index("state")
-_ENCODE_SORTED = json.JSONEncoder(sort_keys=True).encode  # the same text as MemCube.to_row writes
 
 
-def _head_row(head: dict, embed_model: str | None) -> tuple:
-    """A `cubes` row (COLUMNS order) for an imported head: what MemCube(**head).to_row() writes,
-    built without the object, with this vault's content hash and `embed_model`."""
-    get = head.get
-    return (
-        head["id"],
-        get("kind", "plaintext"),
-        get("owner", "default"),
-        get("visibility", "private"),
-        get("title", ""),
-        content := get("content", ""),
-        get("payload_ref"),
-        _ENCODE_SORTED(get("tags", [])),
-        _ENCODE_SORTED(get("source", {})),
-        _ENCODE_SORTED(get("meta", {})),
-        get("created_at", 0.0),
-        get("updated_at", 0.0),
-        get("valid_from"),
-        get("valid_to"),
-        get("expires_at"),
-        get("access_count", 0),
-        get("last_accessed_at"),
-        get("importance", 0.5),
-        int(bool(get("pinned", False))),
-        get("state", "active"),
-        get("version", 1),
-        embed_model,
-        content_hash(content),
-    )
+def _head_cube(head: dict, embed_model: str | None) -> MemCube:
+    """An imported head as a cube, with this vault's content hash and `embed_model`; fields the
+    head lacks take MemCube's defaults, fields it has beyond COLUMNS are ignored."""
+    fields = {c: head[c] for c in COLUMNS if c in head}
+    fields.update(embed_model=embed_model, content_hash=content_hash(fields.get("content", "")))
+    return MemCube(**fields)
 
 
 CONTEXT_CHARS = 400  # of meta["context"] embedded after the content; the content is never cut for it
