@@ -85,25 +85,33 @@ def test_sources_lists_folders_and_files_with_reasons(keyword_vault, notes):
     assert "trip.md" in table.stdout and "binary content" in table.stdout
 
 
-def test_watch_run_follows_changes_until_terminated(keyword_vault, notes):
-    run_cli("watch", "add", str(notes))
-    proc = subprocess.Popen(
+def _watch_run() -> subprocess.Popen:
+    """`memos-desktop watch run` in its own process (stop it with SIGTERM)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "memos_desktop", "watch", "run"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _wait(condition, deadline: float, proc: subprocess.Popen) -> None:
+    """Poll `condition` until it holds; fail at `deadline` or if the watcher process died."""
+    while not condition():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_watch_run_follows_changes_until_terminated(keyword_vault, notes):
+    run_cli("watch", "add", str(notes))
+    proc = _watch_run()
     try:
         deadline = time.monotonic() + 60
-        while status.counts(keyword_vault)["indexed"] < 1:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait(lambda: status.counts(keyword_vault)["indexed"] >= 1, deadline, proc)
         (notes / "new.md").write_text("# New\n\nwatched narwhal\n")
-        while not keyword_vault.fts("narwhal", 5):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait(lambda: keyword_vault.fts("narwhal", 5), deadline, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -113,31 +121,17 @@ def test_watch_run_follows_changes_until_terminated(keyword_vault, notes):
 
 def test_watch_run_follows_a_folder_added_by_another_command(keyword_vault, notes, tmp_path):
     run_cli("watch", "add", str(notes))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memos_desktop", "watch", "run"],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _watch_run()
     more = tmp_path / "more"
     more.mkdir()
     (more / "old.md").write_text("# Old\n\nthere before: axolotl\n")
     try:
         deadline = time.monotonic() + 180  # three waits, each a process start on a loaded machine
-        while status.counts(keyword_vault)["indexed"] < 1:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait(lambda: status.counts(keyword_vault)["indexed"] >= 1, deadline, proc)
         assert run_cli("watch", "add", str(more)).returncode == 0
-        while not keyword_vault.fts("axolotl", 5):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait(lambda: keyword_vault.fts("axolotl", 5), deadline, proc)
         (more / "new.md").write_text("# New\n\nlive: capybara\n")
-        while not keyword_vault.fts("capybara", 5):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait(lambda: keyword_vault.fts("capybara", 5), deadline, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
