@@ -1502,6 +1502,23 @@ def bench_search(n, queries, as_json) -> None:
     report(title, search.rows(result), result, as_json)
 
 
+
+@bench.command("knn")
+@click.option("--n", "n", type=click.IntRange(100), default=12_000, show_default=True, help="Vectors in the vault.")
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--k", "k", type=click.IntRange(1, 400), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_knn(n, queries, k, as_json) -> None:
+    """KNN recall of the exact top k on real all-MiniLM-L6-v2 vectors, current vs previous coarse pass."""
+    from memos_desktop.bench import knn, report
+
+    result = knn.run(n=n, queries=queries, k=k)
+    title = (
+        f"KNN recall@{result['k']} vs exact, {result['vectors']} real vectors ({result['data']}),"
+        f" {result['queries']} queries, {result['seconds']} s"
+    )
+    report(title, knn.rows(result), result, as_json)
+
 # ----- the assistant and its TUI: benchmarks (tui) ----------------------------------------------
 @bench.command("startup")
 @click.option("--repeats", type=int, default=7, show_default=True)

@@ -36,8 +36,8 @@ GENESIS = "0" * 64
 # Products go through einsum, not `@`: BLAS spreads a 1600 x 384 product over threads that spin
 # (measured 7 ms of CPU on a busy machine instead of 0.3 ms).
 COARSE_MIN_VECTORS = 10_000
-HAMMING_SHORTLIST = 32  # x k, at least 1600
-RESCORE_SHORTLIST = 8  # x k, at least 400
+HAMMING_SHORTLIST, HAMMING_MIN = 32, 1600  # shortlist: HAMMING_SHORTLIST x k, at least HAMMING_MIN
+RESCORE_SHORTLIST, RESCORE_MIN = 8, 400  # kept for float rescoring: RESCORE_SHORTLIST x k, at least RESCORE_MIN
 
 
 def _now() -> float:
@@ -720,8 +720,8 @@ class Vault:
         """Rowids nearest to `vector` with their cosine distance. No ACL here.
 
         Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
-        max(HAMMING_SHORTLIST x k, 1600) candidates, the query against their sign bits keeps
-        max(RESCORE_SHORTLIST x k, 400), and their float vectors are rescored exactly.
+        max(HAMMING_SHORTLIST x k, HAMMING_MIN) candidates, the query against their sign bits keeps
+        max(RESCORE_SHORTLIST x k, RESCORE_MIN), and their float vectors are rescored exactly.
         """
         if self.embedder is not None:
             self.sync_vectors()  # vectors of another model are replaced before comparing
@@ -742,12 +742,12 @@ class Vault:
         for word in range(1, len(qbits)):
             hamming += np.bitwise_count(bits[word] ^ qbits[word])
         # Distances are small integers: a histogram gives the cut-off for the shortlist size.
-        size = max(HAMMING_SHORTLIST * k, 1600)
+        size = max(HAMMING_SHORTLIST * k, HAMMING_MIN)
         cutoff = int(np.searchsorted(np.cumsum(np.bincount(hamming)), size))
         picked = np.flatnonzero(hamming <= cutoff)
         if len(picked) > 2 * size:  # many ties at the cut-off
             picked = picked[np.argpartition(hamming[picked], size - 1)[:size]]
-        keep = max(RESCORE_SHORTLIST * k, 400)
+        keep = max(RESCORE_SHORTLIST * k, RESCORE_MIN)
         if len(picked) > keep:  # the float query against the candidates' sign bits (0/1: same order as ±1)
             signs = np.unpackbits(np.ascontiguousarray(bits[:, picked].T).view(np.uint8), axis=1, bitorder="little")
             scores = np.einsum("ij,j->i", signs[:, : len(query)].astype(np.float32), query)
