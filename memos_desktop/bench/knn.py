@@ -8,6 +8,7 @@ all-MiniLM-L6-v2 into a plain throwaway vault, then, for held-out paragraphs (on
 and their first five words (short queries), measures the share of the exact float top k (vec0)
 that `Vault.knn` returns: the current passes (Hamming → sign-bit scoring → float rescoring) beside
 the previous single Hamming shortlist of 200, in the same run. The coarse path is forced at any N.
+CPython 3.11's standard library yields about 7,700 such paragraphs; N is capped by what is found.
 """
 
 import ast
@@ -65,7 +66,7 @@ class _Passes:
 PREVIOUS = {"HAMMING_SHORTLIST": 4, "HAMMING_MIN": 200, "RESCORE_SHORTLIST": 10**9, "RESCORE_MIN": 10**9}
 
 
-def run(n: int = 12_000, queries: int = 200, k: int = 50) -> dict:
+def run(n: int = 7_500, queries: int = 200, k: int = 50) -> dict:
     """Recall of the exact top `k` for both query kinds, current passes and previous pass."""
     from memos_desktop.embed.minilm import MiniLM
     from memos_desktop.vault import Vault
@@ -123,10 +124,12 @@ def rows(result: dict) -> list[dict]:
     out = []
     for kind in ("on-topic", "short"):
         now, before = result["recall"][f"{kind} current"], result["recall"][f"{kind} previous"]
-        out.append({
-            "queries": kind,
-            f"recall@{result['k']} current": now,
-            f"recall@{result['k']} previous": before,
-            "current / previous": round(now / before, 3) if before else None,
-        })
+        out.append(
+            {
+                "queries": kind,
+                f"recall@{result['k']} current": now,
+                f"recall@{result['k']} previous": before,
+                "current / previous": round(now / before, 3) if before else None,
+            }
+        )
     return out
