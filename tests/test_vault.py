@@ -338,3 +338,33 @@ def test_cube_columns_are_exactly_the_dataclass_fields():
     from memos_desktop.vault.cube import COLUMNS, MemCube
 
     assert tuple(f.name for f in dataclasses.fields(MemCube)) == COLUMNS
+
+
+def test_a_vault_made_before_the_contentless_word_index_keeps_finding_its_cubes(isolated_home, monkeypatch):
+    from memos_desktop.vault import db
+
+    before = db.MIGRATIONS[: db.MIGRATIONS.index(db._m007_contentless_fts)]
+    with monkeypatch.context() as patch:
+        patch.setattr(db, "MIGRATIONS", before)
+        with Vault.create(isolated_home, PASSPHRASE) as old:
+            kept = old.add("the walrus sleeps on the ice", title="Arctic", tags=["zoology"])
+            edited = old.add("the blue notebook")
+            old.edit(edited.id, content="the red notebook")
+            gone = old.add("a forgotten walrus")
+            old.forget(gone.id)
+            assert "content=''" not in _fts_sql(old)
+    with Vault.open(isolated_home, PASSPHRASE) as v:
+        assert "contentless_delete" in _fts_sql(v)
+        assert [r for r, _ in v.fts("walrus")] == [v._rowid(kept.id)]
+        assert [r for r, _ in v.fts("arctic zoology")] == [v._rowid(kept.id)]
+        assert v.fts("blue") == [] and [r for r, _ in v.fts("red")] == [v._rowid(edited.id)]
+        v.edit(kept.id, content="the seal sleeps on the ice")
+        assert v.fts("walrus") == [] and [r for r, _ in v.fts("seal")] == [v._rowid(kept.id)]
+        v.forget(kept.id)
+        assert v.fts("seal") == []
+        v.restore(gone.id)
+        assert [r for r, _ in v.fts("walrus")] == [v._rowid(gone.id)]
+
+
+def _fts_sql(vault) -> str:
+    return vault.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cube_fts'").fetchone()[0].replace(" ", "")
