@@ -368,3 +368,16 @@ def test_a_vault_made_before_the_contentless_word_index_keeps_finding_its_cubes(
 
 def _fts_sql(vault) -> str:
     return vault.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cube_fts'").fetchone()[0].replace(" ", "")
+
+
+def test_a_rows_list_and_dict_fields_are_written_as_json_dumps_with_sorted_keys():
+    import json
+
+    from memos_desktop.vault.cube import COLUMNS, MemCube
+
+    meta = {"z": {"b": [1.5, None, float("nan"), 1e16, 2**70]}, "a": "é\x7f\U0001d11e", "m": True}
+    cube = MemCube(id="C1", tags=["b", "ä"], source={"path": "n.md", "lines": [1, 2]}, meta=meta, pinned=True)
+    row = dict(zip(COLUMNS, cube.to_row(), strict=True))
+    for name in ("tags", "source", "meta"):
+        assert row[name] == json.dumps(getattr(cube, name), sort_keys=True)
+    assert row["pinned"] == 1 and row["id"] == "C1"
