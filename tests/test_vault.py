@@ -381,3 +381,14 @@ def test_a_rows_list_and_dict_fields_are_written_as_json_dumps_with_sorted_keys(
     for name in ("tags", "source", "meta"):
         assert row[name] == json.dumps(getattr(cube, name), sort_keys=True)
     assert row["pinned"] == 1 and row["id"] == "C1"
+
+
+def test_a_row_built_from_fields_is_the_row_of_the_cube_they_make():
+    from memos_desktop.vault.cube import MemCube
+
+    full = MemCube(id="C1", content="x", tags=["a"], meta={"k": 1.5}, pinned=True).to_dict()
+    partial = {"id": "C2", "content": "y", "source": {"path": "n.md"}, "not_a_column": 1}
+    assert MemCube.row_of(full, version=3) == MemCube(**{**full, "version": 3}).to_row()
+    assert MemCube.row_of(partial) == MemCube(id="C2", content="y", source={"path": "n.md"}).to_row()
+    with pytest.raises(TypeError):
+        MemCube.row_of({"content": "no id"})

@@ -33,6 +33,10 @@ _COMPACT = json.JSONEncoder(separators=(",", ":")).encode
 _MAX_ESCAPES = 64  # more non-ASCII bytes than this: the json module is faster
 _FIELDS = frozenset(f.name for f in fields(MemCube))
 _NUMBERS = ("created_at", "updated_at", "valid_from", "valid_to", "expires_at", "importance")
+# The types parsed JSON gives that isinstance(value, int | float | None) accepts, and str: checked
+# per item as `TYPES.issuperset(map(type, items))`, a loop that runs in C.
+_NUMBER_TYPES = frozenset((int, float, bool, type(None)))
+_STR = frozenset((str,))
 
 
 class MissingParent(BundleError):
@@ -249,7 +253,7 @@ def parse_event(cube_id: str, record: object) -> Event:
     ok = (
         isinstance(event.vid, str)
         and isinstance(event.parents, list)
-        and all(isinstance(p, str) for p in event.parents)
+        and _STR.issuperset(map(type, event.parents))
         and isinstance(event.op, str)
         and 0 < len(event.op) <= _OP_MAX
         and isinstance(event.actor, str)
@@ -295,10 +299,10 @@ def check_snapshot(snapshot: dict) -> None:
         and isinstance(get("owner", "default"), str)
         and get("visibility", "private") in ("private", "shared")
         and isinstance(tags, list)
-        and all(isinstance(t, str) for t in tags)
+        and _STR.issuperset(map(type, tags))
         and isinstance(source, dict)
         and isinstance(meta, dict)
-        and all(isinstance(get(name), int | float | None) for name in _NUMBERS)
+        and _NUMBER_TYPES.issuperset(map(type, map(get, _NUMBERS)))
     )
     if not ok:
         raise BundleError(

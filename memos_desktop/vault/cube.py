@@ -4,6 +4,7 @@ A plain dataclass mirroring a row of the `cubes` table; JSON-able with `to_dict`
 behaviour beyond conversion: the vault owns storage, versions and access rules.
 """
 
+import dataclasses
 import json
 import operator
 from dataclasses import dataclass, field
@@ -116,6 +117,23 @@ class MemCube:
         row[_PINNED_AT] = int(row[_PINNED_AT])
         return tuple(row)
 
+    @staticmethod
+    def row_of(fields: dict[str, Any], **override: Any) -> tuple:
+        """`MemCube(**fields, **override).to_row()` without building the cube (a bulk import makes
+        thousands of rows from snapshots); fields beyond COLUMNS are ignored."""
+        if override:
+            fields = {**fields, **override}
+        try:
+            row = list(_ITEMS(fields))
+        except KeyError:
+            row = [fields.get(c, default) for c, default in zip(COLUMNS, _DEFAULTS, strict=True)]
+            if row[0] is dataclasses.MISSING:
+                raise TypeError("a memory needs an id") from None
+        for i in _JSON_AT:
+            row[i] = _ROW_JSON(row[i])
+        row[_PINNED_AT] = int(row[_PINNED_AT])
+        return tuple(row)
+
     def to_dict(self) -> dict[str, Any]:
         """Every field; the list/dict fields are copies (one level deep is all they hold)."""
         values = {c: getattr(self, c) for c in COLUMNS}
@@ -143,3 +161,10 @@ class MemCube:
         if src.get("bundle_id"):
             return f"import {src['bundle_id']}"
         return f"memory {self.id}"
+
+
+_ITEMS = operator.itemgetter(*COLUMNS)
+_DEFAULTS = tuple(
+    f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    for f in dataclasses.fields(MemCube)
+)

@@ -439,7 +439,7 @@ class Vault:
                     rows[row[1]] = row
             new = [h for h in heads if h["id"] not in rows]
             if new:
-                self._insert_rows([_head_cube(h, None).to_row() for h in new])
+                self._insert_rows([_head_row(h) for h in new])
             for head in heads:
                 if head["id"] in rows:
                     self._replace_head(rows[head["id"]], head)
@@ -798,6 +798,11 @@ class Vault:
 
 _ID_BATCH = 500  # ids per `IN (...)` list
 _STATE = COLUMNS.index("state")
+
+
+def _head_row(head: dict) -> tuple:
+    """The `cubes` row of a new imported head: `_head_cube(head, None).to_row()`, built directly."""
+    return MemCube.row_of(head, embed_model=None, content_hash=content_hash(head.get("content", "")))
 
 
 def _head_cube(head: dict, embed_model: str | None) -> MemCube:
