@@ -104,6 +104,8 @@ def _plain_floats(value: dict | list) -> bool:
         container = stack.pop()
         for item in container.values() if type(container) is dict else container:
             kind = type(item)
+            if kind is str:
+                continue
             if kind is float:
                 if not (1e-4 <= abs(item) < 1e16 or item == 0.0):
                     return False

@@ -18,6 +18,9 @@ from memos_desktop.errors import BundleError
 from memos_desktop.vault import db
 
 
+_AUDIT_FIELDS = ("hash", "seq", "at", "action", "actor", "detail")
+
+
 class AlreadyApplied(Exception):
     """The bundle was imported before; stop reading it."""
 
@@ -146,14 +149,13 @@ class Applier:
         cube_id = record.get("cube_id")
         if cube_id is not None:
             check_id(cube_id)
-        fields = [record.get(k) for k in ("hash", "seq", "at", "action", "actor", "detail")]
+        digest, seq, at, action, actor, detail = map(record.get, _AUDIT_FIELDS)
         if not (
-            all(isinstance(fields[i], str) for i in (0, 3, 4, 5))
-            and isinstance(fields[1], int)
-            and isinstance(fields[2], int | float)
+            all(isinstance(text, str) for text in (digest, action, actor, detail))
+            and isinstance(seq, int)
+            and isinstance(at, int | float)
         ):
             raise BundleError("The bundle holds a malformed audit entry.")
-        digest, seq, at, action, actor, detail = fields
         device, bundle = self.manifest["device"], self.manifest["bundle_id"]
         self._audit_rows.append((digest, device, bundle, seq, at, action, cube_id, actor, detail))
         if len(self._audit_rows) >= 500:
