@@ -77,3 +77,30 @@ def test_a_cube_deleted_then_restored_elsewhere_gets_its_vector_back(vault):
     assert vault.reembed() == 1
     query = vault.embedder.embed(["penguins slide on ice"])[0]
     assert vault.knn(query, k=1)[0][0] == vault.conn.execute("SELECT rowid FROM cubes").fetchone()[0]
+
+
+def test_new_heads_get_the_next_rowids_and_only_active_plaintext_ones_are_indexed(vault):
+    local = vault.add("a local walrus")
+    heads, rows = zip(
+        _foreign("C1", 1, content="an imported walrus", tags=["arctic", "zoo"]),
+        _foreign("C2", 1, content="a forgotten walrus", state="deleted"),
+        _foreign("C3", 1, content="an activation walrus", kind="activation"),
+        strict=True,
+    )
+    with db.write_txn(vault.conn):
+        vault.import_versions(rows, heads, new=True)
+    rowid = {c: vault._rowid(c) for c in (local.id, "C1", "C2", "C3")}
+    assert [rowid[c] for c in ("C1", "C2", "C3")] == [rowid[local.id] + 1, rowid[local.id] + 2, rowid[local.id] + 3]
+    assert sorted(r for r, _ in vault.fts("walrus")) == [rowid[local.id], rowid["C1"]]
+    assert [r for r, _ in vault.fts("zoo")] == [rowid["C1"]]
+
+
+def test_a_head_said_to_be_new_that_is_stored_fails_and_changes_nothing(vault):
+    import apsw
+
+    cube = vault.add("the original text")
+    head, row = _foreign(cube.id, 2, content="a replacement")
+    with pytest.raises(apsw.ConstraintError), db.write_txn(vault.conn):
+        vault.import_versions([row], [head], new=True)
+    assert vault.get(cube.id, touch=False).content == "the original text"
+    assert [r for r, _ in vault.fts("original")] == [vault._rowid(cube.id)] and vault.fts("replacement") == []

@@ -508,7 +508,7 @@ class NewCubes:
     def flush(self) -> None:
         if not self.ids:
             return
-        self.vault.import_versions(self._versions, self._heads)
+        self.vault.import_versions(self._versions, self._heads, new=True)
         self.vault.conn.executemany(_EVENT_SQL, self._events)
         self.ids, self._heads, self._versions, self._events = {}, [], [], []
 

@@ -17,7 +17,6 @@ from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
 from memos_desktop.errors import BundleError
 from memos_desktop.vault import db
 
-
 _AUDIT_FIELDS = ("hash", "seq", "at", "action", "actor", "detail")
 
 

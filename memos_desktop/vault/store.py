@@ -414,7 +414,7 @@ class Vault:
             self._audit("invalidate", dep, actor, {"because": cube_id})
 
     # ----- versions written on other devices (import, sync) ---------------------------------
-    def import_versions(self, versions: Sequence[tuple], heads: Sequence[dict] = ()) -> None:
+    def import_versions(self, versions: Sequence[tuple], heads: Sequence[dict] = (), *, new: bool = False) -> None:
         """Store versions written on another device as they are, and make `heads` current.
 
         `versions` are rows of the version history, `(cube_id, version, parent_version, op, at,
@@ -423,13 +423,15 @@ class Vault:
         `access_count` and `last_accessed_at`) becomes the current state of its id: inserted when
         the id is new, else updated in place. A new cube, or one whose text or state changed, gets
         its word index (FTS) rebuilt here and no vector (`embed_model` cleared; `reembed` embeds
-        it); cubes built from a changed cube are archived, as for a local edit.
+        it); cubes built from a changed cube are archived, as for a local edit. `new=True`: the
+        caller knows no head's id is stored yet (a bulk import skips looking them up; an id that
+        is stored after all fails on the unique constraint).
 
         Runs inside the caller's write transaction (`db.write_txn`) and never commits, so an
         import applies a whole bundle or nothing. The caller has verified what it passes.
         """
-        if heads:
-            rows: dict[str, tuple] = {}
+        rows: dict[str, tuple] = {}
+        if heads and not new:
             for start in range(0, len(heads), _ID_BATCH):
                 ids = [h["id"] for h in heads[start : start + _ID_BATCH]]
                 marks = ", ".join("?" * len(ids))
@@ -437,28 +439,33 @@ class Vault:
                     f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE id IN ({marks})", ids
                 ):
                     rows[row[1]] = row
-            new = [h for h in heads if h["id"] not in rows]
-            if new:
-                self._insert_rows([_head_row(h) for h in new])
-            for head in heads:
-                if head["id"] in rows:
-                    self._replace_head(rows[head["id"]], head)
+        added = [h for h in heads if h["id"] not in rows] if rows else heads
+        if added:
+            self._insert_heads(added)
+        for head in heads:
+            if head["id"] in rows:
+                self._replace_head(rows[head["id"]], head)
         self.conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
 
-    def _insert_rows(self, rows: list[tuple]) -> None:
-        """Insert new cube rows (COLUMNS order) and index the active plaintext ones for words."""
+    def _insert_heads(self, heads: Sequence[dict]) -> None:
+        """Insert new cubes from imported heads and index the active plaintext ones for words.
+
+        Rowids are given, not left to SQLite, so the word index is filled from the same values
+        without reading the rows back (inside the write transaction nobody else inserts)."""
+        (last,) = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cubes").fetchone()
+        rowids = range(last + 1, last + 1 + len(heads))
         self.conn.executemany(
-            f"INSERT INTO cubes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows
+            f"INSERT INTO cubes (rowid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})",
+            [(rowid, *_head_row(h)) for rowid, h in zip(rowids, heads, strict=True)],
         )
-        for start in range(0, len(rows), _ID_BATCH):
-            ids = [r[0] for r in rows[start : start + _ID_BATCH] if r[1] == "plaintext" and r[_STATE] == "active"]
-            if ids:
-                self.conn.execute(
-                    "INSERT INTO cube_fts (rowid, title, content, tags)"
-                    " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags))"
-                    f" FROM cubes WHERE id IN ({', '.join('?' * len(ids))})",
-                    ids,
-                )
+        self.conn.executemany(
+            "INSERT INTO cube_fts (rowid, title, content, tags) VALUES (?, ?, ?, ?)",
+            [
+                (rowid, h.get("title", ""), h.get("content", ""), " ".join(h.get("tags", ())))
+                for rowid, h in zip(rowids, heads, strict=True)
+                if h.get("kind", "plaintext") == "plaintext" and h.get("state", "active") == "active"
+            ],
+        )
 
     def _replace_head(self, row: tuple, head: dict) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
@@ -797,7 +804,6 @@ class Vault:
 
 
 _ID_BATCH = 500  # ids per `IN (...)` list
-_STATE = COLUMNS.index("state")
 
 
 def _head_row(head: dict) -> tuple:
