@@ -450,21 +450,19 @@ class Vault:
     def _insert_heads(self, heads: Sequence[dict]) -> None:
         """Insert new cubes from imported heads and index the active plaintext ones for words.
 
-        Rowids are given, not left to SQLite, so the word index is filled from the same values
-        without reading the rows back (inside the write transaction nobody else inserts)."""
+        Rowids are given, not left to SQLite (inside the write transaction nobody else inserts),
+        so one statement over that rowid range fills the word index: no id lookups, and SQLite
+        runs it in one go without the GIL (an import's reading thread runs meanwhile)."""
         (last,) = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cubes").fetchone()
-        rowids = range(last + 1, last + 1 + len(heads))
         self.conn.executemany(
             f"INSERT INTO cubes (rowid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})",
-            [(rowid, *_head_row(h)) for rowid, h in zip(rowids, heads, strict=True)],
+            [(rowid, *_head_row(h)) for rowid, h in enumerate(heads, start=last + 1)],
         )
-        self.conn.executemany(
-            "INSERT INTO cube_fts (rowid, title, content, tags) VALUES (?, ?, ?, ?)",
-            [
-                (rowid, h.get("title", ""), h.get("content", ""), " ".join(h.get("tags", ())))
-                for rowid, h in zip(rowids, heads, strict=True)
-                if h.get("kind", "plaintext") == "plaintext" and h.get("state", "active") == "active"
-            ],
+        self.conn.execute(
+            "INSERT INTO cube_fts (rowid, title, content, tags)"
+            " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags)) FROM cubes"
+            " WHERE rowid > ? AND kind = 'plaintext' AND state = 'active'",
+            (last,),
         )
 
     def _replace_head(self, row: tuple, head: dict) -> None:
