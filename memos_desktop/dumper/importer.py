@@ -3,9 +3,9 @@
 The bundle is decrypted and parsed as a stream on a reading thread; every record is validated
 (ids, blob names, version hashes) there and applied by the calling thread inside one transaction
 that commits only after the signed trailer verifies, so a truncated, tampered or unreadable bundle
-leaves the vault untouched. Versions keep
-their ids and provenance; the origin device is recorded per version and in the audit log.
-Importing the same bundle twice changes nothing; concurrent edits become conflict versions.
+leaves the vault untouched. Versions keep their ids and provenance; the origin device is recorded
+per version and in the audit log. Importing the same bundle twice changes nothing; concurrent
+edits become conflict versions.
 """
 
 import base64

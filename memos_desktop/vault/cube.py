@@ -55,6 +55,7 @@ EDITABLE = (
     "state",
 )
 _ROW = operator.attrgetter(*COLUMNS)
+_ITEMS = operator.itemgetter(*COLUMNS)
 _JSON_AT = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
 _PINNED_AT = COLUMNS.index("pinned")
 
@@ -163,7 +164,6 @@ class MemCube:
         return f"memory {self.id}"
 
 
-_ITEMS = operator.itemgetter(*COLUMNS)
 _DEFAULTS = tuple(
     f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     for f in dataclasses.fields(MemCube)
