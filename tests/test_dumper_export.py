@@ -335,9 +335,7 @@ def test_a_bundle_claiming_to_be_from_this_device_with_another_key_is_rejected(v
         import_bundle(vault, path)
 
 
-def test_a_bad_version_found_while_earlier_records_are_being_written_changes_nothing(vault, other, tmp_path):
-    import threading
-
+def test_a_bad_version_found_after_earlier_records_were_written_changes_nothing(vault, other, tmp_path):
     keys = crypto.device_keys(vault)
     cubes = vault.add_many([{"content": f"note {i}"} for i in range(events.BATCH + 300)], embed=False)
     with vault.conn:
@@ -347,22 +345,9 @@ def test_a_bad_version_found_while_earlier_records_are_being_written_changes_not
     path = craft_bundle(keys, tmp_path / "forged.age", records, [crypto.device_keys(other).recipient])
     other.add("already here")
     before = (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone())
-    threads = threading.active_count()
     with pytest.raises(BundleError, match="does not match its id"):
         import_bundle(other, path)
     assert (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone()) == before
-    assert threading.active_count() == threads and not other.fts("note")
+    assert not other.fts("note")
     assert import_bundle(other, _to(vault, other, tmp_path / "good.age")["path"])["cubes"] == events.BATCH + 300
 
-
-def test_a_large_bundle_imported_twice_stops_its_reader_at_the_manifest(vault, other, tmp_path):
-    import threading
-
-    from memos_desktop.dumper import importer
-
-    vault.add_many([{"content": f"note {i}"} for i in range(importer._BATCH * importer._QUEUED + 500)], embed=False)
-    path = _to(vault, other, tmp_path / "b.age")["path"]
-    import_bundle(other, path)
-    threads = threading.active_count()
-    assert import_bundle(other, path)["already_imported"]
-    assert threading.active_count() == threads

@@ -1,18 +1,14 @@
 """Import: apply a bundle to the vault in one write transaction, or not at all.
 
-The bundle is decrypted and parsed as a stream on a reading thread; every record is validated
-(ids, blob names, version hashes) there and applied by the calling thread inside one transaction
-that commits only after the signed trailer verifies, so a truncated, tampered or unreadable bundle
-leaves the vault untouched. Versions keep their ids and provenance; the origin device is recorded
-per version and in the audit log. Importing the same bundle twice changes nothing; concurrent
-edits become conflict versions.
+The bundle is decrypted and parsed as a stream; every record is validated (ids, blob names,
+version hashes) and applied inside one transaction that commits only after the signed trailer
+verifies, so a truncated, tampered or unreadable bundle leaves the vault untouched. Versions keep
+their ids and provenance; the origin device is recorded per version and in the audit log.
+Importing the same bundle twice changes nothing; concurrent edits become conflict versions.
 """
 
 import base64
 import binascii
-import contextlib
-import queue
-import threading
 from pathlib import Path
 
 from memos_desktop.dumper import crypto, events
@@ -22,8 +18,6 @@ from memos_desktop.errors import BundleError
 from memos_desktop.vault import db
 
 _AUDIT_FIELDS = ("hash", "seq", "at", "action", "actor", "detail")
-_BATCH = 256  # checked records per hand-over from the reading thread to the writing one
-_QUEUED = 8  # hand-overs waiting at most: what bounds the memory of an import in flight
 
 
 class AlreadyApplied(Exception):
@@ -86,28 +80,20 @@ class Applier:
     def verify(self, manifest: dict, signature: str, data: bytes) -> bool:
         return crypto.verify(manifest["signing_key"], signature, data)
 
-    def check(self, record: dict) -> tuple:
-        """Validate and parse one record without touching the database (the reading thread runs
-        this); return what `apply` stores: a method of this class and its arguments."""
+    def on_record(self, record: dict) -> None:
         kind = record["t"]
         if kind == "cube":
-            return self._check_cube(record)
-        if kind == "link":
-            return self._check_link(record)
-        if kind == "audit":
-            return self._check_audit(record)
-        if kind == "blob":
-            return self._check_blob(record)
-        if kind == "summary":
-            return (_nothing,)
-        raise BundleError(f"The bundle holds an unknown record type {kind[:40]!r}.")
+            self._cube(record)
+        elif kind == "link":
+            self._link(record)
+        elif kind == "audit":
+            self._audit(record)
+        elif kind == "blob":
+            self._blob(record)
+        elif kind != "summary":
+            raise BundleError(f"The bundle holds an unknown record type {kind[:40]!r}.")
 
-    @staticmethod
-    def apply(checked: tuple) -> None:
-        """Store one record `check` returned (on the thread that holds the transaction)."""
-        checked[0](*checked[1:])
-
-    def _check_cube(self, record: dict) -> tuple:
+    def _cube(self, record: dict) -> None:
         cube_id = check_id(record.get("id"))
         raw_events = record.get("events")
         access = record.get("access", [0, None])
@@ -117,9 +103,7 @@ class Applier:
         if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
             raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
         evs = [events.parse_event(cube_id, e) for e in raw_events]
-        return self._cube, cube_id, evs, (max(count, 0), last)
-
-    def _cube(self, cube_id: str, evs: list[events.Event], access: tuple[int, float | None]) -> None:
+        access = (max(count, 0), last)
         if cube_id in self.new_cubes.ids:
             if self.empty:
                 raise BundleError(f"The bundle holds memory {cube_id} twice; it is damaged.")
@@ -151,19 +135,16 @@ class Applier:
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
 
-    def _check_link(self, record: dict) -> tuple:
+    def _link(self, record: dict) -> None:
         src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
         check_id(src)
         check_id(dst)
         if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
             raise BundleError("The bundle holds a malformed link.")
-        return self._link, src, dst, rel, at
-
-    def _link(self, src: str, dst: str, rel: str, at: float) -> None:
         self.vault.link(src, dst, rel, at)
         self.counts["links"] += 1
 
-    def _check_audit(self, record: dict) -> tuple:
+    def _audit(self, record: dict) -> None:
         cube_id = record.get("cube_id")
         if cube_id is not None:
             check_id(cube_id)
@@ -174,9 +155,6 @@ class Applier:
             and isinstance(at, int | float)
         ):
             raise BundleError("The bundle holds a malformed audit entry.")
-        return self._audit, digest, seq, at, action, cube_id, actor, detail
-
-    def _audit(self, digest: str, seq: int, at: float, action: str, cube_id, actor: str, detail: str) -> None:
         device, bundle = self.manifest["device"], self.manifest["bundle_id"]
         self._audit_rows.append((digest, device, bundle, seq, at, action, cube_id, actor, detail))
         if len(self._audit_rows) >= 500:
@@ -197,7 +175,7 @@ class Applier:
             ) from None
         self._audit_rows = []
 
-    def _check_blob(self, record: dict) -> tuple:
+    def _blob(self, record: dict) -> None:
         name = check_blob_name(record.get("name"))
         context, data = record.get("context"), record.get("data")
         if not isinstance(context, str) or not isinstance(data, str):
@@ -206,9 +184,6 @@ class Applier:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise BundleError("The bundle holds a blob that is not valid base64.") from None
-        return self._blob, name, context, raw
-
-    def _blob(self, name: str, context: str, raw: bytes) -> None:
         if self.vault.blobs.size(name) == 0:
             self.vault.blobs.put(name, raw, context.encode())
             self.created_blobs.append(name)
@@ -221,90 +196,18 @@ class Applier:
 
 
 def read_into(applier: Applier, path: Path, identities: list[str], passphrase: str | None) -> dict:
-    """Decrypt `path` through `applier` (in the caller's transaction); return the manifest.
-
-    A reading thread decrypts, parses and checks the bundle (every version's id, the signed
-    trailer) and hands checked records over in batches; this thread, which holds the transaction,
-    stores them. SQLite runs without holding the GIL, so writing overlaps reading. At most
-    `_QUEUED` batches wait, so memory stays bounded. An error on either side ends both: the
-    reader's is raised here, and on any exit the reader is stopped and joined before returning.
-    """
-    handoff: queue.Queue = queue.Queue(maxsize=_QUEUED)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read,
-        args=(applier, Path(path), identities, passphrase, handoff, stop),
-        name="bundle-reader",
-        daemon=True,
-    )
-    reader.start()
+    """Decrypt `path` through `applier` (in the caller's transaction); return the manifest."""
+    sink = BundleSink(applier.on_manifest, applier.on_record, applier.verify)
     try:
-        while True:
-            kind, payload = handoff.get()
-            if kind == "records":
-                for checked in payload:
-                    applier.apply(checked)
-            elif kind == "manifest":
-                applier.on_manifest(payload)
-            elif kind == "error":
-                raise payload
-            else:
-                applier.flush()
-                return payload
-    finally:
-        stop.set()
-        while reader.is_alive():  # a reader blocked on a full queue must see the stop
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.05)
-        reader.join()
-
-
-class _Stopped(Exception):
-    """The writing side ended (an error, or the bundle was already imported); stop reading."""
-
-
-def _read(
-    applier: Applier,
-    path: Path,
-    identities: list[str],
-    passphrase: str | None,
-    handoff: queue.Queue,
-    stop: threading.Event,
-) -> None:
-    """The reading thread: decrypt and check `path`, hand over ("manifest", m), ("records",
-    [checked, ...]) batches, then ("end", manifest), or ("error", exc) at the first problem."""
-    batch: list[tuple] = []
-
-    def hand_over(item: tuple) -> None:
-        if stop.is_set():
-            raise _Stopped
-        handoff.put(item)
-
-    def on_record(record: dict) -> None:
-        batch.append(applier.check(record))
-        if len(batch) >= _BATCH:
-            hand_over(("records", batch.copy()))
-            batch.clear()
-
-    sink = BundleSink(lambda manifest: hand_over(("manifest", manifest)), on_record, applier.verify)
-    try:
-        try:
-            with open(path, "rb") as fh:
-                crypto.decrypt_stream(fh, sink, identities, passphrase)
-        except FileNotFoundError:
-            raise BundleError(f"No bundle at {path}.") from None
-        except IsADirectoryError:
-            raise BundleError(f"{path} is a directory, not a bundle.") from None
-        manifest = sink.finish()
-        hand_over(("records", batch))
-        hand_over(("end", manifest))
-    except BaseException as exc:  # every failure, handed to the writing thread
-        if not stop.is_set():
-            handoff.put(("error", exc))
-
-
-def _nothing() -> None:
-    """What a record that stores nothing (the summary) applies."""
+        with open(path, "rb") as fh:
+            crypto.decrypt_stream(fh, sink, identities, passphrase)
+    except FileNotFoundError:
+        raise BundleError(f"No bundle at {path}.") from None
+    except IsADirectoryError:
+        raise BundleError(f"{path} is a directory, not a bundle.") from None
+    manifest = sink.finish()
+    applier.flush()
+    return manifest
 
 
 def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:

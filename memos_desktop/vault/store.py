@@ -451,8 +451,7 @@ class Vault:
         """Insert new cubes from imported heads and index the active plaintext ones for words.
 
         Rowids are given, not left to SQLite (inside the write transaction nobody else inserts),
-        so one statement over that rowid range fills the word index: no id lookups, and SQLite
-        runs it in one go without the GIL (an import's reading thread runs meanwhile)."""
+        so one statement over that rowid range fills the word index, without looking up ids."""
         (last,) = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cubes").fetchone()
         self.conn.executemany(
             f"INSERT INTO cubes (rowid, {', '.join(COLUMNS)}) VALUES (?, {', '.join('?' * len(COLUMNS))})",
