@@ -83,9 +83,9 @@ class Weights:
 
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
-    vector: float = 0.65
-    follow: float = 0.5  # share of the previous turn's/chunk's fused score added to a hit
-    lead: float = 0.2  # share of the next turn's/chunk's fused score added to a hit
+    vector: float = 0.8
+    follow: float = 0.4  # share of the previous turn's/chunk's fused score added to a hit
+    lead: float = 0.35  # share of the next turn's/chunk's fused score added to a hit
     date: float = 1.0  # boost for memories valid on a date the query names
     temporal: float = 0.5  # boost for time expressions when the question asks "when"
     # Boost for chat turns spoken by a person the query names; when set, speakers' names are

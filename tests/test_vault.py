@@ -49,6 +49,52 @@ def test_edit_reindexes_text(vault):
     assert [r for r, _ in vault.fts("red")] == [vault._rowid(cube.id)]
 
 
+def test_context_words_are_indexed_below_the_cubes_own_words(vault):
+    # A chat turn that answers a question is found by the question's words, stored as its context.
+    question = "What genre is your screenplay?"
+    answer = vault.add("Thanks, Nate! It's a mix of drama and romance!", meta={"context": question})
+    (batch,) = vault.add_many([{"content": "Sure!", "meta": {"context": "Is the screenplay done yet?"}}])
+    own = vault.add("My screenplay has a genre nobody expects.")
+    ranked = [r for r, _ in vault.fts("screenplay genre")]
+    assert ranked == [vault._rowid(own.id), vault._rowid(answer.id), vault._rowid(batch.id)]
+    vault.forget(answer.id)
+    assert vault._rowid(answer.id) not in [r for r, _ in vault.fts("genre")]
+
+
+def test_old_word_index_is_rebuilt_with_the_context_column(isolated_home):
+    """A vault made before `_m008_fts_context` (title, content, tags only) is migrated on open."""
+    with Vault.create(isolated_home, PASSPHRASE) as v:
+        context = {"context": "What genre is your screenplay?"}
+        kept = v.add("Thanks, Nate! It's a mix of drama and romance!", meta=context)
+        gone = v.add("an archived thought about romance")
+        v.forget(gone.id)
+        _old_word_index(v, ", content = '', contentless_delete = 1", ["_m008_fts_context"], stale=[gone.id])
+        assert v.fts("screenplay") == [] and len(v.fts("romance")) == 2
+    with Vault.open(isolated_home, PASSPHRASE) as v:
+        assert [r for r, _ in v.fts("romance")] == [v._rowid(kept.id)]
+        assert [r for r, _ in v.fts("screenplay")] == [v._rowid(kept.id)]
+
+
+def _old_word_index(vault, options: str, undo: list[str], stale: list[str] = ()) -> None:
+    """Put back the word index of an older schema (title, content, tags; `options`), holding
+    what the vault's current code would have indexed, plus the cubes `stale`, and forget the
+    migrations `undo`, as in a vault made before them."""
+    conn = vault.conn
+    conn.execute("DROP TABLE cube_fts")
+    conn.execute(
+        f"CREATE VIRTUAL TABLE cube_fts USING fts5(title, content, tags{options},"
+        " tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    marks = ", ".join("?" * len(stale))
+    conn.execute(
+        "INSERT INTO cube_fts (rowid, title, content, tags)"
+        " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags)) FROM cubes"
+        f" WHERE (kind = 'plaintext' AND state = 'active') OR id IN ({marks})",
+        list(stale),
+    )
+    conn.executemany("DELETE FROM _migrations WHERE name = ?", [(name,) for name in undo])
+
+
 def test_forget_is_a_tombstone_and_restore_brings_it_back(vault):
     cube = vault.add("temporary secret plan")
     vault.forget(cube.id)
@@ -139,13 +185,12 @@ def test_changing_the_embedder_re_embeds(vault):
     assert models == {"test/other-32"}
 
 
-def test_a_cubes_context_is_embedded_with_it_but_not_indexed_for_words(vault):
+def test_a_cubes_context_is_embedded_with_it(vault):
     reply = vault.add("Yeah, it was amazing!", meta={"context": "I ran the Porto marathon last week"})
     vault.add("Lovely weather today, it was sunny")
     (query,) = vault.embedder.embed(["Porto marathon"])
     nearest, _ = vault.knn(query, 1)[0]
     assert vault.get_many([nearest])[nearest].id == reply.id
-    assert vault.fts("marathon") == []
 
 
 def test_no_embedder_still_indexes_keywords(isolated_home):
@@ -340,19 +385,15 @@ def test_cube_columns_are_exactly_the_dataclass_fields():
     assert tuple(f.name for f in dataclasses.fields(MemCube)) == COLUMNS
 
 
-def test_a_vault_made_before_the_contentless_word_index_keeps_finding_its_cubes(isolated_home, monkeypatch):
-    from memos_desktop.vault import db
-
-    before = db.MIGRATIONS[: db.MIGRATIONS.index(db._m007_contentless_fts)]
-    with monkeypatch.context() as patch:
-        patch.setattr(db, "MIGRATIONS", before)
-        with Vault.create(isolated_home, PASSPHRASE) as old:
-            kept = old.add("the walrus sleeps on the ice", title="Arctic", tags=["zoology"])
-            edited = old.add("the blue notebook")
-            old.edit(edited.id, content="the red notebook")
-            gone = old.add("a forgotten walrus")
-            old.forget(gone.id)
-            assert "content=''" not in _fts_sql(old)
+def test_a_vault_made_before_the_contentless_word_index_keeps_finding_its_cubes(isolated_home):
+    with Vault.create(isolated_home, PASSPHRASE) as old:
+        kept = old.add("the walrus sleeps on the ice", title="Arctic", tags=["zoology"])
+        edited = old.add("the blue notebook")
+        old.edit(edited.id, content="the red notebook")
+        gone = old.add("a forgotten walrus")
+        old.forget(gone.id)
+        _old_word_index(old, "", ["_m007_contentless_fts", "_m008_fts_context"])
+        assert "content=''" not in _fts_sql(old)
     with Vault.open(isolated_home, PASSPHRASE) as v:
         assert "contentless_delete" in _fts_sql(v)
         assert [r for r, _ in v.fts("walrus")] == [v._rowid(kept.id)]

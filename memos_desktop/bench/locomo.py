@@ -4,10 +4,11 @@ Loads every conversation of a LoCoMo-format directory (one JSON file per convers
 holding a list of samples with a nested "conversation") into a fresh encrypted vault: one cube per
 dialog turn, `"Speaker: text"` plus the shared photo's caption, with the turn id, conversation,
 session and speaker as provenance, the session date as `valid_from`, and the turn before it in
-the session as `meta["context"]` (embedded with the turn, as the assistant stores chat turns).
-Each QA question is asked through `operator.search` restricted to its conversation (a source
-filter), and, in the same run, through a plain FTS5 bm25 baseline (the question's words OR'ed,
-no query handling, no vectors).
+the session as `meta["context"]` (embedded with the turn and indexed for words at a lower weight,
+as the assistant stores chat turns). Each QA question is asked through `operator.search`
+restricted to its conversation (a source filter), and, in the same run, through a plain FTS5 bm25
+baseline: its own index of each turn's words, as the vault's word index was before it had a context
+column (the question's words OR'ed, no query handling, no vectors).
 
 Recall@k of a question = the fraction of its evidence turns found among the top k results; the
 reported figure is the mean over questions. Evidence ids are split on `;`, `,` and whitespace;
@@ -127,11 +128,35 @@ def fill(vault, conversations: list[dict]) -> None:
             vault.add_many(items[start : start + 256], actor="bench")
 
 
+def build_baseline(vault) -> None:
+    """A plain FTS5 index of every turn's own words (title, content, tags), kept in memory."""
+    vault.conn.execute(
+        "CREATE VIRTUAL TABLE temp.baseline_fts USING fts5(title, content, tags,"
+        " tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    vault.conn.execute(
+        "INSERT INTO temp.baseline_fts (rowid, title, content, tags) SELECT rowid, title, content,"
+        " (SELECT group_concat(value, ' ') FROM json_each(tags)) FROM cubes WHERE kind = 'plaintext'"
+    )
+
+
+_BASELINE_SQL = (
+    "SELECT rowid, -bm25(baseline_fts, 2.0, 1.0, 1.5) FROM temp.baseline_fts WHERE baseline_fts MATCH ?"
+    " ORDER BY bm25(baseline_fts, 2.0, 1.0, 1.5) LIMIT ?"
+)
+
+
 def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
-    """Turn ids of the top k FTS5 bm25 matches of the raw question in one conversation."""
+    """Turn ids of the top k plain bm25 matches of the raw question in one conversation
+    (`build_baseline` first)."""
+    from memos_desktop.vault.store import fts_query
+
+    words = fts_query(question)
+    if not words:
+        return []
     fetch = 256
     while True:
-        ranked = vault.fts(question, fetch)
+        ranked = vault.conn.execute(_BASELINE_SQL, (words, fetch)).fetchall()
         cubes = vault.get_many([r for r, _ in ranked])
         ids = [
             cubes[r].source.get("turn_id")
@@ -162,6 +187,7 @@ def run(directory: Path, ks: tuple[int, ...] = (5, 10, 20), embedder=None) -> di
                 embedder = embedder_for(vault)
             vault.embedder = embedder
             fill(vault, conversations)
+            build_baseline(vault)
             for conv in conversations:
                 known = {t.get("dia_id") for _, _, turns in conv["sessions"] for t in turns}
                 for qa in conv["qa"]:

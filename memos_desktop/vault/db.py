@@ -251,6 +251,16 @@ def _m005_scheduler(conn) -> None:
     )
 
 
+CONTEXT_CHARS = 400  # of meta["context"] embedded and indexed with a cube; its content is never cut for it
+FTS_COLUMNS = "title, content, tags, context"
+# What cube_fts holds for a cube row (in FTS_COLUMNS order): tags as words, the start of
+# meta["context"] (store.context_text does the same for one cube).
+FTS_ROW_SQL = (
+    "rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags)),"
+    f" substr(coalesce(json_extract(meta, '$.context'), ''), 1, {CONTEXT_CHARS})"
+)
+
+
 def _m006_pending_embeddings(conn) -> None:
     """Cubes waiting for a vector (indexed for words first, embedded after) are found by index."""
     conn.execute(
@@ -275,9 +285,25 @@ def _m007_contentless_fts(conn) -> None:
     )
 
 
+def _m008_fts_context(conn) -> None:
+    """The word index gets a `context` column: the text a cube only makes sense with (a chat
+    turn's previous turn), matched at a lower weight than the cube's own words. Rebuilt from the
+    cubes it indexes (active plaintext), still without a copy of the text. Cubes are indexed by
+    `valid_from` for questions that name a date."""
+    conn.execute("DROP TABLE cube_fts")
+    conn.execute(
+        f"CREATE VIRTUAL TABLE cube_fts USING fts5({FTS_COLUMNS}, content = '', contentless_delete = 1,"
+        " tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    conn.execute(
+        f"INSERT INTO cube_fts (rowid, {FTS_COLUMNS}) SELECT {FTS_ROW_SQL} FROM cubes"
+        " WHERE kind = 'plaintext' AND state = 'active'"
+    )
+
+
 MIGRATIONS: list[Callable] = [
     _m001_cubes, _m002_vector_coarse, _m003_loader_files, _m004_dumper, _m005_scheduler,
-    _m006_pending_embeddings, _m007_contentless_fts,
+    _m006_pending_embeddings, _m007_contentless_fts, _m008_fts_context,
 ]
 
 

@@ -22,6 +22,11 @@ from memos_desktop.vault import db, keys
 from memos_desktop.vault.blobs import BlobStore
 from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
 
+# bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
+# context (the text a cube only makes sense with, e.g. the chat turn before it) counts 0.3 of one
+# of the content: enough to find "It's a mix of drama and romance!" for "What genre is it?".
+FTS_WEIGHTS = "2.0, 1.0, 1.5, 0.3"
+
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
 VISIBLE = (
     "state = 'active' AND (expires_at IS NULL OR expires_at > :now) AND (owner = :profile OR visibility = 'shared')"
@@ -458,8 +463,7 @@ class Vault:
             [(rowid, *_head_row(h)) for rowid, h in enumerate(heads, start=last + 1)],
         )
         self.conn.execute(
-            "INSERT INTO cube_fts (rowid, title, content, tags)"
-            " SELECT rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags)) FROM cubes"
+            f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) SELECT {db.FTS_ROW_SQL} FROM cubes"
             " WHERE rowid > ? AND kind = 'plaintext' AND state = 'active'",
             (last,),
         )
@@ -597,8 +601,8 @@ class Vault:
             return
         rowid = self._rowid(cube.id)
         self.conn.execute(
-            "INSERT INTO cube_fts (rowid, title, content, tags) VALUES (?, ?, ?, ?)",
-            (rowid, cube.title, cube.content, " ".join(cube.tags)),
+            f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+            (rowid, cube.title, cube.content, " ".join(cube.tags), context_text(cube)),
         )
         if vector is not None:
             self._put_vector(rowid, vector)
@@ -715,8 +719,8 @@ class Vault:
         if not q:
             return []
         rows = self.conn.execute(
-            "SELECT rowid, bm25(cube_fts, 2.0, 1.0, 1.5) FROM cube_fts WHERE cube_fts MATCH ?"
-            " ORDER BY bm25(cube_fts, 2.0, 1.0, 1.5) LIMIT ?",
+            f"SELECT rowid, bm25(cube_fts, {FTS_WEIGHTS}) FROM cube_fts WHERE cube_fts MATCH ?"
+            f" ORDER BY bm25(cube_fts, {FTS_WEIGHTS}) LIMIT ?",
             (q, k),
         ).fetchall()
         return [(r, -s) for r, s in rows]
@@ -816,7 +820,12 @@ def _head_cube(head: dict, embed_model: str | None) -> MemCube:
     return MemCube(**fields)
 
 
-CONTEXT_CHARS = 400  # of meta["context"] embedded after the content; the content is never cut for it
+CONTEXT_CHARS = db.CONTEXT_CHARS
+
+
+def context_text(cube: MemCube) -> str:
+    """The start of `meta["context"]` that is embedded and indexed with the cube."""
+    return str(cube.meta.get("context") or "")[:CONTEXT_CHARS]
 
 
 def embed_text(cube: MemCube) -> str:
@@ -824,7 +833,8 @@ def embed_text(cube: MemCube) -> str:
 
     The context is the text a cube only makes sense with (for a chat turn, the turn before it:
     "Yeah, it was amazing!" says nothing on its own). It comes last so that a model truncating
-    its input drops context before content, and it is embedded only, never indexed for words.
+    its input drops context before content. Its words are indexed too, at a lower weight
+    (`FTS_WEIGHTS`): a turn answering "What genre is it?" is found by the question's words.
     """
-    parts = [cube.title, cube.content, str(cube.meta.get("context") or "")[:CONTEXT_CHARS]]
+    parts = [cube.title, cube.content, context_text(cube)]
     return "\n".join(p for p in parts if p)
