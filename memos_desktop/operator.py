@@ -1,11 +1,12 @@
 """MemOperator: hybrid retrieval over the vault (operation layer).
 
 Owns ranking: query handling (stopwords, question cues, names), FTS5 bm25 and vector KNN
-candidates fused by reciprocal rank, then neighbour, temporal, importance and recency
-adjustments, filters, de-duplication and neighbouring context. Access rules come from the vault:
-every candidate is resolved through `Vault.get_many(..., profile=...)`, which drops other
-profiles' private cubes and expired, archived or deleted ones. This module never writes cubes;
-it only records accesses (`Vault.touch`) and one audit read entry per search.
+candidates (and, for a question naming a date, the memories valid on it) fused by reciprocal
+rank, then neighbour, temporal, importance and recency adjustments, filters, de-duplication and
+neighbouring context. Access rules come from the vault: every candidate is resolved through
+`Vault.get_many(..., profile=...)`, which drops other profiles' private cubes and expired,
+archived or deleted ones. This module never writes cubes; it only records accesses
+(`Vault.touch`) and one audit read entry per search.
 """
 
 import math
@@ -87,6 +88,7 @@ class Weights:
     follow: float = 0.4  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.35  # share of the next turn's/chunk's fused score added to a hit
     date: float = 1.0  # boost for memories valid on a date the query names
+    dated: float = 0.5  # weight of a third list: memories valid on a date the query names, by cosine
     temporal: float = 0.5  # boost for time expressions when the question asks "when"
     # Boost for chat turns spoken by a person the query names; when set, speakers' names are
     # also left out of the bm25 query (they match every turn of that speaker).
@@ -210,6 +212,11 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
                 topic_vector["vector"] = _blend_without(topic_vector["embedder"], query, vector, speakers)
             if topic_vector["vector"] is not vector:
                 dense = vault.knn(topic_vector["vector"], fetch)
+    windows = date_windows(query)
+    # A question naming a date is also asked of what was said that day, even in other words.
+    dated = []
+    if windows and vector is not None:
+        dated = vault.valid_between(windows, topic_vector.get("vector", vector), fetch)
     exhausted = len(lexical) < fetch and len(dense) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
@@ -219,6 +226,9 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     for rank, (rowid, distance) in enumerate(dense, 1):
         signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
         fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (weights.rrf_k + rank)
+    for rank, (rowid, distance) in enumerate(dated, 1):
+        signals.setdefault(rowid, {}).setdefault("cosine", 1.0 - distance)
+        fused[rowid] = fused.get(rowid, 0.0) + weights.dated / (weights.rrf_k + rank)
     # The turn after a relevant one often holds the answer (and the one before, the question).
     cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
     best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
@@ -227,7 +237,6 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     cubes.update(vault.get_many(sorted(adjacent), profile=profile))
     visible = {r: fused[r] for r in fused if r in cubes}
     temporal = bool(TEMPORAL_QUESTION.search(query))
-    windows = date_windows(query)
     lowered = set(re.findall(r"\w+", query.lower()))
     now = time.time()
     hits = []

@@ -2,7 +2,7 @@
 
 import time
 
-from memos_desktop.operator import Filters, Hit, date_windows, query_terms, search
+from memos_desktop.operator import Filters, Hit, Weights, date_windows, query_terms, search
 
 
 def ids(hits: list[Hit]) -> list[str]:
@@ -168,6 +168,21 @@ def test_memory_from_a_date_the_query_names_ranks_first(vault):
     nov = vault.add("Nate: I cooked pasta again", valid_from=datetime(2022, 11, 9, 12).timestamp())
     hit = search(vault, "What did Nate cook on 9 November, 2022?", use_vectors=False)[0]
     assert hit.cube.id == nov.id and hit.signals["date"] == 1.0
+
+
+def test_memory_valid_on_a_named_date_is_found_without_a_shared_word(vault):
+    """Candidates come from words and vectors, and also from the date a question names."""
+    from datetime import datetime
+
+    october = datetime(2022, 10, 1, 12).timestamp()
+    # More distractors than either candidate list holds, each nearer the question than the answer.
+    stalls = [{"content": f"What happened on the market today, stall {i}", "valid_from": october} for i in range(200)]
+    vault.add_many(stalls)
+    pup = vault.add("Looky here, a stuffed pup for you!", valid_from=datetime(2022, 11, 9, 18).timestamp())
+    question = "What happened on 9 November, 2022?"
+    hits = {h.cube.id: h for h in search(vault, question, k=20)}
+    assert pup.id in hits and hits[pup.id].signals["date"] == 1.0
+    assert pup.id not in ids(search(vault, question, k=20, weights=Weights(dated=0.0)))
 
 
 def test_the_reply_after_a_matching_turn_is_found(vault):

@@ -299,6 +299,7 @@ def _m008_fts_context(conn) -> None:
         f"INSERT INTO cube_fts (rowid, {FTS_COLUMNS}) SELECT {FTS_ROW_SQL} FROM cubes"
         " WHERE kind = 'plaintext' AND state = 'active'"
     )
+    conn.execute("CREATE INDEX IF NOT EXISTS cubes_valid_from ON cubes(valid_from)")
 
 
 MIGRATIONS: list[Callable] = [

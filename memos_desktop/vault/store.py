@@ -775,6 +775,35 @@ class Vault:
         best = np.argsort(distance)[:k]
         return [(rows[i][0], float(distance[i])) for i in best]
 
+    def valid_between(self, windows: Sequence[tuple[float, float]], vector, k: int = 50) -> list[tuple[int, float]]:
+        """Rowids of active cubes that became valid (`valid_from`) in one of `windows`
+        ([start, end) timestamps), nearest to `vector` first, with their cosine distance; at most
+        DATED_MAX are compared. No ACL here."""
+        import numpy as np
+
+        rowids: list[int] = []
+        for start, end in windows:
+            rowids += [
+                r
+                for (r,) in self.conn.execute(
+                    "SELECT rowid FROM cubes WHERE valid_from >= ? AND valid_from < ? AND state = 'active' LIMIT ?",
+                    (start, end, DATED_MAX),
+                )
+            ]
+        rows = []
+        for begin in range(0, min(len(rowids), DATED_MAX), _ID_BATCH):
+            batch = rowids[begin : begin + _ID_BATCH]
+            rows += self.conn.execute(
+                f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})", batch
+            ).fetchall()
+        if not rows:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        matrix = np.frombuffer(b"".join(e for _, e in rows), np.float32).reshape(len(rows), -1)
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
+        return [(rows[i][0], float(distance[i])) for i in np.argsort(distance)[:k]]
+
     def _coarse_index(self):
         """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
         another connection has written. Word-major, so each word is one contiguous scan."""
@@ -805,6 +834,7 @@ class Vault:
 
 
 _ID_BATCH = 500  # ids per `IN (...)` list
+DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares with the query
 
 
 def _head_row(head: dict) -> tuple:
