@@ -65,12 +65,19 @@ def _sorted_json_encoder():
     (json.dumps builds an encoder per call, most of its cost for the small values of a row)."""
     from json import encoder
 
+    slow = json.JSONEncoder(sort_keys=True).encode
     if encoder.c_make_encoder is None:
-        return json.JSONEncoder(sort_keys=True).encode
-    make = encoder.c_make_encoder(
-        None, json.JSONEncoder().default, encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
-    )
-    return lambda value: "".join(make(value, 0))
+        return slow
+    try:  # a private constructor: its arguments are those of CPython 3.11-3.14
+        make = encoder.c_make_encoder(
+            None, json.JSONEncoder().default, encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
+        )
+        fast = lambda value: "".join(make(value, 0))  # noqa: E731
+        if fast({"b": [1.5, None], "a": "é"}) == slow({"b": [1.5, None], "a": "é"}):
+            return fast
+    except TypeError:
+        pass
+    return slow
 
 
 _ROW_JSON = _sorted_json_encoder()
