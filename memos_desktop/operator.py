@@ -87,7 +87,7 @@ class Weights:
     vector: float = 0.8
     follow: float = 0.4  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.35  # share of the next turn's/chunk's fused score added to a hit
-    date: float = 1.0  # boost for memories valid on a date the query names
+    date: float = 1.0  # boost for memories valid (valid_from, else stored) on a date the query names
     dated: float = 0.5  # weight of a third list: memories valid on a date the query names, by cosine
     temporal: float = 0.5  # boost for time expressions when the question asks "when"
     # Boost for chat turns spoken by a person the query names; when set, speakers' names are
@@ -256,8 +256,8 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
         if temporal and TIME_EXPRESSION.search(cube.content):
             boost += weights.temporal
             sig["temporal"] = 1.0
-        when = cube.valid_from
-        if windows and when is not None and any(lo <= when < hi for lo, hi in windows):
+        when = cube.valid_from if cube.valid_from is not None else cube.created_at
+        if windows and any(lo <= when < hi for lo, hi in windows):
             boost += weights.date
             sig["date"] = 1.0
         speaker = str(cube.source.get("speaker", "")).lower()

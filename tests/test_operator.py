@@ -185,6 +185,20 @@ def test_memory_valid_on_a_named_date_is_found_without_a_shared_word(vault):
     assert pup.id not in ids(search(vault, question, k=20, weights=Weights(dated=0.0)))
 
 
+def test_a_memory_without_a_validity_date_counts_from_when_it_was_stored(vault):
+    """A chat turn has no `valid_from`: asked about the day it was said, it is found by that date."""
+    from datetime import datetime
+
+    october = datetime(2022, 10, 1, 12).timestamp()
+    stalls = [{"content": f"What happened on the market today, stall {i}", "valid_from": october} for i in range(200)]
+    vault.add_many(stalls)
+    turn = vault.add("Looky here, a stuffed pup for you!", source={"conversation": "c1", "turn_id": "t1"})
+    today = datetime.fromtimestamp(turn.created_at)
+    question = f"What happened on {today.day} {today:%B}, {today.year}?"
+    hits = {h.cube.id: h for h in search(vault, question, k=20)}
+    assert turn.id in hits and hits[turn.id].signals["date"] == 1.0
+
+
 def test_the_reply_after_a_matching_turn_is_found(vault):
     turns = vault.add_many(
         [

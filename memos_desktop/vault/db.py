@@ -253,6 +253,8 @@ def _m005_scheduler(conn) -> None:
 
 CONTEXT_CHARS = 400  # of meta["context"] embedded and indexed with a cube; its content is never cut for it
 FTS_COLUMNS = "title, content, tags, context"
+# When a cube started to hold: its `valid_from`, else when it was stored (a chat turn: when said).
+VALID_START = "coalesce(valid_from, created_at)"
 # What cube_fts holds for a cube row (in FTS_COLUMNS order): tags as words, the start of
 # meta["context"] (store.context_text does the same for one cube).
 FTS_ROW_SQL = (
@@ -289,7 +291,7 @@ def _m008_fts_context(conn) -> None:
     """The word index gets a `context` column: the text a cube only makes sense with (a chat
     turn's previous turn), matched at a lower weight than the cube's own words. Rebuilt from the
     cubes it indexes (active plaintext), still without a copy of the text. Cubes are indexed by
-    `valid_from` for questions that name a date."""
+    when they started to hold (VALID_START) for questions that name a date."""
     conn.execute("DROP TABLE cube_fts")
     conn.execute(
         f"CREATE VIRTUAL TABLE cube_fts USING fts5({FTS_COLUMNS}, content = '', contentless_delete = 1,"
@@ -299,7 +301,7 @@ def _m008_fts_context(conn) -> None:
         f"INSERT INTO cube_fts (rowid, {FTS_COLUMNS}) SELECT {FTS_ROW_SQL} FROM cubes"
         " WHERE kind = 'plaintext' AND state = 'active'"
     )
-    conn.execute("CREATE INDEX IF NOT EXISTS cubes_valid_from ON cubes(valid_from)")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS cubes_valid_start ON cubes({VALID_START})")
 
 
 MIGRATIONS: list[Callable] = [

@@ -776,9 +776,9 @@ class Vault:
         return [(rows[i][0], float(distance[i])) for i in best]
 
     def valid_between(self, windows: Sequence[tuple[float, float]], vector, k: int = 50) -> list[tuple[int, float]]:
-        """Rowids of active cubes that became valid (`valid_from`) in one of `windows`
-        ([start, end) timestamps), nearest to `vector` first, with their cosine distance; at most
-        DATED_MAX are compared. No ACL here."""
+        """Rowids of active cubes that started to hold (`valid_from`, else `created_at`) in one of
+        `windows` ([start, end) timestamps), nearest to `vector` first, with their cosine distance;
+        at most DATED_MAX are compared. No ACL here."""
         import numpy as np
 
         rowids: list[int] = []
@@ -786,7 +786,8 @@ class Vault:
             rowids += [
                 r
                 for (r,) in self.conn.execute(
-                    "SELECT rowid FROM cubes WHERE valid_from >= ? AND valid_from < ? AND state = 'active' LIMIT ?",
+                    f"SELECT rowid FROM cubes WHERE {db.VALID_START} >= ? AND {db.VALID_START} < ?"
+                    " AND state = 'active' LIMIT ?",
                     (start, end, DATED_MAX),
                 )
             ]
