@@ -767,13 +767,7 @@ class Vault:
             f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({marks})",
             shortlist.tolist(),
         ).fetchall()
-        if not rows:
-            return []
-        matrix = np.frombuffer(b"".join(e for _, e in rows), np.float32).reshape(len(rows), -1)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-        distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
-        best = np.argsort(distance)[:k]
-        return [(rows[i][0], float(distance[i])) for i in best]
+        return _nearest(rows, query, k)
 
     def valid_between(self, windows: Sequence[tuple[float, float]], vector, k: int = 50) -> list[tuple[int, float]]:
         """Rowids of active cubes that started to hold (`valid_from`, else `created_at`) in one of
@@ -781,29 +775,26 @@ class Vault:
         at most DATED_MAX are compared. No ACL here."""
         import numpy as np
 
-        rowids: list[int] = []
+        rowids: dict[int, None] = {}  # windows may overlap
         for start, end in windows:
-            rowids += [
-                r
-                for (r,) in self.conn.execute(
-                    f"SELECT rowid FROM cubes WHERE {db.VALID_START} >= ? AND {db.VALID_START} < ?"
-                    " AND state = 'active' LIMIT ?",
-                    (start, end, DATED_MAX),
+            rowids.update(
+                dict.fromkeys(
+                    r
+                    for (r,) in self.conn.execute(
+                        f"SELECT rowid FROM cubes WHERE {db.VALID_START} >= ? AND {db.VALID_START} < ?"
+                        " AND state = 'active' LIMIT ?",
+                        (start, end, DATED_MAX),
+                    )
                 )
-            ]
+            )
+        wanted = list(rowids)[:DATED_MAX]
         rows = []
-        for begin in range(0, min(len(rowids), DATED_MAX), _ID_BATCH):
-            batch = rowids[begin : begin + _ID_BATCH]
+        for begin in range(0, len(wanted), _ID_BATCH):
+            batch = wanted[begin : begin + _ID_BATCH]
             rows += self.conn.execute(
                 f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})", batch
             ).fetchall()
-        if not rows:
-            return []
-        query = np.asarray(vector, dtype=np.float32)
-        matrix = np.frombuffer(b"".join(e for _, e in rows), np.float32).reshape(len(rows), -1)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-        distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
-        return [(rows[i][0], float(distance[i])) for i in np.argsort(distance)[:k]]
+        return _nearest(rows, np.asarray(vector, dtype=np.float32), k)
 
     def _coarse_index(self):
         """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
@@ -836,6 +827,18 @@ class Vault:
 
 _ID_BATCH = 500  # ids per `IN (...)` list
 DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares with the query
+
+
+def _nearest(rows: list[tuple[int, bytes]], query, k: int) -> list[tuple[int, float]]:
+    """The `k` of `rows` (rowid, float32 vector bytes) nearest to `query`, with cosine distance."""
+    import numpy as np
+
+    if not rows:
+        return []
+    matrix = np.frombuffer(b"".join(e for _, e in rows), np.float32).reshape(len(rows), -1)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+    distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
+    return [(rows[i][0], float(distance[i])) for i in np.argsort(distance)[:k]]
 
 
 def _head_row(head: dict) -> tuple:
