@@ -854,12 +854,9 @@ def _head_cube(head: dict, embed_model: str | None) -> MemCube:
     return MemCube(**fields)
 
 
-CONTEXT_CHARS = db.CONTEXT_CHARS
-
-
 def context_text(cube: MemCube) -> str:
     """The start of `meta["context"]` that is embedded and indexed with the cube."""
-    return str(cube.meta.get("context") or "")[:CONTEXT_CHARS]
+    return str(cube.meta.get("context") or "")[: db.CONTEXT_CHARS]
 
 
 def embed_text(cube: MemCube) -> str:
