@@ -123,7 +123,7 @@ class ScriptedLLM:
                 raise RuntimeError("scripted crash during extraction")
             exchange = head.rpartition("<|user|>\n")[2]
             target = next((j for key, j in self.extractions.items() if key in exchange), '{"memories": []}')
-            rest = target[len(partial):] if target.startswith(partial) else ""
+            rest = target[len(partial) :] if target.startswith(partial) else ""
             yield from (ord(ch) for ch in rest[: sampling.max_tokens])
             return
         self.prompts.append(text)

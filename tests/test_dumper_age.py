@@ -11,9 +11,7 @@ import pytest
 from memos_desktop.dumper import crypto
 from memos_desktop.dumper.export import export_bundle
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("age") is None, reason="the `age` tool is not installed"
-)
+pytestmark = pytest.mark.skipif(shutil.which("age") is None, reason="the `age` tool is not installed")
 
 
 def _lines(plaintext: bytes) -> list[dict]:
@@ -25,16 +23,11 @@ def test_age_decrypts_a_recipient_bundle_with_the_identity_file(vault, tmp_path)
     export_bundle(vault, tmp_path / "b.age")
     identity = tmp_path / "id.txt"
     identity.write_text(crypto.device_keys(vault).age_identity + "\n")
-    out = subprocess.run(
-        ["age", "-d", "-i", str(identity), str(tmp_path / "b.age")], capture_output=True, check=True
-    )
+    out = subprocess.run(["age", "-d", "-i", str(identity), str(tmp_path / "b.age")], capture_output=True, check=True)
     records = _lines(out.stdout)
     assert records[0]["t"] == "manifest" and records[-1]["t"] == "end"
     cube_record = next(r for r in records if r["t"] == "cube")
-    assert (
-        cube_record["id"] == cube.id
-        and cube_record["events"][0]["snapshot"]["content"] == "readable with age"
-    )
+    assert cube_record["id"] == cube.id and cube_record["events"][0]["snapshot"]["content"] == "readable with age"
 
 
 def _age_with_passphrase(args: list[str], passphrase: str) -> int:
@@ -70,15 +63,8 @@ def test_age_decrypts_a_passphrase_bundle_in_two_steps(vault, tmp_path):
         'tail -c +$((H+1)) "$B" | head -c "$N" > "$D/key.age"; '
         'tail -c +$((H+N+1)) "$B" > "$D/payload.age"'
     )
-    subprocess.run(
-        ["sh", "-c", script], env={**os.environ, "B": str(bundle), "D": str(tmp_path)}, check=True
-    )
-    assert (
-        _age_with_passphrase(
-            ["-d", "-o", str(tmp_path / "key.txt"), str(tmp_path / "key.age")], "open sesame"
-        )
-        == 0
-    )
+    subprocess.run(["sh", "-c", script], env={**os.environ, "B": str(bundle), "D": str(tmp_path)}, check=True)
+    assert _age_with_passphrase(["-d", "-o", str(tmp_path / "key.txt"), str(tmp_path / "key.age")], "open sesame") == 0
     assert (tmp_path / "key.txt").read_text().startswith("AGE-SECRET-KEY-1")
     out = subprocess.run(
         ["age", "-d", "-i", str(tmp_path / "key.txt"), str(tmp_path / "payload.age")],
@@ -97,7 +83,5 @@ def test_age_refuses_a_tampered_bundle(vault, tmp_path):
     (tmp_path / "t.age").write_bytes(bytes(data))
     identity = tmp_path / "id.txt"
     identity.write_text(crypto.device_keys(vault).age_identity + "\n")
-    out = subprocess.run(
-        ["age", "-d", "-i", str(identity), str(tmp_path / "t.age")], capture_output=True
-    )
+    out = subprocess.run(["age", "-d", "-i", str(identity), str(tmp_path / "t.age")], capture_output=True)
     assert out.returncode != 0

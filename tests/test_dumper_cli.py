@@ -50,9 +50,7 @@ def test_keys_show_and_add(home, cli, tmp_path):
 def test_export_then_import_into_a_new_vault_with_a_passphrase(home, cli, tmp_path):
     cube = home.add("moving to a new laptop")
     env = {"BUNDLE_PASS": "s3cret"}
-    out = cli(
-        "export", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", "--json", env=env
-    )
+    out = cli("export", str(tmp_path / "b.age"), "--passphrase-env", "BUNDLE_PASS", "--json", env=env)
     assert out.returncode == 0, out.stderr
     fresh = tmp_path / "fresh"
     imported = cli(
@@ -84,18 +82,11 @@ def test_import_errors_are_one_line(home, cli, tmp_path):
     (tmp_path / "junk.age").write_bytes(b"\x00garbage" * 100)
     for args in (["import", str(tmp_path / "missing.age")], ["import", str(tmp_path / "junk.age")]):
         result = cli(*args)
-        assert (
-            result.returncode == 1
-            and result.stderr.startswith("Error: ")
-            and "Traceback" not in result.stderr
-        )
+        assert result.returncode == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     home.add("x")
     cli("export", str(tmp_path / "p.age"), "--passphrase-env", "P", env={"P": "right"})
     wrong = cli("import", str(tmp_path / "p.age"), "--passphrase-env", "P", env={"P": "wrong"})
-    assert (
-        wrong.stderr.strip()
-        == "Error: Wrong passphrase, or the bundle's passphrase header was tampered with."
-    )
+    assert wrong.stderr.strip() == "Error: Wrong passphrase, or the bundle's passphrase header was tampered with."
 
 
 def test_conflicts_and_resolve_commands(home, cli, tmp_path):
@@ -109,9 +100,7 @@ def test_conflicts_and_resolve_commands(home, cli, tmp_path):
     with Vault.open(other_dir, PASSPHRASE) as other:
         other.edit(cube.id, content="lunch at two")
     cli("export", str(tmp_path / "2.age"), "--recipient", recipient)
-    assert (
-        "1 conflicts" in cli("--data-dir", str(other_dir), "import", str(tmp_path / "2.age")).stdout
-    )
+    assert "1 conflicts" in cli("--data-dir", str(other_dir), "import", str(tmp_path / "2.age")).stdout
     listed = json.loads(cli("--data-dir", str(other_dir), "conflicts", "--json").stdout)
     keep = next(h["version"] for h in listed[0]["heads"] if h["content"] == "lunch at one")
     resolved = cli("--data-dir", str(other_dir), "resolve", cube.id, str(keep))
@@ -121,12 +110,7 @@ def test_conflicts_and_resolve_commands(home, cli, tmp_path):
 
 def _fill(vault: Vault, n: int) -> None:
     for start in range(0, n, 5000):
-        vault.add_many(
-            [
-                {"content": f"memory {i} " + "filler text " * 20}
-                for i in range(start, min(n, start + 5000))
-            ]
-        )
+        vault.add_many([{"content": f"memory {i} " + "filler text " * 20} for i in range(start, min(n, start + 5000))])
 
 
 def _spawn(*args: str) -> subprocess.Popen:

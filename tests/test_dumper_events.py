@@ -85,7 +85,6 @@ def test_the_dumper_writes_through_public_vault_methods_only():
     vault_tables = r"(?:INSERT(?: OR \w+)? INTO|UPDATE|DELETE FROM) (?:cubes|cube_\w+|links|audit|settings)\b"
     dumper = Path(__file__).parent.parent / "memos_desktop" / "dumper"
     found = {
-        path.name: re.findall(rf"vault\._\w+|{vault_tables}", path.read_text())
-        for path in sorted(dumper.glob("*.py"))
+        path.name: re.findall(rf"vault\._\w+|{vault_tables}", path.read_text()) for path in sorted(dumper.glob("*.py"))
     }
     assert {name: hits for name, hits in found.items() if hits} == {}

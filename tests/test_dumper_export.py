@@ -41,9 +41,7 @@ def test_import_preserves_ids_versions_and_provenance(vault, other, tmp_path):
     ]
     got = other.get(cube.id, touch=False)
     assert got.content == "the cat is black" and got.source["lines"] == [3, 4]
-    origin = other.conn.execute(
-        "SELECT DISTINCT device FROM sync_events WHERE cube_id = ?", (cube.id,)
-    ).fetchall()
+    origin = other.conn.execute("SELECT DISTINCT device FROM sync_events WHERE cube_id = ?", (cube.id,)).fetchall()
     assert origin == [(vault.device_id,)]
 
 
@@ -67,9 +65,7 @@ def test_importing_twice_changes_nothing(vault, other, tmp_path):
 
 
 def test_more_cubes_than_one_write_batch_round_trip_exactly(vault, other, tmp_path):
-    vault.add_many(
-        [{"content": f"note {i}", "meta": {"n": 2**70 + i}} for i in range(events.BATCH + 100)]
-    )
+    vault.add_many([{"content": f"note {i}", "meta": {"n": 2**70 + i}} for i in range(events.BATCH + 100)])
     _to(vault, other, tmp_path / "b.age")
     assert import_bundle(other, tmp_path / "b.age")["cubes"] == events.BATCH + 100
     assert state(other) == state(vault)
@@ -109,19 +105,12 @@ def test_selection_by_tag_kind_profile_and_time(vault, other, tmp_path):
     keep = vault.add("work note", tags=["work"], profile="alice")
     vault.add("home note", tags=["home"], profile="alice")
     vault.add("work of bob", tags=["work"], profile="bob")
-    sel = Selection(
-        tags=("work",), kinds=("plaintext",), profile="alice", since=keep.created_at - 1
-    )
+    sel = Selection(tags=("work",), kinds=("plaintext",), profile="alice", since=keep.created_at - 1)
     result = _to(vault, other, tmp_path / "b.age", selection=sel)
     import_bundle(other, tmp_path / "b.age")
     assert result["cubes"] == 1
     assert [r[0] for r in other.conn.execute("SELECT id FROM cubes")] == [keep.id]
-    assert (
-        _to(vault, other, tmp_path / "none.age", selection=Selection(until=keep.created_at - 1))[
-            "cubes"
-        ]
-        == 0
-    )
+    assert _to(vault, other, tmp_path / "none.age", selection=Selection(until=keep.created_at - 1))["cubes"] == 0
 
 
 def test_redaction_rewrites_every_version_and_is_recorded(vault, other, tmp_path):
@@ -134,10 +123,7 @@ def test_redaction_rewrites_every_version_and_is_recorded(vault, other, tmp_path
     assert texts == ["mail [email] or call [phone] on 2024-01-02", "now [email]"]
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 1
     assert result["redacted"] == {"emails": 2, "phones": 1, "secret_cubes": 1}
-    assert (
-        "email -> [email]" in imported["redaction"]
-        and "tag:secret -> cube left out" in imported["redaction"]
-    )
+    assert "email -> [email]" in imported["redaction"] and "tag:secret -> cube left out" in imported["redaction"]
 
 
 def test_blobs_travel_when_asked(vault, other, tmp_path):
@@ -242,9 +228,7 @@ def test_crafted_ids_are_rejected(vault, other, tmp_path, bad_id):
             }
         ],
     }
-    path = craft_bundle(
-        keys, tmp_path / "evil.age", [record], [crypto.device_keys(other).recipient]
-    )
+    path = craft_bundle(keys, tmp_path / "evil.age", [record], [crypto.device_keys(other).recipient])
     with pytest.raises(BundleError, match="invalid memory id"):
         import_bundle(other, path)
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 0
@@ -263,9 +247,7 @@ def test_blob_names_escaping_the_data_dir_are_rejected(vault, other, tmp_path):
     with pytest.raises(BundleError, match="invalid blob name"):
         import_bundle(other, path)
     assert other.conn.execute("SELECT count(*) FROM cubes").fetchone()[0] == 0
-    assert not (other.data_dir.parent / "evil").exists() and not list(
-        other.data_dir.glob("**/evil")
-    )
+    assert not (other.data_dir.parent / "evil").exists() and not list(other.data_dir.glob("**/evil"))
 
 
 def test_a_version_altered_before_signing_does_not_match_its_id(vault, other, tmp_path):
@@ -275,18 +257,14 @@ def test_a_version_altered_before_signing_does_not_match_its_id(vault, other, tm
         events.tag_local(vault, events.load_clock(vault))
     record = _cube_record(vault, cube.id)
     record["events"][0]["snapshot"]["content"] = "forged text"
-    path = craft_bundle(
-        keys, tmp_path / "forged.age", [record], [crypto.device_keys(other).recipient]
-    )
+    path = craft_bundle(keys, tmp_path / "forged.age", [record], [crypto.device_keys(other).recipient])
     with pytest.raises(BundleError, match="does not match its id"):
         import_bundle(other, path)
 
 
 def test_trusted_device_signed_by_another_key_is_rejected(vault, other, tmp_path):
     crypto.add_peer(other, "laptop", crypto.device_keys(vault).card())
-    impostor = crypto.DeviceKeys(
-        vault.device_id, crypto.device_keys(vault).age_identity, b"\x01" * 32
-    )
+    impostor = crypto.DeviceKeys(vault.device_id, crypto.device_keys(vault).age_identity, b"\x01" * 32)
     path = craft_bundle(impostor, tmp_path / "imp.age", [], [crypto.device_keys(other).recipient])
     with pytest.raises(BundleError, match="signed with another key"):
         import_bundle(other, path)
@@ -350,4 +328,3 @@ def test_a_bad_version_found_after_earlier_records_were_written_changes_nothing(
     assert (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone()) == before
     assert not other.fts("note")
     assert import_bundle(other, _to(vault, other, tmp_path / "good.age")["path"])["cubes"] == events.BATCH + 300
-

@@ -23,9 +23,7 @@ def pair(tmp_path_factory):
     os.environ.setdefault("MEMOS_ARGON2_MEMORY_KIB", "8192")
     root = tmp_path_factory.mktemp("pair")
     src, dst = new_vault(root / "src"), new_vault(root / "dst")
-    src.add_many(
-        [{"content": f"memory {i} " + "lorem ipsum " * 15, "tags": ["t"]} for i in range(1000)]
-    )
+    src.add_many([{"content": f"memory {i} " + "lorem ipsum " * 15, "tags": ["t"]} for i in range(1000)])
     bundle = root / "b.age"
     export_bundle(src, bundle, recipients=[crypto.device_keys(dst).recipient])
     yield src, dst, bundle.read_bytes(), root
@@ -78,9 +76,7 @@ def test_the_untouched_bundle_still_imports(pair):
     assert import_bundle(dst, path)["versions_added"] == 1000
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2048))
 def test_fuzzed_files_only_raise_bundle_errors(pair, data):
     _, dst, _, _ = pair
@@ -91,9 +87,7 @@ def test_fuzzed_files_only_raise_bundle_errors(pair, data):
         sink.finish()
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     cut=st.integers(min_value=0, max_value=4000),
     flips=st.lists(st.integers(0, 4000), max_size=4),
@@ -130,9 +124,7 @@ def _plaintext(records: list[bytes]) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(
     lines=st.lists(
-        st.one_of(
-            st.binary(max_size=80), st.from_regex(rb"\{\"t\": ?\"[a-z]{0,8}\"[^\n]{0,40}\}\n")
-        ),
+        st.one_of(st.binary(max_size=80), st.from_regex(rb"\{\"t\": ?\"[a-z]{0,8}\"[^\n]{0,40}\}\n")),
         max_size=8,
     )
 )
@@ -168,9 +160,7 @@ def test_source_and_sink_agree_on_a_signed_stream():
     records = [{"t": "link", "n": i} for i in range(50)]
     plaintext = BundleSource(manifest, iter(records), keys.sign).read()
     got = []
-    sink = BundleSink(
-        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
-    )
+    sink = BundleSink(lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d))
     sink.write(plaintext)
     assert sink.finish()["bundle_id"] == "01B" and got == records
 
@@ -195,9 +185,7 @@ def test_sink_reads_records_split_across_any_write_boundaries(piece):
     records = [{"t": "link", "n": i, "text": "é" * (i * 37)} for i in range(40)]
     plaintext, _ = _signed_plaintext(records)
     got = []
-    sink = BundleSink(
-        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
-    )
+    sink = BundleSink(lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d))
     for start in range(0, len(plaintext), piece):
         sink.write(plaintext[start : start + piece])
     assert sink.finish()["bundle_id"] == "01B" and got == records
@@ -220,9 +208,7 @@ def test_a_record_larger_than_a_read_chunk_streams_through_whole():
     records = [{"t": "link", "n": 0}, {"t": "blob", "data": "x" * (3 * fmt.CHUNK)}, {"t": "link"}]
     plaintext, _ = _signed_plaintext(records)
     got = []
-    sink = BundleSink(
-        lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d)
-    )
+    sink = BundleSink(lambda m: None, got.append, lambda m, s, d: crypto.verify(m["signing_key"], s, d))
     for start in range(0, len(plaintext), 65536):
         sink.write(plaintext[start : start + 65536])
     assert sink.finish()["bundle_id"] == "01B" and got == records

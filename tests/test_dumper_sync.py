@@ -130,9 +130,7 @@ def test_a_damaged_change_set_is_reported_and_retried(tmp_path):
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("add"), st.integers(0, 2), st.integers(0, 0)),
-        st.tuples(
-            st.sampled_from(["edit", "forget", "restore"]), st.integers(0, 2), st.integers(0, 5)
-        ),
+        st.tuples(st.sampled_from(["edit", "forget", "restore"]), st.integers(0, 2), st.integers(0, 5)),
         st.tuples(st.just("sync"), st.integers(0, 2), st.integers(0, 0)),
     ),
     min_size=1,
@@ -178,10 +176,7 @@ def test_three_devices_converge_without_losing_a_version(ops):
             assert states[0] == states[1] == states[2]
             for v in vaults:
                 contents = {
-                    r[0]
-                    for r in v.conn.execute(
-                        "SELECT json_extract(snapshot, '$.content') FROM cube_versions"
-                    )
+                    r[0] for r in v.conn.execute("SELECT json_extract(snapshot, '$.content') FROM cube_versions")
                 }
                 kept = [t for t in written if t.startswith(("add", "edit"))]
                 assert set(kept) <= contents

@@ -258,11 +258,24 @@ def test_check_fails_when_vectors_differ_from_the_reference(gguf_path, model):
 
 
 def test_bench_embed_reports_texts_per_second(tmp_path, cli):
-    turns = [{"speaker": "A", "dia_id": f"D1:{i}", "text": f"turn number {i} about hiking"}
-             for i in range(6)]
+    turns = [{"speaker": "A", "dia_id": f"D1:{i}", "text": f"turn number {i} about hiking"} for i in range(6)]
     (tmp_path / "conv.json").write_text(json.dumps({"session_1": turns, "qa": []}))
-    result = cli("bench", "embed", str(tmp_path), "--texts", "6", "--batch", "1", "--batch", "3",
-                 "--threads", "1", "--rounds", "1", "--json")
+    result = cli(
+        "bench",
+        "embed",
+        str(tmp_path),
+        "--texts",
+        "6",
+        "--batch",
+        "1",
+        "--batch",
+        "3",
+        "--threads",
+        "1",
+        "--rounds",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["texts"] == 6 and data["model"].startswith("all-MiniLM-L6-v2@")
@@ -271,8 +284,25 @@ def test_bench_embed_reports_texts_per_second(tmp_path, cli):
 
 
 def test_bench_embed_on_note_chunks_compares_llama_batch_sizes(cli):
-    result = cli("bench", "embed", "--notes", "3", "--texts", "6", "--batch", "6", "--threads", "1",
-                 "--batch-tokens", "256", "--batch-tokens", "512", "--rounds", "1", "--json")
+    result = cli(
+        "bench",
+        "embed",
+        "--notes",
+        "3",
+        "--texts",
+        "6",
+        "--batch",
+        "6",
+        "--threads",
+        "1",
+        "--batch-tokens",
+        "256",
+        "--batch-tokens",
+        "512",
+        "--rounds",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["texts"] == 6 and data["source"] == "chunks of 3 synthetic notes"

@@ -57,7 +57,8 @@ class FakeHub:
                 return self.not_found(req, "RepoNotFound")
             files = self.repos[repo]
             info = {
-                "id": repo, "sha": COMMIT,
+                "id": repo,
+                "sha": COMMIT,
                 "siblings": [{"rfilename": name, "size": len(data)} for name, data in files.items()],
             }
             if len(parts) > 5 and parts[4] == "tree":
@@ -119,14 +120,16 @@ def padded_gguf() -> bytes:
 @pytest.fixture
 def hub(tmp_path):
     mlx_dir = testmodels.tiny_mlx()
-    hub = FakeHub({
-        "acme/tiny-gguf": {
-            "tiny.gguf": testmodels.tiny_gguf().read_bytes(),
-            "big.gguf": padded_gguf(),
-            "README.md": b"# tiny\n",
-        },
-        "acme/tiny-mlx": {p.name: p.read_bytes() for p in mlx_dir.iterdir()},
-    })
+    hub = FakeHub(
+        {
+            "acme/tiny-gguf": {
+                "tiny.gguf": testmodels.tiny_gguf().read_bytes(),
+                "big.gguf": padded_gguf(),
+                "README.md": b"# tiny\n",
+            },
+            "acme/tiny-mlx": {p.name: p.read_bytes() for p in mlx_dir.iterdir()},
+        }
+    )
     yield hub
     hub.close()
 

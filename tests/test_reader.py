@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from memos_desktop.errors import MemosError, ModelError, NotFound
-from memos_desktop.reader import EXTRACTION_SCHEMA, MemReader, parse_extraction, resolve_time
-from memos_desktop.structured import GuidedJSON
+from memos_desktop.operation.reader import EXTRACTION_SCHEMA, MemReader, parse_extraction, resolve_time
+from memos_desktop.runtime.guided import GuidedJSON
 
 FRIDAY = datetime(2026, 11, 20, 15, 0, tzinfo=UTC).timestamp()  # a Friday afternoon
 
@@ -246,7 +246,7 @@ def test_llama_cpp_json_from_a_random_weight_model_is_held_to_the_schema_by_its_
 
 
 def test_an_extraction_cut_off_by_its_token_budget_is_a_clean_no_op(vault, random_gguf, monkeypatch):
-    import memos_desktop.reader as reader
+    import memos_desktop.operation.reader as reader
 
     old = vault.add("The user likes jazz", tags=["memory"])
     monkeypatch.setattr(reader, "EXTRACT_MAX_TOKENS", 2)

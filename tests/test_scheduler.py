@@ -2,8 +2,8 @@
 
 import pytest
 
-from memos_desktop import scheduler as sched
-from memos_desktop.scheduler import MemScheduler
+from memos_desktop.operation import scheduler as sched
+from memos_desktop.operation.scheduler import MemScheduler
 
 
 class Clock:

@@ -25,7 +25,10 @@ def test_an_mlx_chat_session_in_the_tui_exits_cleanly_every_time(mode, tmp_path)
     for i in range(RUNS[mode]):
         run = subprocess.run(
             [sys.executable, "-m", "tests.tui_mlx_session", str(tmp_path / f"home-{i}"), mode],
-            cwd=REPO, capture_output=True, text=True, timeout=600,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert run.returncode == 0, f"run {i + 1}: exit {run.returncode}: {run.stderr[-1500:]}"
         if mode == "turn":

@@ -45,9 +45,9 @@ NOT_BEFORE_THE_FIRST_FRAME = [
     "memos_desktop.runtime",
     "memos_desktop.embed",
     "memos_desktop.loader",
-    "memos_desktop.assistant",
-    "memos_desktop.reader",
-    "memos_desktop.scheduler",
+    "memos_desktop.operation.turn",
+    "memos_desktop.operation.reader",
+    "memos_desktop.operation.scheduler",
     "memos_desktop.training",
     "memos_desktop.tui.screens.chat",
     "memos_desktop.tui.screens.memories",
@@ -60,8 +60,9 @@ NOT_BEFORE_THE_FIRST_FRAME = [
 def first_frame() -> dict:
     """What a person's first start shows: no passphrase in the environment, no vault yet."""
     env = {k: v for k, v in os.environ.items() if k != "MEMOS_PASSPHRASE"}
-    run = subprocess.run([sys.executable, "-c", FIRST_FRAME], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_FRAME], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -70,7 +71,8 @@ def test_the_first_frame_is_the_unlock_screen_without_heavy_modules():
     frame = first_frame()
     assert frame["screen"] == "UnlockScreen"
     loaded = [
-        name for name in frame["modules"]
+        name
+        for name in frame["modules"]
         if any(name == heavy or name.startswith(heavy + ".") for heavy in NOT_BEFORE_THE_FIRST_FRAME)
     ]
     assert loaded == []

@@ -66,9 +66,7 @@ def test_another_connections_write_is_seen(large, isolated_home):
 
     vector = large.embedder.embed(["zebra quokka"])[0]
     large.knn(vector, 5)
-    with Vault.open(
-        isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder
-    ) as other:
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
         new = other.add("zebra quokka")
     rowid = large.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (new.id,)).fetchone()[0]
     assert large.knn(vector, 1)[0][0] == rowid

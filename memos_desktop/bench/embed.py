@@ -33,8 +33,7 @@ def turn_texts(directory: Path) -> list[str]:
             sessions = sorted(
                 (int(key.split("_")[1]), turns)
                 for key, turns in body.items()
-                if key.startswith("session_") and key.split("_")[1].isdigit()
-                and isinstance(turns, list)
+                if key.startswith("session_") and key.split("_")[1].isdigit() and isinstance(turns, list)
             )
             texts.extend(t["text"] for _, turns in sessions for t in turns if t.get("text"))
     if not texts:

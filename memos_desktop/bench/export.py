@@ -169,14 +169,11 @@ def run(sizes: list[int]) -> dict:
     with tempfile.TemporaryDirectory(prefix="memos-bench-export-") as tmp:
         results = [_one_size(Path(tmp), n) for n in sizes]
     table = [
-        {"metric": key, **{f"{r['cubes']:,} cubes": r[key] for r in results}}
-        for key in results[0]
-        if key != "cubes"
+        {"metric": key, **{f"{r['cubes']:,} cubes": r[key] for r in results}} for key in results[0] if key != "cubes"
     ]
     return {
         "sizes": results,
         "rows": table,
         "target_mb_s": 50,
-        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), "
-        "one version per cube",
+        "note": "encrypted vaults, no embedder (vectors are rebuilt locally after import), one version per cube",
     }

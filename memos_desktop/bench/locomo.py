@@ -48,9 +48,7 @@ def load(directory: Path) -> list[dict]:
             raise MemosError(f"{file} is not a readable LoCoMo JSON file: {exc}") from None
         samples = data if isinstance(data, list) else [data]
         for i, sample in enumerate(samples):
-            conv_id = str(
-                sample.get("sample_id") or (file.stem if len(samples) == 1 else f"{file.stem}-{i}")
-            )
+            conv_id = str(sample.get("sample_id") or (file.stem if len(samples) == 1 else f"{file.stem}-{i}"))
             conversations.append(_conversation(conv_id, sample, file))
     return conversations
 
@@ -170,7 +168,7 @@ def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
 
 def run(directory: Path, ks: tuple[int, ...] = (5, 10, 20), embedder=None) -> dict:
     """Measure recall@k of `operator.search` and of the bm25 baseline on every question."""
-    from memos_desktop.operator import Filters, search
+    from memos_desktop.operation.search import Filters, search
     from memos_desktop.vault import Vault
 
     started = time.perf_counter()
@@ -221,9 +219,7 @@ def run(directory: Path, ks: tuple[int, ...] = (5, 10, 20), embedder=None) -> di
             "categories": {c: _mean({c: v}) for c, v in sorted(base.items())},
         },
         "questions": questions,
-        "questions_in_overall": sum(
-            len(v) for c, v in ours.items() if c not in EXCLUDED_FROM_OVERALL
-        ),
+        "questions_in_overall": sum(len(v) for c, v in ours.items() if c not in EXCLUDED_FROM_OVERALL),
         "conversations": len(conversations),
         "turns": sum(len(t) for c in conversations for _, _, t in c["sessions"]),
         "embedder": getattr(embedder, "model_id", None),
@@ -247,10 +243,7 @@ def rows(result: dict) -> list[dict]:
     """The table for people: one row per category, ours beside the bm25 baseline."""
     keys = list(result["overall"])
     out = []
-    named = [
-        (c, result["categories"][c], result["baseline_bm25"]["categories"][c])
-        for c in result["categories"]
-    ]
+    named = [(c, result["categories"][c], result["baseline_bm25"]["categories"][c]) for c in result["categories"]]
     named.append(("overall (1-4)", result["overall"], result["baseline_bm25"]["overall"]))
     named.append(
         (

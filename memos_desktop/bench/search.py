@@ -111,7 +111,7 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
 def _measure(vaults: dict, texts: list[str], k: int) -> dict:
     """Wall-clock and CPU-time percentiles per vault. The vaults take turns query by query, so
     load from other processes falls on both alike; CPU time is the figure load barely moves."""
-    from memos_desktop.operator import search
+    from memos_desktop.operation.search import search
 
     for vault in vaults.values():
         for q in texts[:10]:  # warm-up: page cache and the coarse index

@@ -74,7 +74,11 @@ def _first_frame(argv: list[str], env: dict, timeout: float = 30.0) -> tuple[flo
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
         start_new_session=True,
     )
     os.close(slave)
@@ -156,8 +160,12 @@ def rows(result: dict) -> list[dict]:
     }
     cpu = {"textual_floor_s": "textual_floor_cpu_s", "first_frame_s": "first_frame_cpu_s"}
     return [
-        {"process": label, "median_s": result[key]["median"], "p95_s": result[key]["p95"],
-         "x python": result[key]["median"] / result["python_pass_s"]["median"],
-         "cpu_median_s": (result.get(cpu.get(key, "")) or {}).get("median")}
+        {
+            "process": label,
+            "median_s": result[key]["median"],
+            "p95_s": result[key]["p95"],
+            "x python": result[key]["median"] / result["python_pass_s"]["median"],
+            "cpu_median_s": (result.get(cpu.get(key, "")) or {}).get("median"),
+        }
         for key, label in names.items()
     ]

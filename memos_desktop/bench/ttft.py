@@ -89,9 +89,7 @@ def _measure(backend: LLMBackend, memory, length: int) -> dict:
     }
 
 
-def _run_runtime(
-    runtime: str, spec: testmodels.ModelSpec, lengths: Sequence[int], threads: int, workdir: Path
-) -> dict:
+def _run_runtime(runtime: str, spec: testmodels.ModelSpec, lengths: Sequence[int], threads: int, workdir: Path) -> dict:
     from memos_desktop.runtime.activation import ActivationMemory
     from memos_desktop.vault import Vault
 
@@ -105,9 +103,13 @@ def _run_runtime(
         out = {
             "model": spec.name,
             "shape": {
-                "layers": spec.num_hidden_layers, "hidden": spec.hidden_size,
-                "heads": spec.num_attention_heads, "kv_heads": spec.num_key_value_heads,
-                "intermediate": spec.intermediate_size, "vocab": spec.vocab_size, "dtype": spec.dtype,
+                "layers": spec.num_hidden_layers,
+                "hidden": spec.hidden_size,
+                "heads": spec.num_attention_heads,
+                "kv_heads": spec.num_key_value_heads,
+                "intermediate": spec.intermediate_size,
+                "vocab": spec.vocab_size,
+                "dtype": spec.dtype,
             },
             "runtime_version": backend.runtime_version(),
             "lengths": {},
@@ -137,7 +139,10 @@ def run(
         results = {rt: _run_runtime(rt, specs[rt], lengths, threads, Path(tmp)) for rt in runtimes}
     return {
         "settings": {
-            "threads": threads, "query_tokens": QUERY_TOKENS, "check_tokens": CHECK_TOKENS, "repeats": REPEATS,
+            "threads": threads,
+            "query_tokens": QUERY_TOKENS,
+            "check_tokens": CHECK_TOKENS,
+            "repeats": REPEATS,
         },
         "runtimes": results,
     }
@@ -148,15 +153,17 @@ def rows(result: dict) -> list[dict]:
     out = []
     for runtime, data in result["runtimes"].items():
         for length, m in data["lengths"].items():
-            out.append({
-                "runtime / model": f"{runtime} / {data['model']}",
-                "prefix": int(length),
-                "cold s": m["cold_ttft_s"],
-                "restored s": m["restored_ttft_s"],
-                "reduction %": 100 * m["ttft_reduction"],
-                "suffix-only s": m["suffix_only_ttft_s"],
-                "overhead %": 100 * m["restore_overhead"],
-                "state MiB": m["state_bytes"] / 1024**2,
-                "identical": m["identical_output"],
-            })
+            out.append(
+                {
+                    "runtime / model": f"{runtime} / {data['model']}",
+                    "prefix": int(length),
+                    "cold s": m["cold_ttft_s"],
+                    "restored s": m["restored_ttft_s"],
+                    "reduction %": 100 * m["ttft_reduction"],
+                    "suffix-only s": m["suffix_only_ttft_s"],
+                    "overhead %": 100 * m["restore_overhead"],
+                    "state MiB": m["state_bytes"] / 1024**2,
+                    "identical": m["identical_output"],
+                }
+            )
     return out

@@ -52,10 +52,7 @@ def _vault(home: Path):
     vault = Vault.create(home, secrets.token_hex(16))
     vault.embedder, notice = embedder_status(vault)
     vault.add_many(
-        [
-            {"content": text, "tags": ["memory", "fact"], "pinned": i < PINNED}
-            for i, text in enumerate(MEMORIES)
-        ]
+        [{"content": text, "tags": ["memory", "fact"], "pinned": i < PINNED} for i, text in enumerate(MEMORIES)]
     )
     return vault, notice
 
@@ -74,7 +71,7 @@ def _timed_prompt(assistant, conversation) -> tuple[dict, list[str]]:
 
 
 def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
-    from memos_desktop.assistant import Assistant
+    from memos_desktop.operation.turn import Assistant
     from memos_desktop.runtime import LoadSettings, load_backend
     from memos_desktop.runtime.testmodels import qwen05b_shape_gguf
 
@@ -100,8 +97,9 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
                 for name, activation in (("restored", True), ("no_activation", False)):
                     backend, _ = load()
                     try:
-                        assistant = Assistant(vault, backend, answer_tokens=answer_tokens, temperature=0.0,
-                                              activation=activation)
+                        assistant = Assistant(
+                            vault, backend, answer_tokens=answer_tokens, temperature=0.0, activation=activation
+                        )
                         runs[name].append(_timed_prompt(assistant, assistant.new_conversation()))
                     finally:
                         backend.close()

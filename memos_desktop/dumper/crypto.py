@@ -52,9 +52,7 @@ class DeviceKeys:
         """The Ed25519 public key, base64url (what peers use to check this device's signatures)."""
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        return _b64(
-            Ed25519PrivateKey.from_private_bytes(self.signing_key).public_key().public_bytes_raw()
-        )
+        return _b64(Ed25519PrivateKey.from_private_bytes(self.signing_key).public_key().public_bytes_raw())
 
     def card(self) -> str:
         """One line another device adds with `keys add` to trust and encrypt to this one."""
@@ -109,21 +107,14 @@ def parse_card(name: str, text: str) -> Peer:
     if _RECIPIENT.match(text):
         return Peer(name, text)
     parts = text.split(":")
-    if (
-        len(parts) == 4
-        and parts[0] == CARD_PREFIX
-        and _DEVICE.match(parts[1])
-        and _RECIPIENT.match(parts[2])
-    ):
+    if len(parts) == 4 and parts[0] == CARD_PREFIX and _DEVICE.match(parts[1]) and _RECIPIENT.match(parts[2]):
         try:
             raw = _unb64(parts[3])
         except ValueError:
             raw = b""
         if len(raw) == 32:
             return Peer(name, parts[2], parts[1], parts[3])
-    raise MemosError(
-        "Not a device card or age recipient: copy the line `memos-desktop keys show` prints."
-    )
+    raise MemosError("Not a device card or age recipient: copy the line `memos-desktop keys show` prints.")
 
 
 def add_peer(vault, name: str, text: str) -> Peer:
@@ -138,17 +129,12 @@ def add_peer(vault, name: str, text: str) -> Peer:
         "verify_key": peer.verify_key,
     }
     vault.set_setting(_PEERS_SETTING, peers)
-    vault.audit(
-        "trust-device", detail={"name": name, "device": peer.device, "recipient": peer.recipient}
-    )
+    vault.audit("trust-device", detail={"name": name, "device": peer.device, "recipient": peer.recipient})
     return peer
 
 
 def peers(vault) -> list[Peer]:
-    return [
-        Peer(name, **fields)
-        for name, fields in sorted(vault.get_setting(_PEERS_SETTING, {}).items())
-    ]
+    return [Peer(name, **fields) for name, fields in sorted(vault.get_setting(_PEERS_SETTING, {}).items())]
 
 
 def trusted_key(vault, device: str) -> str | None:
@@ -200,9 +186,7 @@ def encrypt_stream(
         raise BundleError(f"The bundle could not be written ({exc}).") from None
 
 
-def decrypt_stream(
-    fh: BinaryIO, sink: BinaryIO, identities: list[str], passphrase: str | None = None
-) -> None:
+def decrypt_stream(fh: BinaryIO, sink: BinaryIO, identities: list[str], passphrase: str | None = None) -> None:
     """Decrypt the bundle in `fh` into `sink`; BundleError for wrong keys, tampering or truncation.
 
     The sink may raise BundleError itself (a bad record); that error passes through unchanged.
@@ -214,24 +198,16 @@ def decrypt_stream(
     line = fh.readline(128)
     if line.startswith(PASSPHRASE_MAGIC):
         size_text = line[len(PASSPHRASE_MAGIC) : -1]
-        if (
-            not line.endswith(b"\n")
-            or not size_text.isdigit()
-            or not 0 < int(size_text) <= MAX_KEY_PART
-        ):
+        if not line.endswith(b"\n") or not size_text.isdigit() or not 0 < int(size_text) <= MAX_KEY_PART:
             raise BundleError("This bundle's passphrase header is damaged.")
         key_part = fh.read(int(size_text))
         if passphrase is None:
-            raise BundleError(
-                "This bundle is protected by a passphrase: pass --passphrase or --passphrase-env."
-            )
+            raise BundleError("This bundle is protected by a passphrase: pass --passphrase or --passphrase-env.")
         try:
             secret = pyrage.passphrase.decrypt(key_part, passphrase).decode("ascii")
             keys = [x25519.Identity.from_str(secret)]
         except (pyrage.DecryptError, pyrage.IdentityError, UnicodeDecodeError, ValueError):
-            raise BundleError(
-                "Wrong passphrase, or the bundle's passphrase header was tampered with."
-            ) from None
+            raise BundleError("Wrong passphrase, or the bundle's passphrase header was tampered with.") from None
     elif line == AGE_MAGIC:
         fh.seek(start)
         keys = [x25519.Identity.from_str(i) for i in identities]
@@ -241,13 +217,7 @@ def decrypt_stream(
         pyrage.decrypt_io(fh, sink, keys)
     except pyrage.DecryptError as exc:
         if "no matching keys" in str(exc).lower():
-            raise BundleError(
-                "This bundle is not encrypted to this device's key (or needs a passphrase)."
-            ) from None
-        raise BundleError(
-            f"The bundle cannot be decrypted: it is damaged or was tampered with ({exc})."
-        ) from None
+            raise BundleError("This bundle is not encrypted to this device's key (or needs a passphrase).") from None
+        raise BundleError(f"The bundle cannot be decrypted: it is damaged or was tampered with ({exc}).") from None
     except (OSError, ValueError) as exc:
-        raise BundleError(
-            f"The bundle is damaged, truncated or was tampered with ({exc})."
-        ) from None
+        raise BundleError(f"The bundle is damaged, truncated or was tampered with ({exc}).") from None

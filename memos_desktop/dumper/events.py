@@ -229,9 +229,7 @@ def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]
     if only_unshared:
         sql += " AND e.shared = 0"
     rows = vault.conn.execute(sql + " ORDER BY e.version", (cube_id,)).fetchall()
-    return [
-        Event(v, json.loads(p), h, d, op, a, at, json.loads(s)) for v, p, h, d, op, a, at, s in rows
-    ]
+    return [Event(v, json.loads(p), h, d, op, a, at, json.loads(s)) for v, p, h, d, op, a, at, s in rows]
 
 
 def parse_event(cube_id: str, record: object) -> Event:
@@ -281,9 +279,7 @@ def parse_event(cube_id: str, record: object) -> Event:
         event.canonical,
     )
     if expected != event.vid:
-        raise BundleError(
-            f"A version of memory {cube_id} does not match its id; the bundle was altered."
-        )
+        raise BundleError(f"A version of memory {cube_id} does not match its id; the bundle was altered.")
     return event
 
 
@@ -307,9 +303,7 @@ def check_snapshot(snapshot: dict) -> None:
         and _NUMBER_TYPES.issuperset(map(type, map(get, _NUMBERS)))
     )
     if not ok:
-        raise BundleError(
-            f"The bundle holds an invalid version of memory {str(snapshot['id'])[:80]}."
-        )
+        raise BundleError(f"The bundle holds an invalid version of memory {str(snapshot['id'])[:80]}.")
     check_id(snapshot["id"])
     if get("payload_ref") is not None:
         check_blob_name(snapshot["payload_ref"])
@@ -344,9 +338,7 @@ def apply_cube(
     Raises MissingParent when an event's parent is neither stored nor earlier in `events`.
     """
     conn = vault.conn
-    row = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)
-    ).fetchone()
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)).fetchone()
     known: dict[str, _Known] = {}
     next_version = 1
     if row is not None:
@@ -364,9 +356,7 @@ def apply_cube(
             continue
         missing = [p for p in event.parents if p not in known]
         if missing:
-            raise MissingParent(
-                f"A version of memory {cube_id} refers to version {missing[0]} not received yet."
-            )
+            raise MissingParent(f"A version of memory {cube_id} refers to version {missing[0]} not received yet.")
         _add_event(versions, tags, cube_id, event, next_version, known, origin, shared)
         clock.observe(event.hlc)
         next_version += 1
@@ -390,9 +380,7 @@ def _add_event(
 ) -> None:
     """Queue `event` as local version `version`: its version row and its op-log row."""
     parent_version = known[event.parents[0]].version if event.parents else None
-    versions.append(
-        (cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version))
-    )
+    versions.append((cube_id, version, parent_version, event.op, event.at, event.actor, event.stored(version)))
     tags.append(
         (
             event.vid,
@@ -464,9 +452,7 @@ class NewCubes:
     cubes. `flush()` must run before anything reads those cubes and before the transaction commits.
     """
 
-    def __init__(
-        self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH
-    ):
+    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH):
         self.vault = vault
         self.origin = origin
         self.shared = int(shared)
@@ -491,9 +477,7 @@ class NewCubes:
             snapshot = ev.stored(number)
             self._versions.append((cube_id, number, parent, ev.op, ev.at, ev.actor, snapshot))
             parents = json.dumps(ev.parents) if ev.parents else "[]"
-            self._events.append(
-                (ev.vid, cube_id, number, ev.hlc, ev.device, parents, self.origin, self.shared)
-            )
+            self._events.append((ev.vid, cube_id, number, ev.hlc, ev.device, parents, self.origin, self.shared))
             self.clock.observe(ev.hlc)
             parent = number
         count, last = access
@@ -534,9 +518,7 @@ def _competing(vault, vids: list[str]) -> list[str]:
     todo = list(vids)
     while todo:
         vid = todo.pop(0)
-        device, parents = vault.conn.execute(
-            "SELECT device, parents FROM sync_events WHERE vid = ?", (vid,)
-        ).fetchone()
+        device, parents = vault.conn.execute("SELECT device, parents FROM sync_events WHERE vid = ?", (vid,)).fetchone()
         if device == CONFLICT_DEVICE:
             todo += json.loads(parents)
         elif vid not in out:
@@ -574,12 +556,8 @@ def resolve(vault, cube_id: str, keep_version: int, actor: str = "user") -> MemC
                     f"Version {keep_version} is not one of the conflicting versions of {cube_id} "
                     f"({', '.join(map(str, choices))})."
                 )
-            owner = vault.conn.execute(
-                "SELECT owner FROM cubes WHERE id = ?", (cube_id,)
-            ).fetchone()[0]
+            owner = vault.conn.execute("SELECT owner FROM cubes WHERE id = ?", (cube_id,)).fetchone()[0]
             cube = vault.rollback(cube_id, keep_version, profile=owner, actor=actor)
-            vault.audit(
-                "resolve-conflict", cube_id, actor, {"kept": keep_version, "version": cube.version}
-            )
+            vault.audit("resolve-conflict", cube_id, actor, {"kept": keep_version, "version": cube.version})
             return cube
     raise NotFound(f"Memory {cube_id} has no open conflict.")

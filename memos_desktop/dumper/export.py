@@ -140,9 +140,7 @@ class _Export:
         conn = self.vault.conn
         where, params = self._where()
         selected, all_params = self.selection.where()
-        secret = conn.execute(
-            f"SELECT count(*) FROM cubes WHERE {selected}", all_params
-        ).fetchone()[0]
+        secret = conn.execute(f"SELECT count(*) FROM cubes WHERE {selected}", all_params).fetchone()[0]
         # Outer scan of the op log in (cube, version) order (CROSS JOIN fixes the join order), so
         # rows stream grouped by cube without a sort that would hold the whole vault in memory.
         rows = conn.execute(
@@ -200,9 +198,7 @@ class _Export:
         self.summary["versions"] += len(rows)
         if self.redaction.rewrites:
             evs = [
-                events.Event(
-                    vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot)
-                )
+                events.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
             evs = _redact_events(evs, self.redaction)
@@ -340,9 +336,7 @@ def export_bundle(
     started = time.perf_counter()
     with bounded_cache(vault.conn), _read_snapshot(vault.conn):
         source = BundleSource(manifest, job.records(), keys.sign)
-        size = write_atomic(
-            out, lambda fh: crypto.encrypt_stream(source, fh, recipients, passphrase)
-        )
+        size = write_atomic(out, lambda fh: crypto.encrypt_stream(source, fh, recipients, passphrase))
     seconds = time.perf_counter() - started
     result = {
         "bundle_id": bundle_id,

@@ -34,17 +34,13 @@ BLOB_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 def check_id(value: object, what: str = "memory id") -> str:
     """`value` when it is a safe id (no path separators, no '..'), else BundleError."""
     if not isinstance(value, str) or not SAFE_ID.match(value) or ".." in value:
-        raise BundleError(
-            f"The bundle holds an invalid {what} {str(value)[:80]!r}; it was rejected."
-        )
+        raise BundleError(f"The bundle holds an invalid {what} {str(value)[:80]!r}; it was rejected.")
     return value
 
 
 def check_blob_name(value: object) -> str:
     if not isinstance(value, str) or not BLOB_NAME.match(value) or ".." in value:
-        raise BundleError(
-            f"The bundle holds an invalid blob name {str(value)[:80]!r}; it was rejected."
-        )
+        raise BundleError(f"The bundle holds an invalid blob name {str(value)[:80]!r}; it was rejected.")
     return value
 
 
@@ -68,9 +64,7 @@ def loads(line: bytes | str) -> object:
     try:
         return json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise BundleError(
-            "The bundle holds a record that is not valid JSON; it is damaged."
-        ) from None
+        raise BundleError("The bundle holds a record that is not valid JSON; it is damaged.") from None
 
 
 def signed_bytes(digest: str) -> bytes:
@@ -84,9 +78,7 @@ class BundleSource(io.RawIOBase):
     are handed out in chunks of about `CHUNK` bytes, so the reader makes few, large reads.
     """
 
-    def __init__(
-        self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]
-    ):
+    def __init__(self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]):
         self._chunks = self._generate(manifest, records)
         self._sign = sign
         self._buf = memoryview(b"")
@@ -208,16 +200,10 @@ class BundleSink(io.RawIOBase):
     def _end(self, record: dict) -> None:
         hexdigest = self._digest.hexdigest()
         if record.get("records") != self.records or record.get("sha256") != hexdigest:
-            raise BundleError(
-                "The bundle's records do not match its signed trailer; it was tampered with."
-            )
+            raise BundleError("The bundle's records do not match its signed trailer; it was tampered with.")
         signature = record.get("signature")
-        if not isinstance(signature, str) or not self._verify(
-            self.manifest, signature, signed_bytes(hexdigest)
-        ):
-            raise BundleError(
-                "The bundle's signature does not verify; it was tampered with or forged."
-            )
+        if not isinstance(signature, str) or not self._verify(self.manifest, signature, signed_bytes(hexdigest)):
+            raise BundleError("The bundle's signature does not verify; it was tampered with or forged.")
         self.ended = True
 
     def finish(self) -> dict:

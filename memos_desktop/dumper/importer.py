@@ -51,13 +51,9 @@ class Applier:
 
     def on_manifest(self, manifest: dict) -> None:
         if self.expect_kind and manifest["kind"] != self.expect_kind:
-            raise BundleError(
-                f"Expected a {self.expect_kind} but this bundle is a {manifest['kind']}."
-            )
+            raise BundleError(f"Expected a {self.expect_kind} but this bundle is a {manifest['kind']}.")
         if self.expect_device and manifest["device"] != self.expect_device:
-            raise BundleError(
-                "This change-set claims to come from another device than its folder says."
-            )
+            raise BundleError("This change-set claims to come from another device than its folder says.")
         own = manifest["device"] == self.vault.device_id
         trusted = crypto.device_keys(self.vault).verify_key if own else None
         trusted = trusted or crypto.trusted_key(self.vault, manifest["device"])
@@ -69,12 +65,8 @@ class Applier:
         self.trusted = trusted is not None
         self.manifest = manifest
         self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
-        self.new_cubes = events.NewCubes(
-            self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock
-        )
-        if self.vault.conn.execute(
-            "SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)
-        ).fetchone():
+        self.new_cubes = events.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
+        if self.vault.conn.execute("SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)).fetchone():
             raise AlreadyApplied
 
     def verify(self, manifest: dict, signature: str, data: bytes) -> bool:
@@ -111,10 +103,7 @@ class Applier:
         try:
             # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
             exists = (
-                not self.empty
-                and self.vault.conn.execute(
-                    "SELECT 1 FROM cubes WHERE id = ?", (cube_id,)
-                ).fetchone()
+                not self.empty and self.vault.conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube_id,)).fetchone()
             )
             if not exists and self.new_cubes.fits(evs):
                 added = self.new_cubes.add(cube_id, evs, access)
@@ -170,9 +159,7 @@ class Applier:
                 self._audit_rows,
             )
         except Exception as exc:
-            raise BundleError(
-                f"The bundle cannot be stored ({exc}); nothing was imported."
-            ) from None
+            raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
         self._audit_rows = []
 
     def _blob(self, record: dict) -> None:
@@ -216,9 +203,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
     clock = events.load_clock(vault)
     applier = Applier(vault, clock, shared=False, expect_kind="export")
     conn = vault.conn
-    conflicts_before = conn.execute(
-        "SELECT count(*) FROM sync_events WHERE device = 'conflict'"
-    ).fetchone()[0]
+    conflicts_before = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
     try:
         with bounded_cache(conn), db.write_txn(conn):
             conn.execute("PRAGMA defer_foreign_keys = ON")
@@ -228,9 +213,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
                 "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))",
                 (manifest["bundle_id"], manifest["device"]),
             )
-            conflicts = conn.execute(
-                "SELECT count(*) FROM sync_events WHERE device = 'conflict'"
-            ).fetchone()[0]
+            conflicts = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
             events.save_clock(vault, clock)
             result = {
                 "bundle_id": manifest["bundle_id"],

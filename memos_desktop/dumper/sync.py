@@ -40,13 +40,9 @@ def _group_identity(vault, folder: Path, keys: crypto.DeviceKeys) -> str | None:
     mine = folder / "keys" / f"{vault.device_id}.age"
     if mine.exists():
         try:
-            return pyrage.decrypt(
-                mine.read_bytes(), [x25519.Identity.from_str(keys.age_identity)]
-            ).decode("ascii")
+            return pyrage.decrypt(mine.read_bytes(), [x25519.Identity.from_str(keys.age_identity)]).decode("ascii")
         except (pyrage.DecryptError, UnicodeDecodeError) as exc:
-            raise BundleError(
-                f"The sync key file {mine} cannot be opened with this device's key ({exc})."
-            ) from None
+            raise BundleError(f"The sync key file {mine} cannot be opened with this device's key ({exc}).") from None
     if any(p.suffix == ".age" for p in (folder / "keys").iterdir()):
         return None
     group = str(x25519.Identity.generate())
@@ -75,10 +71,7 @@ def _admit(vault, folder: Path, group: str) -> list[str]:
 
 def _pending(vault, folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Change-sets of trusted devices not applied yet (oldest first), and untrusted device ids."""
-    applied = {
-        row[0]
-        for row in vault.conn.execute("SELECT name FROM sync_applied WHERE name LIKE 'changes/%'")
-    }
+    applied = {row[0] for row in vault.conn.execute("SELECT name FROM sync_applied WHERE name LIKE 'changes/%'")}
     pending, untrusted = [], []
     for device_dir in sorted((folder / "changes").iterdir()):
         device = device_dir.name
@@ -103,9 +96,7 @@ def _apply(vault, pending: list[tuple[str, Path]], group: str, clock) -> tuple[i
         progress = False
         for device, path in list(pending):
             name = f"changes/{device}/{path.name}"
-            applier = Applier(
-                vault, clock, shared=True, expect_device=device, expect_kind="changeset"
-            )
+            applier = Applier(vault, clock, shared=True, expect_device=device, expect_kind="changeset")
             conn.execute("SAVEPOINT changeset")
             try:
                 manifest = read_into(applier, path, [group], None)
@@ -126,9 +117,7 @@ def _apply(vault, pending: list[tuple[str, Path]], group: str, clock) -> tuple[i
                 errors.append(f"{name}: {exc}")
                 pending.remove((device, path))
                 continue
-            conn.execute(
-                "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))", (name, device)
-            )
+            conn.execute("INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))", (name, device))
             conn.execute("RELEASE changeset")
             pending.remove((device, path))
             files += 1
@@ -137,9 +126,7 @@ def _apply(vault, pending: list[tuple[str, Path]], group: str, clock) -> tuple[i
 
 
 def _unshared(vault) -> Iterator[dict]:
-    for (cube_id,) in vault.conn.execute(
-        "SELECT DISTINCT cube_id FROM sync_events WHERE shared = 0 ORDER BY cube_id"
-    ):
+    for (cube_id,) in vault.conn.execute("SELECT DISTINCT cube_id FROM sync_events WHERE shared = 0 ORDER BY cube_id"):
         evs = events.cube_events(vault, cube_id, only_unshared=True)
         yield {
             "t": "cube",
@@ -178,9 +165,7 @@ def _publish(vault, folder: Path, keys: crypto.DeviceKeys, group: str) -> int:
         }
         source = BundleSource(manifest, _unshared(vault), keys.sign)
         recipient = str(x25519.Identity.from_str(group).to_public())
-        write_atomic(
-            own / f"{seq:010d}.age", lambda fh: crypto.encrypt_stream(source, fh, [recipient])
-        )
+        write_atomic(own / f"{seq:010d}.age", lambda fh: crypto.encrypt_stream(source, fh, [recipient]))
         conn.execute("UPDATE sync_events SET shared = 1 WHERE shared = 0")
     return count
 
@@ -232,10 +217,7 @@ def sync_folder(vault, folder: Path) -> dict:
                 "sync",
                 None,
                 "user",
-                {
-                    k: status[k]
-                    for k in ("folder", "applied_versions", "published_versions", "conflicts")
-                },
+                {k: status[k] for k in ("folder", "applied_versions", "published_versions", "conflicts")},
             )
     if status["applied_versions"]:
         rebuild_vectors(vault)

@@ -121,8 +121,6 @@ def check(embedder: Embedder | None = None) -> list[tuple[str, bool, str]]:
 
 def _reference() -> list[dict]:
     text = (
-        importlib.resources.files("memos_desktop")
-        .joinpath("assets/minilm-reference.json")
-        .read_text(encoding="utf-8")
+        importlib.resources.files("memos_desktop").joinpath("assets/minilm-reference.json").read_text(encoding="utf-8")
     )
     return json.loads(text)["vectors"]

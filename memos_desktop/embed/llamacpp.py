@@ -49,9 +49,7 @@ class LlamaCppEmbedder:
         if not self.path.is_file():
             raise EmbedderError(f"The embedding model file {self.path} does not exist.")
         if max_tokens is not None and max_tokens > batch_tokens:
-            raise EmbedderError(
-                f"max_tokens ({max_tokens}) cannot exceed batch_tokens ({batch_tokens})."
-            )
+            raise EmbedderError(f"max_tokens ({max_tokens}) cannot exceed batch_tokens ({batch_tokens}).")
         self._model_id = model_id
         self._max_tokens = max_tokens
         self.batch_tokens = batch_tokens
@@ -137,9 +135,7 @@ class LlamaCppEmbedder:
         try:
             import llama_cpp
         except ImportError:
-            raise EmbedderError(
-                "llama-cpp-python is not installed, so no embedding model can run."
-            ) from None
+            raise EmbedderError("llama-cpp-python is not installed, so no embedding model can run.") from None
         except (OSError, RuntimeError) as exc:  # installed, but its native library does not load
             raise EmbedderError(f"llama-cpp-python cannot be loaded ({exc}).") from None
         pooling = self._pooling if self._pooling is not None else self._declared_pooling()
@@ -157,9 +153,7 @@ class LlamaCppEmbedder:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise EmbedderError(
-                f"The embedding model {self.path.name} cannot be loaded ({exc})."
-            ) from None
+            raise EmbedderError(f"The embedding model {self.path.name} cannot be loaded ({exc}).") from None
         self._n_seq = llama.context_params.n_seq_max
         start = llama.tokenize(b"", add_bos=True, special=False)
         vocab = llama_cpp.llama_model_get_vocab(llama.model)

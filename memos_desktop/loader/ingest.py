@@ -97,9 +97,7 @@ def _range(source: dict) -> list[int]:
 class Loader:
     """Ingests files into one vault. Not thread-safe: use it from the thread that owns the vault."""
 
-    def __init__(
-        self, vault, config: LoaderConfig | None = None, batch_chunks: int = 256, embed_batch: int = 64
-    ):
+    def __init__(self, vault, config: LoaderConfig | None = None, batch_chunks: int = 256, embed_batch: int = 64):
         self.vault = vault
         self.config = config or LoaderConfig.load(vault)
         self.batch_chunks = batch_chunks

@@ -224,9 +224,7 @@ class Watcher:
                     if added:
                         self._scan(loader, added)
                     self._emit(counts=status.counts(loader.vault))
-            soonest = min(
-                [d for _, d in due.values()] + list(folders.values()) + [checked + SETTINGS_CHECK_S]
-            )
+            soonest = min([d for _, d in due.values()] + list(folders.values()) + [checked + SETTINGS_CHECK_S])
             if self._unembedded and not self._events.qsize() and soonest > now:
                 self._embed_some(loader)
                 now, soonest = time.monotonic(), min(soonest, time.monotonic())

@@ -33,7 +33,7 @@ def prefix_hash(tokens: Sequence[int]) -> str:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class PreparedPrefix:
     """What `ActivationMemory.prepare` did: tokens restored from a saved state, tokens computed."""
 
     cube_id: str | None
@@ -77,7 +77,7 @@ class ActivationMemory:
         prefix: Sequence[int],
         sources: Sequence[str] = (),
         cancel: threading.Event | None = None,
-    ) -> Prepared:
+    ) -> PreparedPrefix:
         """Make `backend`'s KV cache hold `prefix`: restore what was saved, compute the rest, save.
 
         A prefix already in the KV cache is saved as it is (the cache is trimmed to it) unless a
@@ -89,15 +89,15 @@ class ActivationMemory:
         prefix = list(prefix)
         self._sweep()
         if not prefix:
-            return Prepared(None, 0, 0, False)
+            return PreparedPrefix(None, 0, 0, False)
         fp = fingerprint(backend)
         hit = self.longest(fp, prefix)
         if backend.cached_tokens()[: len(prefix)] == prefix:
             if hit is not None and hit.meta["n_tokens"] == len(prefix):
-                return Prepared(None, 0, 0, False)
+                return PreparedPrefix(None, 0, 0, False)
             backend.prefill(prefix)
             cube = self._save(backend, fp, prefix, sources)
-            return Prepared(cube.id if cube else None, 0, 0, cube is not None)
+            return PreparedPrefix(cube.id if cube else None, 0, 0, cube is not None)
         restored = 0
         if hit is not None and hit.meta["n_tokens"] > common_prefix(backend.cached_tokens(), prefix):
             restored = self._restore(backend, hit, prefix)
@@ -106,9 +106,9 @@ class ActivationMemory:
         computed = common_prefix(backend.cached_tokens(), prefix) - reused
         hit_id = hit.id if restored else None
         if reused + computed < len(prefix) or restored == len(prefix):
-            return Prepared(hit_id, restored, computed, False)
+            return PreparedPrefix(hit_id, restored, computed, False)
         cube = self._save(backend, fp, prefix, sources)
-        return Prepared(cube.id if cube else hit_id, restored, computed, cube is not None)
+        return PreparedPrefix(cube.id if cube else hit_id, restored, computed, cube is not None)
 
     # ----- internals -----------------------------------------------------------------------
     def _restore(self, backend: LLMBackend, cube: MemCube, prefix: Sequence[int]) -> int:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from memos_desktop.runtime.activation import ActivationMemory, Prepared
+from memos_desktop.runtime.activation import ActivationMemory, PreparedPrefix
 from memos_desktop.runtime.base import LLMBackend, Sampling, check_fits, common_prefix, stream_text
 
 
@@ -21,7 +21,7 @@ class ChatTurn:
     pieces: Iterator[str]
     prompt_tokens: int
     prefix_tokens: int
-    prepared: Prepared | None
+    prepared: PreparedPrefix | None
     tokens: list[int] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[str]:

@@ -59,24 +59,10 @@ class ModelLoaded(Message):
         super().__init__()
 
 
-class SharedEmbedder:
-    """One embedder used by the app's and the watcher's vault connections, one call at a time
-    (a llama.cpp context must not run two batches at once)."""
-
-    def __init__(self, embedder) -> None:
-        self._embedder = embedder
-        self._lock = threading.Lock()
-        self.model_id = embedder.model_id
-        self.dim = embedder.dim
-
-    def embed(self, texts):
-        with self._lock:
-            return self._embedder.embed(texts)
-
-
 def _configured_embedder(vault):
     """(embedder or None, notice) as configured for this vault, safe to share across threads."""
     from memos_desktop.embed.config import embedder_status
+    from memos_desktop.operation.session import SharedEmbedder
 
     embedder, notice = embedder_status(vault)
     return (SharedEmbedder(embedder) if embedder is not None else None), notice
@@ -150,7 +136,7 @@ class MemosApp(App):
 
     def rebuild_assistant(self) -> None:
         """A new Assistant over the vault and the loaded model, with the stored settings."""
-        from memos_desktop.assistant import Assistant
+        from memos_desktop.operation.turn import Assistant
         from memos_desktop.tui.screens.settings import assistant_settings
 
         with self.vault_lock:

@@ -12,38 +12,23 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
-from memos_desktop.vault import db, keys
+from memos_desktop.vault import db, keys, migrations
+from memos_desktop.vault.backlog import EmbeddingBacklog
 from memos_desktop.vault.blobs import BlobStore
 from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
-
-# bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
-# context (the text a cube only makes sense with, e.g. the chat turn before it) counts 0.3 of one
-# of the content: enough to find "It's a mix of drama and romance!" for "What genre is it?".
-FTS_WEIGHTS = "2.0, 1.0, 1.5, 0.3"
+from memos_desktop.vault.index import _ID_BATCH, VaultIndex, fts_query  # noqa: F401  (fts_query: re-exported)
 
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
 VISIBLE = (
     "state = 'active' AND (expires_at IS NULL OR expires_at > :now) AND (owner = :profile OR visibility = 'shared')"
 )
 GENESIS = "0" * 64
-# Below this many vectors KNN is exact (vec0, float); above it three passes: Hamming distance of
-# sign bits picks a wide shortlist, the query's float vector against those sign bits (asymmetric
-# scoring, no SQLite read) narrows it, and the float vectors rescore what is left. vec0's KNN cost
-# grows with n x k (measured 100k x 384: float k=10 ~50 ms), a numpy scan does not. Measured on
-# 10.5k real all-MiniLM-L6-v2 vectors (recall of the exact top 50, off-topic / on-topic queries):
-# Hamming 200 → float 0.51 / 0.88; Hamming 1600 → asymmetric 400 → float 0.84 / 0.995.
-# `bench knn` measures it (7.5k stdlib docstrings: 0.945 → 0.999 on-topic, 0.927 → 0.998 short).
-# Products go through einsum, not `@`: BLAS spreads a 1600 x 384 product over threads that spin
-# (measured 7 ms of CPU on a busy machine instead of 0.3 ms).
-COARSE_MIN_VECTORS = 10_000
-HAMMING_SHORTLIST, HAMMING_MIN = 32, 1600  # shortlist: HAMMING_SHORTLIST x k, at least HAMMING_MIN
-RESCORE_SHORTLIST, RESCORE_MIN = 8, 400  # kept for float rescoring: RESCORE_SHORTLIST x k, at least RESCORE_MIN
 
 
 def _now() -> float:
@@ -60,15 +45,7 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def fts_query(text: str) -> str:
-    """Turn free text into a safe FTS5 query: each word quoted, OR'ed (bm25 ranks the overlap)."""
-    import re
-
-    words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-
-
-class Vault:
+class Vault(VaultIndex, EmbeddingBacklog):
     """An open vault. Use `Vault.open(...)` or `Vault.create(...)`; close it when done."""
 
     def __init__(self, conn, data_dir: Path, data_key: bytes | None, vault_id: str, embedder=None):
@@ -120,14 +97,14 @@ class Vault:
         """An unencrypted vault, only for benchmarks comparing against encryption."""
         db_path = Path(db_path)
         conn = db.connect(str(db_path), None)
-        db.migrate(conn)
+        migrations.migrate(conn)
         return cls(conn, db_path.parent, None, "plain", embedder)
 
     @classmethod
     def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder) -> "Vault":
         conn = db.connect(str(data_dir / paths.VAULT_DB), keys.subkey(data_key, "db"))
         try:
-            db.migrate(conn)
+            migrations.migrate(conn)
         except MemosError:
             conn.close()
             raise
@@ -595,251 +572,6 @@ class Vault:
             "device_id": self.device_id,
         }
 
-    # ----- indexes -------------------------------------------------------------------------
-    def _index(self, cube: MemCube, vector) -> None:
-        if cube.kind != "plaintext" or cube.state != "active":
-            return
-        rowid = self._rowid(cube.id)
-        self.conn.execute(
-            f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-            (rowid, cube.title, cube.content, " ".join(cube.tags), context_text(cube)),
-        )
-        if vector is not None:
-            self._put_vector(rowid, vector)
-
-    def _unindex(self, rowid: int) -> None:
-        self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
-        if self._has_vec_table():
-            self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
-        self.conn.execute("DELETE FROM cube_vec_bits WHERE rowid = ?", (rowid,))
-        self.conn.execute("DELETE FROM cube_vec_float WHERE rowid = ?", (rowid,))
-
-    def _put_vector(self, rowid: int, vector: bytes) -> None:
-        """Store a float32 vector for exact KNN (vec0), the coarse pass (bits) and rescoring."""
-        import numpy as np
-
-        bits = np.packbits(np.frombuffer(vector, dtype=np.float32) > 0, bitorder="little").tobytes()
-        self.conn.execute("INSERT INTO cube_vec (rowid, embedding) VALUES (?, ?)", (rowid, vector))
-        self.conn.execute("INSERT OR REPLACE INTO cube_vec_bits VALUES (?, ?)", (rowid, bits))
-        self.conn.execute("INSERT OR REPLACE INTO cube_vec_float VALUES (?, ?)", (rowid, vector))
-        if self._bits is not None:
-            self._bits_pending.append((rowid, bits))
-
-    def _has_vec_table(self) -> bool:
-        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone())
-
-    def vector_count(self) -> int:
-        if not self._has_vec_table():
-            return 0
-        return self.conn.execute("SELECT count(*) FROM cube_vec").fetchone()[0]
-
-    def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
-        """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
-        if self.embedder is None or not cubes:
-            return {}
-        self.sync_vectors()
-        import numpy as np
-
-        vecs = self.embedder.embed([embed_text(c) for c in cubes])
-        return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
-
-    def sync_vectors(self, reembed: bool = True) -> None:
-        """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
-        or with `reembed=False` later, through `embed_pending`)."""
-        model, dim = self.embedder.model_id, self.embedder.dim
-        if self.get_setting("embed_model") == model and self._has_vec_table():
-            return
-        with db.write_txn(self.conn):
-            self.conn.execute("DROP TABLE IF EXISTS cube_vec")
-            self.conn.execute("DELETE FROM cube_vec_bits")
-            self.conn.execute("DELETE FROM cube_vec_float")
-            self._bits = None
-            self.conn.execute(
-                f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{dim}] distance_metric=cosine)"
-            )
-            self.conn.execute("UPDATE cubes SET embed_model = NULL")
-            self._set_setting("embed_model", model)
-            self._set_setting("embed_dim", dim)
-        if reembed:
-            self.reembed()
-
-    def reembed(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
-        """Embed every active plaintext cube that has no vector from the current model, `batch`
-        at a time (each batch its own transaction); `progress(done, total)` after each."""
-        if self.embedder is None:
-            return 0
-        total = self.pending_embeddings()
-        done = 0
-        while n := self.embed_pending(batch):
-            done += n
-            if progress:
-                progress(done, max(total, done))
-        return done
-
-    def pending_embeddings(self) -> int:
-        """Active plaintext cubes still without a vector from the current model."""
-        model = self.embedder.model_id if self.embedder is not None else None
-        return self.conn.execute(
-            "SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
-            " AND (embed_model IS NULL OR embed_model IS NOT ?)",
-            (model,),
-        ).fetchone()[0]
-
-    def embed_pending(self, limit: int = 64) -> int:
-        """Embed up to `limit` cubes that wait for a vector (one embedder call, one transaction);
-        return how many. Cubes without any vector come first (found by index)."""
-        if self.embedder is None:
-            return 0
-        self.sync_vectors()
-        model = self.embedder.model_id
-        select = f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
-        rows = self.conn.execute(f"{select} AND embed_model IS NULL LIMIT ?", (limit,)).fetchall()
-        if not rows:
-            rows = self.conn.execute(f"{select} AND embed_model != ? LIMIT ?", (model, limit)).fetchall()
-        if not rows:
-            return 0
-        import numpy as np
-
-        cubes = [MemCube.from_row(r[1:]) for r in rows]
-        vecs = self.embedder.embed([embed_text(c) for c in cubes])
-        with db.write_txn(self.conn):
-            for cube, (rowid, *_), vec in zip(cubes, rows, vecs, strict=True):
-                # fetchall: a cursor left unfinished across COMMIT pins this connection to an old snapshot
-                current = self.conn.execute("SELECT content_hash, state FROM cubes WHERE rowid = ?", (rowid,))
-                if current.fetchall() != [(cube.content_hash, "active")]:
-                    continue  # changed while it was embedded: its new text waits for the next call
-                self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
-                self._put_vector(rowid, np.asarray(vec, dtype=np.float32).tobytes())
-                self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
-        return len(rows)
-
-    def fts(self, query: str, k: int = 50) -> list[tuple[int, float]]:
-        """Rowids matching `query` in FTS5 with their bm25 score (higher is better). No ACL here."""
-        q = fts_query(query)
-        if not q:
-            return []
-        rows = self.conn.execute(
-            f"SELECT rowid, bm25(cube_fts, {FTS_WEIGHTS}) FROM cube_fts WHERE cube_fts MATCH ?"
-            f" ORDER BY bm25(cube_fts, {FTS_WEIGHTS}) LIMIT ?",
-            (q, k),
-        ).fetchall()
-        return [(r, -s) for r, s in rows]
-
-    def knn(self, vector, k: int = 50) -> list[tuple[int, float]]:
-        """Rowids nearest to `vector` with their cosine distance. No ACL here.
-
-        Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
-        max(HAMMING_SHORTLIST x k, HAMMING_MIN) candidates, the query against their sign bits keeps
-        max(RESCORE_SHORTLIST x k, RESCORE_MIN), and their float vectors are rescored exactly.
-        """
-        if self.embedder is not None:
-            self.sync_vectors()  # vectors of another model are replaced before comparing
-        if not self._has_vec_table():
-            return []
-        import numpy as np
-
-        query = np.asarray(vector, dtype=np.float32)
-        rowids, bits = self._coarse_index()
-        if len(rowids) < COARSE_MIN_VECTORS:
-            rows = self.conn.execute(
-                "SELECT rowid, distance FROM cube_vec WHERE embedding MATCH ? AND k = ?",
-                (query.tobytes(), min(k, 4096)),
-            ).fetchall()
-            return [(r, d) for r, d in rows]
-        qbits = np.packbits(query > 0, bitorder="little").view(np.uint64)
-        hamming = np.bitwise_count(bits[0] ^ qbits[0]).astype(np.uint16)
-        for word in range(1, len(qbits)):
-            hamming += np.bitwise_count(bits[word] ^ qbits[word])
-        # Distances are small integers: a histogram gives the cut-off for the shortlist size.
-        size = max(HAMMING_SHORTLIST * k, HAMMING_MIN)
-        cutoff = int(np.searchsorted(np.cumsum(np.bincount(hamming)), size))
-        picked = np.flatnonzero(hamming <= cutoff)
-        if len(picked) > 2 * size:  # many ties at the cut-off
-            picked = picked[np.argpartition(hamming[picked], size - 1)[:size]]
-        keep = max(RESCORE_SHORTLIST * k, RESCORE_MIN)
-        if len(picked) > keep:  # the float query against the candidates' sign bits (0/1: same order as ±1)
-            signs = np.unpackbits(np.ascontiguousarray(bits[:, picked].T).view(np.uint8), axis=1, bitorder="little")
-            scores = np.einsum("ij,j->i", signs[:, : len(query)].astype(np.float32), query)
-            picked = picked[np.argpartition(-scores, keep - 1)[:keep]]
-        shortlist = np.unique(rowids[picked])
-        marks = ",".join("?" * len(shortlist))
-        rows = self.conn.execute(
-            f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({marks})",
-            shortlist.tolist(),
-        ).fetchall()
-        return _nearest(rows, query, k)
-
-    def valid_between(self, windows: Sequence[tuple[float, float]], vector, k: int = 50) -> list[tuple[int, float]]:
-        """Rowids of active cubes that started to hold (`valid_from`, else `created_at`) in one of
-        `windows` ([start, end) timestamps), nearest to `vector` first, with their cosine distance;
-        at most DATED_MAX are compared. No ACL here."""
-        import numpy as np
-
-        rowids: dict[int, None] = {}  # windows may overlap
-        for start, end in windows:
-            rowids.update(
-                dict.fromkeys(
-                    r
-                    for (r,) in self.conn.execute(
-                        f"SELECT rowid FROM cubes WHERE {db.VALID_START} >= ? AND {db.VALID_START} < ?"
-                        " AND state = 'active' LIMIT ?",
-                        (start, end, DATED_MAX),
-                    )
-                )
-            )
-        wanted = list(rowids)[:DATED_MAX]
-        rows = []
-        for begin in range(0, len(wanted), _ID_BATCH):
-            batch = wanted[begin : begin + _ID_BATCH]
-            rows += self.conn.execute(
-                f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})", batch
-            ).fetchall()
-        return _nearest(rows, np.asarray(vector, dtype=np.float32), k)
-
-    def _coarse_index(self):
-        """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
-        another connection has written. Word-major, so each word is one contiguous scan."""
-        import numpy as np
-
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._bits is None or version != self._data_version:
-            rows = self.conn.execute("SELECT rowid, bits FROM cube_vec_bits").fetchall()
-            self._bits_pending.clear()
-            self._data_version = version
-            self._bits = self._bits_matrix(rows)
-        elif self._bits_pending:
-            rowids, bits = self._bits
-            extra = self._bits_matrix(self._bits_pending)
-            self._bits_pending.clear()
-            self._bits = (np.concatenate([rowids, extra[0]]), np.hstack([bits, extra[1]]))
-        return self._bits
-
-    def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]):
-        import numpy as np
-
-        dim = self.get_setting("embed_dim") or 0
-        words = (dim + 63) // 64
-        rowids = np.array([r for r, _ in rows], dtype=np.int64)
-        padded = b"".join(b.ljust(words * 8, b"\0") for _, b in rows)
-        matrix = np.frombuffer(padded, dtype=np.uint64).reshape(len(rows), words)
-        return rowids, np.ascontiguousarray(matrix.T)
-
-
-_ID_BATCH = 500  # ids per `IN (...)` list
-DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares with the query
-
-
-def _nearest(rows: list[tuple[int, bytes]], query, k: int) -> list[tuple[int, float]]:
-    """The `k` of `rows` (rowid, float32 vector bytes) nearest to `query`, with cosine distance."""
-    import numpy as np
-
-    if not rows:
-        return []
-    matrix = np.frombuffer(b"".join(e for _, e in rows), np.float32).reshape(len(rows), -1)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-    distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
-    return [(rows[i][0], float(distance[i])) for i in np.argsort(distance)[:k]]
-
 
 def _head_row(head: dict) -> tuple:
     """The `cubes` row of a new imported head: `_head_cube(head, None).to_row()`, built directly."""
@@ -852,20 +584,3 @@ def _head_cube(head: dict, embed_model: str | None) -> MemCube:
     fields = {c: head[c] for c in COLUMNS if c in head}
     fields.update(embed_model=embed_model, content_hash=content_hash(fields.get("content", "")))
     return MemCube(**fields)
-
-
-def context_text(cube: MemCube) -> str:
-    """The start of `meta["context"]` that is embedded and indexed with the cube."""
-    return str(cube.meta.get("context") or "")[: db.CONTEXT_CHARS]
-
-
-def embed_text(cube: MemCube) -> str:
-    """The text a cube is embedded from: its title (heading path), content and `meta["context"]`.
-
-    The context is the text a cube only makes sense with (for a chat turn, the turn before it:
-    "Yeah, it was amazing!" says nothing on its own). It comes last so that a model truncating
-    its input drops context before content. Its words are indexed too, at a lower weight
-    (`FTS_WEIGHTS`): a turn answering "What genre is it?" is found by the question's words.
-    """
-    parts = [cube.title, cube.content, context_text(cube)]
-    return "\n".join(p for p in parts if p)

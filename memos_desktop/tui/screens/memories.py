@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from memos_desktop.errors import MemosError
-from memos_desktop.scheduler import memory_line
+from memos_desktop.operation.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.widgets.guard import guarded
 
@@ -175,7 +175,7 @@ class MemoriesScreen(Screen):
     @work(thread=True, exclusive=True, group="memories-versions")
     @guarded
     def load_versions(self, cube_id: str) -> None:
-        from memos_desktop.scheduler import MemScheduler
+        from memos_desktop.operation.scheduler import MemScheduler
 
         with self.app.vault_lock:
             history = self.app.vault.history(cube_id)
@@ -227,7 +227,7 @@ class MemoriesScreen(Screen):
 
         def done(text: str | None) -> None:
             if text:
-                from memos_desktop.reader import parse_duration
+                from memos_desktop.parsing import parse_duration
 
                 try:
                     self.change("edit", ttl=parse_duration(text))
@@ -272,7 +272,7 @@ def find(
     """Cubes matching the screen's filters: ranked search when there is a query, else newest first."""
     since = time.time() - period if period else None
     if query and state == "active":
-        from memos_desktop.operator import Filters, search
+        from memos_desktop.operation.search import Filters, search
 
         filters = Filters(kind=kind, tags=[tag] if tag else (), source_path=source)
         cubes = [h.cube for h in search(vault, query, k=100, filters=filters, record=False)]

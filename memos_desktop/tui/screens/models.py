@@ -78,9 +78,19 @@ def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen
     package_root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.Popen(
-        [sys.executable, "-c", "from memos_desktop.tui.screens.models import pull_main; pull_main()",
-         repo, filename or "", str(dest)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from memos_desktop.tui.screens.models import pull_main; pull_main()",
+            repo,
+            filename or "",
+            str(dest),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
         start_new_session=True,
     )
 

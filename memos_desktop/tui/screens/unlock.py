@@ -38,8 +38,9 @@ class UnlockScreen(Screen):
             if self.create:
                 yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
             yield Static("", id="unlock-status")
-            yield Static(("Enter creates the vault" if self.create else "Enter unlocks") + " · Ctrl+Q quits.",
-                         classes="muted")
+            yield Static(
+                ("Enter creates the vault" if self.create else "Enter unlocks") + " · Ctrl+Q quits.", classes="muted"
+            )
 
     def on_mount(self) -> None:
         env = os.environ.get("MEMOS_PASSPHRASE")

@@ -44,8 +44,11 @@ class ChatInput(TextArea):
             self.app.bell()
             return
         if self.holding:
-            self.notify("Still answering: your message stays here; Enter sends it once the answer is done "
-                        "(Escape stops the answer).", severity="warning")
+            self.notify(
+                "Still answering: your message stays here; Enter sends it once the answer is done "
+                "(Escape stops the answer).",
+                severity="warning",
+            )
             return
         if not self.sent or self.sent[-1] != text:
             self.sent.append(text)

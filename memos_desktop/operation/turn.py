@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from memos_desktop.errors import MemosError, ModelError
-from memos_desktop.reader import Extraction, MemoryOp, MemReader
-from memos_desktop.scheduler import MemScheduler, Plan, estimate_tokens, memory_line
+from memos_desktop.operation.reader import Extraction, MemoryOp, MemReader
+from memos_desktop.operation.scheduler import MemScheduler, Plan, estimate_tokens, memory_line
 from memos_desktop.vault import MemCube, Vault
 
 CHAT_TAG = "chat"
@@ -87,7 +87,7 @@ class Conversation:
 
 
 @dataclass
-class Prepared:
+class PreparedTurn:
     """Everything decided before generation starts."""
 
     conversation: Conversation
@@ -197,9 +197,9 @@ class Assistant:
             return TurnResult(conversation.id, answer, prepared.citations, timings=prepared.timings)
         return self.commit(prepared, answer)
 
-    def prepare(self, conversation: Conversation, text: str) -> Prepared:
+    def prepare(self, conversation: Conversation, text: str) -> PreparedTurn:
         """Retrieve, schedule and build the prompt messages for `text` (cleaned and checked here)."""
-        from memos_desktop.operator import search
+        from memos_desktop.operation.search import search
 
         text = checked_message(text)
         at = self.clock()
@@ -227,7 +227,7 @@ class Assistant:
         ]
         messages = self._messages(plan, history, text, context)
         timings["prompt_s"] = time.perf_counter() - t0
-        return Prepared(conversation, text, at, turn, plan, messages, 1, citations, timings)
+        return PreparedTurn(conversation, text, at, turn, plan, messages, 1, citations, timings)
 
     def _history(self, conversation: Conversation) -> list[dict]:
         recent = conversation.turns[-2 * HISTORY_TURNS :]
@@ -260,7 +260,7 @@ class Assistant:
             cut = f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
         return cut
 
-    def generate(self, prepared: Prepared, cancel: threading.Event | None = None) -> Iterator[str]:
+    def generate(self, prepared: PreparedTurn, cancel: threading.Event | None = None) -> Iterator[str]:
         """Start the answer and return its text pieces as the model produces them.
 
         The prompt's stable prefix (system prompt + pinned/hot memories) is served from activation
@@ -314,11 +314,11 @@ class Assistant:
         timings["generate_s"] = time.perf_counter() - t0
         timings["answer_tokens"] = len(turn.tokens)
 
-    def commit(self, prepared: Prepared, answer: str, cancel: threading.Event | None = None) -> TurnResult:
+    def commit(self, prepared: PreparedTurn, answer: str, cancel: threading.Event | None = None) -> TurnResult:
         """Store a completed exchange, record memory use and let MemReader extract memories."""
         return self.remember(prepared, self.store(prepared, answer), cancel)
 
-    def store(self, prepared: Prepared, answer: str) -> TurnResult:
+    def store(self, prepared: PreparedTurn, answer: str) -> TurnResult:
         """Store a completed exchange (both turns in one transaction) and record memory use."""
         conv = prepared.conversation
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
@@ -379,7 +379,7 @@ class Assistant:
             conv.id, answer, prepared.citations, turn=prepared.turn, timings=prepared.timings, stored=True
         )
 
-    def remember(self, prepared: Prepared, result: TurnResult, cancel: threading.Event | None = None) -> TurnResult:
+    def remember(self, prepared: PreparedTurn, result: TurnResult, cancel: threading.Event | None = None) -> TurnResult:
         """Let MemReader turn a stored exchange into memory ops (when extraction is on)."""
         if not self.extract:
             return result

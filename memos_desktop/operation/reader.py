@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from memos_desktop.errors import MemosError, ModelError, NotFound
+from memos_desktop.parsing import parse_duration
 from memos_desktop.vault import MemCube, Vault
 
 MEMORY_TAG = "memory"  # tag of the facts and preferences the reader keeps about the person
@@ -33,8 +34,6 @@ CANDIDATES = 5  # similar existing memories shown to the model and compared agai
 DUPLICATE = 0.92  # similarity at or above which a new fact is the same as an existing one
 RELATED = 0.3  # similarity a fact needs with its target before it may update/delete/supersede it
 COMMANDS = ("/remember", "/forget", "/pin", "/unpin", "/ttl")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 EXTRACTION_SCHEMA = {
     "type": "object",
@@ -112,17 +111,6 @@ def resolve_time(text: str, at: float) -> float | None:
         return None
     _phrase, moment = found[0]
     return moment.replace(tzinfo=UTC).timestamp()
-
-
-def parse_duration(text: str) -> float | None:
-    """'90s', '30m', '12h', '7d', '2w' → seconds; 'never' or 'off' → None (no expiry)."""
-    value = text.strip().lower()
-    if value in ("never", "off", "none"):
-        return None
-    match = _DURATION.match(value)
-    if not match:
-        raise MemosError(f"Cannot read the duration {text!r}; use e.g. 30m, 12h, 7d, 2w or never.")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def parse_extraction(raw: str, candidates: int) -> list[dict]:
@@ -321,7 +309,7 @@ class MemReader:
             schema["properties"]["memories"]["items"]["properties"]["ref"] = {"enum": list(range(candidates + 1))}
             prompt = self.llm.tokenize(self.llm.chat_prompt(messages))
             return self.llm.generate_json(prompt, schema, EXTRACT_MAX_TOKENS, cancel)
-        from memos_desktop.structured import GuidedJSON
+        from memos_desktop.runtime.guided import GuidedJSON
 
         return GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
 

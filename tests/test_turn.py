@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from memos_desktop.assistant import MAX_MESSAGE_CHARS, NO_MODEL, Assistant
 from memos_desktop.errors import MemosError, ModelError
+from memos_desktop.operation.turn import MAX_MESSAGE_CHARS, NO_MODEL, Assistant
 
 
 @pytest.fixture
@@ -15,7 +15,8 @@ def memories(vault):
     pinned = vault.add("The user's name is Ada", tags=["memory"], pinned=True)
     sister = vault.add("Ada's sister Ana lives in Lyon", tags=["memory"])
     note = vault.add(
-        "Book the 9:40 train to the airport", title="trip.md §Flights",
+        "Book the 9:40 train to the airport",
+        title="trip.md §Flights",
         source={"path": "notes/trip.md", "heading": "Flights", "lines": [12, 20]},
     )
     return pinned, sister, note
@@ -39,15 +40,18 @@ def test_a_turn_streams_the_answer_cites_memories_and_stores_both_turns(vault, m
     assert by_id[sister.id].cited and by_id[sister.id].n == 2
     assert not by_id[pinned.id].cited
     user, answer = chat_cubes(vault)
-    assert (user.content, user.source) == ("Where does my sister live?",
-                                           {"conversation": conv.id, "turn_id": 1, "role": "user"})
+    assert (user.content, user.source) == (
+        "Where does my sister live?",
+        {"conversation": conv.id, "turn_id": 1, "role": "user"},
+    )
     assert answer.meta["cites"] == [sister.id]
     assert "[1] The user's name is Ada" in llm.prompts[0]  # the pinned memory is in the system prompt
 
 
 def test_a_note_chunk_is_cited_with_its_file_and_lines(vault, memories, scripted_llm):
     result = Assistant(vault, scripted_llm(answers=["Take the 9:40 train."]), activation=False).turn(
-        Assistant(vault).new_conversation(), "When is my train to the airport?")
+        Assistant(vault).new_conversation(), "When is my train to the airport?"
+    )
     note = next(c for c in result.citations if c.cube_id == memories[2].id)
     assert note.where == "notes/trip.md §Flights, lines 12–20"
 
@@ -69,7 +73,11 @@ def test_a_conversation_resumes_with_its_turns_in_order(vault, scripted_llm):
     assert (listed["id"], listed["turns"], listed["title"]) == (conv.id, 2, "first question")
     resumed = Assistant(vault).resume(conv.id)
     assert [(t["turn"], t["role"], t["content"]) for t in resumed.turns] == [
-        (1, "user", "first question"), (1, "assistant", "one"), (2, "user", "second question"), (2, "assistant", "two")]
+        (1, "user", "first question"),
+        (1, "assistant", "one"),
+        (2, "user", "second question"),
+        (2, "assistant", "two"),
+    ]
     llm = scripted_llm(answers=["three"])
     Assistant(vault, llm, activation=False).turn(resumed, "third")
     assert "second question" in llm.prompts[0] and "two" in llm.prompts[0]
@@ -93,8 +101,10 @@ def test_each_stored_turn_carries_the_turn_before_it_as_context(vault, scripted_
 def test_the_reader_runs_after_the_answer_and_its_memories_carry_the_turn(vault, scripted_llm):
     llm = scripted_llm(
         answers=["Congratulations!"],
-        extractions={"Lyon": '{"memories": [{"op": "add", "text": "The user moved to Lyon", "kind": "fact", '
-                             '"when": "", "ref": 0}]}'},
+        extractions={
+            "Lyon": '{"memories": [{"op": "add", "text": "The user moved to Lyon", "kind": "fact", '
+            '"when": "", "ref": 0}]}'
+        },
     )
     assistant = Assistant(vault, llm, activation=False)
     conv = assistant.new_conversation()

@@ -89,11 +89,7 @@ class MemScheduler:
             " WHERE c.kind = 'plaintext' AND (c.pinned = 1 OR t.tier = 'hot')"
         ).fetchall()
         cubes = self.vault.get_many([r[0] for r in rows], profile=self.profile)
-        out = [
-            (cubes[rowid], "pinned" if pinned else "hot")
-            for rowid, pinned, _tier in rows
-            if rowid in cubes
-        ]
+        out = [(cubes[rowid], "pinned" if pinned else "hot") for rowid, pinned, _tier in rows if rowid in cubes]
         return sorted(out, key=lambda item: (item[1] != "pinned", item[0].id))
 
     def plan(self, hits: Sequence[tuple[MemCube, float]], budget: int, turn_id: str) -> Plan:
@@ -138,12 +134,7 @@ class MemScheduler:
             return []
         self.vault.touch(used)
         cited_set = set(cited)
-        self._log(
-            [
-                (plan.turn_id, cid, "use", "cited" if cid in cited_set else "in context", {})
-                for cid in used
-            ]
-        )
+        self._log([(plan.turn_id, cid, "use", "cited" if cid in cited_set else "in context", {}) for cid in used])
         promoted = []
         since = self.clock() - WINDOW
         hot = self._hot()
@@ -168,9 +159,7 @@ class MemScheduler:
         now = self.clock()
         demoted = []
         for cid in sorted(self._hot()):
-            rowid = self.vault.conn.execute(
-                "SELECT rowid FROM cubes WHERE id = ?", (cid,)
-            ).fetchone()
+            rowid = self.vault.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cid,)).fetchone()
             alive = rowid and self.vault.get_many([rowid[0]], profile=self.profile)
             last = self.vault.conn.execute(
                 "SELECT max(at) FROM schedule_log WHERE cube_id = ? AND decision = 'use'", (cid,)
@@ -210,14 +199,11 @@ class MemScheduler:
     def proposals(self) -> list[dict]:
         """Distillation proposals (newest last): which cubes, how often used, at which versions."""
         rows = self.vault.conn.execute(
-            "SELECT at, reason, detail FROM schedule_log"
-            " WHERE decision = 'propose_distill' ORDER BY seq"
+            "SELECT at, reason, detail FROM schedule_log WHERE decision = 'propose_distill' ORDER BY seq"
         ).fetchall()
         return [{"at": at, "reason": reason, **json.loads(detail)} for at, reason, detail in rows]
 
-    def decisions(
-        self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200
-    ) -> list[dict]:
+    def decisions(self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200) -> list[dict]:
         """The recorded decisions, oldest first, for one turn, one memory, or the latest overall."""
         where, args = [], []
         if turn_id:
@@ -229,9 +215,7 @@ class MemScheduler:
         sql = "SELECT seq, at, turn_id, cube_id, decision, reason, detail FROM schedule_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.vault.conn.execute(
-            sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)
-        ).fetchall()
+        rows = self.vault.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
         names = ("seq", "at", "turn_id", "cube_id", "decision", "reason", "detail")
         out = [dict(zip(names, r, strict=True)) for r in rows[::-1]]
         for entry in out:
@@ -244,10 +228,7 @@ class MemScheduler:
         return row.fetchone() is not None
 
     def _hot(self) -> set[str]:
-        return {
-            r[0]
-            for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")
-        }
+        return {r[0] for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")}
 
     def _set_tier(self, cube_id: str, tier: str | None, reason: str) -> None:
         now = self.clock()
@@ -255,9 +236,7 @@ class MemScheduler:
             if tier is None:
                 self.vault.conn.execute("DELETE FROM memory_tiers WHERE cube_id = ?", (cube_id,))
             else:
-                self.vault.conn.execute(
-                    "INSERT OR REPLACE INTO memory_tiers VALUES (?, ?, ?)", (cube_id, tier, now)
-                )
+                self.vault.conn.execute("INSERT OR REPLACE INTO memory_tiers VALUES (?, ?, ?)", (cube_id, tier, now))
             self._insert_log(now, [(None, cube_id, "promote" if tier else "demote", reason, {})])
 
     def _log(self, entries: list[tuple]) -> None:
@@ -268,7 +247,6 @@ class MemScheduler:
 
     def _insert_log(self, now: float, entries: list[tuple]) -> None:
         self.vault.conn.executemany(
-            "INSERT INTO schedule_log (at, turn_id, cube_id, decision, reason, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO schedule_log (at, turn_id, cube_id, decision, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
             [(now, t, c, d, r, json.dumps(x, sort_keys=True)) for t, c, d, r, x in entries],
         )

@@ -2,7 +2,7 @@
 
 import time
 
-from memos_desktop.operator import Filters, Hit, Weights, date_windows, query_terms, search
+from memos_desktop.operation.search import Filters, Hit, Weights, date_windows, query_terms, search
 
 
 def ids(hits: list[Hit]) -> list[str]:
@@ -226,7 +226,7 @@ def test_a_hidden_neighbour_lends_no_score(vault):
 
 
 def test_query_without_names_drops_them_possessive_or_not():
-    from memos_desktop.operator import without_names
+    from memos_desktop.operation.search import without_names
 
     assert without_names("What do Melanie's kids like?", {"melanie"}) == "What do kids like?"
     assert without_names("Where has Melanie camped?", {"melanie", "caroline"}) == "Where has camped?"

@@ -120,9 +120,7 @@ class Hit:
             "content": self.cube.content,
             "title": self.cube.title,
             "tags": self.cube.tags,
-            "context": [
-                {"id": c.id, "citation": c.citation(), "content": c.content} for c in self.context
-            ],
+            "context": [{"id": c.id, "citation": c.citation(), "content": c.content} for c in self.context],
         }
 
 
@@ -307,9 +305,7 @@ def date_windows(query: str) -> list[tuple[float, float]]:
     from datetime import datetime, timedelta
 
     spans = []
-    for day, month, year in DAY_DATE.findall(query) + [
-        (d, m, y) for m, d, y in MONTH_FIRST_DATE.findall(query)
-    ]:
+    for day, month, year in DAY_DATE.findall(query) + [(d, m, y) for m, d, y in MONTH_FIRST_DATE.findall(query)]:
         try:
             start = datetime(int(year), MONTHS[month.lower()[:3]], int(day))
         except ValueError:
@@ -354,7 +350,5 @@ def _attach_context(vault, hits: list[Hit], n: int, profile: str) -> None:
         if key is None:
             continue
         hit.context = [
-            near[r]
-            for r in range(rowid - n, rowid + n + 1)
-            if r != rowid and r in near and source_key(near[r]) == key
+            near[r] for r in range(rowid - n, rowid + n + 1) if r != rowid and r in near and source_key(near[r]) == key
         ]

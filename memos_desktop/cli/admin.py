@@ -1,0 +1,123 @@
+"""Vault administration: init, stats, audit, embedder, passwd, doctor."""
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from memos_desktop.cli.app import Context, cli, pass_ctx
+from memos_desktop.cli.output import echo_json, when
+from memos_desktop.errors import MemosError
+
+
+@cli.command()
+@click.pass_obj
+def init(obj: Context) -> None:
+    """Create a new encrypted vault."""
+    from memos_desktop.vault import Vault
+
+    if Vault.exists(obj.data_dir):
+        raise MemosError(f"A vault already exists in {obj.data_dir}.")
+    vault = Vault.create(obj.data_dir, obj.passphrase(confirm=True))
+    vault.close()
+    click.echo(f"Created an encrypted vault in {obj.data_dir}.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stats(obj: Context, as_json) -> None:
+    """Counts of memories, versions, vectors and the vault's size."""
+    data = obj.vault(embedder=False).stats()
+    if as_json:
+        echo_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, n in value.items():
+                click.echo(f"{key + ' ' + sub:<28} {n}")
+        else:
+            click.echo(f"{key:<28} {value}")
+
+
+@cli.command()
+@click.option("-n", "limit", type=int, default=30, show_default=True)
+@click.option("--id", "cube_id", help="Only entries about this memory.")
+@click.option("--verify", is_flag=True, help="Check the whole hash chain.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
+    """Show the hash-chained audit log of reads, writes and exports."""
+    vault = obj.vault(embedder=False)
+    if verify:
+        n = vault.verify_audit()
+        click.echo(f"Audit chain intact: {n} entries.")
+        return
+    entries = vault.audit_log(limit=limit, cube_id=cube_id)
+    if as_json:
+        echo_json(entries)
+        return
+    for e in entries:
+        click.echo(f"{e['seq']:>6} {when(e['at'])} {e['action']:<10} {e['cube_id'] or '-':<26} {e['actor']}")
+
+
+@cli.command()
+@click.argument("choice", required=False)
+@pass_ctx
+def embedder(obj: Context, choice: str | None) -> None:
+    """Show or choose the embedding model: minilm (default), none, or a GGUF file's path.
+
+    Choosing another model re-embeds every memory with it.
+    """
+    from memos_desktop.embed.config import SETTING, status_for
+
+    vault = obj.vault(embedder=False)
+    if choice is None:
+        click.echo(status_for(vault.get_setting(SETTING))[1])
+        return
+    if choice.lower() not in ("minilm", "none"):
+        path = Path(choice).expanduser().resolve()
+        if not path.is_file():
+            raise MemosError(f"No GGUF embedding model at {path}.")
+        choice = str(path)
+    new, status = status_for(choice)
+    if new is None and choice.lower() != "none":
+        raise MemosError(f"Not switching: {status}.")
+    vault.set_setting(SETTING, choice)
+    vault.embedder = new
+    if new is not None:
+        vault.sync_vectors()  # a new vector table for the new model, every memory re-embedded
+    click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
+
+
+@cli.command()
+@pass_ctx
+def passwd(obj: Context) -> None:
+    """Change the vault passphrase (rewraps the key; the database is not rewritten)."""
+
+    old = obj.passphrase()
+    new = os.environ.get("MEMOS_NEW_PASSPHRASE")
+    if not new:
+        if not sys.stdin.isatty():
+            raise MemosError("No new passphrase: set MEMOS_NEW_PASSPHRASE or run in a terminal.")
+        new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    obj.vault(embedder=False).change_passphrase(old, new)
+    click.echo("Passphrase changed.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def doctor(obj: Context, as_json) -> None:
+    """Check the install: extensions load, encryption is on, the embedder works."""
+    from memos_desktop.operation import doctor as checks
+
+    results = checks.run(obj)
+    if as_json:
+        echo_json([{"check": n, "ok": ok, "detail": d} for n, ok, d in results])
+    else:
+        for name, ok, detail in results:
+            click.echo(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)

@@ -1,0 +1,256 @@
+"""`memos-desktop bench NAME`: each benchmark prints a table (or JSON with --json)."""
+
+from pathlib import Path
+
+import click
+
+from memos_desktop.cli.app import cli
+from memos_desktop.errors import MemosError
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks: each prints a table (or JSON with --json)."""
+
+
+@bench.command("embed")
+@click.argument("locomo", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option("--notes", type=click.IntRange(1), help="Embed the chunks of this many synthetic notes instead.")
+@click.option(
+    "--batch-tokens",
+    multiple=True,
+    type=click.IntRange(1),
+    help="llama.cpp batch size in tokens (repeatable; default: the model's).",
+)
+@click.option(
+    "--batch",
+    "batch_sizes",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 16, 64),
+    show_default=True,
+    help="Texts per embed call (repeatable).",
+)
+@click.option("--texts", "n_texts", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--threads",
+    multiple=True,
+    type=click.IntRange(1),
+    default=(1, 2),
+    show_default=True,
+    help="llama.cpp threads (repeatable).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Interleaved repetitions; figures are medians.",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A GGUF embedding model (default: the packaged all-MiniLM-L6-v2).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, rounds, model, as_json) -> None:
+    """Embedding throughput by batch size on the dialog turns of LOCOMO (a directory of JSON), or
+    on the chunks of --notes synthetic notes."""
+    from memos_desktop.bench import embed, report
+
+    if locomo is None and not notes:
+        raise MemosError("Give a LoCoMo directory or --notes N.")
+    result = embed.run(
+        locomo,
+        batch_sizes,
+        n_texts=n_texts,
+        threads=threads,
+        rounds=rounds,
+        model=model,
+        notes=notes or 0,
+        batch_tokens=batch_tokens or (None,),
+    )
+    loads = ", ".join(f"{s:.2f}s ({t} threads)" for t, s in result["load_s"].items())
+    title = (
+        f"embed: {result['model']}, {result['texts']} {result['source']} "
+        f"(~{result['mean_tokens']:.0f} tokens each), median of {result['rounds']} rounds; "
+        f"model load {loads}"
+    )
+    report(title, result["rows"], result, as_json)
+
+
+@bench.command("train")
+@click.option("--facts", "n_facts", type=int, default=100, show_default=True)
+@click.option("--iters", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(n_facts, iters, as_json) -> None:
+    """LoRA distillation: time, peak memory, adapter size, gain, GGUF export, tiny vs small model."""
+    from memos_desktop.bench import report
+    from memos_desktop.bench import train as bench_mod
+
+    result = bench_mod.run(n_facts=n_facts, iters=iters)
+    report("bench train (LoRA distillation)", result["rows"], result, as_json)
+    if not as_json:
+        click.echo(f"small/tiny training time: {result['small_over_tiny_time']:.1f}x")
+        click.echo(
+            f"Same data on this CPU: 0.5B model ~{result['qwen05b_estimate_this_cpu_s'] / 3600:.1f} h, "
+            f"1.5B model ~{result['qwen15b_estimate_this_cpu_s'] / 3600:.1f} h ({result['estimate_note']})"
+        )
+
+
+@bench.command("ttft")
+@click.option("--lengths", default="512,2048,8192", show_default=True, help="Prefix lengths in tokens.")
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(["llama.cpp", "mlx"]),
+    help="Runtimes to measure (default: both).",
+)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, as_json: bool) -> None:
+    """Time to first token: cold prefill vs a prefix restored from activation memory."""
+    from memos_desktop.bench import report, ttft
+
+    try:
+        parsed = [int(x) for x in lengths.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter("use comma-separated token counts, e.g. 512,2048") from None
+    result = ttft.run(parsed, list(runtimes) or ["llama.cpp", "mlx"], threads=threads)
+    report("TTFT: cold vs restored activation memory", ttft.rows(result), result, as_json)
+
+
+@bench.command("ingest")
+@click.option("--n", default=10_000, show_default=True, help="Synthetic notes to generate.")
+@click.option(
+    "--path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Index a copy of this real folder instead.",
+)
+@click.option("--edits", default=40, show_default=True, help="Saves timed under the live watcher.")
+@click.option("--fts-only", is_flag=True, help="No embedding model: full-text index only.")
+@click.option(
+    "--text",
+    type=click.Choice(["english", "syllables"]),
+    default="english",
+    show_default=True,
+    help="Synthetic note text: English words, or the older random-syllable pseudo-words.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_ingest(n: int, path: Path | None, edits: int, fts_only: bool, text: str, as_json: bool) -> None:
+    """MemLoader: initial index (words, then vectors), unchanged re-scan, save→searchable latency."""
+    from memos_desktop.bench import ingest, report
+
+    result = ingest.run(n=n, path=path, edits=edits, fts_only=fts_only, text=text)
+    report("bench ingest", ingest.rows(result), result, as_json)
+
+
+@bench.command("export")
+@click.option("--cubes", "sizes", multiple=True, type=int, default=(20_000, 100_000), show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
+    """Export + import throughput (MB/s) and peak memory at several vault sizes."""
+    from memos_desktop.bench import report
+    from memos_desktop.bench.export import run
+
+    result = run(list(sizes))
+    report("export / import", result["rows"], result, as_json)
+
+
+@bench.command("locomo")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_locomo(directory, ks, as_json) -> None:
+    """Evidence recall@k of search on LoCoMo-format conversations, beside a bm25 baseline."""
+    from memos_desktop.bench import locomo, report
+
+    try:
+        cutoffs = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise MemosError(f"--k takes comma-separated whole numbers, not {ks!r}.") from None
+    if not cutoffs or min(cutoffs) < 1:
+        raise MemosError("--k needs at least one cut-off of 1 or more.")
+    result = locomo.run(directory, cutoffs)
+    title = (
+        f"LoCoMo evidence recall: {result['questions']} questions, {result['turns']} turns, "
+        f"embedder {result['embedder'] or 'none (keyword-only)'}, {result['seconds']} s\n"
+        f"{result['definition']}"
+    )
+    report(title, locomo.rows(result), result, as_json)
+
+
+@bench.command("search")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(100),
+    default=100_000,
+    show_default=True,
+    help="Largest vault size (cubes); 10k is measured too.",
+)
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_search(n, queries, as_json) -> None:
+    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data)."""
+    from memos_desktop.bench import report, search
+
+    result = search.run(n=n, queries=queries)
+    title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
+    report(title, search.rows(result), result, as_json)
+
+
+@bench.command("knn")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(100),
+    default=7_500,
+    show_default=True,
+    help="Vectors in the vault (the standard library holds about 7,700 paragraphs).",
+)
+@click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option("--k", "k", type=click.IntRange(1, 400), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_knn(n, queries, k, as_json) -> None:
+    """KNN recall of the exact top k on real all-MiniLM-L6-v2 vectors, current vs previous coarse pass."""
+    from memos_desktop.bench import knn, report
+
+    result = knn.run(n=n, queries=queries, k=k)
+    title = (
+        f"KNN recall@{result['k']} vs exact, {result['vectors']} real vectors ({result['data']}),"
+        f" {result['queries']} queries, {result['seconds']} s"
+    )
+    report(title, knn.rows(result), result, as_json)
+
+
+# ----- the assistant and its TUI: benchmarks (tui) ----------------------------------------------
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_startup(repeats: int, as_json: bool) -> None:
+    """Process start → the TUI's first frame, vs `python -c pass` and a one-label Textual app."""
+    from memos_desktop.bench import report, startup
+
+    result = startup.run(repeats)
+    report("bench startup", startup.rows(result), result, as_json)
+
+
+@bench.command("turn")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--answer-tokens", type=int, default=16, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each TTFT variant.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_turn(threads: int, answer_tokens: int, repeats: int, as_json: bool) -> None:
+    """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
+    from memos_desktop.bench import report, turn
+
+    result = turn.run(threads=threads, answer_tokens=answer_tokens, repeats=repeats)
+    title = (
+        f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
+        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%} wall, "
+        f"{result['ttft_cpu_reduction']:.1%} CPU; "
+        f"identical output: {result['identical_output']}"
+    )
+    report(title, turn.rows(result), result, as_json)

@@ -1,0 +1,97 @@
+"""The embedding backlog: cubes searchable by words that still wait for their vector.
+
+Owns turning text into vectors with the vault's embedder: at write time for a few cubes, later in
+batches (`embed_pending`, `reembed`) for what was written keyword-first (notes, imports), and the
+switch to another embedding model (`sync_vectors`: a new vector table, everything re-embedded).
+Mixed into `Vault` (it uses `self.conn`, `self.embedder`, the index and the settings).
+"""
+
+from collections.abc import Callable, Sequence
+
+from memos_desktop.vault import db
+from memos_desktop.vault.cube import COLUMNS, MemCube
+from memos_desktop.vault.index import embed_text
+
+
+class EmbeddingBacklog:
+    """Vector making of a `Vault` (see the module docstring)."""
+
+    def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
+        """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
+        if self.embedder is None or not cubes:
+            return {}
+        self.sync_vectors()
+        import numpy as np
+
+        vecs = self.embedder.embed([embed_text(c) for c in cubes])
+        return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
+
+    def sync_vectors(self, reembed: bool = True) -> None:
+        """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
+        or with `reembed=False` later, through `embed_pending`)."""
+        model, dim = self.embedder.model_id, self.embedder.dim
+        if self.get_setting("embed_model") == model and self._has_vec_table():
+            return
+        with db.write_txn(self.conn):
+            self.conn.execute("DROP TABLE IF EXISTS cube_vec")
+            self.conn.execute("DELETE FROM cube_vec_bits")
+            self.conn.execute("DELETE FROM cube_vec_float")
+            self._bits = None
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{dim}] distance_metric=cosine)"
+            )
+            self.conn.execute("UPDATE cubes SET embed_model = NULL")
+            self._set_setting("embed_model", model)
+            self._set_setting("embed_dim", dim)
+        if reembed:
+            self.reembed()
+
+    def reembed(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
+        """Embed every active plaintext cube that has no vector from the current model, `batch`
+        at a time (each batch its own transaction); `progress(done, total)` after each."""
+        if self.embedder is None:
+            return 0
+        total = self.pending_embeddings()
+        done = 0
+        while n := self.embed_pending(batch):
+            done += n
+            if progress:
+                progress(done, max(total, done))
+        return done
+
+    def pending_embeddings(self) -> int:
+        """Active plaintext cubes still without a vector from the current model."""
+        model = self.embedder.model_id if self.embedder is not None else None
+        return self.conn.execute(
+            "SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+            " AND (embed_model IS NULL OR embed_model IS NOT ?)",
+            (model,),
+        ).fetchone()[0]
+
+    def embed_pending(self, limit: int = 64) -> int:
+        """Embed up to `limit` cubes that wait for a vector (one embedder call, one transaction);
+        return how many. Cubes without any vector come first (found by index)."""
+        if self.embedder is None:
+            return 0
+        self.sync_vectors()
+        model = self.embedder.model_id
+        select = f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE kind = 'plaintext' AND state = 'active'"
+        rows = self.conn.execute(f"{select} AND embed_model IS NULL LIMIT ?", (limit,)).fetchall()
+        if not rows:
+            rows = self.conn.execute(f"{select} AND embed_model != ? LIMIT ?", (model, limit)).fetchall()
+        if not rows:
+            return 0
+        import numpy as np
+
+        cubes = [MemCube.from_row(r[1:]) for r in rows]
+        vecs = self.embedder.embed([embed_text(c) for c in cubes])
+        with db.write_txn(self.conn):
+            for cube, (rowid, *_), vec in zip(cubes, rows, vecs, strict=True):
+                # fetchall: a cursor left unfinished across COMMIT pins this connection to an old snapshot
+                current = self.conn.execute("SELECT content_hash, state FROM cubes WHERE rowid = ?", (rowid,))
+                if current.fetchall() != [(cube.content_hash, "active")]:
+                    continue  # changed while it was embedded: its new text waits for the next call
+                self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
+                self._put_vector(rowid, np.asarray(vec, dtype=np.float32).tobytes())
+                self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
+        return len(rows)
