@@ -183,7 +183,7 @@ def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None
 @pass_ctx
 def conflicts_cmd(ctx: Context, as_json: bool) -> None:
     """List memories edited concurrently on several devices, with each competing version."""
-    from memos_desktop.dumper.events import conflicts
+    from memos_desktop.dumper.conflicts import conflicts
 
     found = conflicts(ctx.vault(embedder=False))
     if as_json:
@@ -208,7 +208,7 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
     """Close a conflict by keeping VERSION of the memory (written as a new version)."""
-    from memos_desktop.dumper.events import resolve
+    from memos_desktop.dumper.conflicts import resolve
 
     cube = resolve(ctx.vault(embedder=False), cube_id, version)
     click.echo(f"Resolved {cube_id}: version {version} is current again as version {cube.version}.")

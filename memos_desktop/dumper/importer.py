@@ -11,11 +11,11 @@ import base64
 import binascii
 from pathlib import Path
 
-from memos_desktop.dumper import crypto, events
-from memos_desktop.dumper.export import bounded_cache
+from memos_desktop.dumper import crypto, oplog
+from memos_desktop.dumper.clock import HybridClock
 from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
 from memos_desktop.errors import BundleError
-from memos_desktop.vault import db
+from memos_desktop.vault import Vault, sync_log
 
 _AUDIT_FIELDS = ("hash", "seq", "at", "action", "actor", "detail")
 
@@ -29,8 +29,8 @@ class Applier:
 
     def __init__(
         self,
-        vault,
-        clock,
+        vault: Vault,
+        clock: HybridClock,
         *,
         shared: bool,
         expect_device: str | None = None,
@@ -44,7 +44,7 @@ class Applier:
         self.manifest: dict = {}
         self.trusted = False
         self.created_blobs: list[str] = []
-        self.new_cubes: events.NewCubes | None = None
+        self.new_cubes: oplog.NewCubes | None = None
         self.empty = False
         self._audit_rows: list[tuple] = []
         self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
@@ -64,9 +64,9 @@ class Applier:
             )
         self.trusted = trusted is not None
         self.manifest = manifest
-        self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
-        self.new_cubes = events.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
-        if self.vault.conn.execute("SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)).fetchone():
+        self.empty = not sync_log.has_cubes(self.vault)
+        self.new_cubes = oplog.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
+        if sync_log.is_applied(self.vault, manifest["bundle_id"]):
             raise AlreadyApplied
 
     def verify(self, manifest: dict, signature: str, data: bytes) -> bool:
@@ -94,7 +94,7 @@ class Applier:
         count, last = access
         if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
             raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
-        evs = [events.parse_event(cube_id, e) for e in raw_events]
+        evs = [oplog.parse_event(cube_id, e) for e in raw_events]
         access = (max(count, 0), last)
         if cube_id in self.new_cubes.ids:
             if self.empty:
@@ -102,13 +102,11 @@ class Applier:
             self.new_cubes.flush()
         try:
             # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
-            exists = (
-                not self.empty and self.vault.conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube_id,)).fetchone()
-            )
+            exists = not self.empty and sync_log.has_cube(self.vault, cube_id)
             if not exists and self.new_cubes.fits(evs):
                 added = self.new_cubes.add(cube_id, evs, access)
             else:
-                added = events.apply_cube(
+                added = oplog.apply_cube(
                     self.vault,
                     cube_id,
                     evs,
@@ -154,10 +152,7 @@ class Applier:
         """Write buffered rows; runs before the transaction commits."""
         try:
             self.new_cubes.flush()
-            self.vault.conn.executemany(
-                "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._audit_rows,
-            )
+            sync_log.insert_imported_audit(self.vault, self._audit_rows)
         except Exception as exc:
             raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
         self._audit_rows = []
@@ -197,24 +192,19 @@ def read_into(applier: Applier, path: Path, identities: list[str], passphrase: s
     return manifest
 
 
-def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
+def import_bundle(vault: Vault, path: Path, *, passphrase: str | None = None) -> dict:
     """Import the bundle at `path` (all or nothing); return what changed."""
     keys = crypto.device_keys(vault)
-    clock = events.load_clock(vault)
+    clock = oplog.load_clock(vault)
     applier = Applier(vault, clock, shared=False, expect_kind="export")
-    conn = vault.conn
-    conflicts_before = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
+    conflicts_before = sync_log.conflict_count(vault)
     try:
-        with bounded_cache(conn), db.write_txn(conn):
-            conn.execute("PRAGMA defer_foreign_keys = ON")
-            events.tag_local(vault, clock)
+        with vault.bulk_write():
+            oplog.tag_local(vault, clock)
             manifest = read_into(applier, Path(path), [keys.age_identity], passphrase)
-            conn.execute(
-                "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))",
-                (manifest["bundle_id"], manifest["device"]),
-            )
-            conflicts = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
-            events.save_clock(vault, clock)
+            sync_log.mark_applied(vault, manifest["bundle_id"], manifest["device"])
+            conflicts = sync_log.conflict_count(vault)
+            oplog.save_clock(vault, clock)
             result = {
                 "bundle_id": manifest["bundle_id"],
                 "origin_device": manifest["device"],
@@ -238,7 +228,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
     return result
 
 
-def rebuild_vectors(vault) -> int:
+def rebuild_vectors(vault: Vault) -> int:
     """Embed cubes that arrived without a vector (derived indexes are never carried in bundles)."""
     if vault.embedder is None:
         return 0

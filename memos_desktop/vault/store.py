@@ -8,11 +8,12 @@ Versions written on other devices arrive through `import_versions`, in the impor
 Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `operator.py`.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,44 @@ class Vault(VaultIndex, EmbeddingBacklog):
 
     def change_passphrase(self, old: str, new: str) -> None:
         keys.rewrap(self.data_dir / paths.VAULT_HEADER, old, new)
+
+    # ----- transactions --------------------------------------------------------------------
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction (`db.write_txn`): inside an open one, a savepoint of it."""
+        return db.write_txn(self.conn)
+
+    @contextlib.contextmanager
+    def bulk_write(self) -> Iterator[None]:
+        """A write transaction for applying a whole bundle: foreign keys are checked at commit
+        (versions may arrive before their cube) and the page cache is capped while it streams."""
+        with self.bounded_cache(), db.write_txn(self.conn):
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")
+            yield
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """One consistent read of the vault for the whole block (a deferred read transaction),
+        with the page cache capped so streaming the whole vault keeps memory bounded."""
+        with self.bounded_cache():
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def bounded_cache(self, kib: int = 64 * 1024) -> Iterator[None]:
+        """Cap SQLite's page cache while streaming the whole vault once, so memory stays bounded."""
+        (before,) = self.conn.execute("PRAGMA cache_size").fetchone()
+        self.conn.execute(f"PRAGMA cache_size = -{kib}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {before}")
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the database."""
+        return self.conn.execute("PRAGMA data_version").fetchall()[0][0]
 
     # ----- settings ------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
