@@ -141,12 +141,7 @@ def _knn_recall(vault, embedder, texts: list[str]) -> float:
     found = 0
     vectors = embedder.embed(texts[:50])
     for vector in vectors:
-        exact = {
-            r
-            for (r,) in vault.conn.execute(
-                "SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = 10", (vector.tobytes(),)
-            )
-        }
+        exact = vault.exact_knn(vector, 10)
         found += len(exact & {r for r, _ in vault.knn(vector, 10)})
     return round(found / (10 * len(vectors)), 4)
 

@@ -9,9 +9,13 @@ apply no access rules (the store resolves rowids through `get_many`, which does)
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import MemCube
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
 # context (the text a cube only makes sense with, e.g. the chat turn before it) counts 0.3 of one
@@ -93,6 +97,12 @@ class VaultIndex:
             (q, k),
         ).fetchall()
         return [(r, -s) for r, s in rows]
+
+    def exact_knn(self, vector: "np.ndarray", k: int = 10) -> set[int]:
+        """Rowids of the exact `k` nearest vectors by a full vec0 scan: the reference that benches
+        measure `knn`'s recall against. No ACL here."""
+        rows = self.conn.execute("SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = ?", (vector.tobytes(), k))
+        return {r for (r,) in rows}
 
     def knn(self, vector, k: int = 50) -> list[tuple[int, float]]:
         """Rowids nearest to `vector` with their cosine distance. No ACL here.
