@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from memos_desktop.loader import status
+from memos_desktop.vault import loader_files as status
 from tests.conftest import REPO, run_cli
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from memos_desktop.errors import NotFound
-from memos_desktop.loader import status
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.ingest import Loader
+from memos_desktop.vault import loader_files as status
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -31,8 +31,8 @@ def watch_add(ctx: Context, path: Path) -> None:
 @pass_ctx
 def watch_list(ctx: Context, as_json: bool) -> None:
     """The watched folders and how their files stand."""
-    from memos_desktop.loader import status
     from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.vault import loader_files as status
 
     vault = ctx.vault(embedder=False)
     rows = [{"folder": r, **status.counts(vault, r)} for r in LoaderConfig.load(vault).roots]
@@ -211,8 +211,8 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
 @pass_ctx
 def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_json: bool) -> None:
     """Where the vault's notes come from: folders, and each file's status with its reason."""
-    from memos_desktop.loader import status
     from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.vault import loader_files as status
 
     vault = ctx.vault(embedder=False)
     if show_files or only:
@@ -220,9 +220,9 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
         if as_json:
             echo_json(rows)
             return
-        table = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
-        if table:
-            table("Files", table)
+        listed = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
+        if listed:
+            table("Files", listed)
         else:
             click.echo("No files.")
         return

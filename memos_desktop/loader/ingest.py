@@ -26,13 +26,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from memos_desktop.errors import IngestError, MemosError, NotFound
-from memos_desktop.loader import status
 from memos_desktop.loader.chunking import Chunk, chunk_document
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.parsers import BINARY_REASON, is_binary, parse
 from memos_desktop.loader.scan import Entry, IgnoreRules, entry_for, walk
-from memos_desktop.loader.status import FileState
+from memos_desktop.vault import loader_files as status
 from memos_desktop.vault.cube import MemCube
+from memos_desktop.vault.loader_files import FileState
 
 ACTOR = "loader"
 Progress = Callable[[int, int], None]

@@ -525,6 +525,25 @@ class Vault(VaultIndex, EmbeddingBacklog):
             self.touch([cube_id])
         return cube
 
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of active cubes starting with `prefix` (ULIDs are upper case), at most `limit`;
+        whoever asked resolves them through `get`, which applies the access rules."""
+        rows = self.conn.execute(
+            "SELECT id FROM cubes WHERE id LIKE ? AND state = 'active' LIMIT ?", (prefix.upper() + "%", limit)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def state_of(self, cube_id: str) -> tuple[str, str] | None:
+        """`(state, content_hash)` of a stored cube whatever its visibility, or None when unknown."""
+        return self.conn.execute("SELECT state, content_hash FROM cubes WHERE id = ?", (cube_id,)).fetchone()
+
+    def is_visible(self, cube_id: str, *, profile: str = "default") -> bool:
+        """Whether `get(cube_id, profile=profile)` would find the cube (active, unexpired, visible)."""
+        row = self.conn.execute(
+            f"SELECT 1 FROM cubes WHERE id = :id AND {VISIBLE}", dict(id=cube_id, now=_now(), profile=profile)
+        ).fetchone()
+        return row is not None
+
     def get_many(self, rowids: Sequence[int], *, profile: str = "default") -> dict[int, MemCube]:
         """Visible cubes by rowid (the search primitives return rowids)."""
         if not rowids:

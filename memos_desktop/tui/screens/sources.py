@@ -90,8 +90,8 @@ class SourcesScreen(Screen):
     @work(thread=True, exclusive=True, group="sources-list")
     @guarded
     def load(self) -> None:
-        from memos_desktop.loader import status
         from memos_desktop.loader.config import LoaderConfig
+        from memos_desktop.vault import loader_files as status
 
         with self.app.vault_lock:
             roots = LoaderConfig.load(self.app.vault).roots
