@@ -8,35 +8,20 @@ import sys
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError
+from memos_desktop.vault import db
 
 
 def _check_sqlite() -> tuple[str, bool, str]:
     try:
-        import apsw
-
-        conn = apsw.Connection(":memory:")
-        cipher = conn.execute("PRAGMA cipher").fetchall()
-        conn.close()
-        return (
-            "sqlite",
-            True,
-            f"SQLite {apsw.sqlite_lib_version()} with Multiple Ciphers ({cipher[0][0] if cipher else '?'})",
-        )
+        version, cipher = db.cipher_version()
+        return "sqlite", True, f"SQLite {version} with Multiple Ciphers ({cipher})"
     except Exception as exc:  # a broken install is reported, not raised
         return "sqlite", False, f"apsw-sqlite3mc is not usable: {exc}"
 
 
 def _check_vec() -> tuple[str, bool, str]:
     try:
-        import apsw
-        import sqlite_vec
-
-        conn = apsw.Connection(":memory:")
-        conn.enable_load_extension(True)
-        conn.load_extension(sqlite_vec.loadable_path())
-        version = conn.execute("SELECT vec_version()").fetchone()[0]
-        conn.close()
-        return "sqlite-vec", True, f"loaded {version}"
+        return "sqlite-vec", True, f"loaded {db.vec_version()}"
     except Exception as exc:
         return "sqlite-vec", False, f"the extension does not load: {exc}"
 

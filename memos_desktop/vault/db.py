@@ -53,6 +53,33 @@ def connect(path: str, db_key: bytes | None) -> "apsw.Connection":  # noqa: F821
     return conn
 
 
+def cipher_version() -> tuple[str, str]:
+    """(SQLite's version, the default cipher of SQLite3 Multiple Ciphers) from a throwaway
+    in-memory connection; raises whatever a broken install raises."""
+    import apsw
+
+    conn = apsw.Connection(":memory:")
+    try:
+        cipher = conn.execute("PRAGMA cipher").fetchall()
+    finally:
+        conn.close()
+    return apsw.sqlite_lib_version(), str(cipher[0][0]) if cipher else "?"
+
+
+def vec_version() -> str:
+    """The version of sqlite-vec, loaded into a throwaway in-memory connection."""
+    import apsw
+    import sqlite_vec
+
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        return str(conn.execute("SELECT vec_version()").fetchone()[0])
+    finally:
+        conn.close()
+
+
 @contextlib.contextmanager
 def write_txn(conn) -> Iterator[None]:
     """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers wait, not fail.
