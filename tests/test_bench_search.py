@@ -28,4 +28,3 @@ def test_cli_reports_both_vaults_and_their_ratio(cli):
         (300, "encrypted/plain"),
     ]
     assert table[2]["p95_ms"] == entry["encrypted/plain p95"]
-

@@ -13,8 +13,8 @@ import pytest
 from memos_desktop.dumper import crypto
 from memos_desktop.dumper.sync import sync_folder
 from memos_desktop.vault import Vault
-from tests.conftest import REPO, run_cli
 from tests.dumper_helpers import PASSPHRASE, new_vault, state
+from tests.support import REPO, run_cli
 
 
 @pytest.fixture(autouse=True)

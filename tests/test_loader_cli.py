@@ -10,7 +10,7 @@ import time
 import pytest
 
 from memos_desktop.vault import loader_files as status
-from tests.conftest import REPO, run_cli
+from tests.support import REPO, run_cli
 
 
 @pytest.fixture

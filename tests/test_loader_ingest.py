@@ -346,8 +346,8 @@ def test_many_files_are_indexed_once_and_rescanned_for_free(vault, tmp_path, cou
 def _subprocess_ingest(home: Path, notes: Path, prefix: list[str], batch: int = 256):
     script = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n"
-        "from conftest import FakeEmbedder, PASSPHRASE\n"
+        f"sys.path[:0] = [{str(REPO)!r}]\n"
+        "from tests.support import FakeEmbedder, PASSPHRASE\n"
         "from memos_desktop.vault import Vault\n"
         "from memos_desktop.loader.ingest import Loader\n"
         f"v = Vault.open({str(home)!r}, PASSPHRASE, embedder=FakeEmbedder())\n"

@@ -11,7 +11,7 @@ from memos_desktop.loader.config import LoaderConfig, add_root, remove_root
 from memos_desktop.loader.watcher import Watcher
 from memos_desktop.vault import Vault
 from memos_desktop.vault import loader_files as status
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 
 def eventually(check, timeout: float = 15.0):

@@ -83,7 +83,7 @@ def test_ctrl_c_stops_training_resumably_and_resume_finishes_it(cli):
     import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     _remember(cli, fact_texts(4))
     args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--iters", "400", "--rank", "4"]

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from memos_desktop.tui.model_thread import ModelThread
-from tests.conftest import REPO
+from tests.support import REPO
 
 RUNS = {"turn": 2, "loading": 4}  # before the model thread: 4 of 24 such runs aborted
 

@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PASSPHRASE, REPO, FakeEmbedder, run_cli
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError, WrongPassphrase
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE, REPO, FakeEmbedder, run_cli
 
 
 def test_add_and_get_round_trip(vault):

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from memos_desktop.errors import MemosError
 from memos_desktop.operation.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
 
 PERIODS = {
@@ -117,8 +118,8 @@ class MemoriesScreen(Screen):
     @guarded
     def refresh_table(self) -> None:
         f = self.filters()
-        with self.app.vault_lock:
-            cubes = find(self.app.vault, **f)
+        with app_state(self).session.access() as vault:
+            cubes = find(vault, **f)
         self.app.call_from_thread(self.show, cubes)
 
     def show(self, cubes: list) -> None:
@@ -177,9 +178,9 @@ class MemoriesScreen(Screen):
     def load_versions(self, cube_id: str) -> None:
         from memos_desktop.operation.scheduler import MemScheduler
 
-        with self.app.vault_lock:
-            history = self.app.vault.history(cube_id)
-            scheduler = MemScheduler(self.app.vault)
+        with app_state(self).session.access() as vault:
+            history = vault.history(cube_id)
+            scheduler = MemScheduler(vault)
             decisions = scheduler.decisions(cube_id=cube_id, limit=5)
             uses = scheduler.uses(cube_id)
             hot = scheduler.is_hot(cube_id)
@@ -248,8 +249,8 @@ class MemoriesScreen(Screen):
     @work(thread=True, group="memories-change")
     @guarded
     def add(self, text: str) -> None:
-        with self.app.vault_lock:
-            op = self.app.assistant.reader.command(f"/remember {text}")
+        with app_state(self).session.access():
+            op = app_state(self).assistant.reader.command(f"/remember {text}")
         self.app.call_from_thread(self.notify, f"{op.op.title()}: {op.text}")
         self.app.call_from_thread(self.refresh_table)
 
@@ -259,8 +260,8 @@ class MemoriesScreen(Screen):
         cube_id = self.selected_id()
         if cube_id is None:
             return
-        with self.app.vault_lock:
-            getattr(self.app.vault, action)(cube_id, **changes)
+        with app_state(self).session.access() as vault:
+            getattr(vault, action)(cube_id, **changes)
         done = {"forget": "Forgotten (restore it under state: deleted)", "restore": "Restored", "edit": "Saved"}[action]
         self.app.call_from_thread(self.notify, f"{done}: {cube_id}")
         self.app.call_from_thread(self.refresh_table)
