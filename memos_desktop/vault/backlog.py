@@ -7,14 +7,33 @@ Mixed into `Vault` (it uses `self.conn`, `self.embedder`, the index and the sett
 """
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import embed_text
+from memos_desktop.vault.index import BitsIndex, embed_text
+
+if TYPE_CHECKING:
+    from memos_desktop.embed import Embedder
 
 
 class EmbeddingBacklog:
     """Vector making of a `Vault` (see the module docstring)."""
+
+    # Set by `Vault.__init__` (store.py), which mixes this class in.
+    conn: db.Connection
+    embedder: "Embedder | None"
+    _bits: BitsIndex | None
+
+    if TYPE_CHECKING:  # provided by Vault and VaultIndex
+
+        def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+        def _set_setting(self, key: str, value: Any) -> None: ...
+
+        def _has_vec_table(self) -> bool: ...
+
+        def _put_vector(self, rowid: int, vector: bytes) -> None: ...
 
     def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
         """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
@@ -28,7 +47,9 @@ class EmbeddingBacklog:
 
     def sync_vectors(self, reembed: bool = True) -> None:
         """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
-        or with `reembed=False` later, through `embed_pending`)."""
+        or with `reembed=False` later, through `embed_pending`). Nothing to do without an embedder."""
+        if self.embedder is None:
+            return
         model, dim = self.embedder.model_id, self.embedder.dim
         if self.get_setting("embed_model") == model and self._has_vec_table():
             return

@@ -12,8 +12,12 @@ file and no fresh page-faulted allocation of the blob's size.
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from memos_desktop.errors import CorruptVault, NotFound
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -45,7 +49,7 @@ class BlobStore:
             raise ValueError(f"Invalid blob name {name!r}.")
         return self.root / name
 
-    def _aead(self):
+    def _aead(self) -> "AESGCM":
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if self._key is None:
@@ -90,7 +94,7 @@ class BlobStore:
         except (InvalidTag, ValueError):
             raise CorruptVault(f"The stored blob {name} is damaged or was tampered with.") from None
 
-    def _open_mapped(self, fh, aad: bytes, scratch: Scratch) -> memoryview:
+    def _open_mapped(self, fh: BinaryIO, aad: bytes, scratch: Scratch) -> memoryview:
         """Decrypt straight from the page cache (mmap) into the scratch buffer: no copy of the file."""
         import mmap
 

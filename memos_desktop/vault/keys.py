@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memos_desktop.errors import CorruptVault, VaultError, WrongPassphrase
 
@@ -57,7 +58,7 @@ def _aad(vault_id: str, salt: bytes, params: KdfParams) -> bytes:
     return json.dumps(fields).encode()
 
 
-def _seal(data_key: bytes, passphrase: str, vault_id: str, params: KdfParams) -> dict:
+def _seal(data_key: bytes, passphrase: str, vault_id: str, params: KdfParams) -> dict[str, Any]:
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
     if not passphrase:
@@ -83,7 +84,7 @@ def _seal(data_key: bytes, passphrase: str, vault_id: str, params: KdfParams) ->
     }
 
 
-def _write_atomic(path: Path, header: dict) -> None:
+def _write_atomic(path: Path, header: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(header, indent=2))
     with open(tmp, "rb") as fh:
@@ -98,7 +99,7 @@ def create_header(path: Path, passphrase: str, vault_id: str) -> bytes:
     return data_key
 
 
-def read_header(path: Path) -> dict:
+def read_header(path: Path) -> dict[str, Any]:
     """The parsed header, or a clear error when it is missing or not a vault key header."""
     if not path.exists():
         raise VaultError(f"The vault key header {path} is missing; without it the vault cannot be opened.")

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 
@@ -43,19 +43,19 @@ class FileState:
     content_hash: str = ""
     mtime_ns: int = 0
     size: int = 0
-    chunks: list[dict] = field(default_factory=list)  # {cube, hash, heading, range}
-    links: list[list] = field(default_factory=list)  # [chunk index, kind, target, anchor]
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # {cube, hash, heading, range}
+    links: list[list[Any]] = field(default_factory=list)  # [chunk index, kind, target, anchor]
     unresolved: int = 0
     updated_at: float = 0.0
 
     @classmethod
-    def from_row(cls, row: tuple) -> FileState:
+    def from_row(cls, row: tuple[Any, ...]) -> FileState:
         values = dict(zip(COLUMNS, row, strict=True))
         values["chunks"] = json.loads(values["chunks"])
         values["links"] = json.loads(values["links"])
         return cls(**values)
 
-    def to_row(self) -> tuple:
+    def to_row(self) -> tuple[Any, ...]:
         return (
             self.path,
             self.content_hash,
@@ -69,7 +69,7 @@ class FileState:
             time.time(),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "status": self.status,
@@ -81,7 +81,7 @@ class FileState:
         }
 
 
-def _under(prefix: str | None) -> tuple[str, tuple]:
+def _under(prefix: str | None) -> tuple[str, tuple[Any, ...]]:
     if prefix is None:
         return "", ()
     return " WHERE (path = ? OR substr(path, 1, ?) = ?)", (
@@ -161,7 +161,7 @@ def unembedded(vault: Vault, prefix: str | None = None) -> int:
         "SELECT count(*) FROM cubes WHERE embed_model IS NULL AND kind = 'plaintext' AND state = 'active'"
         " AND json_extract(source, '$.type') = 'file'"
     )
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     if prefix is not None:
         sql += " AND (json_extract(source, '$.path') = ? OR substr(json_extract(source, '$.path'), 1, ?) = ?)"
         args = (prefix, len(prefix) + 1, prefix.rstrip("/") + "/")

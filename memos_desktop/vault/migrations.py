@@ -5,6 +5,7 @@ transaction; add a function at the end of MIGRATIONS, never edit one that has sh
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from memos_desktop.vault.db import CONTEXT_CHARS, FTS_COLUMNS, FTS_ROW_SQL, VALID_START, write_txn  # noqa: F401
 
@@ -214,7 +215,7 @@ def _m008_fts_context(conn) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS cubes_valid_start ON cubes({VALID_START})")
 
 
-MIGRATIONS: list[Callable] = [
+MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
     _m003_loader_files,

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
@@ -24,6 +24,9 @@ from memos_desktop.vault.backlog import EmbeddingBacklog
 from memos_desktop.vault.blobs import BlobStore
 from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
 from memos_desktop.vault.index import _ID_BATCH, VaultIndex, fts_query  # noqa: F401  (fts_query: re-exported)
+
+if TYPE_CHECKING:
+    from memos_desktop.embed import Embedder
 
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
 VISIBLE = (
@@ -49,7 +52,14 @@ def content_hash(text: str) -> str:
 class Vault(VaultIndex, EmbeddingBacklog):
     """An open vault. Use `Vault.open(...)` or `Vault.create(...)`; close it when done."""
 
-    def __init__(self, conn, data_dir: Path, data_key: bytes | None, vault_id: str, embedder=None):
+    def __init__(
+        self,
+        conn: db.Connection,
+        data_dir: Path,
+        data_key: bytes | None,
+        vault_id: str,
+        embedder: "Embedder | None" = None,
+    ) -> None:
         self.conn = conn
         self.data_dir = data_dir
         self.vault_id = vault_id
@@ -67,7 +77,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return (Path(data_dir) / paths.VAULT_HEADER).exists() or (Path(data_dir) / paths.VAULT_DB).exists()
 
     @classmethod
-    def create(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+    def create(cls, data_dir: Path, passphrase: str, embedder: "Embedder | None" = None) -> "Vault":
         """Create a new encrypted vault in `data_dir` (which must not hold one already)."""
         data_dir = Path(data_dir)
         if cls.exists(data_dir):
@@ -79,7 +89,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
-    def open(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+    def open(cls, data_dir: Path, passphrase: str, embedder: "Embedder | None" = None) -> "Vault":
         """Unlock the vault in `data_dir` with `passphrase`."""
         data_dir = Path(data_dir)
         header = data_dir / paths.VAULT_HEADER
@@ -94,7 +104,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
-    def open_plain(cls, db_path: Path, embedder=None) -> "Vault":
+    def open_plain(cls, db_path: Path, embedder: "Embedder | None" = None) -> "Vault":
         """An unencrypted vault, only for benchmarks comparing against encryption."""
         db_path = Path(db_path)
         conn = db.connect(str(db_path), None)
@@ -102,7 +112,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls(conn, db_path.parent, None, "plain", embedder)
 
     @classmethod
-    def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder) -> "Vault":
+    def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder: "Embedder | None") -> "Vault":
         conn = db.connect(str(data_dir / paths.VAULT_DB), keys.subkey(data_key, "db"))
         try:
             migrations.migrate(conn)
@@ -115,14 +125,12 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls(conn, data_dir, data_key, vault_id, embedder)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.conn.close()  # apsw: closing twice is allowed
 
     def __enter__(self) -> "Vault":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def change_passphrase(self, old: str, new: str) -> None:
@@ -189,7 +197,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return device
 
     # ----- audit ---------------------------------------------------------------------------
-    def _audit(self, action: str, cube_id: str | None, actor: str, detail: dict | None = None) -> None:
+    def _audit(self, action: str, cube_id: str | None, actor: str, detail: dict[str, Any] | None = None) -> None:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         at = _now()
@@ -200,14 +208,16 @@ class Vault(VaultIndex, EmbeddingBacklog):
             (at, action, cube_id, actor, json.dumps(detail or {}, sort_keys=True), prev, digest),
         )
 
-    def audit(self, action: str, cube_id: str | None = None, actor: str = "user", detail: dict | None = None) -> None:
+    def audit(
+        self, action: str, cube_id: str | None = None, actor: str = "user", detail: dict[str, Any] | None = None
+    ) -> None:
         """Record one event (a read, an export, ...) in the hash-chained audit log."""
         with db.write_txn(self.conn):
             self._audit(action, cube_id, actor, detail)
 
-    def audit_log(self, limit: int = 50, cube_id: str | None = None) -> list[dict]:
+    def audit_log(self, limit: int = 50, cube_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit"
-        args: tuple = ()
+        args: tuple[Any, ...] = ()
         if cube_id:
             sql += " WHERE cube_id = ?"
             args = (cube_id,)
@@ -241,8 +251,8 @@ class Vault(VaultIndex, EmbeddingBacklog):
         kind: str = "plaintext",
         title: str = "",
         tags: Iterable[str] = (),
-        source: dict | None = None,
-        meta: dict | None = None,
+        source: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
         profile: str = "default",
         visibility: str = "private",
         ttl: float | None = None,
@@ -279,7 +289,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             actor=actor,
         )[0]
 
-    def add_many(self, items: Sequence[dict], actor: str = "user", embed: bool = True) -> list[MemCube]:
+    def add_many(self, items: Sequence[dict[str, Any]], actor: str = "user", embed: bool = True) -> list[MemCube]:
         """Store several new cubes in one transaction, embedding their text in one batch; with
         `embed=False` they are searchable by words at once and wait for `embed_pending`."""
         now = _now()
@@ -295,7 +305,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             cubes.append(cube)
         vectors = self._embed([c for c in cubes if c.kind == "plaintext"]) if embed else {}
         for cube in cubes:
-            if cube.id in vectors:
+            if cube.id in vectors and self.embedder is not None:
                 cube.embed_model = self.embedder.model_id
         with db.write_txn(self.conn):
             for cube in cubes:
@@ -328,7 +338,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         actor: str = "user",
         op: str = "edit",
         embed: bool = True,
-        **changes,
+        **changes: Any,
     ) -> MemCube:
         """Write a new version of a visible cube with `changes` applied; with `embed=False` a changed
         text is searchable by words at once and its new vector waits for `embed_pending`."""
@@ -343,7 +353,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
         return self._new_version(old, op, actor, changes, embed)
 
-    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict, embed: bool = True) -> MemCube:
+    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict[str, Any], embed: bool = True) -> MemCube:
         new = MemCube(**{**old.to_dict(), **changes})
         new.version = old.version + 1
         new.updated_at = _now()
@@ -351,7 +361,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         content_changed = new.content != old.content or new.title != old.title or new.tags != old.tags
         reindex = new.state == "active" and (content_changed or old.state != "active")
         vectors = self._embed([new]) if embed and reindex and new.kind == "plaintext" else {}
-        if vectors:
+        if vectors and self.embedder is not None:
             new.embed_model = self.embedder.model_id
         elif reindex:
             new.embed_model = None  # its old vector is dropped below; embed_pending makes the new one
@@ -415,7 +425,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                 "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now() if at is None else at)
             )
 
-    def links(self, cube_id: str) -> list[dict]:
+    def links(self, cube_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT src, dst, rel, at FROM links WHERE src = ? OR dst = ? ORDER BY at",
             (cube_id, cube_id),
@@ -435,7 +445,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
             self._audit("invalidate", dep, actor, {"because": cube_id})
 
     # ----- versions written on other devices (import, sync) ---------------------------------
-    def import_versions(self, versions: Sequence[tuple], heads: Sequence[dict] = (), *, new: bool = False) -> None:
+    def import_versions(
+        self, versions: Sequence[tuple[Any, ...]], heads: Sequence[dict[str, Any]] = (), *, new: bool = False
+    ) -> None:
         """Store versions written on another device as they are, and make `heads` current.
 
         `versions` are rows of the version history, `(cube_id, version, parent_version, op, at,
@@ -451,7 +463,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         Runs inside the caller's write transaction (`db.write_txn`) and never commits, so an
         import applies a whole bundle or nothing. The caller has verified what it passes.
         """
-        rows: dict[str, tuple] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         if heads and not new:
             for start in range(0, len(heads), _ID_BATCH):
                 ids = [h["id"] for h in heads[start : start + _ID_BATCH]]
@@ -468,7 +480,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                 self._replace_head(rows[head["id"]], head)
         self.conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
 
-    def _insert_heads(self, heads: Sequence[dict]) -> None:
+    def _insert_heads(self, heads: Sequence[dict[str, Any]]) -> None:
         """Insert new cubes from imported heads and index the active plaintext ones for words.
 
         Rowids are given, not left to SQLite (inside the write transaction nobody else inserts),
@@ -484,7 +496,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             (last,),
         )
 
-    def _replace_head(self, row: tuple, head: dict) -> None:
+    def _replace_head(self, row: tuple[Any, ...], head: dict[str, Any]) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
         new = _head_cube(head, old.embed_model)
         text_changed = (new.title, new.content, new.tags, new.kind) != (old.title, old.content, old.tags, old.kind)
@@ -592,7 +604,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         ).fetchall()
         return [MemCube.from_row(r) for r in rows]
 
-    def history(self, cube_id: str, *, profile: str = "default") -> list[dict]:
+    def history(self, cube_id: str, *, profile: str = "default") -> list[dict[str, Any]]:
         """Every version of a cube, oldest first."""
         self.get(cube_id, profile=profile, touch=False, include_inactive=True)
         rows = self.conn.execute(
@@ -605,13 +617,13 @@ class Vault(VaultIndex, EmbeddingBacklog):
             for v, p, op, at, a, s in rows
         ]
 
-    def version(self, cube_id: str, version: int, *, profile: str = "default") -> dict:
+    def version(self, cube_id: str, version: int, *, profile: str = "default") -> dict[str, Any]:
         for entry in self.history(cube_id, profile=profile):
             if entry["version"] == version:
                 return entry["snapshot"]
         raise NotFound(f"Memory {cube_id} has no version {version}.")
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         by = self.conn.execute(
             "SELECT kind, state, count(*) FROM cubes GROUP BY kind, state ORDER BY kind, state"
         ).fetchall()
@@ -631,12 +643,12 @@ class Vault(VaultIndex, EmbeddingBacklog):
         }
 
 
-def _head_row(head: dict) -> tuple:
+def _head_row(head: dict[str, Any]) -> tuple[Any, ...]:
     """The `cubes` row of a new imported head: `_head_cube(head, None).to_row()`, built directly."""
     return MemCube.row_of(head, embed_model=None, content_hash=content_hash(head.get("content", "")))
 
 
-def _head_cube(head: dict, embed_model: str | None) -> MemCube:
+def _head_cube(head: dict[str, Any], embed_model: str | None) -> MemCube:
     """An imported head as a cube, with this vault's content hash and `embed_model`; fields the
     head lacks take MemCube's defaults, fields it has beyond COLUMNS are ignored."""
     fields = {c: head[c] for c in COLUMNS if c in head}

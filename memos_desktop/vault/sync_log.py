@@ -49,7 +49,7 @@ def vid_at(vault: Vault, cube_id: str, version: int) -> str | None:
     return found[0] if found else None
 
 
-def insert_events(vault: Vault, rows: Iterable[tuple]) -> None:
+def insert_events(vault: Vault, rows: Iterable[tuple[Any, ...]]) -> None:
     """Store events, `(vid, cube_id, version, hlc, device, parents JSON, origin, shared)`."""
     vault.conn.executemany(_EVENT_SQL, rows)
 
@@ -66,7 +66,7 @@ def cube_events(vault: Vault, cube_id: str, only_unshared: bool = False) -> list
     return vault.conn.execute(sql + " ORDER BY e.version", (cube_id,)).fetchall()
 
 
-def head_row(vault: Vault, cube_id: str) -> tuple | None:
+def head_row(vault: Vault, cube_id: str) -> tuple[Any, ...] | None:
     """The stored `cubes` row of `cube_id` (COLUMNS order), whatever its state, or None."""
     return vault.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)).fetchone()
 
@@ -84,7 +84,7 @@ def next_version(vault: Vault, cube_id: str) -> int:
     ).fetchone()[0]
 
 
-def version_snapshot(vault: Vault, cube_id: str, version: int) -> dict:
+def version_snapshot(vault: Vault, cube_id: str, version: int) -> dict[str, Any]:
     """The stored snapshot of one local version, whatever the cube's visibility."""
     text = vault.conn.execute(
         "SELECT snapshot FROM cube_versions WHERE cube_id = ? AND version = ?", (cube_id, version)
@@ -135,7 +135,7 @@ def mark_applied(vault: Vault, name: str, device: str) -> None:
     vault.conn.execute("INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))", (name, device))
 
 
-def insert_imported_audit(vault: Vault, rows: Sequence[tuple]) -> None:
+def insert_imported_audit(vault: Vault, rows: Sequence[tuple[Any, ...]]) -> None:
     """Audit entries from another device, `(hash, device, bundle, seq, at, action, cube_id, actor,
     detail)`; an entry already stored is skipped."""
     vault.conn.executemany("INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -164,7 +164,7 @@ def event_origin(vault: Vault, vid: str) -> tuple[str, list[str]]:
     return device, json.loads(parents)
 
 
-def event_version(vault: Vault, vid: str) -> tuple[int, str, str, str, dict]:
+def event_version(vault: Vault, vid: str) -> tuple[int, str, str, str, dict[str, Any]]:
     """`(version, hlc, device, op, snapshot)` of one event."""
     version, stamp, device, op, snapshot = vault.conn.execute(
         "SELECT e.version, e.hlc, e.device, v.op, v.snapshot"
@@ -190,7 +190,8 @@ class CubeFilter:
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """A WHERE clause on `cubes` (unqualified columns) and its named parameters."""
-        clauses, params = ["1"], {}
+        clauses: list[str] = ["1"]
+        params: dict[str, Any] = {}
         if self.tags:
             marks = ", ".join(f":tag{i}" for i in range(len(self.tags)))
             clauses.append(f"EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({marks}))")
@@ -220,7 +221,7 @@ def count_cubes(vault: Vault, selected: CubeFilter) -> int:
     return vault.conn.execute(f"SELECT count(*) FROM cubes WHERE {where}", params).fetchone()[0]
 
 
-def export_rows(vault: Vault, selected: CubeFilter) -> Iterator[tuple]:
+def export_rows(vault: Vault, selected: CubeFilter) -> Iterator[tuple[Any, ...]]:
     """Every event of the selected cubes, grouped by cube in version order: `(id, access_count,
     last_accessed_at, payload_ref, blob_context, *EventRow)`."""
     where, params = selected.where()
