@@ -8,11 +8,15 @@ user is a bug. With no subcommand it opens the TUI. Commands live in one module 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError, from_storage
+
+if TYPE_CHECKING:
+    from memos_desktop.operation.session import Session
 
 
 class Context:
@@ -20,7 +24,7 @@ class Context:
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
-        self._session = None
+        self._session: Session | None = None
 
     def passphrase(self, confirm: bool = False) -> str:
         env = os.environ.get("MEMOS_PASSPHRASE")
@@ -30,7 +34,7 @@ class Context:
             raise MemosError("No passphrase: set MEMOS_PASSPHRASE or run in a terminal to be asked.")
         return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
 
-    def session(self, embedder: bool = True):
+    def session(self, embedder: bool = True) -> "Session":
         """The unlocked session (opened once per command), with the configured embedder if asked."""
         if self._session is None:
             from memos_desktop.operation.session import Session

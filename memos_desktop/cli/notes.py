@@ -118,7 +118,7 @@ def watch_run(ctx: Context) -> None:
     if not roots:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
-    shown = {}
+    shown: dict[str, object] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     bar = Progress(*columns, console=Console(stderr=True), transient=True)
     task = bar.add_task("Scanning", total=None)

@@ -57,8 +57,9 @@ def _plain_floats(value: dict | list) -> bool:
     return True
 
 
-def _escape(error: UnicodeEncodeError) -> tuple[str, int]:
+def _escape(error: UnicodeError) -> tuple[str, int]:
     """Non-ASCII characters as json writes them (\\uXXXX; a surrogate pair beyond the BMP)."""
+    assert isinstance(error, UnicodeEncodeError)  # registered for encoding only
     out = []
     for char in error.object[error.start : error.end]:
         code = ord(char)

@@ -44,7 +44,7 @@ class Applier:
         self.manifest: dict = {}
         self.trusted = False
         self.created_blobs: list[str] = []
-        self.new_cubes: oplog.NewCubes | None = None
+        self.new_cubes = oplog.NewCubes(vault, origin="", shared=shared, clock=clock)  # replaced per bundle
         self.empty = False
         self._audit_rows: list[tuple] = []
         self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
@@ -124,8 +124,7 @@ class Applier:
 
     def _link(self, record: dict) -> None:
         src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
-        check_id(src)
-        check_id(dst)
+        src, dst = check_id(src), check_id(dst)
         if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
             raise BundleError("The bundle holds a malformed link.")
         self.vault.link(src, dst, rel, at)

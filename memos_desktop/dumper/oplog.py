@@ -14,6 +14,7 @@ the cubes they change and leaves vectors to the embedder; op-log rows go through
 
 import json
 from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 from memos_desktop.dumper import clock as hlc
 from memos_desktop.dumper.canonical import canonical_snapshot, stored_snapshot, vid_of
@@ -87,11 +88,13 @@ def tag_local(vault: Vault, clock: hlc.HybridClock) -> int:
     """
     rows = sync_log.untagged_versions(vault)
     count = 0
-    current, tagged, pending = None, {}, []
+    current: str | None = None
+    tagged: dict[int, str] = {}
+    pending: list[tuple[object, ...]] = []
     for cube_id, version, parent, op, at, actor, snapshot in rows:
         if cube_id != current:
             current, tagged = cube_id, {}
-        parents = []
+        parents: list[str] = []
         if parent is not None:
             pvid = tagged.get(parent)
             if pvid is None:
@@ -99,7 +102,7 @@ def tag_local(vault: Vault, clock: hlc.HybridClock) -> int:
             if pvid is not None:
                 parents = [pvid]
         stamp = clock.tick(int(at * 1000))
-        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, loads(snapshot))
+        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, cast(dict[str, Any], loads(snapshot)))
         pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents), None, 0))
         if len(pending) >= BATCH:
             sync_log.insert_events(vault, pending)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from memos_desktop.dumper import crypto, oplog
 from memos_desktop.dumper.clock import HybridClock
@@ -170,7 +171,7 @@ def sync_folder(vault: Vault, folder: Path) -> dict:
     card = folder / "devices" / f"{vault.device_id}.card"
     if not card.exists() or card.read_text().strip() != keys.card():
         write_atomic(card, lambda fh: fh.write(keys.card().encode() + b"\n"))
-    status = {
+    status: dict[str, Any] = {
         "folder": str(folder),
         "last_sync": time.time(),
         "applied_files": 0,

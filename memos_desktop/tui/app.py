@@ -14,7 +14,7 @@ No user-facing error is ever a traceback.
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -26,8 +26,10 @@ from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
 if TYPE_CHECKING:
+    from memos_desktop.loader.watcher import Watcher
     from memos_desktop.operation.session import Session
     from memos_desktop.operation.turn import Assistant
+    from memos_desktop.tui.state import AppState
     from memos_desktop.vault import Vault
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
@@ -74,10 +76,10 @@ class MemosApp(App[None]):
         self._incoming = None  # a loaded model whose ModelLoaded message is not handled yet
         self.model_status = "no model"
         self.model_name = llm.path.name if llm is not None else ""
-        self.embedder_notice = None
-        self.watcher = None
-        self.watch_status = None
-        self.chat_screen = None
+        self.embedder_notice: str | None = None
+        self.watcher: Watcher | None = None
+        self.watch_status: Any = None
+        self.chat_screen: Any = None
         self._embedder = embedder
         self._passphrase = ""
 
@@ -146,7 +148,7 @@ class MemosApp(App[None]):
         from memos_desktop.tui.screens.models import load_model
 
         try:
-            loaded = load_model(self)
+            loaded = load_model(cast("AppState", self))
         except MemosError as exc:
             self.post_message(ModelStatus("no model", str(exc)))
             return
@@ -182,7 +184,11 @@ class MemosApp(App[None]):
             roots = LoaderConfig.load(vault).roots
         if not roots or self.watcher is not None:
             return
-        self.watcher = Watcher(self._watcher_vault, on_status=lambda s: self.post_message(WatcherStatus(s)))
+
+        def report(status: Any) -> None:
+            self.post_message(WatcherStatus(status))
+
+        self.watcher = Watcher(self._watcher_vault, on_status=report)
         self.watcher.start()
 
     def _watcher_vault(self) -> "Vault":
@@ -201,7 +207,7 @@ class MemosApp(App[None]):
     def on_watcher_status(self, message: "WatcherStatus") -> None:
         self.watch_status = message.status
         if self.current_mode == "sources":
-            self.screen.show_status(message.status)
+            cast(Any, self.screen).show_status(message.status)  # the sources screen
 
     # ----- navigation -----------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -233,17 +239,17 @@ class MemosApp(App[None]):
                 lambda cid=conv["id"]: self._resume(cid),
             )
 
-    def _conversations(self) -> list[dict]:
+    def _conversations(self) -> list[dict[str, Any]]:
         with self.session.access():
             return self.assistant.conversations()
 
     def _new_conversation(self) -> None:
         self.switch_mode("chat")
-        self.screen.new_conversation()
+        cast(Any, self.screen).new_conversation()  # the chat screen
 
     def _resume(self, conversation_id: str) -> None:
         self.switch_mode("chat")
-        self.screen.resume(conversation_id)
+        cast(Any, self.screen).resume(conversation_id)  # the chat screen
 
     def on_unmount(self) -> None:
         """Stop the answer, the watcher and the model thread's work, close the model on that
