@@ -17,6 +17,7 @@ from memos_desktop.errors import MemosError, from_storage
 
 if TYPE_CHECKING:
     from memos_desktop.operation.session import Session
+    from memos_desktop.vault import Vault
 
 
 class Context:
@@ -42,7 +43,7 @@ class Context:
             self._session = Session.open(self.data_dir, self.passphrase(), embedder=embedder)
         return self._session
 
-    def vault(self, embedder: bool = True):
+    def vault(self, embedder: bool = True) -> "Vault":
         """The unlocked vault of this command's session."""
         return self.session(embedder).vault
 

@@ -5,10 +5,23 @@ Each check returns (name, ok, detail). Checks never modify the vault beyond what
 
 import platform
 import sys
+from pathlib import Path
+from typing import Protocol
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError
-from memos_desktop.vault import db
+from memos_desktop.vault import Vault, db
+
+
+class Checked(Protocol):
+    """What the checks need from the caller (the CLI's context): where the vault is, opening it."""
+
+    data_dir: Path
+
+    @property
+    def embedder_notice(self) -> str | None: ...
+
+    def vault(self) -> Vault: ...
 
 
 def _check_sqlite() -> tuple[str, bool, str]:
@@ -26,7 +39,7 @@ def _check_vec() -> tuple[str, bool, str]:
         return "sqlite-vec", False, f"the extension does not load: {exc}"
 
 
-def _check_vault(ctx) -> list[tuple[str, bool, str]]:
+def _check_vault(ctx: Checked) -> list[tuple[str, bool, str]]:
     db = ctx.data_dir / paths.VAULT_DB
     if not db.exists():
         return [("vault", False, f"no vault in {ctx.data_dir}; run `memos-desktop init`")]
@@ -50,7 +63,7 @@ def _check_vault(ctx) -> list[tuple[str, bool, str]]:
     return out
 
 
-def run(ctx) -> list[tuple[str, bool, str]]:
+def run(ctx: Checked) -> list[tuple[str, bool, str]]:
     """All checks, in order."""
     results = [("python", sys.version_info >= (3, 11), f"{platform.python_version()} on {platform.machine()}")]
     results.append(_check_sqlite())

@@ -11,6 +11,7 @@ decision can be inspected later. It never edits a cube's content and never gener
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from memos_desktop.vault import MemCube, Vault, schedule
 
@@ -144,7 +145,7 @@ class MemScheduler:
     def uses(self, cube_id: str, since: float = 0.0) -> int:
         return schedule.uses(self.vault, cube_id, since)
 
-    def maintain(self) -> dict:
+    def maintain(self) -> dict[str, Any]:
         """Demote hot memories that went idle or inactive; propose distilling a stable hot set.
         Returns {"demoted": [...], "proposal": {...} or None}."""
         now = self.clock()
@@ -160,7 +161,7 @@ class MemScheduler:
                 demoted.append(cid)
         return {"demoted": demoted, "proposal": self._propose_distillation(now)}
 
-    def _propose_distillation(self, now: float) -> dict | None:
+    def _propose_distillation(self, now: float) -> dict[str, Any] | None:
         stable = [cube for cube, _why in self.resident() if now - cube.updated_at >= STABLE_FOR]
         if len(stable) < DISTILL_MIN_CUBES:
             return None
@@ -184,11 +185,13 @@ class MemScheduler:
         )
         return detail
 
-    def proposals(self) -> list[dict]:
+    def proposals(self) -> list[dict[str, Any]]:
         """Distillation proposals (newest last): which cubes, how often used, at which versions."""
         return schedule.proposals(self.vault)
 
-    def decisions(self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200) -> list[dict]:
+    def decisions(
+        self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         """The recorded decisions, oldest first, for one turn, one memory, or the latest overall."""
         return schedule.decisions(self.vault, turn_id, cube_id, limit)
 

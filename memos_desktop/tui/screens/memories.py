@@ -5,6 +5,7 @@ returns. Forget is a tombstone (restorable from the "deleted" state filter), edi
 """
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -19,6 +20,7 @@ from memos_desktop.operation.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.vault.cube import MemCube
 
 PERIODS = {
     "any time": None,
@@ -60,7 +62,7 @@ class MemoriesScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cubes: dict[str, object] = {}
+        self.cubes: dict[str, MemCube] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,14 +99,14 @@ class MemoriesScreen(Screen):
         self.refresh_table()
 
     # ----- listing --------------------------------------------------------------------------
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         kind = self.query_one("#filter-kind", Select).value
         return {
             "query": self.query_one("#memory-search", Input).value.strip(),
             "kind": kind if isinstance(kind, str) else None,
             "tag": self.query_one("#filter-tag", Input).value.strip() or None,
             "source": self.query_one("#filter-source", Input).value.strip() or None,
-            "period": PERIODS[self.query_one("#filter-time", Select).value],
+            "period": PERIODS[str(self.query_one("#filter-time", Select).value)],
             "state": self.query_one("#filter-state", Select).value,
         }
 

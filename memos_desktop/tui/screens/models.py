@@ -76,7 +76,7 @@ def pull_main() -> None:
         print(json.dumps({"error": str(exc)}), flush=True)
 
 
-def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen:
+def _start_pull(repo: str, filename: str | None, dest: Path) -> "subprocess.Popen[str]":
     package_root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.Popen(
@@ -111,7 +111,7 @@ class ModelsScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pulling = None
+        self.pulling: subprocess.Popen[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -276,6 +276,7 @@ class ModelsScreen(Screen):
         self.app.call_from_thread(self.pull_progress, 0, None, f"Pulling {repo}… (Escape stops it)")
         total, outcome = None, None
         while outcome is None:
+            assert process.stdout is not None  # started with stdout=PIPE
             ready, _, _ = select.select([process.stdout], [], [], 0.25)
             line = process.stdout.readline() if ready else ""
             if ready and not line:

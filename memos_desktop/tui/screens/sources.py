@@ -141,11 +141,11 @@ class SourcesScreen(Screen):
         table = self.query_one("#roots-table", DataTable)
         if table.row_count:
             root = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            self.remove(root)
+            self.unwatch(root)
 
     @work(thread=True, group="sources-change")
     @guarded
-    def remove(self, root: str) -> None:
+    def unwatch(self, root: str) -> None:
         from memos_desktop.loader.config import remove_root
 
         with app_state(self).session.access() as vault:
