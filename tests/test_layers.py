@@ -122,3 +122,16 @@ def test_imports_flow_from_interface_to_operation_to_infrastructure():
 def test_every_package_is_placed_in_a_layer():
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages <= INTERFACE | OPERATION | INFRASTRUCTURE | {"bench"}
+
+
+def test_tui_screens_and_widgets_never_import_the_app():
+    importers = [
+        relative
+        for relative, path in _modules()
+        if relative.startswith(("tui/screens/", "tui/widgets/", "tui/state", "tui/messages"))
+        and any(
+            isinstance(node, ast.ImportFrom) and node.module == "memos_desktop.tui.app"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
+    assert importers == [], "the app imports its screens; a screen reaches the app through tui/state.py"
