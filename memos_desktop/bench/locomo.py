@@ -103,7 +103,7 @@ def evidence_ids(raw: list, known: set[str]) -> list[str]:
     return ids
 
 
-def fill(vault, conversations: list[dict]) -> None:
+def fill(vault: "Vault", conversations: list[dict]) -> None:
     """Store every dialog turn as one cube, in conversation order, with its previous turn as context."""
     for conv in conversations:
         items = []
@@ -137,7 +137,7 @@ def build_baseline(vault: "Vault") -> None:
     baseline.build(vault)
 
 
-def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
+def bm25_baseline(vault: "Vault", question: str, conv_id: str, k: int) -> list[str]:
     """Turn ids of the top k plain bm25 matches of the raw question in one conversation
     (`build_baseline` first)."""
     from memos_desktop.vault import baseline

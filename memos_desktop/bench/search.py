@@ -13,8 +13,12 @@ time (`process_time`) beside wall-clock time: on a loaded machine CPU time is th
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.bench import percentile
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 DIM = 384
 TOPICS = 1000
@@ -136,7 +140,7 @@ def _measure(vaults: dict, texts: list[str], k: int) -> dict:
     }
 
 
-def _knn_recall(vault, embedder, texts: list[str]) -> float:
+def _knn_recall(vault: "Vault", embedder, texts: list[str]) -> float:
     """Share of the exact float top 10 (vec0) that the vault's KNN primitive returns."""
     found = 0
     vectors = embedder.embed(texts[:50])

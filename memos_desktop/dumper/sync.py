@@ -217,7 +217,7 @@ def sync_folder(vault: Vault, folder: Path) -> dict:
 
 
 def watch(
-    vault,
+    vault: "Vault",
     folder: Path,
     interval: float,
     report: Callable[[dict], None],
