@@ -199,9 +199,13 @@ def test_every_call_is_audited_with_client_tool_and_ids(home):
             mid = (await data(client, "add_memory", text="Standup moved to 9:30"))["id"]
             await call(client, "search_memories", query="standup")
             await call(client, "get_memory", id="01NOTAREALID0000000000000")
-        return mid
+            await call(client, "search_memories", k=3)
+            unknown = await call(client, "drop_all_memories")
+        return mid, unknown
 
-    mid = run(body)
+    mid, unknown = run(body)
+    assert "There is no tool named 'drop_all_memories'" in error_text(unknown)
+
     result = run_cli("audit", "--client", "notes-agent", "--json")
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
@@ -211,8 +215,13 @@ def test_every_call_is_audited_with_client_tool_and_ids(home):
         ("add_memory", [mid]),
         ("search_memories", [mid]),
         ("get_memory", ["01NOTAREALID0000000000000"]),
+        ("search_memories", []),
+        ("drop_all_memories", []),
     ]
-    assert "refused" in entries[-1]["detail"]
+    refusals = [e["detail"].get("refused", "") for e in entries if e["action"] == "mcp"][2:]
+    assert refusals[0] == "No memory with id 01NOTAREALID0000000000000."
+    assert refusals[1].startswith("Invalid arguments for search_memories: query: Field required")
+    assert refusals[2] == "There is no tool named 'drop_all_memories'."
     assert any(e["action"] == "create" and e["cube_id"] == mid for e in entries)
     listing = run_cli("audit", "--client", "nobody")
     assert listing.returncode == 0 and listing.stdout.strip() == ""

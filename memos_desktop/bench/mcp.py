@@ -5,9 +5,10 @@ synthetic too but stored under the real embedder's model id, so the server (a su
 starts it) embeds each query with the real all-MiniLM-L6-v2 and searches a full-size vector index
 without re-embedding 100k texts first. The same queries run in the bench process straight through
 `operation.search` on the same vault: the difference is what MCP (JSON-RPC, transport, schema
-validation, audit entry) adds. Transports take turns query by query so load from other processes
-falls on both alike; each server's CPU time per call (from /proc, Linux) is reported beside
-wall-clock, being the figure a loaded machine barely moves. Queries return k=10.
+validation, access counts and the audit entry) adds. Transports run one after the other (a write
+from another process, such as the other server's audit entry, makes a vault reload its coarse
+vector index); each server's CPU time per call (from /proc, Linux) is reported beside wall-clock,
+being the figure a loaded machine barely moves. Queries return k=10.
 """
 
 import os
@@ -138,18 +139,19 @@ async def _over_mcp(home: Path, env: dict, texts: list[str], adds: int) -> dict:
             for client, _ in clients.values():
                 for q in texts[:10]:
                     await client.call_tool("search_memories", {"query": q, "k": K})
-            wall: dict[str, list[float]] = {name: [] for name in clients}
-            cpu = dict.fromkeys(clients, 0.0)
-            for i, q in enumerate(texts[10:]):
-                for name in list(clients) if i % 2 else list(clients)[::-1]:
-                    client, pid = clients[name]
-                    c0, w0 = _cpu_ms(pid), time.perf_counter()
+            searches = {}
+            for name, (client, pid) in clients.items():
+                # One transport after the other: each search writes (access counts, audit entry), and
+                # a write from another process makes a server reload its whole coarse vector index.
+                wall = []
+                c0 = _cpu_ms(pid)
+                for q in texts[10:]:
+                    w0 = time.perf_counter()
                     result = await client.call_tool("search_memories", {"query": q, "k": K})
-                    wall[name].append((time.perf_counter() - w0) * 1000)
-                    cpu[name] += _cpu_ms(pid) - c0
+                    wall.append((time.perf_counter() - w0) * 1000)
                     if result.is_error:
                         raise RuntimeError(result.content[0].text)
-            searches = {name: _summary(wall[name], cpu[name]) for name in clients}
+                searches[name] = _summary(wall, _cpu_ms(pid) - c0)
             writes = {}
             for name, (client, pid) in clients.items():
                 c0, w0 = _cpu_ms(pid), time.perf_counter()

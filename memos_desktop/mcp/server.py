@@ -74,18 +74,26 @@ class VaultTokens:
 
 
 class _Server(MCPServer):
-    """MCPServer whose argument errors read as one line per bad argument, not pydantic's report."""
+    """MCPServer whose argument errors read as one line per bad argument, not pydantic's report, and
+    reach the audit log like every other refused call (`refused(tool, message)`)."""
+
+    refused: Any = None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            if not isinstance(exc.__cause__, ValidationError):
-                raise
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.__cause__.errors()
-            )
-            raise ToolError(f"Invalid arguments for {name}: {problems}.") from exc.__cause__
+            if isinstance(exc.__cause__, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.__cause__.errors()
+                )
+                error = ToolError(f"Invalid arguments for {name}: {problems}.")
+            elif self._tool_manager.get_tool(name) is None:
+                error = ToolError(f"There is no tool named {name!r}.")
+            else:
+                raise  # the tool's own refusal, audited where it was made
+            await anyio.to_thread.run_sync(self.refused, name, str(error))
+            raise error from exc.__cause__
 
 
 class MemStoreServer:
@@ -111,6 +119,7 @@ class MemStoreServer:
             log_level="WARNING",
             **auth,
         )
+        self.server.refused = lambda tool, message: self.store().refuse(tool, message)
         Tools(self.store).register(self.server)
         self.subscriptions = Subscriptions(session, self.calling_client)
         self.subscriptions.install(self.server._lowlevel_server)

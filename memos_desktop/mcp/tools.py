@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from memos_desktop.errors import MemosError
+from memos_desktop.errors import MemosError, from_storage
 from memos_desktop.operation.memstore import MemStore
 
 MemoryId = Annotated[str, Field(description="A memory id from the other tools, e.g. 01JF3Q8ZK4T6W2M9X5R7B1C0DE.")]
@@ -109,6 +109,11 @@ class Tools:
             return call(self._store_for())
         except MemosError as exc:
             raise ToolError(str(exc)) from None
+        except Exception as exc:
+            storage = from_storage(exc)  # a busy or damaged vault: say so, do not crash the call
+            if storage is None:
+                raise
+            raise ToolError(str(storage)) from None
 
     def search_memories(
         self,

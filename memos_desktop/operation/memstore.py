@@ -301,6 +301,10 @@ class MemStore:
             self._audit(vault, "forget_memory", [cube.id])
         return {"id": cube.id, "version": cube.version, "state": cube.state}
 
+    def refuse(self, tool: str, message: str) -> None:
+        """Record a call refused before it reached this store (bad arguments, unknown tool)."""
+        self._refuse(tool, MemosError(message))
+
     # ----- checks and the audit trail -----
     def _visible(self, vault, tool: str, cube_id: str) -> MemCube:
         """The active plaintext cube `cube_id` as this client's profile sees it, else "not found"
