@@ -282,6 +282,16 @@ def test_stdio_client_must_be_registered_and_active(home):
     assert "No active client named ghost" in result.stderr
 
 
+def test_without_a_passphrase_the_server_explains_how_to_unlock(home):
+    env = {k: v for k, v in {**os.environ, **server_env(home)}.items() if k != "MEMOS_PASSPHRASE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "memos_desktop", "mcp"], env=env, capture_output=True, text=True, input="", timeout=60
+    )
+    assert result.returncode == 1
+    assert "set MEMOS_PASSPHRASE, store it in the OS keyring" in result.stderr
+    assert result.stdout == ""  # stdout is the protocol: nothing else is ever written there
+
+
 # ----- HTTP ---------------------------------------------------------------------------------
 
 
