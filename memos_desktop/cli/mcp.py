@@ -96,7 +96,8 @@ def config(obj: Context, app: str, http: bool, port: int, client_name: str | Non
     else:
         click.echo(
             "\nThe server unlocks the vault with the OS keyring "
-            f"(keyring set {KEYRING_SERVICE} {obj.data_dir}) or MEMOS_PASSPHRASE in the env above.",
+            f"(keyring set {KEYRING_SERVICE} {obj.data_dir}), or with MEMOS_PASSPHRASE added to the env above"
+            " (the agent's config file then holds it in clear).",
             err=True,
         )
 
