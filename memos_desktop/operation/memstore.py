@@ -21,7 +21,6 @@ from memos_desktop.operation.session import Session
 from memos_desktop.vault.cube import MemCube
 
 CLIENTS_SETTING = "mcp_clients"
-MAX_TEXT_SETTING = "mcp_max_text"
 DEFAULT_MAX_TEXT = 100_000  # characters of one memory's text; a bigger write is refused
 LOCAL_CLIENT = "local"  # the stdio server's client when no --client is named
 TOKEN_PREFIX = "memos_"
@@ -149,8 +148,7 @@ class MemStore:
     def __init__(self, session: Session, client: Client, max_text: int | None = None) -> None:
         self.session = session
         self.client = client
-        with session.access() as vault:
-            self.max_text = max_text or int(vault.get_setting(MAX_TEXT_SETTING, DEFAULT_MAX_TEXT))
+        self.max_text = max_text or DEFAULT_MAX_TEXT
 
     # ----- reads -----
     def search(
