@@ -397,12 +397,21 @@ def test_non_loopback_bind_is_refused(home):
 # ----- subscriptions ------------------------------------------------------------------------
 
 
-def test_subscription_hears_a_change_made_through_the_cli(home, http_server):
+@pytest.fixture
+def gym(home) -> str:
+    """A memory of alice's stored before the server starts (so its creation is no change to hear)."""
+    from memos_desktop.vault import Vault
+
+    with Vault.open(home, PASSPHRASE) as vault:
+        return vault.add("Gym on Mondays", tags=["routine"], profile="alice").id
+
+
+def test_subscription_hears_a_change_made_through_the_cli(home, gym, http_server):
     alice, bob = add_client(home, "alice-agent", "alice"), add_client(home, "bob-agent", "bob")
+    mid = gym
 
     async def body():
         async with http(http_server, alice) as a, http(http_server, bob) as b:
-            mid = (await data(a, "add_memory", text="Gym on Mondays", tags=["routine"]))["id"]
             uris = [f"memory://{mid}", "memory://tag/routine"]
             async with a.listen(resource_subscriptions=uris) as heard, b.listen(resource_subscriptions=uris) as other:
                 assert set(heard.honored.resource_subscriptions) == set(uris)
@@ -433,36 +442,38 @@ def test_subscription_hears_a_change_made_through_the_cli(home, http_server):
     assert "Gym on Tuesdays" in text
 
 
-def test_legacy_subscribe_gets_resource_updated_notifications(home):
+def test_legacy_subscribe_gets_resource_updated_notifications(home, gym):
     """Clients on the 2025 protocol (most desktop apps today) use resources/subscribe."""
     import warnings
 
     from mcp_types import ResourceUpdatedNotification
 
     heard: list[str] = []
+    mid = gym
+    add_client(home, "alice-desktop", "alice")
 
     async def handler(message) -> None:
         if isinstance(message, ResourceUpdatedNotification):
             heard.append(str(message.params.uri))
 
     async def body():
-        params = StdioServerParameters(
-            command=sys.executable, args=["-m", "memos_desktop", "mcp"], env=server_env(home)
-        )
+        args = ["-m", "memos_desktop", "mcp", "--client", "alice-desktop"]
+        params = StdioServerParameters(command=sys.executable, args=args, env=server_env(home))
         async with Client(params, mode="legacy", message_handler=handler) as client:
             assert client.server_capabilities.resources.subscribe is True
-            mid = (await data(client, "add_memory", text="Pick up the bike"))["id"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 await client.subscribe_resource(f"memory://{mid}")
-            forget = await anyio.to_thread.run_sync(lambda: run_cli("forget", mid, env=server_env(home)))
+            forget = await anyio.to_thread.run_sync(
+                lambda: run_cli("forget", mid, "--profile", "alice", env=server_env(home))
+            )
             assert forget.returncode == 0, forget.stderr
             with anyio.fail_after(10):
                 while not heard:
                     await anyio.sleep(0.05)
-            return mid
+            await anyio.sleep(1)  # time for a duplicate, were one to come
 
-    mid = run(body)
+    run(body)
     assert heard == [f"memory://{mid}"]
 
 
