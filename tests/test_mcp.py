@@ -164,6 +164,7 @@ def test_stdio_round_trip_of_every_tool(home):
             recent = await data(client, "list_recent", n=5)
             context = await data(client, "build_context", question="who is Ana's dentist", max_tokens=200)
             resource = await client.read_resource(f"memory://{mid}")
+            tagged = await client.read_resource("memory://tag/health")
             history = await data(client, "memory_history", id=mid)
             forgotten = await data(client, "forget_memory", id=mid)
             after = await call(client, "get_memory", id=mid)
@@ -180,6 +181,7 @@ def test_stdio_round_trip_of_every_tool(home):
     assert f"[{mid}]" in r["context"]["context"] and "Ortiz" in r["context"]["context"]
     assert r["context"]["citations"][0]["id"] == mid and r["context"]["estimated_tokens"] <= 200
     assert "Ortiz" in r["resource"].contents[0].text
+    assert r["tagged"].contents[0].text.startswith(f"- [{mid}] Ana's dentist is Dr Ortiz")
     assert [(v["version"], v["op"], v["actor"]) for v in r["history"]["versions"]] == [
         (1, "create", "mcp:local"),
         (2, "edit", "mcp:local"),
