@@ -396,6 +396,16 @@ def test_non_loopback_bind_is_refused(home):
     assert "only binds a loopback address" in result.stderr
 
 
+def test_a_busy_port_is_a_clear_error(home):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("mcp", "--http", "--port", str(port), env=server_env(home))
+    assert result.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is in use" in result.stderr
+
+
 # ----- subscriptions ------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ passphrase never reaches a client. What a client may do lives in `operation.mems
 """
 
 import ipaddress
+import socket
 from typing import Any
 
 import anyio
@@ -52,6 +53,17 @@ def check_loopback(host: str) -> str:
             "so nothing outside this machine can reach the vault."
         )
     return host
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse clearly, before unlocking anything for clients, a port another program holds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise MemosError(f"Port {port} on {host} is in use; choose another with --port.") from None
 
 
 class VaultTokens:
@@ -190,8 +202,7 @@ class MemStoreServer:
     def run_http(self, host: str, port: int) -> None:
         import uvicorn
 
-        config = uvicorn.Config(
-            self.http_app(host, port), host=check_loopback(host), port=port, log_level="warning", lifespan="on"
-        )
+        _check_port(check_loopback(host), port)
+        config = uvicorn.Config(self.http_app(host, port), host=host, port=port, log_level="warning", lifespan="on")
         server = uvicorn.Server(config)
         anyio.run(self._serve, server.serve)
