@@ -225,7 +225,19 @@ def _cpu_ms(pid: int | None) -> float:
 
 
 def rows(result: dict) -> list[dict]:
-    out = [{"path": "in process (no MCP)", **result["in_process"], "adds_per_s": None, "server_cpu_ms_per_add": None}]
+    """One row per path: search wall-clock and CPU per query, add_memory calls/s and CPU per add."""
+
+    def row(path: str, search: dict, adds: dict) -> dict:
+        return {
+            "path": path,
+            "p50 ms": search["p50_ms"],
+            "p95 ms": search["p95_ms"],
+            "cpu ms/query": search["cpu_ms_per_query"],
+            "adds/s": adds.get("adds_per_s"),
+            "cpu ms/add": adds.get("server_cpu_ms_per_add"),
+        }
+
+    out = [row("in process (no MCP)", result["in_process"], {})]
     for name in ("stdio", "http"):
-        out.append({"path": f"MCP over {name}", **result["search"][name], **result["add_memory"][name]})
+        out.append(row(f"MCP over {name}", result["search"][name], result["add_memory"][name]))
     return out
