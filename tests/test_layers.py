@@ -135,3 +135,14 @@ def test_tui_screens_and_widgets_never_import_the_app():
         )
     ]
     assert importers == [], "the app imports its screens; a screen reaches the app through tui/state.py"
+
+
+def test_tests_import_helpers_from_support_never_from_conftest():
+    """pytest imports conftest.py as `conftest`; importing it again as `tests.conftest` runs it twice."""
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        path.name
+        for path in sorted(tests.glob("*.py"))
+        if path.name != "conftest.py" and re.search(r"^\s*(from|import) (tests\.)?conftest\b", path.read_text(), re.M)
+    ]
+    assert offenders == []
