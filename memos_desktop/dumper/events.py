@@ -232,6 +232,30 @@ def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]
     return [Event(v, json.loads(p), h, d, op, a, at, json.loads(s)) for v, p, h, d, op, a, at, s in rows]
 
 
+def known_vids(vault, vids: list[str]) -> set[str]:
+    """Which of `vids` this vault's op log holds."""
+    found: set[str] = set()
+    for start in range(0, len(vids), 500):
+        batch = vids[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        found.update(r[0] for r in vault.conn.execute(f"SELECT vid FROM sync_events WHERE vid IN ({marks})", batch))
+    return found
+
+
+def stored_versions(vault, vids: list[str]) -> dict[str, tuple[str, dict]]:
+    """{vid: (clock stamp, snapshot)} of the stored versions among `vids`."""
+    out = {}
+    for vid in vids:
+        row = vault.conn.execute(
+            "SELECT e.hlc, v.snapshot FROM sync_events e JOIN cube_versions v"
+            " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
+            (vid,),
+        ).fetchone()
+        if row is not None:
+            out[vid] = (row[0], json.loads(row[1]))
+    return out
+
+
 def parse_event(cube_id: str, record: object) -> Event:
     """An event from a bundle record, fully validated (types, ids, blob names, its own hash)."""
     if not isinstance(record, dict):

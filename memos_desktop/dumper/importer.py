@@ -5,13 +5,17 @@ version hashes) and applied inside one transaction that commits only after the s
 verifies, so a truncated, tampered or unreadable bundle leaves the vault untouched. Versions keep
 their ids and provenance; the origin device is recorded per version and in the audit log.
 Importing the same bundle twice changes nothing; concurrent edits become conflict versions.
+Only pinned signers are imported from (`trust.py`), except passphrase bundles; every new version
+must be written by the signer (or a device this vault trusts, relayed), and every field is
+checked (`validate.py`) before it is stored.
 """
 
 import base64
 import binascii
 from pathlib import Path
 
-from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper import crypto, events, trust, validate
+from memos_desktop.dumper.crypto import PASSPHRASE_MAGIC
 from memos_desktop.dumper.export import bounded_cache
 from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
 from memos_desktop.errors import BundleError
@@ -43,6 +47,9 @@ class Applier:
         self.expect_kind = expect_kind
         self.manifest: dict = {}
         self.trusted = False
+        self.passphrase_bundle = False
+        self.signer_status = trust.UNKNOWN
+        self._relayers: set[str] = set()
         self.created_blobs: list[str] = []
         self.new_cubes: events.NewCubes | None = None
         self.empty = False
@@ -54,15 +61,19 @@ class Applier:
             raise BundleError(f"Expected a {self.expect_kind} but this bundle is a {manifest['kind']}.")
         if self.expect_device and manifest["device"] != self.expect_device:
             raise BundleError("This change-set claims to come from another device than its folder says.")
-        own = manifest["device"] == self.vault.device_id
-        trusted = crypto.device_keys(self.vault).verify_key if own else None
-        trusted = trusted or crypto.trusted_key(self.vault, manifest["device"])
-        if trusted is not None and trusted != manifest["signing_key"]:
-            raise BundleError(
-                f"The bundle claims to come from device {manifest['device']} but is signed "
-                "with another key than the one you trust for it; it was not imported."
-            )
-        self.trusted = trusted is not None
+        validate.manifest(manifest)
+        what = "change-set" if manifest["kind"] == "changeset" else "bundle"
+        self.signer_status = trust.check_signer(
+            self.vault,
+            manifest["device"],
+            manifest["signing_key"],
+            passphrase_bundle=self.passphrase_bundle,
+            what=what,
+        )
+        self.trusted = self.signer_status in (trust.OWN, trust.TRUSTED)
+        # Versions may be relayed from devices this vault trusts; from any device only when the
+        # user vouched for the whole file by typing its passphrase.
+        self._relayers = {p.device for p in crypto.peers(self.vault) if p.device and p.verify_key}
         self.manifest = manifest
         self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
         self.new_cubes = events.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
@@ -87,19 +98,22 @@ class Applier:
 
     def _cube(self, record: dict) -> None:
         cube_id = check_id(record.get("id"))
+        validate.ulid(cube_id, "memory id")
         raw_events = record.get("events")
-        access = record.get("access", [0, None])
-        if not isinstance(raw_events, list) or not isinstance(access, list) or len(access) != 2:
+        if not isinstance(raw_events, list) or not raw_events:
             raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
-        count, last = access
-        if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
-            raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
+        access = validate.access(record.get("access", [0, None]), cube_id)
+        for raw in raw_events:
+            if not isinstance(raw, dict) or not isinstance(raw.get("snapshot"), dict):
+                raise BundleError(f"The bundle holds a malformed version of memory {cube_id}.")
+            validate.event(cube_id, raw)
+            validate.snapshot(cube_id, raw["snapshot"])
         evs = [events.parse_event(cube_id, e) for e in raw_events]
-        access = (max(count, 0), last)
         if cube_id in self.new_cubes.ids:
             if self.empty:
                 raise BundleError(f"The bundle holds memory {cube_id} twice; it is damaged.")
             self.new_cubes.flush()
+        self._check_authors(cube_id, evs)
         try:
             # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
             exists = (
@@ -124,12 +138,57 @@ class Applier:
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
 
+    def _check_authors(self, cube_id: str, evs: list[events.Event]) -> None:
+        """Every version this vault lacks is the signer's (or relayed from a device it trusts);
+        a conflict version is exactly the one its parents make (so it cannot carry other text)."""
+        signer = self.manifest["device"]
+        suspect = [
+            ev
+            for ev in evs
+            if ev.device != signer and (ev.device == events.CONFLICT_DEVICE or not self.passphrase_bundle)
+        ]
+        if not suspect:
+            return
+        known = set() if self.empty else events.known_vids(self.vault, [ev.vid for ev in suspect])
+        in_bundle = {ev.vid: ev for ev in evs}
+        for ev in suspect:
+            if ev.vid in known:
+                continue
+            if ev.device == events.CONFLICT_DEVICE:
+                self._check_conflict(cube_id, ev, in_bundle)
+            elif ev.device not in self._relayers:
+                raise trust.UntrustedSigner(
+                    f"The bundle signed by device {signer} holds a version of memory {cube_id} attributed to "
+                    f"device {ev.device}, which this vault does not trust; nothing was imported."
+                )
+
+    def _check_conflict(self, cube_id: str, ev: events.Event, in_bundle: dict) -> None:
+        parents = {vid: (in_bundle[vid].hlc, in_bundle[vid].snapshot) for vid in ev.parents if vid in in_bundle}
+        parents.update(events.stored_versions(self.vault, [vid for vid in ev.parents if vid not in parents]))
+        if len(parents) < len(ev.parents):
+            raise events.MissingParent(f"A conflict version of memory {cube_id} refers to versions not received yet.")
+        if len(parents) < 2:
+            raise BundleError(f"The bundle holds a forged conflict version of memory {cube_id}; nothing was imported.")
+        stamp, vid = max((stamp, vid) for vid, (stamp, _) in parents.items())
+        snapshot = parents[vid][1]
+        expected = events.vid_of(
+            cube_id,
+            sorted(parents),
+            stamp + "~c",
+            events.CONFLICT_DEVICE,
+            "conflict",
+            "sync",
+            snapshot.get("updated_at", 0.0),
+            snapshot,
+        )
+        if ev.vid != expected:
+            raise BundleError(f"The bundle holds a forged conflict version of memory {cube_id}; nothing was imported.")
+
     def _link(self, record: dict) -> None:
         src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
         check_id(src)
         check_id(dst)
-        if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
-            raise BundleError("The bundle holds a malformed link.")
+        validate.link(record)
         self.vault.link(src, dst, rel, at)
         self.counts["links"] += 1
 
@@ -137,6 +196,7 @@ class Applier:
         cube_id = record.get("cube_id")
         if cube_id is not None:
             check_id(cube_id)
+        validate.audit(record)
         digest, seq, at, action, actor, detail = map(record.get, _AUDIT_FIELDS)
         if not (
             all(isinstance(text, str) for text in (digest, action, actor, detail))
@@ -165,7 +225,7 @@ class Applier:
     def _blob(self, record: dict) -> None:
         name = check_blob_name(record.get("name"))
         context, data = record.get("context"), record.get("data")
-        if not isinstance(context, str) or not isinstance(data, str):
+        if not isinstance(context, str) or len(context) > 4096 or not isinstance(data, str):
             raise BundleError("The bundle holds a malformed blob.")
         try:
             raw = base64.b64decode(data, validate=True)
@@ -187,6 +247,8 @@ def read_into(applier: Applier, path: Path, identities: list[str], passphrase: s
     sink = BundleSink(applier.on_manifest, applier.on_record, applier.verify)
     try:
         with open(path, "rb") as fh:
+            applier.passphrase_bundle = fh.read(len(PASSPHRASE_MAGIC)) == PASSPHRASE_MAGIC
+            fh.seek(0)
             crypto.decrypt_stream(fh, sink, identities, passphrase)
     except FileNotFoundError:
         raise BundleError(f"No bundle at {path}.") from None
@@ -220,6 +282,8 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
                 "origin_device": manifest["device"],
                 "trusted_device": applier.trusted,
                 "signing_key": manifest["signing_key"],
+                "signer_fingerprint": trust.fingerprint(manifest["signing_key"]),
+                "passphrase_bundle": applier.passphrase_bundle,
                 "redaction": manifest.get("redaction", []),
                 **applier.counts,
                 "conflicts": conflicts - conflicts_before,
