@@ -145,9 +145,13 @@ def store_peer(vault, peer: Peer) -> Peer:
     """Pin `peer` under its name; a device is pinned once (a new key for it replaces the old)."""
     if peer.device == vault.device_id:
         raise MemosError("That card is this device's own; add the card of another device.")
+    stored = vault.get_setting(_PEERS_SETTING, {})
+    taken = stored.get(peer.name)
+    if taken is not None and taken.get("device") != peer.device:
+        raise MemosError(f"The name {peer.name!r} is already used by another device; revoke it first or pick another.")
     peers = {
         name: fields
-        for name, fields in vault.get_setting(_PEERS_SETTING, {}).items()
+        for name, fields in stored.items()
         if peer.device is None or fields.get("device") != peer.device
     }
     peers[peer.name] = {
