@@ -154,6 +154,9 @@ def snapshot(cube_id: str, snap: dict) -> None:
     unknown = set(snap) - _SNAPSHOT_FIELDS
     if unknown:
         raise _bad(f"field of memory {cube_id}", sorted(unknown)[0])
+    missing = _SNAPSHOT_FIELDS - set(snap)  # the vault writes every field; readers rely on them
+    if missing:
+        raise _bad(f"version of memory {cube_id} without field", sorted(missing)[0])
     get = snap.get
     if get("id") != cube_id:
         raise _bad(f"snapshot id of memory {cube_id}", get("id"))

@@ -21,7 +21,7 @@ from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
 from memos_desktop.vault import db, keys, migrations
 from memos_desktop.vault.backlog import EmbeddingBacklog
 from memos_desktop.vault.blobs import BlobStore
-from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
+from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube, check_numbers
 from memos_desktop.vault.index import _ID_BATCH, VaultIndex, fts_query  # noqa: F401  (fts_query: re-exported)
 
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
@@ -249,6 +249,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
             fields = {k: v for k, v in item.items() if v is not None}
             if fields.get("kind", "plaintext") not in KINDS:
                 raise MemosError(f"Unknown memory kind {fields['kind']!r}; use one of {', '.join(KINDS)}.")
+            try:
+                check_numbers(fields)
+            except ValueError as exc:
+                raise MemosError(str(exc)) from None
             fields.setdefault("id", _ulid())
             fields["tags"] = sorted(set(fields.get("tags", [])))
             cube = MemCube(created_at=now, updated_at=now, **fields)
@@ -301,6 +305,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
             changes["expires_at"] = None if ttl is None else _now() + ttl
         if "tags" in changes:
             changes["tags"] = sorted(set(changes["tags"]))
+        try:
+            check_numbers(changes)
+        except ValueError as exc:
+            raise MemosError(str(exc)) from None
         old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
         return self._new_version(old, op, actor, changes, embed)
 
