@@ -142,7 +142,8 @@ def keys_revoke(ctx: Context, which: str) -> None:
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
-@click.option("--profile", help="Only cubes owned by this profile.")
+@click.option("--profile", help="Only cubes owned by this profile.  [default: default]")
+@click.option("--all-profiles", is_flag=True, help="Export the memories of every profile.")
 @click.option(
     "--recipient",
     "recipients",
@@ -172,6 +173,7 @@ def export_cmd(
     since,
     until,
     profile,
+    all_profiles,
     recipients,
     ask,
     passphrase_env,
@@ -185,6 +187,9 @@ def export_cmd(
     from memos_desktop.dumper import crypto
     from memos_desktop.dumper.export import Redaction, Selection, export_bundle
 
+    if all_profiles and profile:
+        raise MemosError("Use either --profile or --all-profiles, not both.")
+    profile = None if all_profiles else profile or "default"
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=True)
     if passphrase is not None and recipients:
         raise MemosError("Use either --recipient or a passphrase, not both.")
@@ -280,7 +285,9 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
     """List memories edited concurrently on several devices, with each competing version."""
     from memos_desktop.dumper.events import conflicts
 
-    found = conflicts(ctx.vault(embedder=False))
+    vault = ctx.vault(embedder=False)
+    found = conflicts(vault)
+    vault.record_read([c["id"] for c in found], "conflicts")
     if as_json:
         echo_json(found)
         return

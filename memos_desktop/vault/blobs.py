@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from memos_desktop.errors import CorruptVault, NotFound
+from memos_desktop.vault import files
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -55,12 +56,13 @@ class BlobStore:
     def put(self, name: str, data: bytes, context: bytes = b"") -> int:
         """Seal and store `data`; return the size on disk."""
         path = self._path(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            files.private_dir(self.root)
         nonce = os.urandom(12)
         sealed = nonce + self._aead().encrypt(nonce, data, name.encode() + b"\0" + context)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "wb") as fh:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE), "wb") as fh:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -179,6 +179,7 @@ class MemoriesScreen(Screen):
 
         with self.app.vault_lock:
             history = self.app.vault.history(cube_id)
+            self.app.vault.record_read([cube_id], "tui")
             scheduler = MemScheduler(self.app.vault)
             decisions = scheduler.decisions(cube_id=cube_id, limit=5)
             uses = scheduler.uses(cube_id)
