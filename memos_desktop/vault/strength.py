@@ -11,8 +11,7 @@ import re
 
 MIN_LENGTH = 8
 MIN_BITS = 40.0
-_COMMON = frozenset(  # noqa: SIM905  (a word list reads best as words)
-    """
+_COMMON_WORDS = """
     password passw0rd password1 password123 p@ssw0rd p@ssword 123456 1234567 12345678 123456789
     1234567890 0123456789 qwerty qwerty123 qwertyuiop azerty asdfghjk asdfghjkl zxcvbnm 1q2w3e4r
     1qaz2wsx iloveyou letmein welcome welcome1 monkey dragon football baseball sunshine princess
@@ -20,8 +19,8 @@ _COMMON = frozenset(  # noqa: SIM905  (a word list reads best as words)
     changeme secret secret123 admin admin123 administrator root toor login passphrase mypassword
     memos memos123 memosdesktop correcthorse 11111111 00000000 88888888 12121212 11223344 aaaaaaaa
     computer internet michael jennifer jordan23 hunter2 charlie access killer mustang cheese
-    """.split()
-)
+"""
+_COMMON = frozenset(_COMMON_WORDS.split())
 _RUNS = ("abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm", "azertyuiopqsdfghjklmwxcvbn", "01234567890")
 
 
