@@ -157,7 +157,7 @@ def read_header(path: Path) -> dict:
         raise CorruptVault(f"{path} is not a memos-desktop vault key header.")
     version = header.get("version")
     if version != VERSION or type(version) is not int:
-        if type(version) is int and version > VERSION:
+        if type(version) is int and VERSION < version < 1000:
             raise VaultError(
                 f"The vault key header {path} has version {version}; "
                 f"this memos-desktop reads version {VERSION}. Upgrade memos-desktop."
