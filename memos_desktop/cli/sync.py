@@ -237,7 +237,11 @@ def import_cmd(
 
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
     if not Vault.exists(ctx.data_dir):
-        Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
+        from memos_desktop.cli.passphrase import accept_new
+
+        new = ctx.passphrase(confirm=True)
+        accept_new(new)
+        Vault.create(ctx.data_dir, new).close()
     # With the embedder: imported cubes get their vectors here (derived indexes are rebuilt locally).
     result = import_bundle(ctx.vault(), bundle, passphrase=passphrase)
     offer = result.get("passphrase_bundle") and not result.get("trusted_device")
