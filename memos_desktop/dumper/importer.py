@@ -50,6 +50,7 @@ class Applier:
         self.passphrase_bundle = False
         self.signer_status = trust.UNKNOWN
         self._relayers: set[str] = set()
+        self._cube_ids: set[str] = set()  # links may only join memories this bundle carries
         self.created_blobs: list[str] = []
         self.new_cubes: events.NewCubes | None = None
         self.empty = False
@@ -135,6 +136,7 @@ class Applier:
             raise
         except Exception as exc:
             raise BundleError(f"Memory {cube_id} in the bundle cannot be stored ({exc}).") from None
+        self._cube_ids.add(cube_id)
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
 
@@ -189,6 +191,8 @@ class Applier:
         check_id(src)
         check_id(dst)
         validate.link(record)
+        if src not in self._cube_ids or dst not in self._cube_ids:
+            raise BundleError("The bundle holds a link to a memory it does not carry; nothing was imported.")
         self.vault.link(src, dst, rel, at)
         self.counts["links"] += 1
 

@@ -140,10 +140,14 @@ def event(cube_id: str, record: dict) -> None:
         raise _bad(f"operation of memory {cube_id}", op)
     text(record.get("actor"), f"actor of memory {cube_id}", MAX_NAME, name=True, empty=False)
     moment(record.get("at"), f"version time of memory {cube_id}")
-    stamp = record.get("hlc")
+    stamp = base = record.get("hlc")
+    if not isinstance(stamp, str) or len(stamp) > 256:
+        raise _bad(f"clock stamp of memory {cube_id}", stamp)
+    while who == CONFLICT_DEVICE and base.endswith("~c"):  # a conflict of conflicts: "<stamp>~c~c"
+        base = base[:-2]
     try:
-        ms, _, stamped = hlc.parse(stamp[:-2] if who == CONFLICT_DEVICE and stamp.endswith("~c") else stamp)
-    except (AttributeError, TypeError, ValueError):
+        ms, _, stamped = hlc.parse(base)
+    except ValueError:
         raise _bad(f"clock stamp of memory {cube_id}", stamp) from None
     if ms / 1000 > latest() or (who != CONFLICT_DEVICE and stamped != who) or not ULID.match(stamped):
         raise _bad(f"clock stamp of memory {cube_id}", stamp)

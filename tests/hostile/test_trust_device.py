@@ -405,3 +405,44 @@ def test_json_output_never_prints_nan_or_infinity(home):
     assert out.returncode == 0, out.stderr
     assert "NaN" not in out.stdout and "Infinity" not in out.stdout
     assert json.loads(out.stdout)["meta"] == {"ratio": None, "limit": None}
+
+
+def test_a_link_to_a_memory_the_bundle_does_not_carry_is_refused(home, paired, tmp_path):
+    """A `built_from` link onto one of this vault's memories would archive it on the next edit."""
+    victim = home.add("mine, not in the bundle")
+    cube_id = _new_id()
+    records = [
+        _cube(cube_id, _event(paired, cube_id, {"content": "x"})),
+        {"t": "link", "src": victim.id, "dst": cube_id, "rel": "built_from", "at": time.time()},
+    ]
+    path = craft_bundle(paired, tmp_path / "l.age", records, [crypto.device_keys(home).recipient])
+    before = _untouched(home)
+    with pytest.raises(BundleError, match="does not carry"):
+        import_bundle(home, path)
+    assert _untouched(home) == before
+
+
+def test_a_conflict_of_conflicts_from_trusted_devices_still_syncs(tmp_path):
+    """Validation must accept what honest devices write: a conflict version whose winner is itself
+    a conflict version has a stamp ending in "~c~c", and it is relayed between devices."""
+    a, b, c = (new_vault(tmp_path / name) for name in "abc")
+    for v in (a, b, c):
+        for w in (a, b, c):
+            if v is not w:
+                crypto.add_peer(v, w.device_id[-8:].lower(), crypto.device_keys(w).card())
+    folder = tmp_path / "shared"
+    cube = a.add("base")
+    for _ in range(2):
+        for v in (a, b, c):
+            assert not sync_folder(v, folder)["errors"]
+    c.edit(cube.id, content="from c, early")
+    time.sleep(0.01)
+    a.edit(cube.id, content="from a")
+    time.sleep(0.01)
+    b.edit(cube.id, content="from b, latest")
+    for v in (a, b, a, c, a, b, c):
+        status = sync_folder(v, folder)
+        assert not status["errors"], status["errors"]
+    stamps = [h for (h,) in a.conn.execute("SELECT hlc FROM sync_events WHERE device = 'conflict'")]
+    assert any(s.endswith("~c~c") for s in stamps)
+    assert state(a) == state(b) == state(c)
