@@ -125,6 +125,7 @@ async def test_first_run_creates_the_vault_after_the_passphrase_is_repeated(isol
     assert (isolated_home / "vault.key").exists()
 
 
+@flow
 async def test_first_run_warns_about_a_very_weak_passphrase_and_needs_enter_again(isolated_home, monkeypatch):
     monkeypatch.delenv("MEMOS_PASSPHRASE")
     app = MemosApp(isolated_home, embedder=FakeEmbedder())
