@@ -255,7 +255,7 @@ def import_cmd(
         origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
         click.echo(
             f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
-            f"{result['conflicts']} conflicts) from device {origin}."
+            f"{result['updated']} of your memories updated, {result['conflicts']} conflicts) from device {origin}."
         )
         if not result["trusted_device"]:
             from memos_desktop.dumper import trust

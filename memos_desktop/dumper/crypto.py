@@ -150,9 +150,7 @@ def store_peer(vault, peer: Peer) -> Peer:
     if taken is not None and taken.get("device") != peer.device:
         raise MemosError(f"The name {peer.name!r} is already used by another device; revoke it first or pick another.")
     peers = {
-        name: fields
-        for name, fields in stored.items()
-        if peer.device is None or fields.get("device") != peer.device
+        name: fields for name, fields in stored.items() if peer.device is None or fields.get("device") != peer.device
     }
     peers[peer.name] = {
         "recipient": peer.recipient,

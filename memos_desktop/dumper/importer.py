@@ -55,7 +55,7 @@ class Applier:
         self.new_cubes: events.NewCubes | None = None
         self.empty = False
         self._audit_rows: list[tuple] = []
-        self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
+        self.counts = {"cubes": 0, "versions_added": 0, "updated": 0, "links": 0, "audit": 0, "blobs": 0}
 
     def on_manifest(self, manifest: dict) -> None:
         if self.expect_kind and manifest["kind"] != self.expect_kind:
@@ -139,6 +139,7 @@ class Applier:
         self._cube_ids.add(cube_id)
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
+        self.counts["updated"] += bool(exists and added)  # memories already here that changed
 
     def _check_authors(self, cube_id: str, evs: list[events.Event]) -> None:
         """Every version this vault lacks is the signer's (or relayed from a device it trusts);

@@ -239,7 +239,8 @@ def test_a_concurrent_edit_from_a_trusted_device_is_a_conflict_not_a_silent_repl
     home.edit(cube.id, content="meeting at 11")
     theirs = _event(paired, cube.id, {"content": "meeting at 12"}, parents=[mine.vid], op="edit")
     path = craft_bundle(paired, tmp_path / "e.age", [_cube(cube.id, theirs)], [crypto.device_keys(home).recipient])
-    assert import_bundle(home, path)["conflicts"] == 1
+    result = import_bundle(home, path)
+    assert (result["conflicts"], result["updated"]) == (1, 1)
     [conflict] = events.conflicts(home)
     assert {h["content"] for h in conflict["heads"]} == {"meeting at 11", "meeting at 12"}
     assert home.history(cube.id)[-1]["op"] == "conflict"
@@ -446,3 +447,41 @@ def test_a_conflict_of_conflicts_from_trusted_devices_still_syncs(tmp_path):
     stamps = [h for (h,) in a.conn.execute("SELECT hlc FROM sync_events WHERE device = 'conflict'")]
     assert any(s.endswith("~c~c") for s in stamps)
     assert state(a) == state(b) == state(c)
+
+
+def test_on_a_terminal_import_offers_to_trust_a_passphrase_bundles_signer(home, attacker, tmp_path):
+    """The move-to-a-new-laptop path typed by a person: the fingerprint is shown and a yes trusts it."""
+    import os
+    import pty
+    import sys
+
+    from tests.conftest import REPO
+
+    attacker.add("moving house")
+    export_bundle(attacker, tmp_path / "p.age", passphrase="open sesame")
+    home.close()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(PYTHONPATH=str(REPO), P="open sesame")
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "memos_desktop", "import", str(tmp_path / "p.age"), "--passphrase-env", "P"],
+        )
+    seen, answered = b"", False
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(fd, b"y\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    assert trust.fingerprint(crypto.device_keys(attacker).verify_key).encode() in seen
+    with Vault.open(home.data_dir, PASSPHRASE) as reopened:
+        assert crypto.trusted_key(reopened, attacker.device_id) == crypto.device_keys(attacker).verify_key
