@@ -51,6 +51,7 @@ class Applier:
         self.signer_status = trust.UNKNOWN
         self._relayers: set[str] = set()
         self._cube_ids: set[str] = set()  # links may only join memories this bundle carries
+        self._payloads: set[str] = set()  # and blobs may only be ones its memories refer to
         self.created_blobs: list[str] = []
         self.new_cubes: events.NewCubes | None = None
         self.empty = False
@@ -137,6 +138,7 @@ class Applier:
         except Exception as exc:
             raise BundleError(f"Memory {cube_id} in the bundle cannot be stored ({exc}).") from None
         self._cube_ids.add(cube_id)
+        self._payloads.update(ev.snapshot["payload_ref"] for ev in evs if ev.snapshot.get("payload_ref"))
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
         self.counts["updated"] += bool(exists and added)  # memories already here that changed
@@ -232,6 +234,8 @@ class Applier:
         context, data = record.get("context"), record.get("data")
         if not isinstance(context, str) or len(context) > 4096 or not isinstance(data, str):
             raise BundleError("The bundle holds a malformed blob.")
+        if name not in self._payloads:
+            raise BundleError(f"The bundle holds a blob {name!r} no memory in it refers to; nothing was imported.")
         try:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):

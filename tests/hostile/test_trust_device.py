@@ -485,3 +485,15 @@ def test_on_a_terminal_import_offers_to_trust_a_passphrase_bundles_signer(home, 
     assert trust.fingerprint(crypto.device_keys(attacker).verify_key).encode() in seen
     with Vault.open(home.data_dir, PASSPHRASE) as reopened:
         assert crypto.trusted_key(reopened, attacker.device_id) == crypto.device_keys(attacker).verify_key
+
+
+def test_a_blob_no_memory_in_the_bundle_refers_to_is_refused(home, paired, tmp_path):
+    cube_id = _new_id()
+    records = [
+        _cube(cube_id, _event(paired, cube_id, {"content": "x"})),
+        {"t": "blob", "name": "planted-file", "context": "", "data": "AAAA"},
+    ]
+    path = craft_bundle(paired, tmp_path / "b.age", records, [crypto.device_keys(home).recipient])
+    with pytest.raises(BundleError, match="no memory in it refers to"):
+        import_bundle(home, path)
+    assert not (home.data_dir / "blobs" / "planted-file").exists()
