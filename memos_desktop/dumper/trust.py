@@ -11,7 +11,6 @@ ids): six groups of five digits from a SHA-256 of the key. This module never hol
 
 import hashlib
 import time
-from dataclasses import dataclass
 
 from memos_desktop.dumper import crypto
 from memos_desktop.errors import BundleError, MemosError
@@ -81,18 +80,6 @@ def check_signer(vault, device: str, verify_key: str, *, passphrase_bundle: bool
             f"then run: {trust_command(device, verify_key)}"
         )
     return found
-
-
-@dataclass(frozen=True)
-class Pinned:
-    name: str
-    device: str | None
-    recipient: str | None
-    verify_key: str | None
-
-    @property
-    def fingerprint(self) -> str | None:
-        return fingerprint(self.verify_key) if self.verify_key else None
 
 
 def parse(name: str, text: str) -> crypto.Peer:

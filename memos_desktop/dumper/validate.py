@@ -13,7 +13,8 @@ import re
 import time
 
 from memos_desktop.dumper import clock as hlc
-from memos_desktop.errors import BundleError
+from memos_desktop.dumper import crypto
+from memos_desktop.errors import BundleError, MemosError
 from memos_desktop.vault.cube import COLUMNS, KINDS, STATES
 
 ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
@@ -103,8 +104,10 @@ def manifest(record: dict) -> dict:
     device(record.get("device"))
     moment(record.get("created_at"), "bundle creation time")
     key = record.get("signing_key")
-    if not isinstance(key, str) or len(key) != 43:
-        raise _bad("signing key", key)
+    try:
+        crypto.raw_verify_key(key)
+    except MemosError:
+        raise _bad("signing key", key) from None
     if record["kind"] == "changeset":
         count(record.get("seq"), "change-set number", 1, 10**10 - 1)
     redaction = record.get("redaction", [])
