@@ -12,8 +12,10 @@ from tests.dumper_helpers import craft_bundle, new_vault, state
 
 
 @pytest.fixture
-def other(tmp_path, fake_embedder):
+def other(tmp_path, fake_embedder, vault):
+    """A second device that has paired with `vault` (trusts its signing key)."""
     v = new_vault(tmp_path / "other", fake_embedder)
+    crypto.add_peer(v, "laptop", crypto.device_keys(vault).card())
     yield v
     v.close()
 

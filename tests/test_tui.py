@@ -122,7 +122,22 @@ async def test_first_run_creates_the_vault_after_the_passphrase_is_repeated(isol
     app = MemosApp(isolated_home, embedder=FakeEmbedder())
     async with app.run_test(size=SIZE) as pilot:
         await pilot.click("#passphrase")
+        await pilot.press(*"s3cret horse", "enter", *"s3cret horse", "enter")
+        await unlocked(pilot)
+    assert (isolated_home / "vault.key").exists()
+
+
+@flow
+async def test_first_run_warns_about_a_very_weak_passphrase_and_needs_enter_again(isolated_home, monkeypatch):
+    monkeypatch.delenv("MEMOS_PASSPHRASE")
+    app = MemosApp(isolated_home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#passphrase")
         await pilot.press(*"s3cret", "enter", *"s3cret", "enter")
+        await pilot.pause()
+        assert "very weak" in str(app.screen.query_one("#unlock-status").render())
+        assert not (isolated_home / "vault.key").exists()
+        await pilot.press("enter")
         await unlocked(pilot)
     assert (isolated_home / "vault.key").exists()
 

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from memos_desktop.dumper import crypto, oplog
+from memos_desktop.dumper import crypto, oplog, trust
 from memos_desktop.dumper.clock import HybridClock
 from memos_desktop.dumper.conflicts import conflicts
 from memos_desktop.dumper.export import write_atomic
 from memos_desktop.dumper.format import FORMAT, VERSION, BundleSource
 from memos_desktop.dumper.importer import AlreadyApplied, Applier, read_into, rebuild_vectors
-from memos_desktop.errors import BundleError
+from memos_desktop.errors import BundleError, MemosError
 from memos_desktop.vault import Vault, sync_log
 
 STATUS_SETTING = "sync.status"
@@ -66,7 +66,7 @@ def _admit(vault: Vault, folder: Path, group: str) -> list[str]:
     admitted = []
     for peer in crypto.peers(vault):
         path = folder / "keys" / f"{peer.device}.age"
-        if peer.device and not path.exists():
+        if peer.device and peer.recipient and not path.exists():
             _grant(group, path, peer.recipient)
             admitted.append(peer.name)
     return admitted
@@ -87,6 +87,24 @@ def _pending(vault: Vault, folder: Path) -> tuple[list[tuple[str, Path]], list[s
             continue
         pending += todo
     return pending, untrusted
+
+
+def _untrusted(folder: Path, device: str) -> dict:
+    """What the user needs to decide about an untrusted device: its fingerprint and the command
+    that trusts it, from its card in the folder (anyone can write that card: compare first)."""
+    card = folder / "devices" / f"{device}.card"
+    try:
+        peer = crypto.parse_card("peer", card.read_text(encoding="ascii", errors="replace")[:512])
+    except (OSError, MemosError):
+        return {"device": device, "fingerprint": None, "command": None}
+    if peer.device != device or peer.verify_key is None:
+        return {"device": device, "fingerprint": None, "command": None}
+    return {
+        "device": device,
+        "fingerprint": trust.fingerprint(peer.verify_key),
+        "command": f"memos-desktop keys trust {device[-8:].lower()} '{crypto.CARD_PREFIX}:{device}:"
+        f"{peer.recipient}:{peer.verify_key}'",
+    }
 
 
 def _apply(vault: Vault, pending: list[tuple[str, Path]], group: str, clock: HybridClock) -> tuple[int, int, list[str]]:
@@ -179,6 +197,7 @@ def sync_folder(vault: Vault, folder: Path) -> dict:
         "published_versions": 0,
         "errors": [],
         "untrusted_devices": [],
+        "untrusted": [],
         "admitted": [],
         "waiting": False,
     }
@@ -192,6 +211,7 @@ def sync_folder(vault: Vault, folder: Path) -> dict:
     else:
         status["admitted"] = _admit(vault, folder, group)
         pending, status["untrusted_devices"] = _pending(vault, folder)
+        status["untrusted"] = [_untrusted(folder, device) for device in status["untrusted_devices"]]
         if pending:
             with vault.bulk_write():
                 clock = oplog.load_clock(vault)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from memos_desktop.errors import CorruptVault, NotFound
+from memos_desktop.vault import files
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -59,12 +60,13 @@ class BlobStore:
     def put(self, name: str, data: bytes, context: bytes = b"") -> int:
         """Seal and store `data`; return the size on disk."""
         path = self._path(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            files.private_dir(self.root)
         nonce = os.urandom(12)
         sealed = nonce + self._aead().encrypt(nonce, data, name.encode() + b"\0" + context)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "wb") as fh:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE), "wb") as fh:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -6,6 +6,7 @@ behaviour beyond conversion: the vault owns storage, versions and access rules.
 
 import dataclasses
 import json
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,21 @@ EDITABLE = (
     "visibility",
     "state",
 )
+_TIMES = ("valid_from", "valid_to", "expires_at")
+
+
+def check_numbers(fields: dict[str, Any]) -> None:
+    """ValueError unless `importance` is a number in [0, 1] and the times are finite numbers
+    (NaN passes every comparison, so a range check alone lets it in)."""
+    importance = fields.get("importance", 0.5)
+    if type(importance) not in (int, float) or not 0.0 <= importance <= 1.0:
+        raise ValueError(f"Importance must be a number from 0 to 1, not {importance!r}.")
+    for name in _TIMES:
+        value = fields.get(name)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite time, not {value!r}.")
+
+
 _ROW = operator.attrgetter(*COLUMNS)
 _ITEMS = operator.itemgetter(*COLUMNS)
 _JSON_AT = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)

@@ -11,7 +11,6 @@ Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `op
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
-from memos_desktop.vault import db, keys, migrations
+from memos_desktop.vault import db, files, keys, migrations
 from memos_desktop.vault.backlog import EmbeddingBacklog
 from memos_desktop.vault.blobs import BlobStore
-from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
+from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube, check_numbers
 from memos_desktop.vault.index import _ID_BATCH, VaultIndex, fts_query  # noqa: F401  (fts_query: re-exported)
 
 if TYPE_CHECKING:
@@ -82,10 +81,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
         data_dir = Path(data_dir)
         if cls.exists(data_dir):
             raise VaultError(f"A vault already exists in {data_dir}.")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
+        files.private_dir(data_dir)
         vault_id = _ulid()
         data_key = keys.create_header(data_dir / paths.VAULT_HEADER, passphrase, vault_id)
+        files.create_private(data_dir / paths.VAULT_DB)
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
@@ -122,6 +121,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         except Exception as exc:
             conn.close()
             raise CorruptVault(f"The vault in {data_dir} is damaged: {exc}") from exc
+        files.lock_down(data_dir)
         return cls(conn, data_dir, data_key, vault_id, embedder)
 
     def close(self) -> None:
@@ -215,6 +215,12 @@ class Vault(VaultIndex, EmbeddingBacklog):
         with db.write_txn(self.conn):
             self._audit(action, cube_id, actor, detail)
 
+    def record_read(self, cube_ids: Iterable[str], via: str, actor: str = "user") -> None:
+        """Record in the audit log that memories were shown (`via`: the command or screen)."""
+        with db.write_txn(self.conn):
+            for cube_id in cube_ids:
+                self._audit("read", cube_id, actor, {"via": via})
+
     def audit_log(self, limit: int = 50, cube_id: str | None = None, actor: str | None = None) -> list[dict[str, Any]]:
         """The last `limit` entries, oldest first; only those about `cube_id` / by `actor` when given."""
         sql = "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit"
@@ -230,14 +236,22 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return out[::-1]
 
     def verify_audit(self) -> int:
-        """Check the whole hash chain; return the number of entries, or raise CorruptVault."""
+        """Check the whole hash chain and that no sequence number is missing; return the number of
+        entries, or raise CorruptVault."""
         prev = GENESIS
         count = 0
         for seq, at, action, cube_id, actor, detail, prev_hash, digest in self.conn.execute(
             "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit ORDER BY seq"
         ):
-            body = json.dumps([prev, at, action, cube_id, actor, json.loads(detail)], sort_keys=True)
-            if prev_hash != prev or hashlib.sha256(body.encode()).hexdigest() != digest:
+            if seq != count + 1:
+                raise CorruptVault(
+                    f"The audit log has a gap: entries {count + 1} to {seq - 1} are missing (removed or lost)."
+                )
+            try:
+                body = json.dumps([prev, at, action, cube_id, actor, json.loads(detail)], sort_keys=True)
+            except ValueError:
+                body = ""
+            if not body or prev_hash != prev or hashlib.sha256(body.encode()).hexdigest() != digest:
                 raise CorruptVault(f"The audit log was altered at entry {seq}.")
             prev = digest
             count += 1
@@ -298,6 +312,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
             fields = {k: v for k, v in item.items() if v is not None}
             if fields.get("kind", "plaintext") not in KINDS:
                 raise MemosError(f"Unknown memory kind {fields['kind']!r}; use one of {', '.join(KINDS)}.")
+            try:
+                check_numbers(fields)
+            except ValueError as exc:
+                raise MemosError(str(exc)) from None
             fields.setdefault("id", _ulid())
             fields["tags"] = sorted(set(fields.get("tags", [])))
             cube = MemCube(created_at=now, updated_at=now, **fields)
@@ -350,6 +368,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
             changes["expires_at"] = None if ttl is None else _now() + ttl
         if "tags" in changes:
             changes["tags"] = sorted(set(changes["tags"]))
+        try:
+            check_numbers(changes)
+        except ValueError as exc:
+            raise MemosError(str(exc)) from None
         old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
         return self._new_version(old, op, actor, changes, embed)
 

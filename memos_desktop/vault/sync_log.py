@@ -258,3 +258,27 @@ def export_audit(vault: Vault, selected: CubeFilter) -> Iterator[tuple[int, floa
         " ORDER BY seq",
         params,
     )
+
+
+def known_vids(vault: Vault, vids: list[str]) -> set[str]:
+    """Which of `vids` this vault's op log holds."""
+    found: set[str] = set()
+    for start in range(0, len(vids), 500):
+        batch = vids[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        found.update(r[0] for r in vault.conn.execute(f"SELECT vid FROM sync_events WHERE vid IN ({marks})", batch))
+    return found
+
+
+def stored_versions(vault: Vault, vids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """{vid: (clock stamp, snapshot)} of the stored versions among `vids`."""
+    out = {}
+    for vid in vids:
+        row = vault.conn.execute(
+            "SELECT e.hlc, v.snapshot FROM sync_events e JOIN cube_versions v"
+            " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
+            (vid,),
+        ).fetchone()
+        if row is not None:
+            out[vid] = (row[0], json.loads(row[1]))
+    return out

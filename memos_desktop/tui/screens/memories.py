@@ -182,6 +182,7 @@ class MemoriesScreen(Screen):
 
         with app_state(self).session.access() as vault:
             history = vault.history(cube_id)
+            vault.record_read([cube_id], "tui")
             scheduler = MemScheduler(vault)
             decisions = scheduler.decisions(cube_id=cube_id, limit=5)
             uses = scheduler.uses(cube_id)

@@ -22,6 +22,7 @@ class UnlockScreen(Screen):
     """Asks for the passphrase (twice when creating the vault) and opens the vault in a worker."""
 
     opening = False  # a worker is opening the vault: Enter again does nothing
+    weak_confirmed = ""  # a very weak new passphrase the user kept by pressing Enter again
 
     def compose(self) -> ComposeResult:
         from memos_desktop import paths
@@ -63,6 +64,14 @@ class UnlockScreen(Screen):
         if self.create and passphrase != self.query_one("#confirm", Input).value:
             self.status("The two passphrases differ.")
             return
+        if self.create and passphrase != self.weak_confirmed:
+            from memos_desktop.vault.strength import weakness
+
+            reason = weakness(passphrase)
+            if reason:
+                self.weak_confirmed = passphrase
+                self.status(f"This passphrase is very weak ({reason}). Press Enter again to use it anyway.")
+                return
         self.start(passphrase)
 
     def status(self, text: str) -> None:
