@@ -12,15 +12,33 @@ from memos_desktop.errors import MemosError
 
 
 @cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing vault (its files are moved aside, not deleted).")
+@click.option("--yes", is_flag=True, help="With --force and no terminal: confirm replacing the vault.")
 @click.pass_obj
-def init(obj: Context) -> None:
+def init(obj: Context, force: bool, yes: bool) -> None:
     """Create a new encrypted vault."""
     from memos_desktop.vault import Vault
 
+    aside = None
     if Vault.exists(obj.data_dir):
-        raise MemosError(f"A vault already exists in {obj.data_dir}.")
-    vault = Vault.create(obj.data_dir, obj.passphrase(confirm=True))
+        if not force:
+            raise MemosError(
+                f"A vault already exists in {obj.data_dir}; `init --force` replaces it (its files are moved aside)."
+            )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise MemosError("Replacing a vault needs confirming: run in a terminal, or add --yes to --force.")
+            typed = click.prompt(f"This replaces the vault in {obj.data_dir}. Type `replace` to go on", default="")
+            if typed.strip() != "replace":
+                raise MemosError("Not confirmed; the vault was left as it is.")
+        passphrase = obj.passphrase(confirm=True)
+        aside = Vault.set_aside(obj.data_dir)
+    else:
+        passphrase = obj.passphrase(confirm=True)
+    vault = Vault.create(obj.data_dir, passphrase)
     vault.close()
+    if aside is not None:
+        click.echo(f"The previous vault's files were moved to {aside}.")
     click.echo(f"Created an encrypted vault in {obj.data_dir}.")
 
 

@@ -8,6 +8,7 @@ import sys
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError
+from memos_desktop.vault.store import check_database_file
 
 
 def _check_sqlite() -> tuple[str, bool, str]:
@@ -43,8 +44,12 @@ def _check_vec() -> tuple[str, bool, str]:
 
 def _check_vault(ctx) -> list[tuple[str, bool, str]]:
     db = ctx.data_dir / paths.VAULT_DB
-    if not db.exists():
+    if not db.exists() and not (ctx.data_dir / paths.VAULT_HEADER).exists():
         return [("vault", False, f"no vault in {ctx.data_dir}; run `memos-desktop init`")]
+    try:
+        check_database_file(ctx.data_dir)
+    except MemosError as exc:
+        return [("vault", False, str(exc))]
     with open(db, "rb") as fh:
         head = fh.read(16)
     encrypted = not head.startswith(b"SQLite format 3")

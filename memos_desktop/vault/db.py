@@ -42,7 +42,10 @@ def connect(path: str, db_key: bytes | None) -> "apsw.Connection":  # noqa: F821
         ) from None
     except apsw.CorruptError:
         conn.close()
-        raise CorruptVault(f"The vault database {path} is damaged or was tampered with.") from None
+        raise CorruptVault(
+            f"The vault database {path} is damaged or was tampered with; restore it from a backup"
+            " (`memos-desktop backup`) or an export bundle."
+        ) from None
     conn.enable_load_extension(True)
     conn.load_extension(sqlite_vec.loadable_path())
     conn.enable_load_extension(False)

@@ -78,6 +78,18 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
+    def set_aside(cls, data_dir: Path) -> Path:
+        """Move the vault's files (key, database, WAL, blobs) into a new `replaced-<time>` folder
+        of `data_dir`, so that a new vault can be created there; return that folder."""
+        data_dir = Path(data_dir)
+        aside = data_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
+        aside.mkdir(mode=0o700)
+        for name in (paths.VAULT_HEADER, paths.VAULT_DB, f"{paths.VAULT_DB}-wal", f"{paths.VAULT_DB}-shm", "blobs"):
+            if (data_dir / name).exists():
+                os.replace(data_dir / name, aside / name)
+        return aside
+
+    @classmethod
     def open(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
         """Unlock the vault in `data_dir` with `passphrase`."""
         data_dir = Path(data_dir)
@@ -89,6 +101,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                     "without it. Restore vault.key from a backup."
                 )
             raise VaultError(f"No vault in {data_dir}. Run `memos-desktop init` first.")
+        check_database_file(data_dir)
         data_key, vault_id = keys.unwrap(header, passphrase)
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
@@ -602,6 +615,36 @@ class Vault(VaultIndex, EmbeddingBacklog):
             "db_bytes": size,
             "device_id": self.device_id,
         }
+
+
+RECOVER = (
+    "restore vault.db and vault.key together from a backup (`memos-desktop backup`), or move both aside,"
+    " run `memos-desktop init` and import an export bundle (`memos-desktop import`)"
+)
+
+
+def check_database_file(data_dir: Path) -> None:
+    """Raise CorruptVault when the key header is present but its database is missing, empty or cut short.
+
+    Opening would otherwise let SQLite create a new, empty database beside the old key: the user's
+    memories would silently seem gone and the next write would make it a real (empty) vault.
+    """
+    db_path = Path(data_dir) / paths.VAULT_DB
+    header = Path(data_dir) / paths.VAULT_HEADER
+    try:
+        size = db_path.stat().st_size
+    except FileNotFoundError:
+        raise CorruptVault(
+            f"The vault key {header} is present but its database {db_path} is missing; nothing was created. "
+            f"To recover, {RECOVER}."
+        ) from None
+    if size == 0:
+        problem = "is empty"
+    elif size % 512:  # SQLite writes whole pages (a power of two, at least 512 bytes)
+        problem = f"is truncated ({size} bytes, not a whole number of pages)"
+    else:
+        return
+    raise CorruptVault(f"The vault database {db_path} {problem}; nothing was changed. To recover, {RECOVER}.")
 
 
 def _head_row(head: dict) -> tuple:
