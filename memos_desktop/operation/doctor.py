@@ -7,7 +7,7 @@ import platform
 import sys
 
 from memos_desktop import paths
-from memos_desktop.errors import MemosError
+from memos_desktop.errors import MemosError, from_storage
 from memos_desktop.vault.store import check_database_file
 
 
@@ -58,15 +58,24 @@ def _check_vault(ctx) -> list[tuple[str, bool, str]]:
     ]
     try:
         vault = ctx.vault()
-        out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
-        if vault.embedder is not None:
-            from memos_desktop.embed.config import check
-
-            out.extend(check(vault.embedder))
-        else:
-            out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
     except MemosError as exc:
-        out.append(("vault", False, str(exc)))
+        return [*out, ("vault", False, str(exc))]
+    problems = vault.check_integrity()
+    detail = "every page reads back whole" if not problems else "; ".join(problems[:3])
+    if len(problems) > 3:
+        detail += f" (and {len(problems) - 3} more problems)"
+    out.append(("integrity", not problems, detail))
+    try:
+        out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
+    except Exception as exc:  # a damaged page or an altered chain is a failed check, not a crash
+        out.append(("vault", False, str(from_storage(exc) or exc)))
+        return out
+    if vault.embedder is not None:
+        from memos_desktop.embed.config import check
+
+        out.extend(check(vault.embedder))
+    else:
+        out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
     return out
 
 

@@ -8,6 +8,7 @@ Versions written on other devices arrive through `import_versions`, in the impor
 Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `operator.py`.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -127,7 +128,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls(conn, data_dir, data_key, vault_id, embedder)
 
     def close(self) -> None:
+        """Checkpoint the write-ahead log into vault.db (so the file alone holds every write) and close."""
         if self.conn is not None:
+            with contextlib.suppress(Exception):  # busy: another process still reads; it checkpoints later
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self.conn.close()
             self.conn = None
 
@@ -136,6 +140,18 @@ class Vault(VaultIndex, EmbeddingBacklog):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def check_integrity(self) -> list[str]:
+        """Damage found by SQLite's integrity check, each naming its page and table; [] when whole."""
+        from memos_desktop.vault.integrity import check_database
+
+        return check_database(self.conn)
+
+    def backup(self, dest: Path) -> dict:
+        """A consistent, encrypted copy of the vault (with its key file) in the new folder `dest`."""
+        from memos_desktop.vault.integrity import backup
+
+        return backup(self, dest)
 
     def change_passphrase(self, old: str, new: str) -> None:
         keys.rewrap(self.data_dir / paths.VAULT_HEADER, old, new)
