@@ -3,8 +3,8 @@
 Owns the ignore rules (hidden files and folders, `.gitignore`-style patterns via pathspec, the
 `.gitignore` files of the root and of every folder below it, each relative to its own folder with
 deeper files taking precedence as in git, unsupported extensions, the size limit) and the walk
-itself, which never follows a symlink into a folder it has already seen (symlink loops) and never
-yields the same file twice.
+itself, which never follows a symlink out of the watched folder (the target is skipped with the
+reason) nor into a folder it has already seen (symlink loops), and never yields the same file twice.
 It only stats files; reading, parsing and the vault belong to `ingest.py`.
 """
 
@@ -103,10 +103,25 @@ def _stat_error(exc: OSError) -> str:
     return f"cannot be read: {exc.strerror or exc}"
 
 
+def outside(path: Path | str, boundary: str) -> str:
+    """Why `path` is skipped when it resolves (through symlinks) outside the real folder `boundary`, else "".
+
+    A symlink in a notes folder may point anywhere (`/etc/passwd`, another user's files): only what
+    lies inside the watched folder is the loader's to read.
+    """
+    real = os.path.realpath(path)
+    if real == boundary or real.startswith(boundary.rstrip(os.sep) + os.sep):
+        return ""
+    return f"symlink to {real}, outside the watched folder"
+
+
 def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
     """The entry for one file path (an event from the watcher), or None if it is ignored or gone."""
     if not supported(path) or rules.ignored(path):
         return None
+    reason = outside(path, os.path.realpath(rules.root))
+    if reason:
+        return Entry(path, skip=reason)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -118,12 +133,18 @@ def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
     return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
 
 
-def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
-    """Every supported file under `root` (depth first), and skipped paths with their reason."""
+def walk(root: Path, config: LoaderConfig, boundary: Path | None = None) -> Iterator[Entry]:
+    """Every supported file under `root` (depth first), and skipped paths with their reason. Symlinks
+    are followed only to what lies inside `boundary` (the watched folder; default `root` itself)."""
     if root.is_file():
         entry = entry_for(root, IgnoreRules(root.parent, config))
         if entry:
             yield entry
+        return
+    inside = os.path.realpath(boundary or root)
+    reason = outside(root, inside)
+    if reason:
+        yield Entry(root, skip=reason)
         return
     rules = IgnoreRules(root, config)
     seen_dirs: set[tuple[int, int]] = set()
@@ -145,6 +166,12 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
             continue
         for item in items:
             path = Path(item.path)
+            if item.is_symlink():
+                reason = outside(path, inside)
+                if reason:
+                    if not rules.ignored(path, parents_checked=True):
+                        yield Entry(path, skip=reason)
+                    continue
             try:
                 st = item.stat(follow_symlinks=True)
             except OSError as exc:
