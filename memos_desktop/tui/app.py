@@ -24,6 +24,7 @@ from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
+MAINTAIN_EVERY_S = 60.0  # how often the scheduler purges expired memories while the app runs
 
 
 def _screen(module: str, name: str) -> Screen:
@@ -123,6 +124,17 @@ class MemosApp(App):
         if self.llm is None:
             self.load_default_model()
         self.start_watcher()
+        self.set_interval(MAINTAIN_EVERY_S, self.maintain)
+
+    def maintain(self) -> None:
+        """MemScheduler's upkeep (purge expired memories, demote idle hot ones), off the UI thread."""
+        self.run_worker(self._maintain, thread=True, exclusive=True, group="maintain")
+
+    def _maintain(self) -> None:
+        from memos_desktop.operation.scheduler import MemScheduler
+
+        with self.vault_lock:
+            MemScheduler(self.vault).maintain()
 
     def open_vault(self, passphrase: str, create: bool):
         """Open (or create) the vault; runs in a worker thread (Argon2id is slow on purpose)."""

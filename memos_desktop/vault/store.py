@@ -125,7 +125,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
         except Exception as exc:
             conn.close()
             raise CorruptVault(f"The vault in {data_dir} is damaged: {exc}") from exc
-        return cls(conn, data_dir, data_key, vault_id, embedder)
+        vault = cls(conn, data_dir, data_key, vault_id, embedder)
+        vault.expire()  # memories whose TTL passed while the vault was closed
+        return vault
 
     def close(self) -> None:
         """Checkpoint the write-ahead log into vault.db (so the file alone holds every write) and close."""
@@ -489,14 +491,46 @@ class Vault(VaultIndex, EmbeddingBacklog):
             self._invalidate_dependents(new.id, "sync")
 
     def expire(self) -> int:
-        """Tombstone cubes whose TTL has passed; return how many."""
+        """Purge every memory whose TTL has passed (any state); return how many. See `_purge`."""
+        now = _now()
         rows = self.conn.execute(
-            f"{SELECT_CUBE} WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
-            (_now(),),
+            f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
         ).fetchall()
         for row in rows:
-            self._new_version(MemCube.from_row(row), "expire", "system", {"state": "deleted"})
+            with db.write_txn(self.conn):
+                self._purge(row[0], MemCube.from_row(row[1:]), now)
         return len(rows)
+
+    def _purge(self, rowid: int, cube: MemCube, now: float) -> None:
+        """Erase an expired cube's text from its row, every version of it and the indexes.
+
+        What stays is a tombstone without content (its id, kind, owner, times and a `purged` note),
+        its version list with each snapshot emptied the same way, and a `purge` audit entry. The
+        versions' unshared sync events are dropped so that they are tagged anew from the emptied
+        snapshots: a peer receives the purge, never the text. `expires_at` is cleared on the
+        tombstone, so a purged cube is purged once.
+        """
+        purged = {"reason": "ttl", "expired_at": cube.expires_at, "at": now}
+        stub = _purged(cube.to_dict(), purged)
+        new = MemCube(**{**stub, "version": cube.version + 1, "updated_at": now, "expires_at": None})
+        new.content_hash = content_hash("")
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        self.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
+        self._unindex(rowid)
+        versions = self.conn.execute(
+            "SELECT version, snapshot FROM cube_versions WHERE cube_id = ?", (cube.id,)
+        ).fetchall()
+        self.conn.executemany(
+            "UPDATE cube_versions SET snapshot = ? WHERE cube_id = ? AND version = ?",
+            [(json.dumps(_purged(json.loads(snap), purged)), cube.id, v) for v, snap in versions],
+        )
+        self.conn.execute("DELETE FROM sync_events WHERE cube_id = ? AND shared = 0", (cube.id,))
+        self._snapshot(new, "expire", cube.version, "system")
+        if cube.payload_ref:
+            with contextlib.suppress(OSError):
+                self.blobs.delete(cube.payload_ref)
+        self._audit("purge", cube.id, "system", purged)
+        self._invalidate_dependents(cube.id, "system")
 
     # ----- reads ---------------------------------------------------------------------------
     def get(
@@ -508,9 +542,11 @@ class Vault(VaultIndex, EmbeddingBacklog):
             raise NotFound(f"No memory with id {cube_id}.")
         cube = MemCube.from_row(row)
         hidden = cube.owner != profile and cube.visibility != "shared"
-        expired = cube.expires_at is not None and cube.expires_at <= _now() and cube.state == "active"
-        if hidden or ((cube.state != "active" or expired) and not include_inactive):
+        expired = cube.expires_at is not None and cube.expires_at <= _now()  # never shown, whatever its state
+        if hidden or expired or (cube.state != "active" and not include_inactive):
             raise NotFound(f"No memory with id {cube_id}.")
+        if "purged" in cube.meta:
+            raise NotFound(f"No memory with id {cube_id}: it expired and was purged.")
         if touch:
             self.touch([cube_id])
         return cube
@@ -540,8 +576,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
     ) -> list[MemCube]:
         """Cubes visible to `profile`, newest first, filtered by kind, tag, state or source file."""
         where = ["(owner = :profile OR visibility = 'shared')", "state = :state"]
-        if state == "active":
-            where.append("(expires_at IS NULL OR expires_at > :now)")
+        where.append("(expires_at IS NULL OR expires_at > :now)")
+        if state != "active":
+            where.append("json_extract(meta, '$.purged') IS NULL")
         if kind:
             where.append("kind = :kind")
         if tag:
@@ -661,6 +698,21 @@ def check_database_file(data_dir: Path) -> None:
     else:
         return
     raise CorruptVault(f"The vault database {db_path} {problem}; nothing was changed. To recover, {RECOVER}.")
+
+
+def _purged(fields: dict, note: dict) -> dict:
+    """A cube's fields (or a version's snapshot) with everything it said removed."""
+    return {
+        **fields,
+        "content": "",
+        "title": "",
+        "tags": [],
+        "source": {},
+        "meta": {"purged": note},
+        "payload_ref": None,
+        "state": "deleted",
+        "pinned": False,
+    }
 
 
 def _head_row(head: dict) -> tuple:
