@@ -4,9 +4,11 @@ import json
 
 import click
 
+from memos_desktop.textsafe import json_text
+
 
 def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def when(ts: float | None) -> str:
