@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 
 from memos_desktop.errors import MemosError
+from memos_desktop.textsafe import clean
 from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
@@ -111,6 +112,10 @@ class MemosApp(App):
         self._embedder = embedder
         self._passphrase = ""
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=True) -> None:
+        """Every notification is plain text (messages carry file names, memories, model output), cleaned."""
+        super().notify(clean(message), title=clean(title), severity=severity, timeout=timeout, markup=False)
+
     # ----- unlocking and the model ----------------------------------------------------------
     def unlocked(self, vault) -> None:
         """Called (on the UI thread) once the vault is open: show the chat, load the model."""
@@ -158,7 +163,7 @@ class MemosApp(App):
 
     def set_model_status(self, text: str) -> None:
         self.model_status = text
-        self.sub_title = text
+        self.sub_title = clean(text)
 
     def load_default_model(self) -> None:
         """Load the default model (and its adapters) on the model thread, after stopping an

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.widgets.safe import safe
 
 
 class UnlockScreen(Screen):
@@ -33,7 +34,7 @@ class UnlockScreen(Screen):
                 yield Static("Welcome to memos. Choose a passphrase for your new encrypted vault.", id="unlock-intro")
             else:
                 yield Static("Your vault is locked.", id="unlock-intro")
-            yield Label(str(self.app.data_dir), id="unlock-path")
+            yield Label(safe(self.app.data_dir), id="unlock-path")
             yield Input(placeholder="Passphrase", password=True, id="passphrase")
             if self.create:
                 yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
@@ -66,7 +67,7 @@ class UnlockScreen(Screen):
         self.start(passphrase)
 
     def status(self, text: str) -> None:
-        self.query_one("#unlock-status", Static).update(text)
+        self.query_one("#unlock-status", Static).update(safe(text))
 
     def start(self, passphrase: str) -> None:
         self.status("Creating your vault…" if self.create else "Unlocking…")
