@@ -69,7 +69,8 @@ class SafeStream(io.TextIOBase):
 
     @property
     def buffer(self):
-        raise AttributeError("SafeStream is text only")
+        """The byte stream beneath: a binary protocol (an MCP server on stdio) writes there, unchanged."""
+        return self.raw.buffer
 
 
 @contextlib.contextmanager

@@ -66,11 +66,13 @@ def _refuse_lost_wal_commits(conn, path: str) -> None:
     wal = Path(f"{path}-wal")
     if not wal.exists() or wal.stat().st_size == 0:
         return
-    conn.execute("BEGIN IMMEDIATE")  # no other writer appends while the log is read
-    try:
-        first, commits = lost_wal_commits(Path(path))
-    finally:
-        conn.execute("ROLLBACK")
+    first, commits = lost_wal_commits(Path(path))
+    if commits:  # confirmed with no writer in the middle of a commit (rare: no lock taken otherwise)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            first, commits = lost_wal_commits(Path(path))
+        finally:
+            conn.execute("ROLLBACK")
     if commits:
         import apsw
 

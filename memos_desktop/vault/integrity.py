@@ -20,6 +20,7 @@ from memos_desktop.errors import CorruptVault, VaultError
 WAL_HEADER = 32
 FRAME_HEADER = 24
 SHM_MX_FRAME = 16  # offset of mxFrame (native u32) in the wal-index header at the start of vault.db-shm
+SHM_SALT = 32  # offset of the salts (the WAL header's bytes 16-24, copied as they are) in that header
 MAX_PROBLEMS = 20
 
 
@@ -27,24 +28,28 @@ def lost_wal_commits(db_path: Path) -> tuple[int, int]:
     """(first frame SQLite ignored, committed transactions after it) for the WAL of `db_path`;
     (0, 0) when every committed transaction in it is valid.
 
-    Call while holding the write lock, right after the database opened and before anything writes:
-    SQLite reads a WAL up to its first bad frame and drops the rest, even transactions committed
-    after it, and the next write then overwrites them. A frame written in this WAL generation (same
-    salt as the header) that commits a transaction past what SQLite accepted (`mxFrame` of the
-    wal-index) was lost; a torn, uncommitted tail is normal after a crash and is not counted.
+    Call right after the database opened and before anything writes: SQLite reads a WAL up to its
+    first bad frame and drops the rest, even transactions committed after it, and the next write
+    then overwrites them. A frame written in this WAL generation (same salt as the header) that
+    commits a transaction past what SQLite accepted (`mxFrame` of the wal-index) was lost; a torn,
+    uncommitted tail is normal after a crash and is not counted. When the wal-index belongs to
+    another generation (a writer restarted the log meanwhile) there is no verdict: (0, 0). A writer
+    committing while this reads can look like a loss: confirm a finding under the write lock.
     """
     wal, shm = Path(f"{db_path}-wal"), Path(f"{db_path}-shm")
     try:
         with open(wal, "rb") as fh:
             data = fh.read()
         with open(shm, "rb") as fh:
-            index = fh.read(SHM_MX_FRAME + 4)
+            index = fh.read(SHM_SALT + 8)
     except OSError:
         return 0, 0
-    if len(data) < WAL_HEADER or len(index) < SHM_MX_FRAME + 4:
+    if len(data) < WAL_HEADER or len(index) < SHM_SALT + 8:
         return 0, 0
     page_size = struct.unpack(">I", data[8:12])[0]
     salt = data[16:24]
+    if index[SHM_SALT : SHM_SALT + 8] != salt:
+        return 0, 0
     (valid,) = struct.unpack("=I", index[SHM_MX_FRAME : SHM_MX_FRAME + 4])
     frame = FRAME_HEADER + page_size
     commits = 0

@@ -136,3 +136,32 @@ def test_backup_refuses_a_folder_that_is_not_empty(isolated_home, fake_embedder,
     result = run("backup", str(tmp_path / "full"))
     assert result.exit_code == 1 and "empty folder" in result.output
     assert os.listdir(tmp_path / "full") == ["keep.txt"]
+
+
+def test_opening_while_another_connection_writes_never_reports_a_damaged_wal(isolated_home, fake_embedder):
+    import threading
+
+    with Vault.create(isolated_home, PASSPHRASE, embedder=fake_embedder) as v:
+        v.add("first")
+    stop = threading.Event()
+    errors = []
+
+    def write() -> None:
+        with Vault.open(isolated_home, PASSPHRASE, embedder=fake_embedder) as w:
+            i = 0
+            while not stop.is_set():
+                w.add(f"concurrent memory {i} " + "x" * 3000)  # pages enough to restart the log often
+                i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(40):
+            try:
+                Vault.open(isolated_home, PASSPHRASE).close()  # each close checkpoints, restarting the log
+            except CorruptVault as exc:
+                errors.append(str(exc))
+    finally:
+        stop.set()
+        writer.join()
+    assert errors == []
