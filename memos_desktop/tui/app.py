@@ -139,7 +139,10 @@ class MemosApp(App):
         from memos_desktop.operation.scheduler import MemScheduler
 
         with self.vault_lock:
-            MemScheduler(self.vault).maintain()
+            done = MemScheduler(self.vault).maintain()
+        screen = self.screen
+        if done["purged"] and hasattr(screen, "refresh_table"):  # an open list must not keep an expired row
+            self.call_from_thread(screen.refresh_table)
 
     def open_vault(self, passphrase: str, create: bool):
         """Open (or create) the vault; runs in a worker thread (Argon2id is slow on purpose)."""

@@ -168,3 +168,35 @@ def test_show_history_and_restore_say_not_found_for_an_expired_memory(vault, exp
     listing = CliRunner().invoke(memos, ["search", "door code zebra", "--json"], catch_exceptions=False)
     hits = json.loads(listing.output)["hits"]
     assert cube.id not in [h["id"] for h in hits] and "zebra" not in json.dumps(hits), hits
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_tui_drops_a_memory_from_an_open_list_when_it_expires(isolated_home, fake_embedder, clock):
+    from memos_desktop.tui.app import MemosApp
+
+    with Vault.create(isolated_home, PASSPHRASE, embedder=fake_embedder) as v:
+        cube = v.add(SECRET, ttl=3600)
+        v.add("the garden gate has no code")
+    app = MemosApp(isolated_home, embedder=fake_embedder)
+    async with app.run_test(size=(140, 40)) as pilot:
+        while app.vault is None:
+            await pilot.pause(0.05)
+        app.switch_mode("memories")
+        await pilot.pause(0.3)
+        table = app.screen.query_one("#memory-table")
+        while table.row_count < 2:
+            await pilot.pause(0.05)
+        assert "zebra" in app.export_screenshot()
+        clock.advance(3601)
+        app.maintain()  # what the app's one-minute timer calls
+        for _ in range(200):
+            if table.row_count == 1:
+                break
+            await pilot.pause(0.05)
+        assert table.row_count == 1 and "zebra" not in app.export_screenshot()
+        assert cube.id not in [c.id for c in app.vault.cubes()]
