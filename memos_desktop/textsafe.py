@@ -77,7 +77,7 @@ class SafeStream(io.TextIOBase):
 def safe_output() -> Iterator[None]:
     """Clean everything printed to stdout and stderr until the block ends."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = SafeStream(out), SafeStream(err)
+    sys.stdout, sys.stderr = (None if s is None else SafeStream(s) for s in (out, err))  # None: no console
     try:
         yield
     finally:

@@ -160,7 +160,9 @@ def backup(obj: Context, dest: Path, as_json) -> None:
     Safe while the vault is in use; the copy is reopened and checked before this says it is done.
     Open it with `memos-desktop --data-dir DEST`, or copy its files back into the data directory.
     """
-    done = obj.vault(embedder=False).backup(dest)
+    vault = obj.vault(embedder=False)
+    done = vault.backup(dest)
+    vault.audit("backup", detail={"path": done["path"], "cubes": done["cubes"]})
     if as_json:
         echo_json(done)
         return
