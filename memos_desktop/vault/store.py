@@ -691,6 +691,9 @@ def check_database_file(data_dir: Path) -> None:
             f"The vault key {header} is present but its database {db_path} is missing; nothing was created. "
             f"To recover, {RECOVER}."
         ) from None
+    wal = Path(f"{db_path}-wal")
+    if size == 0 and wal.exists() and wal.stat().st_size > 0:
+        return  # every page still in the write-ahead log (a crash before the first checkpoint)
     if size == 0:
         problem = "is empty"
     elif size % 512:  # SQLite writes whole pages (a power of two, at least 512 bytes)
