@@ -139,6 +139,7 @@ def test_backup_refuses_a_folder_that_is_not_empty(isolated_home, fake_embedder,
     assert os.listdir(tmp_path / "full") == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_opening_while_another_connection_writes_never_reports_a_damaged_wal(isolated_home, fake_embedder):
     import threading
 
@@ -157,7 +158,7 @@ def test_opening_while_another_connection_writes_never_reports_a_damaged_wal(iso
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        for _ in range(40):
+        for _ in range(20):
             try:
                 Vault.open(isolated_home, PASSPHRASE).close()  # each close checkpoints, restarting the log
             except CorruptVault as exc:

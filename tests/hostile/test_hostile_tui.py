@@ -57,6 +57,7 @@ def _assert_inert(app, where: str) -> str:
     return drawn
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_every_screen_draws_hostile_data_inertly(hostile_home):
     answer = "Here: " + " ".join(CORPUS)
