@@ -356,7 +356,7 @@ def parse_html(data: bytes, limits: Limits = LIMITS) -> Document:
 def parse_pdf(data: bytes, limits: Limits = LIMITS) -> Document:
     """PDF: the text of each page (pypdf); sections are pages, cited by page range."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     budget = Budget(limits.cpu_seconds)
     try:
@@ -378,6 +378,8 @@ def parse_pdf(data: bytes, limits: Limits = LIMITS) -> Document:
             budget.check(f"page {number}")
     except IngestError:
         raise
+    except LimitReachedError as exc:  # pypdf's own limits (tokens per stream, inflated sizes)
+        raise LimitExceeded(f"the PDF is over a pypdf limit: {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise IngestError(f"the PDF cannot be read: {exc}") from exc
     meta = {}

@@ -50,7 +50,7 @@ def zip_bomb() -> bytes:
     return out.getvalue()
 
 
-def pdf_page_bomb() -> bytes:
+def pdf_page_bomb(content: bytes = b"BT /F1 12 Tf 10 10 Td (boom) Tj ET\n" * 1_200_000) -> bytes:
     """A one-page PDF (120 KB) whose content stream inflates to 43 MB of text-drawing operators:
     about a minute of CPU to extract (100k operators, 3.6 MB, took 5 s)."""
     from pypdf import PdfWriter
@@ -68,7 +68,7 @@ def pdf_page_bomb() -> bytes:
     fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
     page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
     stream = DecodedStreamObject()
-    stream.set_data(b"BT /F1 12 Tf 10 10 Td (boom) Tj ET\n" * 1_200_000)
+    stream.set_data(content)
     stream = stream.flate_encode()
     page[NameObject("/Contents")] = writer._add_object(stream)
     buf = io.BytesIO()
@@ -130,3 +130,10 @@ def test_a_large_honest_docx_still_parses(tmp_path):
     doc = parsers.parse_docx(_docx(body))
     assert "paragraph 19999 about the weather" in "\n".join(s.text for s in doc.sections)
     assert time.thread_time() - started < 20
+
+
+def test_a_pdf_over_pypdfs_own_limits_is_skipped_not_an_error():
+    """A page small enough for our limits holding an array past pypdf's element limit."""
+    data = pdf_page_bomb(b"BT /F1 12 Tf 10 10 Td [" + b"(a) " * 120_000 + b"] TJ ET\n")
+    with pytest.raises(LimitExceeded, match="pypdf limit"):
+        parsers.parse_pdf(data)
