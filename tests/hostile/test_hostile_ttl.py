@@ -67,8 +67,10 @@ def test_an_expired_memory_is_hidden_from_every_vault_read_before_the_purge(vaul
 def test_the_purge_erases_the_text_everywhere_and_is_audited(vault, expiring, clock):
     cube, keep = expiring
     assert "zebra" in _everything_stored(vault)
+    vectors = vault.vector_count()
     clock.advance(3601)
     assert vault.expire() == 1
+    assert vault.vector_count() == vectors - 1
     assert "zebra" not in _everything_stored(vault) and "door" not in _everything_stored(vault)
     assert vault.fts("zebra", 5) == []
     purge = [e for e in vault.audit_log(cube_id=cube.id) if e["action"] == "purge"]
