@@ -30,7 +30,7 @@ from memos_desktop.loader import status
 from memos_desktop.loader.chunking import Chunk, chunk_document
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.parsers import BINARY_REASON, LimitExceeded, is_binary, parse
-from memos_desktop.loader.scan import Entry, IgnoreRules, entry_for, walk
+from memos_desktop.loader.scan import Entry, IgnoreRules, OutsideFolder, entry_for, read_inside, walk
 from memos_desktop.loader.status import FileState
 from memos_desktop.vault.cube import MemCube
 
@@ -270,7 +270,13 @@ class Loader:
     ) -> None:
         path = str(entry.path)
         try:
-            data = entry.path.read_bytes()
+            data = read_inside(entry)
+        except OutsideFolder as exc:  # swapped for a symlink after the scan: never read
+            if state and state.chunks:
+                self._forget_cubes(path, report)
+            report.skipped += 1
+            batch.states.append(FileState(path, "skipped", str(exc), mtime_ns=entry.mtime_ns, size=entry.size))
+            return
         except FileNotFoundError:  # deleted between the scan (or event) and the read
             if state:
                 gone.append(path)

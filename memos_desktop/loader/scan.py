@@ -29,6 +29,7 @@ class Entry:
     size: int = 0
     skip: str = ""  # why it is not indexed; empty for a candidate
     folder: bool = False  # a folder that could not be listed (its known files are kept as they are)
+    boundary: str = ""  # the real path of the watched folder the file must stay inside when read
 
 
 class IgnoreRules:
@@ -130,7 +131,24 @@ def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
         return Entry(path, skip=_stat_error(exc))
     if not stat.S_ISREG(st.st_mode):
         return None
-    return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
+    return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st), boundary=os.path.realpath(rules.root))
+
+
+def read_inside(entry: Entry) -> bytes:
+    """The bytes of `entry`'s file, read only if it still lies inside its watched folder: a file
+    swapped for a symlink after the scan raises OutsideFolder, and the last path component is
+    opened without following a symlink (O_NOFOLLOW), so a swap after the check fails to open."""
+    real = os.path.realpath(entry.path)
+    reason = outside(real, entry.boundary) if entry.boundary else ""
+    if reason:
+        raise OutsideFolder(reason)
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+class OutsideFolder(OSError):
+    """A file that resolves outside its watched folder when it is about to be read."""
 
 
 def walk(root: Path, config: LoaderConfig, boundary: Path | None = None) -> Iterator[Entry]:
@@ -192,4 +210,4 @@ def walk(root: Path, config: LoaderConfig, boundary: Path | None = None) -> Iter
                     yield Entry(path, skip="same file as another path (symlink)")
                     continue
                 seen_files.add(key)
-                yield Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
+                yield Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st), boundary=inside)

@@ -106,3 +106,22 @@ def test_a_linked_folder_created_while_watching_is_not_walked(vault, layout, iso
         assert not vault.fts("swordfish", 10)
     finally:
         w.stop()
+
+
+def test_a_file_swapped_for_an_outside_link_during_a_scan_is_not_read(vault, tmp_path):
+    """The scan saw a regular file; before the loader reads it, it becomes a symlink to a secret."""
+    notes = tmp_path / "swap"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\nfirst heron\n")
+    (notes / "b.md").write_text("# B\n\nsecond heron\n")
+    secret = tmp_path / "secret.md"
+    secret.write_text("# S\n\nswordfish-secret-swapped-in\n")
+
+    def swap(done: int, total: int) -> None:
+        if done == 1:  # a.md is read; b.md not yet
+            (notes / "b.md").unlink()
+            os.symlink(secret, notes / "b.md")
+
+    Loader(vault).scan([notes], progress=swap)
+    assert vault.fts("first heron", 5) and not vault.fts("swordfish", 5)
+    assert "outside the watched folder" in _skipped(vault)["b.md"]
