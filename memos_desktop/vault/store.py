@@ -82,9 +82,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
     def set_aside(cls, data_dir: Path) -> Path:
         """Move the vault's files (key, database, WAL, blobs) into a new `replaced-<time>` folder
         of `data_dir`, so that a new vault can be created there; return that folder."""
+        import tempfile
+
         data_dir = Path(data_dir)
-        aside = data_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
-        aside.mkdir(mode=0o700)
+        aside = Path(tempfile.mkdtemp(prefix=time.strftime("replaced-%Y%m%d-%H%M%S-"), dir=data_dir))  # 0700
         for name in (paths.VAULT_HEADER, paths.VAULT_DB, f"{paths.VAULT_DB}-wal", f"{paths.VAULT_DB}-shm", "blobs"):
             if (data_dir / name).exists():
                 os.replace(data_dir / name, aside / name)
