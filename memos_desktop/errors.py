@@ -54,7 +54,8 @@ def from_storage(exc: BaseException) -> MemosError | None:
     if type(exc).__module__ != "apsw":
         return None
     name = type(exc).__name__
-    if name in ("CorruptError", "NotADBError"):
+    damaged_vector = name == "SQLError" and "blob read error" in str(exc)  # sqlite-vec over a damaged page
+    if name in ("CorruptError", "NotADBError") or damaged_vector:
         return CorruptVault(
             "The vault database is damaged or was tampered with; restore it from a backup or an export."
         )

@@ -149,7 +149,8 @@ def test_expired_cubes_are_never_returned(vault):
     assert vault.get_many([vault._rowid(cube.id)]) == {}
     assert vault.cubes() == []
     assert vault.expire() == 1
-    assert vault.get(cube.id, include_inactive=True).state == "deleted"
+    with pytest.raises(NotFound, match="purged"):
+        vault.get(cube.id, include_inactive=True)
 
 
 def test_built_from_links_invalidate_derived_cubes(vault):

@@ -7,6 +7,7 @@ the same run); no test asserts a wall-clock time.
 
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 
 
@@ -34,14 +35,17 @@ def report(title: str, rows: list[dict], result: dict, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
+    from memos_desktop.textsafe import clean, raw
+
+    table = Table(title=Text(clean(title)))
     columns = list(rows[0]) if rows else []
     for col in columns:
-        table.add_column(str(col), justify="left" if col == columns[0] else "right")
-    for row in rows:
-        table.add_row(*(_fmt(row[c]) for c in columns))
-    Console().print(table)
+        table.add_column(Text(clean(col)), justify="left" if col == columns[0] else "right")
+    for row in rows:  # cells are data (file names, notes): cleaned text, never markup
+        table.add_row(*(Text(clean(_fmt(row[c]))) for c in columns))
+    Console(file=raw(sys.stdout)).print(table)
 
 
 def _fmt(value) -> str:

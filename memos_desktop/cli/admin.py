@@ -9,22 +9,40 @@ import click
 from memos_desktop.cli.app import Context, cli, pass_ctx
 from memos_desktop.cli.output import echo_json, when
 from memos_desktop.cli.passphrase import accept_new, allow_weak_option
-from memos_desktop.errors import MemosError
+from memos_desktop.errors import CorruptVault, MemosError
 
 
 @cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing vault (its files are moved aside, not deleted).")
+@click.option("--yes", is_flag=True, help="With --force and no terminal: confirm replacing the vault.")
 @allow_weak_option
 @click.pass_obj
-def init(obj: Context, allow_weak: bool) -> None:
+def init(obj: Context, force: bool, yes: bool, allow_weak: bool) -> None:
     """Create a new encrypted vault."""
     from memos_desktop.vault import Vault
 
+    aside = None
     if Vault.exists(obj.data_dir):
-        raise MemosError(f"A vault already exists in {obj.data_dir}.")
-    passphrase = obj.passphrase(confirm=True)
-    accept_new(passphrase, allow_weak)
+        if not force:
+            raise MemosError(
+                f"A vault already exists in {obj.data_dir}; `init --force` replaces it (its files are moved aside)."
+            )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise MemosError("Replacing a vault needs confirming: run in a terminal, or add --yes to --force.")
+            typed = click.prompt(f"This replaces the vault in {obj.data_dir}. Type `replace` to go on", default="")
+            if typed.strip() != "replace":
+                raise MemosError("Not confirmed; the vault was left as it is.")
+        passphrase = obj.passphrase(confirm=True)
+        accept_new(passphrase, allow_weak)
+        aside = Vault.set_aside(obj.data_dir)
+    else:
+        passphrase = obj.passphrase(confirm=True)
+        accept_new(passphrase, allow_weak)
     vault = Vault.create(obj.data_dir, passphrase)
     vault.close()
+    if aside is not None:
+        click.echo(f"The previous vault's files were moved to {aside}.")
     click.echo(f"Created an encrypted vault in {obj.data_dir}.")
 
 
@@ -56,8 +74,15 @@ def audit(obj: Context, limit, cube_id, client, verify, as_json) -> None:
     """Show the hash-chained audit log of reads, writes and exports."""
     vault = obj.vault(embedder=False)
     if verify:
+        problems = vault.check_integrity()
+        if problems:
+            raise CorruptVault(
+                f"The vault database is damaged: {problems[0]}"
+                + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+                + "; restore it from a backup (`memos-desktop backup`) or an export bundle."
+            )
         n = vault.verify_audit()
-        click.echo(f"Audit chain intact: {n} entries.")
+        click.echo(f"Database intact; audit chain intact: {n} entries.")
         return
     entries = vault.audit_log(limit=limit, cube_id=cube_id, actor=f"mcp:{client}" if client else None)
     if as_json:
@@ -129,3 +154,26 @@ def doctor(obj: Context, as_json) -> None:
             click.echo(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
     if not all(ok for _, ok, _ in results):
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def backup(obj: Context, dest: Path, as_json) -> None:
+    """Copy the vault, consistent and encrypted, into the new folder DEST (vault.db, vault.key, blobs).
+
+    Safe while the vault is in use; the copy is reopened and checked before this says it is done.
+    Open it with `memos-desktop --data-dir DEST`, or copy its files back into the data directory.
+    """
+    vault = obj.vault(embedder=False)
+    done = vault.backup(dest)
+    vault.audit("backup", detail={"path": done["path"], "cubes": done["cubes"]})
+    if as_json:
+        echo_json(done)
+        return
+    click.echo(
+        f"Backed up {done['cubes']} memories ({done['versions']} versions, {done['blobs']} blobs,"
+        f" {done['bytes'] / 1_000_000:.1f} MB) to {done['path']}; the copy opens and passes the integrity check."
+    )
+    click.echo("It holds vault.key too: keep it somewhere safe; the passphrase still protects it.")

@@ -14,6 +14,7 @@ import click
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError, from_storage
+from memos_desktop.textsafe import clean, safe_output
 
 if TYPE_CHECKING:
     from memos_desktop.operation.session import Session
@@ -67,12 +68,12 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except MemosError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(clean(exc)) from None
         except Exception as exc:
             user = from_storage(exc)
             if user is None:
                 raise
-            raise click.ClickException(str(user)) from None
+            raise click.ClickException(clean(user)) from None
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -87,6 +88,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """memos-desktop: a local assistant with a real, encrypted memory."""
     ctx.obj = Context(paths.data_dir(data_dir))
     ctx.call_on_close(ctx.obj.close)
+    if ctx.invoked_subcommand is not None:  # what a command prints never acts on the terminal
+        ctx.with_resource(safe_output())
     if ctx.invoked_subcommand is None:
         from memos_desktop.tui.app import run_tui
 

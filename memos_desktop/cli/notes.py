@@ -1,6 +1,7 @@
 """MemLoader commands: watched folders, one-off ingestion, and where notes come from."""
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -8,6 +9,7 @@ import click
 from memos_desktop.cli.app import Context, Group, cli, pass_ctx
 from memos_desktop.cli.output import echo_json, table
 from memos_desktop.errors import MemosError
+from memos_desktop.textsafe import raw
 
 
 @cli.group(cls=Group)
@@ -120,7 +122,7 @@ def watch_run(ctx: Context) -> None:
     done = threading.Event()
     shown: dict[str, object] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    bar = Progress(*columns, console=Console(file=raw(sys.stderr)), transient=True)
     task = bar.add_task("Scanning", total=None)
 
     def show(st) -> None:
@@ -172,7 +174,7 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
 
     loader = Loader(ctx.vault())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as bar:
+    with Progress(*columns, console=Console(file=raw(sys.stderr)), transient=True, disable=as_json) as bar:
         files = bar.add_task("Indexing files (searchable by words)", total=None)
         chunks = bar.add_task("Embedding chunks (searchable by meaning)", total=None, visible=False)
 

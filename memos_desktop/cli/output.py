@@ -5,6 +5,8 @@ import math
 
 import click
 
+from memos_desktop.textsafe import json_text
+
 
 def finite(data):
     """`data` with every NaN or infinite float as None: JSON has no such numbers, and a script
@@ -19,7 +21,7 @@ def finite(data):
 
 
 def echo_json(data) -> None:
-    click.echo(json.dumps(finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False))
+    click.echo(json_text(json.dumps(finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)))
 
 
 def when(ts: float | None) -> str:

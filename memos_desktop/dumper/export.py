@@ -248,6 +248,7 @@ def export_bundle(
     keys = crypto.device_keys(vault)
     if passphrase is None:
         recipients = list(dict.fromkeys([keys.recipient, *(recipients or [])]))
+    vault.expire()  # a memory whose TTL passed since the vault opened never leaves in a bundle
     with vault.transaction():
         oplog.tag_local(vault, oplog.load_clock(vault))
     bundle_id = str(ULID())

@@ -184,6 +184,7 @@ def _publish(vault: Vault, folder: Path, keys: crypto.DeviceKeys, group: str) ->
 def sync_folder(vault: Vault, folder: Path) -> dict:
     """One sync with the shared `folder`: apply the others' change-sets, then publish ours."""
     folder = Path(folder)
+    vault.expire()  # expired memories are purged before anything is published
     keys = crypto.device_keys(vault)
     _layout(folder, vault.device_id)
     card = folder / "devices" / f"{vault.device_id}.card"

@@ -29,8 +29,8 @@ from urllib.parse import unquote
 from memos_desktop.errors import IngestError, MemosError, NotFound
 from memos_desktop.loader.chunking import Chunk, chunk_document
 from memos_desktop.loader.config import LoaderConfig
-from memos_desktop.loader.parsers import BINARY_REASON, is_binary, parse
-from memos_desktop.loader.scan import Entry, IgnoreRules, entry_for, walk
+from memos_desktop.loader.parsers import BINARY_REASON, LimitExceeded, is_binary, parse
+from memos_desktop.loader.scan import Entry, IgnoreRules, OutsideFolder, entry_for, read_inside, walk
 from memos_desktop.vault import loader_files as status
 from memos_desktop.vault.cube import MemCube
 from memos_desktop.vault.loader_files import FileState
@@ -238,7 +238,8 @@ class Loader:
                         self._forget_cubes(path, report)
                     skipped.append(FileState(path, "skipped", entry.skip, mtime_ns=entry.mtime_ns, size=entry.size))
                 continue
-            settled = state and (state.status == "indexed" or state.reason == BINARY_REASON)
+            # Indexed, or skipped after reading (binary, over a parsing limit): unchanged files are not read again.
+            settled = state and (state.status == "indexed" or (state.status == "skipped" and state.content_hash))
             if settled and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size):
                 report.unchanged += 1
                 continue
@@ -275,7 +276,13 @@ class Loader:
     ) -> None:
         path = str(entry.path)
         try:
-            data = entry.path.read_bytes()
+            data = read_inside(entry)
+        except OutsideFolder as exc:  # swapped for a symlink after the scan: never read
+            if state and state.chunks:
+                self._forget_cubes(path, report)
+            report.skipped += 1
+            batch.states.append(FileState(path, "skipped", str(exc), mtime_ns=entry.mtime_ns, size=entry.size))
+            return
         except FileNotFoundError:  # deleted between the scan (or event) and the read
             if state:
                 gone.append(path)
@@ -308,6 +315,13 @@ class Loader:
             report.moved += 1
         try:
             new_state = self._plan(entry, digest, data, batch, report)
+        except LimitExceeded as exc:  # a bomb or a monster file: skipped like one over the size limit
+            if state and state.chunks:
+                self._forget_cubes(path, report)
+            report.skipped += 1
+            report.problems.append((path, str(exc)))
+            batch.states.append(FileState(path, "skipped", str(exc), digest, entry.mtime_ns, entry.size))
+            return
         except Exception as exc:  # any parser failure on arbitrary input is this file's error
             reason = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
             self._failed(batch, entry, state, reason, report)

@@ -10,6 +10,7 @@ Line numbers are 1-based and inclusive; pages likewise.
 import functools
 import io
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -23,6 +24,44 @@ TAG = re.compile(r"(?<![\w#/&])#([A-Za-z][\w/-]*)")
 ORG_HEADING = re.compile(r"^(\*+)\s+(.*?)(?:\s+(:[\w@#%:]+:))?\s*$")
 ORG_KEYWORD = re.compile(r"^#\+(\w+):\s*(.*)$", re.IGNORECASE)
 RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost to parse; past a limit it is skipped with the reason (`LimitExceeded`).
+
+    Notes are small: these bound what a hostile or broken file (a zip bomb, a DOCX of 300k empty
+    paragraphs, a PDF page whose content stream inflates to gigabytes) can make the loader do, far
+    above what real notes need. `cpu_seconds` is this thread's CPU time, so a busy machine does
+    not count against a file.
+    """
+
+    unpacked_bytes: int = 100_000_000  # all members of an archive-based file (DOCX), decompressed
+    archive_members: int = 10_000
+    paragraphs: int = 100_000  # DOCX
+    pages: int = 5_000  # PDF
+    page_content_bytes: int = 8_000_000  # one PDF page's content streams, decompressed
+    html_elements: int = 100_000
+    cpu_seconds: float = 60.0
+
+
+LIMITS = Limits()
+
+
+class LimitExceeded(IngestError):
+    """A file is over one of the parsing limits; it is skipped, not an error of the loader."""
+
+
+class Budget:
+    """The CPU time one file may take to parse, checked cooperatively by the parsers' loops."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = time.thread_time()
+
+    def check(self, where: str) -> None:
+        if time.thread_time() - self.start > self.seconds:
+            raise LimitExceeded(f"parsing took more than the {self.seconds:g} s limit (CPU), at {where}")
 
 
 @dataclass
@@ -267,13 +306,18 @@ def parse_rst(data: bytes) -> Document:
     return Document(_lines_sections(lines, marks, 0), warning=warning)
 
 
-def parse_html(data: bytes) -> Document:
+def parse_html(data: bytes, limits: Limits = LIMITS) -> Document:
     """HTML: h1–h6 make the heading path; visible text only (no scripts, styles)."""
     from bs4 import BeautifulSoup, NavigableString
     from bs4.element import Comment
 
+    budget = Budget(limits.cpu_seconds)
+    tags = data.count(b"<")
+    if tags > limits.html_elements:
+        raise LimitExceeded(f"{tags} tags, more than the {limits.html_elements} limit for HTML")
     text, warning = decode_text(data)
     soup = BeautifulSoup(text, "html.parser")
+    budget.check("the HTML tree")
     meta = {"title": soup.title.get_text(strip=True)} if soup.title else {}
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
@@ -288,7 +332,9 @@ def parse_html(data: bytes) -> Document:
         if body:
             sections.append(Section(heading, body, start, max(start, end)))
 
-    for node in soup.descendants:
+    for count, node in enumerate(soup.descendants):
+        if count % 1000 == 0:
+            budget.check(f"element {count}")
         name = getattr(node, "name", None)
         if name and re.fullmatch(r"h[1-6]", name):
             line = node.sourceline or start
@@ -307,18 +353,33 @@ def parse_html(data: bytes) -> Document:
     return Document(sections, meta=meta, warning=warning)
 
 
-def parse_pdf(data: bytes) -> Document:
+def parse_pdf(data: bytes, limits: Limits = LIMITS) -> Document:
     """PDF: the text of each page (pypdf); sections are pages, cited by page range."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
+    budget = Budget(limits.cpu_seconds)
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise IngestError("the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > limits.pages:
+            raise LimitExceeded(f"{len(reader.pages)} pages, more than the {limits.pages} limit for PDF")
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            contents = page.get_contents()
+            size = len(contents.get_data()) if contents is not None else 0
+            if size > limits.page_content_bytes:
+                raise LimitExceeded(
+                    f"page {number} holds {size / 1e6:.0f} MB of drawing instructions,"
+                    f" more than the {limits.page_content_bytes / 1e6:g} MB limit"
+                )
+            pages.append(page.extract_text() or "")
+            budget.check(f"page {number}")
     except IngestError:
         raise
+    except LimitReachedError as exc:  # pypdf's own limits (tokens per stream, inflated sizes)
+        raise LimitExceeded(f"the PDF is over a pypdf limit: {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise IngestError(f"the PDF cannot be read: {exc}") from exc
     meta = {}
@@ -329,22 +390,59 @@ def parse_pdf(data: bytes) -> Document:
     return Document(sections, meta=meta)
 
 
-def parse_docx(data: bytes) -> Document:
+def check_archive(data: bytes, limits: Limits = LIMITS) -> None:
+    """Raise LimitExceeded for a zip (DOCX) whose members would inflate past the limits, before
+    anything decompresses them; sizes are the ones the archive declares, and zipfile refuses to
+    inflate a member past its declared size."""
+    import zipfile
+
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise IngestError(f"the DOCX cannot be read: {exc}") from exc
+    if len(members) > limits.archive_members:
+        raise LimitExceeded(f"{len(members)} archive members, more than the {limits.archive_members} limit")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > limits.unpacked_bytes:
+        raise LimitExceeded(
+            f"it unpacks to {unpacked / 1e6:.0f} MB, more than the {limits.unpacked_bytes / 1e6:g} MB limit"
+        )
+
+
+def parse_docx(data: bytes, limits: Limits = LIMITS) -> Document:
     """DOCX: paragraphs under "Heading N" styles make sections, cited by paragraph range."""
     import zipfile
 
     import docx
+    from docx.enum.style import WD_STYLE_TYPE
 
+    budget = Budget(limits.cpu_seconds)
+    check_archive(data, limits)
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise IngestError(f"the DOCX cannot be read: {exc}") from exc
+    budget.check("the document's XML")
+    paragraphs = document.paragraphs
+    if len(paragraphs) > limits.paragraphs:
+        raise LimitExceeded(f"{len(paragraphs)} paragraphs, more than the {limits.paragraphs} limit for DOCX")
+    styles: dict[str | None, str] = {}  # python-docx looks a style up among all of them for each paragraph
+
+    def style_name(para) -> str:
+        style_id = para._p.style
+        if style_id not in styles:
+            style = document.part.get_style(style_id, WD_STYLE_TYPE.PARAGRAPH)
+            styles[style_id] = style.name if style is not None else ""
+        return styles[style_id]
+
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     heading: tuple[str, ...] = ()
     start, parts = 1, []
-    for i, para in enumerate(document.paragraphs, start=1):
-        style = para.style.name if para.style is not None else ""
+    for i, para in enumerate(paragraphs, start=1):
+        if i % 1000 == 0:
+            budget.check(f"paragraph {i}")
+        style = style_name(para)
         m = re.match(r"(?:Heading (\d)|Title)$", style)
         if m and para.text.strip():
             if any(p.strip() for p in parts):
@@ -358,7 +456,7 @@ def parse_docx(data: bytes) -> Document:
         else:
             parts.append(para.text)
     if any(p.strip() for p in parts):
-        sections.append(Section(heading, "\n".join(parts).strip(), start, len(document.paragraphs), "paragraphs"))
+        sections.append(Section(heading, "\n".join(parts).strip(), start, len(paragraphs), "paragraphs"))
     meta = {"title": document.core_properties.title} if document.core_properties.title else {}
     return Document(sections, meta=meta)
 

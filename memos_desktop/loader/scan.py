@@ -3,8 +3,8 @@
 Owns the ignore rules (hidden files and folders, `.gitignore`-style patterns via pathspec, the
 `.gitignore` files of the root and of every folder below it, each relative to its own folder with
 deeper files taking precedence as in git, unsupported extensions, the size limit) and the walk
-itself, which never follows a symlink into a folder it has already seen (symlink loops) and never
-yields the same file twice.
+itself, which never follows a symlink out of the watched folder (the target is skipped with the
+reason) nor into a folder it has already seen (symlink loops), and never yields the same file twice.
 It only stats files; reading, parsing and the vault belong to `ingest.py`.
 """
 
@@ -29,6 +29,7 @@ class Entry:
     size: int = 0
     skip: str = ""  # why it is not indexed; empty for a candidate
     folder: bool = False  # a folder that could not be listed (its known files are kept as they are)
+    boundary: str = ""  # the real path of the watched folder the file must stay inside when read
 
 
 class IgnoreRules:
@@ -103,10 +104,25 @@ def _stat_error(exc: OSError) -> str:
     return f"cannot be read: {exc.strerror or exc}"
 
 
+def outside(path: Path | str, boundary: str) -> str:
+    """Why `path` is skipped when it resolves (through symlinks) outside the real folder `boundary`, else "".
+
+    A symlink in a notes folder may point anywhere (`/etc/passwd`, another user's files): only what
+    lies inside the watched folder is the loader's to read.
+    """
+    real = os.path.realpath(path)
+    if real == boundary or real.startswith(boundary.rstrip(os.sep) + os.sep):
+        return ""
+    return f"symlink to {real}, outside the watched folder"
+
+
 def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
     """The entry for one file path (an event from the watcher), or None if it is ignored or gone."""
     if not supported(path) or rules.ignored(path):
         return None
+    reason = outside(path, os.path.realpath(rules.root))
+    if reason:
+        return Entry(path, skip=reason)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -115,15 +131,38 @@ def entry_for(path: Path, rules: IgnoreRules) -> Entry | None:
         return Entry(path, skip=_stat_error(exc))
     if not stat.S_ISREG(st.st_mode):
         return None
-    return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
+    return Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st), boundary=os.path.realpath(rules.root))
 
 
-def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
-    """Every supported file under `root` (depth first), and skipped paths with their reason."""
+def read_inside(entry: Entry) -> bytes:
+    """The bytes of `entry`'s file, read only if it still lies inside its watched folder: a file
+    swapped for a symlink after the scan raises OutsideFolder, and the last path component is
+    opened without following a symlink (O_NOFOLLOW), so a swap after the check fails to open."""
+    real = os.path.realpath(entry.path)
+    reason = outside(real, entry.boundary) if entry.boundary else ""
+    if reason:
+        raise OutsideFolder(reason)
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+class OutsideFolder(OSError):
+    """A file that resolves outside its watched folder when it is about to be read."""
+
+
+def walk(root: Path, config: LoaderConfig, boundary: Path | None = None) -> Iterator[Entry]:
+    """Every supported file under `root` (depth first), and skipped paths with their reason. Symlinks
+    are followed only to what lies inside `boundary` (the watched folder; default `root` itself)."""
     if root.is_file():
         entry = entry_for(root, IgnoreRules(root.parent, config))
         if entry:
             yield entry
+        return
+    inside = os.path.realpath(boundary or root)
+    reason = outside(root, inside)
+    if reason:
+        yield Entry(root, skip=reason)
         return
     rules = IgnoreRules(root, config)
     seen_dirs: set[tuple[int, int]] = set()
@@ -145,6 +184,12 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
             continue
         for item in items:
             path = Path(item.path)
+            if item.is_symlink():
+                reason = outside(path, inside)
+                if reason:
+                    if not rules.ignored(path, parents_checked=True):
+                        yield Entry(path, skip=reason)
+                    continue
             try:
                 st = item.stat(follow_symlinks=True)
             except OSError as exc:
@@ -165,4 +210,4 @@ def walk(root: Path, config: LoaderConfig) -> Iterator[Entry]:
                     yield Entry(path, skip="same file as another path (symlink)")
                     continue
                 seen_files.add(key)
-                yield Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st))
+                yield Entry(path, st.st_mtime_ns, st.st_size, rules.check_file(path, st), boundary=inside)

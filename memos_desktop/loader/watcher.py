@@ -278,7 +278,8 @@ class Watcher:
         paths = []
         for folder in folders:
             if Path(folder).is_dir():
-                paths += [str(e.path) for e in walk(Path(folder), loader.config)]
+                boundary = loader.config.root_of(Path(folder))
+                paths += [str(e.path) for e in walk(Path(folder), loader.config, boundary)]
             paths += list(status.load(loader.vault, prefix=folder))
         return paths
 

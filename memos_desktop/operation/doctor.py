@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 from memos_desktop import paths
-from memos_desktop.errors import MemosError
+from memos_desktop.errors import MemosError, from_storage
 from memos_desktop.vault import Vault, db
+from memos_desktop.vault.store import check_database_file
 
 
 class Checked(Protocol):
@@ -41,8 +42,12 @@ def _check_vec() -> tuple[str, bool, str]:
 
 def _check_vault(ctx: Checked) -> list[tuple[str, bool, str]]:
     db = ctx.data_dir / paths.VAULT_DB
-    if not db.exists():
+    if not db.exists() and not (ctx.data_dir / paths.VAULT_HEADER).exists():
         return [("vault", False, f"no vault in {ctx.data_dir}; run `memos-desktop init`")]
+    try:
+        check_database_file(ctx.data_dir)
+    except MemosError as exc:
+        return [("vault", False, str(exc))]
     with open(db, "rb") as fh:
         head = fh.read(16)
     encrypted = not head.startswith(b"SQLite format 3")
@@ -51,15 +56,24 @@ def _check_vault(ctx: Checked) -> list[tuple[str, bool, str]]:
     ]
     try:
         vault = ctx.vault()
-        out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
-        if vault.embedder is not None:
-            from memos_desktop.embed.config import check
-
-            out.extend(check(vault.embedder))
-        else:
-            out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
     except MemosError as exc:
-        out.append(("vault", False, str(exc)))
+        return [*out, ("vault", False, str(exc))]
+    problems = vault.check_integrity()
+    detail = "every page reads back whole" if not problems else "; ".join(problems[:3])
+    if len(problems) > 3:
+        detail += f" (and {len(problems) - 3} more problems)"
+    out.append(("integrity", not problems, detail))
+    try:
+        out.append(("vault", True, f"unlocked {ctx.data_dir}, audit chain of {vault.verify_audit()} entries intact"))
+    except Exception as exc:  # a damaged page or an altered chain is a failed check, not a crash
+        out.append(("vault", False, str(from_storage(exc) or exc)))
+        return out
+    if vault.embedder is not None:
+        from memos_desktop.embed.config import check
+
+        out.extend(check(vault.embedder))
+    else:
+        out.append(("embedder", False, ctx.embedder_notice or "no embedder"))
     return out
 
 

@@ -146,9 +146,10 @@ class MemScheduler:
         return schedule.uses(self.vault, cube_id, since)
 
     def maintain(self) -> dict[str, Any]:
-        """Demote hot memories that went idle or inactive; propose distilling a stable hot set.
-        Returns {"demoted": [...], "proposal": {...} or None}."""
+        """Purge memories whose TTL passed, demote hot memories that went idle or inactive, propose
+        distilling a stable hot set. Returns {"purged": n, "demoted": [...], "proposal": {...} or None}."""
         now = self.clock()
+        purged = self.vault.expire()
         demoted = []
         for cid in sorted(self._hot()):
             alive = self.vault.is_visible(cid, profile=self.profile)
@@ -159,7 +160,7 @@ class MemScheduler:
             elif last is None or now - last > DEMOTE_IDLE:
                 self._set_tier(cid, None, f"unused for {DEMOTE_IDLE // 86400} days")
                 demoted.append(cid)
-        return {"demoted": demoted, "proposal": self._propose_distillation(now)}
+        return {"purged": purged, "demoted": demoted, "proposal": self._propose_distillation(now)}
 
     def _propose_distillation(self, now: float) -> dict[str, Any] | None:
         stable = [cube for cube, _why in self.resident() if now - cube.updated_at >= STABLE_FOR]

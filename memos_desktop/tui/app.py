@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from memos_desktop.errors import MemosError
+from memos_desktop.textsafe import clean
 from memos_desktop.tui.messages import ModelLoaded, ModelStatus, WatcherStatus
 from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from memos_desktop.vault import Vault
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
+MAINTAIN_EVERY_S = 60.0  # how often the scheduler purges expired memories while the app runs
 
 
 def _screen(module: str, name: str) -> Screen:
@@ -96,6 +98,10 @@ class MemosApp(App[None]):
             raise MemosError("The vault is still locked.")
         return self._assistant
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=True) -> None:
+        """Every notification is plain text (messages carry file names, memories, model output), cleaned."""
+        super().notify(clean(message), title=clean(title), severity=severity, timeout=timeout, markup=False)
+
     # ----- unlocking and the model ----------------------------------------------------------
     def unlocked(self, session: "Session") -> None:
         """Called (on the UI thread) once the vault is open: show the chat, load the model."""
@@ -110,6 +116,20 @@ class MemosApp(App[None]):
         if self.llm is None:
             self.load_default_model()
         self.start_watcher()
+        self.set_interval(MAINTAIN_EVERY_S, self.maintain)
+
+    def maintain(self) -> None:
+        """MemScheduler's upkeep (purge expired memories, demote idle hot ones), off the UI thread."""
+        self.run_worker(self._maintain, thread=True, exclusive=True, group="maintain")
+
+    def _maintain(self) -> None:
+        from memos_desktop.operation.scheduler import MemScheduler
+
+        with self.session.access() as vault:
+            done = MemScheduler(vault).maintain()
+        screen = self.screen
+        if done["purged"] and hasattr(screen, "refresh_table"):  # an open list must not keep an expired row
+            self.call_from_thread(screen.refresh_table)
 
     def open_vault(self, passphrase: str, create: bool) -> "Session":
         """Open (or create) the vault as a session shared by the UI and workers; runs in a worker
@@ -134,7 +154,7 @@ class MemosApp(App[None]):
 
     def set_model_status(self, text: str) -> None:
         self.model_status = text
-        self.sub_title = text
+        self.sub_title = clean(text)
 
     def load_default_model(self) -> None:
         """Load the default model (and its adapters) on the model thread, after stopping an

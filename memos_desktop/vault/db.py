@@ -7,6 +7,7 @@ nothing about cubes' meaning; the schema's history is `migrations.py`.
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from memos_desktop.errors import CorruptVault, VaultError, WrongPassphrase
@@ -46,7 +47,11 @@ def connect(path: str, db_key: bytes | None) -> Connection:
         ) from None
     except apsw.CorruptError:
         conn.close()
-        raise CorruptVault(f"The vault database {path} is damaged or was tampered with.") from None
+        raise CorruptVault(
+            f"The vault database {path} is damaged or was tampered with; restore it from a backup"
+            " (`memos-desktop backup`) or an export bundle."
+        ) from None
+    _refuse_lost_wal_commits(conn, path)
     conn.enable_load_extension(True)
     conn.load_extension(sqlite_vec.loadable_path())
     conn.enable_load_extension(False)
@@ -82,6 +87,33 @@ def vec_version() -> str:
         return str(conn.execute("SELECT vec_version()").fetchall()[0][0])
     finally:
         conn.close()
+
+
+def _refuse_lost_wal_commits(conn, path: str) -> None:
+    """Close `conn` and raise CorruptVault if a damaged WAL would drop committed transactions:
+    checked before anything writes, which would overwrite them for good."""
+    from memos_desktop.vault.integrity import lost_wal_commits
+
+    wal = Path(f"{path}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return
+    first, commits = lost_wal_commits(Path(path))
+    if commits:  # confirmed with no writer in the middle of a commit (rare: no lock taken otherwise)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            first, commits = lost_wal_commits(Path(path))
+        finally:
+            conn.execute("ROLLBACK")
+    if commits:
+        import apsw
+
+        conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)  # closing must not fold the log in or delete it
+        conn.close()
+        raise CorruptVault(
+            f"The write-ahead log {wal} is damaged at frame {first}: opening the vault would silently drop "
+            f"{commits} transaction(s) written after it. Nothing was changed; restore the vault from a backup "
+            f"(`memos-desktop backup`), or move {wal.name} aside to open it as it was before those writes."
+        )
 
 
 @contextlib.contextmanager

@@ -215,6 +215,11 @@ def _m008_fts_context(conn) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS cubes_valid_start ON cubes({VALID_START})")
 
 
+def _m009_harden_expiry_index(conn: Any) -> None:
+    """Memories with a TTL, by when they expire: the purge on every open reads only those."""
+    conn.execute("CREATE INDEX IF NOT EXISTS cubes_expires ON cubes(expires_at) WHERE expires_at IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -224,6 +229,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _m006_pending_embeddings,
     _m007_contentless_fts,
     _m008_fts_context,
+    _m009_harden_expiry_index,
 ]
 
 

@@ -11,6 +11,7 @@ Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `op
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -88,6 +89,19 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
+    def set_aside(cls, data_dir: Path) -> Path:
+        """Move the vault's files (key, database, WAL, blobs) into a new `replaced-<time>` folder
+        of `data_dir`, so that a new vault can be created there; return that folder."""
+        import tempfile
+
+        data_dir = Path(data_dir)
+        aside = Path(tempfile.mkdtemp(prefix=time.strftime("replaced-%Y%m%d-%H%M%S-"), dir=data_dir))  # 0700
+        for name in (paths.VAULT_HEADER, paths.VAULT_DB, f"{paths.VAULT_DB}-wal", f"{paths.VAULT_DB}-shm", "blobs"):
+            if (data_dir / name).exists():
+                os.replace(data_dir / name, aside / name)
+        return aside
+
+    @classmethod
     def open(cls, data_dir: Path, passphrase: str, embedder: "Embedder | None" = None) -> "Vault":
         """Unlock the vault in `data_dir` with `passphrase`."""
         data_dir = Path(data_dir)
@@ -99,6 +113,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                     "without it. Restore vault.key from a backup."
                 )
             raise VaultError(f"No vault in {data_dir}. Run `memos-desktop init` first.")
+        check_database_file(data_dir)
         data_key, vault_id = keys.unwrap(header, passphrase)
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
@@ -122,16 +137,34 @@ class Vault(VaultIndex, EmbeddingBacklog):
             conn.close()
             raise CorruptVault(f"The vault in {data_dir} is damaged: {exc}") from exc
         files.lock_down(data_dir)
-        return cls(conn, data_dir, data_key, vault_id, embedder)
+        vault = cls(conn, data_dir, data_key, vault_id, embedder)
+        vault.expire()  # memories whose TTL passed while the vault was closed
+        return vault
 
     def close(self) -> None:
-        self.conn.close()  # apsw: closing twice is allowed
+        """Checkpoint the write-ahead log into vault.db (so the file alone holds every write) and
+        close; closing twice is allowed."""
+        with contextlib.suppress(Exception):  # busy: another process still reads; it checkpoints later
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self.conn.close()
 
     def __enter__(self) -> "Vault":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check_integrity(self) -> list[str]:
+        """Damage found by SQLite's integrity check, each naming its page and table; [] when whole."""
+        from memos_desktop.vault.integrity import check_database
+
+        return check_database(self.conn)
+
+    def backup(self, dest: Path) -> dict:
+        """A consistent, encrypted copy of the vault (with its key file) in the new folder `dest`."""
+        from memos_desktop.vault.integrity import backup
+
+        return backup(self, dest)
 
     def change_passphrase(self, old: str, new: str) -> None:
         keys.rewrap(self.data_dir / paths.VAULT_HEADER, old, new)
@@ -533,14 +566,46 @@ class Vault(VaultIndex, EmbeddingBacklog):
             self._invalidate_dependents(new.id, "sync")
 
     def expire(self) -> int:
-        """Tombstone cubes whose TTL has passed; return how many."""
+        """Purge every memory whose TTL has passed (any state); return how many. See `_purge`."""
+        now = _now()
         rows = self.conn.execute(
-            f"{SELECT_CUBE} WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
-            (_now(),),
+            f"SELECT rowid, {', '.join(COLUMNS)} FROM cubes WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
         ).fetchall()
         for row in rows:
-            self._new_version(MemCube.from_row(row), "expire", "system", {"state": "deleted"})
+            with db.write_txn(self.conn):
+                self._purge(row[0], MemCube.from_row(row[1:]), now)
         return len(rows)
+
+    def _purge(self, rowid: int, cube: MemCube, now: float) -> None:
+        """Erase an expired cube's text from its row, every version of it and the indexes.
+
+        What stays is a tombstone without content (its id, kind, owner, times and a `purged` note),
+        its version list with each snapshot emptied the same way, and a `purge` audit entry. The
+        versions' unshared sync events are dropped so that they are tagged anew from the emptied
+        snapshots: a peer receives the purge, never the text. `expires_at` is cleared on the
+        tombstone, so a purged cube is purged once.
+        """
+        purged = {"reason": "ttl", "expired_at": cube.expires_at, "at": now}
+        stub = _purged(cube.to_dict(), purged)
+        new = MemCube(**{**stub, "version": cube.version + 1, "updated_at": now, "expires_at": None})
+        new.content_hash = content_hash("")
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        self.conn.execute(f"UPDATE cubes SET {sets} WHERE rowid = ?", (*new.to_row()[1:], rowid))
+        self._unindex(rowid)
+        versions = self.conn.execute(
+            "SELECT version, snapshot FROM cube_versions WHERE cube_id = ?", (cube.id,)
+        ).fetchall()
+        self.conn.executemany(
+            "UPDATE cube_versions SET snapshot = ? WHERE cube_id = ? AND version = ?",
+            [(json.dumps(_purged(json.loads(snap), purged)), cube.id, v) for v, snap in versions],
+        )
+        self.conn.execute("DELETE FROM sync_events WHERE cube_id = ? AND shared = 0", (cube.id,))
+        self._snapshot(new, "expire", cube.version, "system")
+        if cube.payload_ref:
+            with contextlib.suppress(OSError):
+                self.blobs.delete(cube.payload_ref)
+        self._audit("purge", cube.id, "system", purged)
+        self._invalidate_dependents(cube.id, "system")
 
     # ----- reads ---------------------------------------------------------------------------
     def get(
@@ -552,9 +617,11 @@ class Vault(VaultIndex, EmbeddingBacklog):
             raise NotFound(f"No memory with id {cube_id}.")
         cube = MemCube.from_row(row)
         hidden = cube.owner != profile and cube.visibility != "shared"
-        expired = cube.expires_at is not None and cube.expires_at <= _now() and cube.state == "active"
-        if hidden or ((cube.state != "active" or expired) and not include_inactive):
+        expired = cube.expires_at is not None and cube.expires_at <= _now()  # never shown, whatever its state
+        if hidden or expired or (cube.state != "active" and not include_inactive):
             raise NotFound(f"No memory with id {cube_id}.")
+        if "purged" in cube.meta:
+            raise NotFound(f"No memory with id {cube_id}: it expired and was purged.")
         if touch:
             self.touch([cube_id])
         return cube
@@ -603,8 +670,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
     ) -> list[MemCube]:
         """Cubes visible to `profile`, newest first, filtered by kind, tag, state or source file."""
         where = ["(owner = :profile OR visibility = 'shared')", "state = :state"]
-        if state == "active":
-            where.append("(expires_at IS NULL OR expires_at > :now)")
+        where.append("(expires_at IS NULL OR expires_at > :now)")
+        if state != "active":
+            where.append("json_extract(meta, '$.purged') IS NULL")
         if kind:
             where.append("kind = :kind")
         if tag:
@@ -694,6 +762,54 @@ class Vault(VaultIndex, EmbeddingBacklog):
             "db_bytes": size,
             "device_id": self.device_id,
         }
+
+
+RECOVER = (
+    "restore vault.db and vault.key together from a backup (`memos-desktop backup`), or move both aside,"
+    " run `memos-desktop init` and import an export bundle (`memos-desktop import`)"
+)
+
+
+def check_database_file(data_dir: Path) -> None:
+    """Raise CorruptVault when the key header is present but its database is missing, empty or cut short.
+
+    Opening would otherwise let SQLite create a new, empty database beside the old key: the user's
+    memories would silently seem gone and the next write would make it a real (empty) vault.
+    """
+    db_path = Path(data_dir) / paths.VAULT_DB
+    header = Path(data_dir) / paths.VAULT_HEADER
+    try:
+        size = db_path.stat().st_size
+    except FileNotFoundError:
+        raise CorruptVault(
+            f"The vault key {header} is present but its database {db_path} is missing; nothing was created. "
+            f"To recover, {RECOVER}."
+        ) from None
+    wal = Path(f"{db_path}-wal")
+    if size == 0 and wal.exists() and wal.stat().st_size > 0:
+        return  # every page still in the write-ahead log (a crash before the first checkpoint)
+    if size == 0:
+        problem = "is empty"
+    elif size % 512:  # SQLite writes whole pages (a power of two, at least 512 bytes)
+        problem = f"is truncated ({size} bytes, not a whole number of pages)"
+    else:
+        return
+    raise CorruptVault(f"The vault database {db_path} {problem}; nothing was changed. To recover, {RECOVER}.")
+
+
+def _purged(fields: dict, note: dict) -> dict:
+    """A cube's fields (or a version's snapshot) with everything it said removed."""
+    return {
+        **fields,
+        "content": "",
+        "title": "",
+        "tags": [],
+        "source": {},
+        "meta": {"purged": note},
+        "payload_ref": None,
+        "state": "deleted",
+        "pinned": False,
+    }
 
 
 def _head_row(head: dict[str, Any]) -> tuple[Any, ...]:

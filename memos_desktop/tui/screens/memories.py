@@ -20,6 +20,7 @@ from memos_desktop.operation.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.tui.widgets.safe import safe
 from memos_desktop.vault.cube import MemCube
 
 PERIODS = {
@@ -133,9 +134,9 @@ class MemoriesScreen(Screen):
             line = " ".join(memory_line(c).split())
             table.add_row(
                 "★" if c.pinned else "",
-                Text(line[:36]),
-                Text(", ".join(c.tags)[:16]),
-                Text(origin(c)[:16]),
+                safe(line[:36]),
+                safe(", ".join(c.tags)[:16]),
+                safe(origin(c)[:16]),
                 day(c.updated_at),
                 day(c.expires_at),
                 key=c.id,
@@ -164,10 +165,10 @@ class MemoriesScreen(Screen):
             text.update("No memory selected.")
             return
         body = Text()
-        body.append(cube.title + "\n" if cube.title else "", style="bold")
-        body.append(cube.content[:2000])
+        body.append(safe(cube.title + "\n" if cube.title else "", style="bold"))
+        body.append(safe(cube.content[:2000]))
         if cube.source:
-            body.append(f"\n\n{cube.citation()}")
+            body.append(safe(f"\n\n{cube.citation()}"))
         body.append(f"\n\nid {cube.id}\n{cube.kind} · {cube.state} · version {cube.version}")
         if cube.valid_from:
             body.append(f" · valid from {when(cube.valid_from)}")
@@ -190,14 +191,14 @@ class MemoriesScreen(Screen):
         self.app.call_from_thread(self._show_versions, history)
         lines = [f"Scheduler: used in {uses} answers · tier: {'hot (cached prefix)' if hot else 'plaintext'}"]
         lines += [f"  {when(d['at'])} {d['decision']}: {d['reason']}" for d in reversed(decisions)]
-        self.app.call_from_thread(self.query_one("#memory-schedule", Static).update, Text("\n".join(lines)))
+        self.app.call_from_thread(self.query_one("#memory-schedule", Static).update, safe("\n".join(lines)))
 
     def _show_versions(self, history: list[dict]) -> None:
         versions = self.query_one("#version-table", DataTable)
         versions.clear()
         for v in reversed(history):
             content = " ".join(v["snapshot"].get("content", "").split())
-            versions.add_row(str(v["version"]), v["op"], v["actor"], when(v["at"]), Text(content[:60]))
+            versions.add_row(str(v["version"]), safe(v["op"]), safe(v["actor"]), when(v["at"]), safe(content[:60]))
 
     # ----- actions --------------------------------------------------------------------------
     def action_focus_search(self) -> None:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +24,7 @@ from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.state import AppState, app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.tui.widgets.safe import safe
 
 
 def size(n: float) -> str:
@@ -157,22 +157,22 @@ class ModelsScreen(Screen):
                 m["arch"],
                 str(m["n_ctx"]),
                 size(m["size_bytes"]),
-                Text(m["path"]),
+                safe(m["path"]),
                 key=m["name"],
             )
         status = f"{app_state(self).model_status}."
         if not models:
             status += " No models yet: press a to add a GGUF file or MLX folder, or l to pull one."
-        self.query_one("#model-status", Static).update(status)
+        self.query_one("#model-status", Static).update(safe(status))
         atable = self.query_one("#adapter-table", DataTable)
         atable.clear()
         for cube, stale in found:
             base = cube.meta.get("base", {})
             atable.add_row(
                 "on" if cube.meta.get("enabled") else "off",
-                Text(cube.title or cube.id),
+                safe(cube.title or cube.id),
                 f"v{cube.version}" + (" · stale" if stale else ""),
-                Text((base.get("gguf") or base.get("mlx") or {}).get("name", "")),
+                safe((base.get("gguf") or base.get("mlx") or {}).get("name", "")),
                 cube.id,
                 key=cube.id,
             )
@@ -200,7 +200,7 @@ class ModelsScreen(Screen):
             with app_state(self).session.access() as vault:
                 return add_model(vault, Path(path).expanduser())
 
-        self.app.call_from_thread(self.query_one("#model-status", Static).update, f"Checking that {path} loads…")
+        self.app.call_from_thread(self.query_one("#model-status", Static).update, safe(f"Checking that {path} loads…"))
         try:
             entry = app_state(self).model_thread.submit(checked_add).result()
         finally:
@@ -302,7 +302,7 @@ class ModelsScreen(Screen):
         bar.display = self.pulling is not None
         bar.update(total=total or None, progress=done)
         if text:
-            self.query_one("#model-status", Static).update(text)
+            self.query_one("#model-status", Static).update(safe(text))
 
 
 def _bytes_under(path: Path) -> int:

@@ -6,6 +6,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
+from memos_desktop.tui.widgets.safe import safe
+
 
 class PromptScreen(ModalScreen[str | None]):
     """Returns the text entered, or None when cancelled."""
@@ -23,7 +25,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
-            yield Label(self.question)
+            yield Label(safe(self.question))
             if self.multiline:
                 yield TextArea(self.value, id="prompt-value", soft_wrap=True)
             else:

@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from memos_desktop.errors import MemosError
 from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.tui.widgets.safe import safe
 
 
 class SettingsScreen(Screen):
@@ -109,4 +110,4 @@ class SettingsScreen(Screen):
             f"Versions: {stats['versions']} · audit entries: {stats['audit_entries']}",
             f"Embedding model: {stats['embed_model'] or 'none (keyword search only)'}",
         ]
-        self.app.call_from_thread(self.query_one("#vault-facts", Static).update, "\n".join(lines))
+        self.app.call_from_thread(self.query_one("#vault-facts", Static).update, safe("\n".join(lines)))

@@ -9,7 +9,6 @@ Escape cancels it between files; files not reached stay pending for the next sca
 import time
 from pathlib import Path
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +20,7 @@ from textual.worker import get_current_worker
 from memos_desktop.tui.screens.prompt import PromptScreen
 from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.tui.widgets.safe import safe
 
 
 class ScanCancelled(Exception):
@@ -76,7 +76,7 @@ class SourcesScreen(Screen):
             self.progress(done, total, status.state == "scanning" or embedding)
             if status.state == "watching":
                 self.action_reload()
-        self.query_one("#source-status", Static).update(text)
+        self.query_one("#source-status", Static).update(safe(text))
 
     def progress(self, done: int, total: int, active: bool) -> None:
         bar = self.query_one("#scan-progress", ProgressBar)
@@ -108,7 +108,7 @@ class SourcesScreen(Screen):
         for root in roots:
             c = counts[root]
             table.add_row(
-                Text(root), str(c["indexed"]), str(c["pending"]), str(c["skipped"]), str(c["error"]), key=root
+                safe(root), str(c["indexed"]), str(c["pending"]), str(c["skipped"]), str(c["error"]), key=root
             )
         if not roots:
             self.query_one("#source-status", Static).update("No watched folders yet: press a to add one.")
@@ -116,7 +116,7 @@ class SourcesScreen(Screen):
         files_table.clear()
         for f in files:
             updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at)) if f.updated_at else ""
-            files_table.add_row(Text(f.path), f.status, Text(f.reason[:60]), str(len(f.chunks)), updated)
+            files_table.add_row(safe(f.path), f.status, safe(f.reason[:60]), str(len(f.chunks)), updated)
 
     # ----- folders --------------------------------------------------------------------------
     def action_add(self) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Input, Label, Static
 
 from memos_desktop.errors import MemosError
 from memos_desktop.tui.state import app_state
+from memos_desktop.tui.widgets.safe import safe
 
 
 class UnlockScreen(Screen):
@@ -34,7 +35,7 @@ class UnlockScreen(Screen):
                 yield Static("Welcome to memos. Choose a passphrase for your new encrypted vault.", id="unlock-intro")
             else:
                 yield Static("Your vault is locked.", id="unlock-intro")
-            yield Label(str(app_state(self).data_dir), id="unlock-path")
+            yield Label(safe(app_state(self).data_dir), id="unlock-path")
             yield Input(placeholder="Passphrase", password=True, id="passphrase")
             if self.create:
                 yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
@@ -75,7 +76,7 @@ class UnlockScreen(Screen):
         self.start(passphrase)
 
     def status(self, text: str) -> None:
-        self.query_one("#unlock-status", Static).update(text)
+        self.query_one("#unlock-status", Static).update(safe(text))
 
     def start(self, passphrase: str) -> None:
         self.status("Creating your vault…" if self.create else "Unlocking…")

@@ -4,6 +4,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from memos_desktop.tui.widgets.safe import safe
+
 
 class CitationsPanel(VerticalScroll):
     """Shows each citation: its number, title, where it came from (file/lines or chat turn), id."""
@@ -15,12 +17,12 @@ class CitationsPanel(VerticalScroll):
         for c in citations:
             text = Text()
             text.append(f"[{c.n}] ", style="bold")
-            text.append(c.title or c.excerpt or "(untitled)", style="bold" if c.cited else "")
+            text.append(safe(c.title or c.excerpt or "(untitled)", style="bold" if c.cited else ""))
             if not c.where.startswith("memory "):
-                text.append(f"\n{c.where}", style="italic")
+                text.append(safe(f"\n{c.where}", style="italic"))
             text.append(f"\n{c.cube_id} · {'cached prefix' if c.tier == 'prefix' else 'prompt'}")
             if c.cited:
                 text.append(" · cited", style="bold")
             self.mount(Static(text, classes="citation cited" if c.cited else "citation"))
         for op in ops:
-            self.mount(Static(Text(f"{op.op}: {op.text}"), classes="memory-op"))
+            self.mount(Static(safe(f"{op.op}: {op.text}"), classes="memory-op"))

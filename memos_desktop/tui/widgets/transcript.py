@@ -4,15 +4,17 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from memos_desktop.tui.widgets.safe import safe
+
 SHOWN_CHARS = 4000  # a longer message (a huge paste) shows its head and tail; it is stored whole
 
 
 def shown(text: str) -> Text:
     """What a bubble displays: plain text (never markup), a huge message cut in the middle."""
     if len(text) <= SHOWN_CHARS:
-        return Text(text)
+        return safe(text)
     half = SHOWN_CHARS // 2
-    return Text(f"{text[:half]}\n[… {len(text) - 2 * half:,} more characters …]\n{text[-half:]}")
+    return safe(f"{text[:half]}\n[… {len(text) - 2 * half:,} more characters …]\n{text[-half:]}")
 
 
 class Bubble(Static):
@@ -34,7 +36,7 @@ class Bubble(Static):
 
     def note(self, text: str) -> None:
         """A status line under the message (cancelled, error, memory ops)."""
-        self.border_subtitle = text
+        self.border_subtitle = safe(text)
 
 
 class Transcript(VerticalScroll):
