@@ -107,11 +107,10 @@ class Extraction:
 
 
 # Words that carry no fact of their own; "user" stands for the speaker in the model's facts.
-FUNCTION_WORDS = frozenset(
-    """a an the and or but of to in on at for with from by as is are was were be been being am do does did
+_FUNCTION_WORDS = """a an the and or but of to in on at for with from by as is are was were be been being am do does did
     has have had i me my mine myself we our ours you your he she it its they them their this that these those
-    there here so very just also not no now then than too user users user's person people who what which""".split()
-)
+    there here so very just also not no now then than too user users user's person people who what which"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 LIST_MARKER = re.compile(r"^\W*([a-z]{0,3}[-.)]?\s*\d+[a-z]?|[a-z][.)]|[ivx]+[.)])\W*$", re.I)
 SENTENCE = re.compile(r"[^.!?;\n]+[.!?]?")
 FIRST_PERSON = re.compile(r"\b(i|i'm|i’m|i've|i’ve|i'd|my|we|our|we're)\b", re.I)
