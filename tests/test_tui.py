@@ -20,6 +20,10 @@ flow = pytest.mark.anyio
 FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
 
 
+# A long answer that is not a degenerate loop (the turn pipeline stops those early).
+LONG = " ".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(50))
+
+
 async def until(pilot, condition, timeout: float = 60.0) -> None:
     """Let the app run until `condition()` holds (workers finish, messages arrive)."""
     deadline = time.monotonic() + timeout
@@ -317,7 +321,7 @@ async def test_keys_typed_while_a_command_runs_stay_in_the_box_and_send_afterwar
 async def test_keys_typed_while_an_answer_streams_stay_in_the_box(home, scripted_llm):
     from memos_desktop.tui.widgets.chat_input import ChatInput
 
-    llm = scripted_llm(answers=["word " * 400, "second"], delay=0.05)
+    llm = scripted_llm(answers=[LONG, "second"], delay=0.05)
     app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
@@ -357,7 +361,7 @@ async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, sc
 @flow
 async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
     app = MemosApp(
-        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["word " * 400], delay=0.01)
+        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=[LONG], delay=0.01)
     )
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
@@ -368,7 +372,7 @@ async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
         await until(pilot, lambda: not chat.busy)
         answer = list(chat.query(Bubble))[-1]
         assert "not kept" in str(answer.border_subtitle)
-        assert len(answer.text) < len("word " * 400)
+        assert len(answer.text) < len(LONG)
     assert chat_turns(home) == []
 
 
@@ -408,7 +412,7 @@ async def test_a_pull_shows_progress_and_escape_stops_it(home, monkeypatch):
 
 @flow
 async def test_quitting_mid_answer_stops_it_before_the_model_is_closed(home, scripted_llm):
-    llm = scripted_llm(answers=["word " * 400], delay=0.01)
+    llm = scripted_llm(answers=[LONG], delay=0.01)
     app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)

@@ -34,7 +34,7 @@ RETRIEVE_K = 12
 QUERY_CHARS = 2000  # retrieval looks at most at this much of a message
 HISTORY_TURNS = 8
 RELEVANCE_FLOOR = 0.5  # a retrieved memory enters the prompt only with this share of the best hit's score
-LOOP_SPAN = 64  # an answer whose last tokens are one short pattern repeated over this many tokens is stopped
+LOOP_SPAN = 96  # an answer whose last tokens are one short pattern repeated over this many tokens is stopped
 SETTING = "assistant"  # vault setting holding the TurnSettings fields that differ from the defaults
 SYSTEM_PROMPT = (
     "You are memos, a personal assistant running entirely on the user's own computer. "
@@ -139,12 +139,12 @@ def memory_budget(n_ctx: int, size_bytes: int) -> int:
 
 def looping(tokens: Sequence[int], span: int = LOOP_SPAN) -> bool:
     """Whether the answer has degenerated into a loop that only max_tokens would otherwise end:
-    its last `span` tokens are one short pattern repeated, or use fewer than span/4 distinct
+    its last `span` tokens are one short pattern repeated, or use fewer than span/6 distinct
     tokens (a list such as "A-1, A-2, A-3, …" never repeats exactly but draws on a dozen tokens)."""
     if len(tokens) < span:
         return False
     tail = list(tokens[-span:])
-    if len(set(tail)) < span // 4:
+    if len(set(tail)) < span // 6:
         return True
     return any(all(tail[i] == tail[i - p] for i in range(p, span)) for p in range(1, span // 3 + 1))
 

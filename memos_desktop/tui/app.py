@@ -24,6 +24,7 @@ from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
+STARTER_MODEL = "smollm2-135m-starter"  # the offline starter model's registered name
 
 
 def _screen(module: str, name: str) -> Screen:
@@ -103,6 +104,7 @@ class MemosApp(App):
         self._incoming = None  # a loaded model whose ModelLoaded message is not handled yet
         self.model_status = "no model"
         self.model_name = llm.path.name if llm is not None else ""
+        self.model_entry: dict | None = None
         self.embedder_notice = None
         self.watcher = None
         self.watch_status = None
@@ -136,17 +138,45 @@ class MemosApp(App):
 
     def rebuild_assistant(self) -> None:
         """A new Assistant over the vault and the loaded model, with the stored settings."""
-        from memos_desktop.operation.turn import Assistant
-        from memos_desktop.tui.screens.settings import assistant_settings
+        from memos_desktop.operation.turn import Assistant, load_settings
+        from memos_desktop.runtime.models import registry
 
         with self.vault_lock:
-            settings = assistant_settings(self.vault)
-        self.assistant = Assistant(self.vault, self.llm, **settings)
-        self.set_model_status(self.model_status if self.llm is None else f"model: {self.model_name}")
+            settings = load_settings(self.vault)
+            entry = registry(self.vault).get(self.model_name) if self.llm is not None else None
+        self.model_entry = {"name": self.model_name, **entry} if entry else None
+        self.assistant = Assistant(
+            self.vault, self.llm, settings, model=self.model_entry, access=lambda: self.vault_lock
+        )
+        if self.llm is not None:
+            self.set_model_status(f"model: {self.model_label()}")
+        elif self.model_status.startswith("model:"):
+            self.set_model_status("no model")
+        else:
+            self.set_model_status(self.model_status)
+
+    def model_label(self) -> str:
+        """The loaded model's name, marked when it is the tiny starter that ships with the install."""
+        entry = self.model_entry or {}
+        starter = entry.get("starter") or self.model_name == STARTER_MODEL
+        return f"{self.model_name} (tiny demo model)" if starter else self.model_name
+
+    def model_sentence(self) -> str:
+        """One sentence for welcome texts: which model answers, or that none is loaded and why."""
+        if self.llm is not None:
+            sentence = f"Answering with {self.model_label()}."
+            if "tiny demo model" in sentence:
+                sentence += " Its answers are rough; F5 shows models that fit this computer."
+            return sentence
+        if self.model_status.startswith("loading"):
+            return f"The model is {self.model_status}; memory commands like /remember work meanwhile."
+        return "No model is loaded: memory commands like /remember work; F5 to add or choose a model."
 
     def set_model_status(self, text: str) -> None:
         self.model_status = text
         self.sub_title = text
+        if self.chat_screen is not None:
+            self.chat_screen.refresh_welcome()
 
     def load_default_model(self) -> None:
         """Load the default model (and its adapters) on the model thread, after stopping an

@@ -1,4 +1,5 @@
-"""The side panel listing the memories and sources the current answer used, with citations."""
+"""The side panel listing the memories and sources the current answer used, with citations, and
+the retrieved ones left out of the prompt with why."""
 
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -8,9 +9,9 @@ from textual.widgets import Static
 class CitationsPanel(VerticalScroll):
     """Shows each citation: its number, title, where it came from (file/lines or chat turn), id."""
 
-    def show(self, citations, ops=()) -> None:
+    def show(self, citations, ops=(), left_out=()) -> None:
         self.remove_children()
-        if not citations and not ops:
+        if not citations and not ops and not left_out:
             self.mount(Static("No memories used for this answer.", classes="muted"))
         for c in citations:
             text = Text()
@@ -24,3 +25,10 @@ class CitationsPanel(VerticalScroll):
             self.mount(Static(text, classes="citation cited" if c.cited else "citation"))
         for op in ops:
             self.mount(Static(Text(f"{op.op}: {op.text}"), classes="memory-op"))
+        if left_out:
+            self.mount(Static("Left out", classes="panel-title"))
+        for item in left_out:
+            text = Text()
+            text.append(item.title or item.cube_id, style="dim")
+            text.append(f"\n{item.cube_id} · {item.reason}", style="italic dim")
+            self.mount(Static(text, classes="citation left-out"))
