@@ -109,9 +109,9 @@ def _one(assistant, conversation, text: str, memory: bool, as_json: bool) -> Non
         return
     click.echo("" if streamed else result.answer)  # a /command answers in one line, unstreamed
     for c in result.citations:
-        mark = "cited" if c.cited else "used"
-        click.echo(f"  [{c.n}] {c.cube_id}  {c.title or c.excerpt}  ({c.where}; {mark})")
-    for op in result.ops:
+        where = "" if c.where.startswith("memory ") else f"{c.where}; "
+        click.echo(f"  [{c.n}] {c.cube_id}  {c.title or c.excerpt}  ({where}{'cited' if c.cited else 'used'})")
+    for op in result.ops if result.stored else ():
         if op.op in ("ADD", "UPDATE"):
             click.echo(f"  remembered ({op.op.lower()}): {op.text}  {op.cube_id}")
 

@@ -136,7 +136,17 @@ FILLER = re.compile(r"^\W*(oh|well|so|ok|okay|by the way|btw|also|and|but|yes|no
 
 
 def _content_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[\w']+", text.lower()) if w not in FUNCTION_WORDS]
+    """The distinct content words of `text`, lowercased, in order."""
+    return list(dict.fromkeys(w for w in re.findall(r"[\w']+", text.lower()) if w not in FUNCTION_WORDS))
+
+
+def _is_fragment(text: str) -> bool:
+    """A list marker, or too few words to state anything: fewer than MIN_FACT_WORDS words, or
+    nothing but names ("Pixel and Tofu")."""
+    if LIST_MARKER.match(text) or len(re.findall(r"[^\W\d_]{2,}", text)) < MIN_FACT_WORDS:
+        return True
+    words = re.findall(r"[^\W\d_][\w']*", text)[1:]  # the first word's case says nothing
+    return not [w for w in words if w.islower() and w not in FUNCTION_WORDS]
 
 
 def _same_word(a: str, b: str) -> bool:
@@ -461,8 +471,17 @@ class MemReader:
         list marker, not in the user's words (or only in the assistant's), an echo of a question,
         or not close in meaning to what the user said."""
         text = fact["text"]
-        if LIST_MARKER.match(text) or len(re.findall(r"[^\W\d_]{2,}", text)) < MIN_FACT_WORDS:
+        if _is_fragment(text):
             return "", "a fragment, not a fact"
+        said = set(re.findall(r"[\w']+", user.lower()))
+        replied = set(re.findall(r"[\w']+", answer.lower()))
+        borrowed = [
+            w
+            for w in _content_words(text)
+            if not any(_same_word(w, h) for h in said) and any(_same_word(w, h) for h in replied)
+        ]
+        if borrowed:
+            return "", "only in the assistant's reply"
         needed = 0.34 if fact["op"] == "delete" else LEXICAL_SUPPORT
         scored = sorted(((lexical_support(text, s), s) for s in sentences(user)), key=lambda p: -p[0])
         best, quote = scored[0] if scored else (0.0, "")
@@ -472,6 +491,8 @@ class MemReader:
             return "", "not in the user's words"
         if quote.endswith("?") and best >= needed:
             return "", "an echo of the user's question"
+        if fact["op"] != "delete" and CHATTER.search(FILLER.sub("", quote)):
+            return "", "small talk, not a durable fact"
         whole = lexical_support(text, user) >= 1.0  # every content word and name is the user's own
         if fact["op"] != "delete" and not whole and self.similarity(text, quote or user) < SEMANTIC_SUPPORT:
             return "", "not what the user said"
