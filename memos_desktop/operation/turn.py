@@ -68,7 +68,7 @@ class TurnSettings:
     def check(self) -> "TurnSettings":
         """These settings, or MemosError naming the first value out of range."""
         limits = {
-            "answer_tokens": (16, 8192),
+            "answer_tokens": (1, 8192),
             "temperature": (0.0, 2.0),
             "top_p": (0.05, 1.0),
             "min_p": (0.0, 0.5),
