@@ -431,12 +431,15 @@ class Assistant:
         hits, left_out = [], []
         found = search(self.vault, _query(text), k=RETRIEVE_K, profile=self.profile, record=False)
         best = max((h.score for h in found), default=0.0)
+        read = {_turn_key(h.cube.source) for h in found if "memory" in h.cube.tags and "turn_id" in h.cube.source}
         for h in found:
             cube = h.cube
             if cube.id in in_history or cube.kind != "plaintext":
                 continue
             if cube.source.get("role") == "assistant":
                 left_out.append(LeftOut(cube.id, _label(cube), "the assistant's own words", h.score))
+            elif CHAT_TAG in cube.tags and _turn_key(cube.source) in read:
+                left_out.append(LeftOut(cube.id, _label(cube), "its memories are given instead", h.score))
             elif h.score < best * RELEVANCE_FLOOR:
                 left_out.append(LeftOut(cube.id, _label(cube), "less relevant than the best match", h.score))
             else:
@@ -658,7 +661,12 @@ def _mark_cited(citations: list[Citation], answer: str) -> None:
 
 
 def _label(cube: MemCube) -> str:
-    return cube.title or _excerpt(cube)
+    """A chat turn's title is its conversation's, so a turn is named by its own words."""
+    return _excerpt(cube) if CHAT_TAG in cube.tags else cube.title or _excerpt(cube)
+
+
+def _turn_key(source: dict) -> tuple:
+    return source.get("conversation"), source.get("turn_id")
 
 
 def describe(op: MemoryOp) -> str:
