@@ -36,11 +36,13 @@ HISTORY_TURNS = 8
 RELEVANCE_FLOOR = 0.5  # a retrieved memory enters the prompt only with this share of the best hit's score
 LOOP_SPAN = 96  # an answer whose last tokens are one short pattern repeated over this many tokens is stopped
 SETTING = "assistant"  # vault setting holding the TurnSettings fields that differ from the defaults
+# Worded for small models (SmolLM2-135M answers from memory with this and not with a "Facts: /
+# Question:" layout), compared by hand on questions about facts the user had stated.
 SYSTEM_PROMPT = (
-    "You are memos, a personal assistant running entirely on the user's own computer. "
-    "Answer the user's question using the numbered facts you are given, and cite a fact as [n]. "
-    "If the facts do not answer it, say you do not know."
+    "You are memos, a personal assistant on the user's own computer. Answer briefly. "
+    "Use what the user told you earlier when it answers the question, citing it as [n]."
 )
+MEMORY_HEADING = "Earlier I told you:"
 NO_MODEL = (
     "No language model is set up yet, so I cannot write an answer. Add one with "
     "`memos-desktop model add PATH` (a GGUF file or an MLX folder) or "
@@ -417,7 +419,7 @@ class Assistant:
         t0 = time.perf_counter()
         prompt = list(reversed(plan.prompt))  # the most relevant nearest the question
         citations = [
-            Citation(n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
+            Citation(n, p.cube.id, _title_of(p.cube), p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
             for n, p in enumerate(plan.prefix + prompt, 1)
         ]
         messages = self._messages(plan.prefix, prompt, plan.tokens, history, text, context)
@@ -440,6 +442,8 @@ class Assistant:
                 left_out.append(LeftOut(cube.id, _label(cube), "the assistant's own words", h.score))
             elif CHAT_TAG in cube.tags and _turn_key(cube.source) in read:
                 left_out.append(LeftOut(cube.id, _label(cube), "its memories are given instead", h.score))
+            elif CHAT_TAG in cube.tags and cube.content.rstrip().endswith("?"):
+                left_out.append(LeftOut(cube.id, _label(cube), "a question, it states nothing", h.score))
             elif h.score < best * RELEVANCE_FLOOR:
                 left_out.append(LeftOut(cube.id, _label(cube), "less relevant than the best match", h.score))
             else:
@@ -467,12 +471,14 @@ class Assistant:
     ) -> list[dict]:
         system = self.system
         if prefix:
-            system += "\nFacts:\n" + "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(prefix, 1))
+            system += f"\n{MEMORY_HEADING}\n" + "\n".join(
+                f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(prefix, 1)
+            )
         user = text
         if prompt:
             start = len(prefix) + 1
             lines = "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(prompt, start))
-            user = f"Facts:\n{lines}\n\nQuestion: {text}"
+            user = f"{MEMORY_HEADING}\n{lines}\n\n{text}"
         room = context - self.settings.answer_tokens - self.count_tokens(system) - memory_tokens
         user = self._fit(user, max(64, room - sum(self.count_tokens(h["content"]) for h in history)))
         return [
@@ -663,6 +669,11 @@ def _mark_cited(citations: list[Citation], answer: str) -> None:
 def _label(cube: MemCube) -> str:
     """A chat turn's title is its conversation's, so a turn is named by its own words."""
     return _excerpt(cube) if CHAT_TAG in cube.tags else cube.title or _excerpt(cube)
+
+
+def _title_of(cube: MemCube) -> str:
+    """A memory's title; none for a chat turn (its title is its conversation's)."""
+    return "" if CHAT_TAG in cube.tags else cube.title
 
 
 def _turn_key(source: dict) -> tuple:
