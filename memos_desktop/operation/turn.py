@@ -539,10 +539,6 @@ class Assistant:
         timings["activation_s"] = time.perf_counter() - t0
         return Answer(turn, timings, t0, sampling.max_tokens, cancel)
 
-    def commit(self, prepared: PreparedTurn, answer: str, cancel: threading.Event | None = None) -> TurnResult:
-        """Store a completed exchange, record memory use and let MemReader extract memories."""
-        return self.remember(prepared, self.store(prepared, answer), cancel)
-
     def store(self, prepared: PreparedTurn, answer: str) -> TurnResult:
         """Store a completed exchange (both turns in one transaction) and record memory use."""
         conv = prepared.conversation
