@@ -360,9 +360,7 @@ async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, sc
 
 @flow
 async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
-    app = MemosApp(
-        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=[LONG], delay=0.01)
-    )
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=[LONG], delay=0.01))
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
         await pilot.press(*"tell me everything", "enter")
