@@ -249,7 +249,11 @@ def test_a_small_models_prompt_keeps_the_answering_memory_and_leaves_out_weak_ma
     assert "Ana lives in Lyon" in llm.prompts[0] and "Syncing notes" not in llm.prompts[0]
     left = {x.cube_id: x.reason for x in result.left_out}
     assert left and set(left) <= {n.id for n in notes}  # retrieved (search keeps one of near-identical notes)
-    assert set(left.values()) <= {"less relevant than the best match", "over budget"}
+    assert set(left.values()) <= {
+        "less relevant than the best match",
+        "not related enough to the message",
+        "over budget",
+    }
 
 
 def test_the_most_relevant_memory_sits_right_before_the_question(vault, scripted_llm):
@@ -263,6 +267,15 @@ def test_the_most_relevant_memory_sits_right_before_the_question(vault, scripted
     order = [c.cube_id for c in prepared.citations]
     ranked = [p.cube.id for p in prepared.plan.prompt]  # best first
     assert order == ranked[::-1] and lines[-3].startswith(f"[{len(order)}]")
+
+
+def test_a_hit_sharing_one_generic_word_with_the_message_is_not_related_enough(vault, scripted_llm):
+    from memos_desktop.operation.turn import coverage, query_terms
+
+    terms = query_terms("Where does my sister live?")
+    assert terms == ["sister", "live"]
+    assert coverage(terms, "My sister lives in Lyon") == 1.0
+    assert coverage(terms, "Where the code lives: the folders follow the layers") == 0.5
 
 
 def test_the_memory_budget_is_a_share_of_the_context_smaller_for_smaller_models():

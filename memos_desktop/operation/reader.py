@@ -149,7 +149,7 @@ def _is_fragment(text: str) -> bool:
     return not [w for w in words if w.islower() and w not in FUNCTION_WORDS]
 
 
-def _same_word(a: str, b: str) -> bool:
+def same_word(a: str, b: str) -> bool:
     """Equal, or the same stem ("lives"/"live", "moved"/"move"): a common prefix of at least four
     letters that leaves at most three letters over on either side."""
     if a == b:
@@ -179,7 +179,7 @@ def lexical_support(fact: str, source: str) -> float:
     }
     if names - have:
         return 0.0
-    return sum(any(_same_word(w, h) for h in have) for w in words) / len(words)
+    return sum(any(same_word(w, h) for h in have) for w in words) / len(words)
 
 
 def sentences(text: str) -> list[str]:
@@ -478,7 +478,7 @@ class MemReader:
         borrowed = [
             w
             for w in _content_words(text)
-            if not any(_same_word(w, h) for h in said) and any(_same_word(w, h) for h in replied)
+            if not any(same_word(w, h) for h in said) and any(same_word(w, h) for h in replied)
         ]
         if borrowed:
             return "", "only in the assistant's reply"

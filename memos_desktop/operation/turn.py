@@ -34,6 +34,7 @@ RETRIEVE_K = 12
 QUERY_CHARS = 2000  # retrieval looks at most at this much of a message
 HISTORY_TURNS = 8
 RELEVANCE_FLOOR = 0.5  # a retrieved memory enters the prompt only with this share of the best hit's score
+MIN_COSINE = 0.3  # ... and only if its meaning is this close to the message's, or it has most of its words
 LOOP_SPAN = 96  # an answer whose last tokens are one short pattern repeated over this many tokens is stopped
 SETTING = "assistant"  # vault setting holding the TurnSettings fields that differ from the defaults
 # Worded for small models (SmolLM2-135M answers from memory with this and not with a "Facts: /
@@ -149,6 +150,23 @@ def looping(tokens: Sequence[int], span: int = LOOP_SPAN) -> bool:
     if len(set(tail)) < span // 6:
         return True
     return any(all(tail[i] == tail[i - p] for i in range(p, span)) for p in range(1, span // 3 + 1))
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a message that say what it is about (no stopwords), lowercased, distinct."""
+    from memos_desktop.operation.search import STOPWORDS
+
+    return list(dict.fromkeys(w for w in re.findall(r"\w+", text[:QUERY_CHARS].lower()) if w not in STOPWORDS))
+
+
+def coverage(terms: Sequence[str], content: str) -> float:
+    """The share of `terms` found in `content`, a word's other forms counting ("live"/"lives")."""
+    from memos_desktop.operation.reader import same_word
+
+    if not terms:
+        return 0.0
+    words = set(re.findall(r"\w+", content.lower()))
+    return sum(any(same_word(t, w) for w in words) for t in terms) / len(terms)
 
 
 def printable(text: str) -> str:
@@ -434,6 +452,7 @@ class Assistant:
         found = search(self.vault, _query(text), k=RETRIEVE_K, profile=self.profile, record=False)
         best = max((h.score for h in found), default=0.0)
         read = {_turn_key(h.cube.source) for h in found if "memory" in h.cube.tags and "turn_id" in h.cube.source}
+        terms = query_terms(text)
         for h in found:
             cube = h.cube
             if cube.id in in_history or cube.kind != "plaintext":
@@ -444,6 +463,8 @@ class Assistant:
                 left_out.append(LeftOut(cube.id, _label(cube), "its memories are given instead", h.score))
             elif CHAT_TAG in cube.tags and cube.content.rstrip().endswith("?"):
                 left_out.append(LeftOut(cube.id, _label(cube), "a question, it states nothing", h.score))
+            elif h.signals.get("cosine", 0.0) < MIN_COSINE and coverage(terms, cube.content) <= 0.5:
+                left_out.append(LeftOut(cube.id, _label(cube), "not related enough to the message", h.score))
             elif h.score < best * RELEVANCE_FLOOR:
                 left_out.append(LeftOut(cube.id, _label(cube), "less relevant than the best match", h.score))
             else:
