@@ -19,7 +19,7 @@ NUMBERS = {  # input id → (label, TurnSettings field type)
     "answer_tokens": ("Longest answer (tokens)", int),
     "temperature": ("Temperature (0 = always the same answer)", float),
     "top_p": ("Top-p (share of likely words kept)", float),
-    "min_p": ("Min-p (drop words this much less likely than the best)", float),
+    "min_p": ("Min-p (drop words far less likely than the best)", float),
     "repeat_penalty": ("Repeat penalty (1 = none)", float),
 }
 
@@ -40,7 +40,7 @@ class SettingsScreen(Screen):
                 yield Label("Reuse the cached prefix (activation memory)")
                 yield Switch(id="activation")
             with Horizontal(classes="setting"):
-                yield Label("Use the model's recommended sampling when it has one")
+                yield Label("Model's recommended sampling, when it has one")
                 yield Switch(id="recommended")
             for key, (label, kind) in NUMBERS.items():
                 with Horizontal(classes="setting"):
