@@ -488,3 +488,34 @@ async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted
             ("user", "Where does Ana live?"),
             ("assistant", "Lyon, I think."),
         ]
+
+
+@flow
+async def test_the_welcome_and_header_name_the_loaded_model_and_label_the_starter_a_tiny_demo(home, tiny_model):
+    from memos_desktop.runtime.models import add_model
+
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.model_status.startswith("no model"))
+        assert "No model is loaded" in app.screen.query(Bubble).first().text
+    with Vault.open(home, PASSPHRASE) as vault:
+        add_model(vault, tiny_model, name="smollm2-135m-starter", n_ctx=2048, check_ram=False)
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.llm is not None)
+        await pilot.pause()
+        welcome = app.screen.query(Bubble).first().text
+        assert "Answering with smollm2-135m-starter (tiny demo model)" in welcome
+        assert "No model" not in welcome
+        assert app.sub_title == "model: smollm2-135m-starter (tiny demo model)"
+
+
+def test_the_memories_screen_shows_a_notes_file_name_not_the_start_of_its_path():
+    from memos_desktop.tui.screens.memories import origin
+    from memos_desktop.vault import MemCube
+
+    deep = MemCube(id="x", content="c", source={"path": "/home/ada/Documents/notes/2026/travel/lyon-trip.md"})
+    assert origin(deep) == "lyon-trip.md"
+    assert origin(MemCube(id="y", content="c", source={"conversation": "c1", "turn_id": 1})) == "chat"
