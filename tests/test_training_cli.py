@@ -68,7 +68,17 @@ def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli)
     adapter_id = json.loads(trained.stdout)["adapter"]["id"]
     assert cli("model", "add", str(tm.tiny_gguf()), "--force").returncode == 0
 
-    ask = ("chat", "-m", "Do you remember anything about dentist Alvarez Street?", "--max-tokens", "10", "--json")
+    ask = (
+        "chat",
+        "-m",
+        "Do you remember anything about dentist Alvarez Street?",
+        "--max-tokens",
+        "10",
+        "--json",
+        "--no-memory",
+        "--temperature",
+        "0",
+    )
     tuned = cli(*ask)
     assert tuned.returncode == 0, tuned.stderr
     assert cli("adapters", "disable", adapter_id).returncode == 0

@@ -21,6 +21,10 @@ flow = pytest.mark.anyio
 FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
 
 
+# A long answer that is not a degenerate loop (the turn pipeline stops those early).
+LONG = " ".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(50))
+
+
 async def until(pilot, condition, timeout: float = 60.0) -> None:
     """Let the app run until `condition()` holds (workers finish, messages arrive)."""
     deadline = time.monotonic() + timeout
@@ -334,7 +338,7 @@ async def test_keys_typed_while_a_command_runs_stay_in_the_box_and_send_afterwar
 async def test_keys_typed_while_an_answer_streams_stay_in_the_box(home, scripted_llm):
     from memos_desktop.tui.widgets.chat_input import ChatInput
 
-    llm = scripted_llm(answers=["word " * 400, "second"], delay=0.05)
+    llm = scripted_llm(answers=[LONG, "second"], delay=0.05)
     app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
@@ -373,9 +377,7 @@ async def test_a_model_crash_mid_stream_is_one_line_and_nothing_is_kept(home, sc
 
 @flow
 async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
-    app = MemosApp(
-        without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["word " * 400], delay=0.01)
-    )
+    app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=[LONG], delay=0.01))
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
         await pilot.press(*"tell me everything", "enter")
@@ -385,7 +387,7 @@ async def test_escape_stops_the_answer_and_nothing_is_kept(home, scripted_llm):
         await until(pilot, lambda: not chat.busy)
         answer = list(chat.query(Bubble))[-1]
         assert "not kept" in str(answer.border_subtitle)
-        assert len(answer.text) < len("word " * 400)
+        assert len(answer.text) < len(LONG)
     assert chat_turns(home) == []
 
 
@@ -425,7 +427,7 @@ async def test_a_pull_shows_progress_and_escape_stops_it(home, monkeypatch):
 
 @flow
 async def test_quitting_mid_answer_stops_it_before_the_model_is_closed(home, scripted_llm):
-    llm = scripted_llm(answers=["word " * 400], delay=0.01)
+    llm = scripted_llm(answers=[LONG], delay=0.01)
     app = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=llm)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
@@ -503,3 +505,34 @@ async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted
             ("user", "Where does Ana live?"),
             ("assistant", "Lyon, I think."),
         ]
+
+
+@flow
+async def test_the_welcome_and_header_name_the_loaded_model_and_label_the_starter_a_tiny_demo(home, tiny_model):
+    from memos_desktop.runtime.models import add_model
+
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.model_status.startswith("no model"))
+        assert "No model is loaded" in app.screen.query(Bubble).first().text
+    with Vault.open(home, PASSPHRASE) as vault:
+        add_model(vault, tiny_model, name="smollm2-135m-starter", n_ctx=2048, check_ram=False)
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await until(pilot, lambda: app.llm is not None)
+        await pilot.pause()
+        welcome = app.screen.query(Bubble).first().text
+        assert "Answering with smollm2-135m-starter (tiny demo model)" in welcome
+        assert "No model" not in welcome
+        assert app.sub_title == "model: smollm2-135m-starter (tiny demo model)"
+
+
+def test_the_memories_screen_shows_a_notes_file_name_not_the_start_of_its_path():
+    from memos_desktop.tui.screens.memories import origin
+    from memos_desktop.vault import MemCube
+
+    deep = MemCube(id="x", content="c", source={"path": "/home/ada/Documents/notes/2026/travel/lyon-trip.md"})
+    assert origin(deep) == "lyon-trip.md"
+    assert origin(MemCube(id="y", content="c", source={"conversation": "c1", "turn_id": 1})) == "chat"

@@ -224,21 +224,75 @@ def test_a_turn_on_a_generated_model_serves_the_prefix_from_activation_memory_ne
     json.dumps(again.timings)
 
 
-def test_assistant_settings_fill_defaults_ignore_unknown_keys_and_round_trip(vault):
-    from memos_desktop.operation.turn import AssistantSettings
+SYNC_NOTES = [
+    "Syncing notes between devices: the folder sync copies each bundle, checks its signature and merges "
+    "conversations. A conflict keeps both versions until you resolve it. My sister once lost a file this way. "
+    + "Sync runs every ten minutes and on demand from the Sources screen. "
+    * 6
+    for _ in range(4)
+]
 
-    assert AssistantSettings.load(vault) == AssistantSettings()
-    vault.set_setting(AssistantSettings.SETTING, {"temperature": 0.2, "retired_option": 1})
-    loaded = AssistantSettings.load(vault)
-    assert loaded.temperature == 0.2 and loaded.answer_tokens == AssistantSettings().answer_tokens
-    AssistantSettings(answer_tokens=64, extract=False).save(vault)
-    assert AssistantSettings.load(vault) == AssistantSettings(answer_tokens=64, extract=False)
-    assistant = Assistant(vault)
-    assert (
-        (assistant.answer_tokens, assistant.temperature)
-        == (512, 0.7)
-        == (
-            AssistantSettings().answer_tokens,
-            AssistantSettings().temperature,
+
+def test_a_small_models_prompt_keeps_the_answering_memory_and_leaves_out_weak_matches(vault, scripted_llm):
+    sister = vault.add("My sister Ana lives in Lyon", tags=["memory"])
+    notes = [
+        vault.add(
+            text + f" Section {i}.", title=f"sync.md §Part {i}", source={"path": "notes/sync.md", "lines": [i, i]}
         )
+        for i, text in enumerate(SYNC_NOTES)
+    ]
+    llm = scripted_llm(answers=["Lyon [1]."])
+    result = Assistant(vault, llm, activation=False).turn(
+        Assistant(vault).new_conversation(), "Where does my sister live?"
     )
+    assert [c.cube_id for c in result.citations] == [sister.id]
+    assert "Ana lives in Lyon" in llm.prompts[0] and "Syncing notes" not in llm.prompts[0]
+    left = {x.cube_id: x.reason for x in result.left_out}
+    assert left and set(left) <= {n.id for n in notes}  # retrieved (search keeps one of near-identical notes)
+    assert set(left.values()) <= {
+        "less relevant than the best match",
+        "not related enough to the message",
+        "over budget",
+    }
+
+
+def test_the_most_relevant_memory_sits_right_before_the_question(vault, scripted_llm):
+    vault.add("My sister Ana lives in Lyon and works at a bakery in Lyon", tags=["memory"])
+    vault.add("Ana, my sister, visits Lyon's bakery market", tags=["memory"])
+    llm = scripted_llm(answers=["ok"])
+    assistant = Assistant(vault, llm, activation=False)
+    prepared = assistant.prepare(assistant.new_conversation(), "Where does my sister Ana live in Lyon?")
+    lines = prepared.messages[-1]["content"].splitlines()
+    assert lines[-1] == "Where does my sister Ana live in Lyon?"
+    order = [c.cube_id for c in prepared.citations]
+    ranked = [p.cube.id for p in prepared.plan.prompt]  # best first
+    assert order == ranked[::-1] and lines[-3].startswith(f"[{len(order)}]")
+
+
+def test_a_hit_sharing_one_generic_word_with_the_message_is_not_related_enough(vault, scripted_llm):
+    from memos_desktop.operation.turn import coverage, query_terms
+
+    terms = query_terms("Where does my sister live?")
+    assert terms == ["sister", "live"]
+    assert coverage(terms, "My sister lives in Lyon") == 1.0
+    assert coverage(terms, "Where the code lives: the folders follow the layers") == 0.5
+
+
+def test_the_memory_budget_is_a_share_of_the_context_smaller_for_smaller_models():
+    from memos_desktop.operation.turn import memory_budget
+
+    assert memory_budget(8192, 100 * 1024**2) == 320  # a 135M model: a few facts
+    assert memory_budget(8192, 1024**3) == 768
+    assert memory_budget(32768, 5 * 1024**3) == 1536
+    assert memory_budget(1024, 8 * 1024**3) == 256  # never more than a quarter of the context
+
+
+def test_past_questions_and_the_assistants_words_are_never_prompt_memories(vault, scripted_llm):
+    llm = scripted_llm(answers=["Your sister lives in Paris, I believe.", "ok"])
+    assistant = Assistant(vault, llm, activation=False, extract=False)
+    assistant.turn(assistant.new_conversation(), "Where does my sister live?")
+    result = assistant.turn(assistant.new_conversation(), "Does my sister live in Paris?")
+    assert result.citations == []
+    reasons = {x.title: x.reason for x in result.left_out}
+    assert reasons["Where does my sister live?"] == "a question, it states nothing"
+    assert reasons["Your sister lives in Paris, I believe."] == "the assistant's own words"

@@ -1,4 +1,5 @@
-"""Benchmark `turn`: one full chat turn on the generated Qwen2.5-0.5B-shaped model, 20 memories.
+"""Benchmark `turn`: one full chat turn with 20 memories, on `--model` (a registered name or a
+path; default: the generated Qwen2.5-0.5B-shaped model).
 
 A fresh encrypted vault gets 20 memories (some pinned, so the cached prefix is real) and the
 configured embedder. Every run uses a freshly loaded model (empty KV cache). First a full turn
@@ -7,7 +8,10 @@ stored and MemReader's extraction timed. Then, on that same vault state, the sam
 alternately with the prefix restored from activation memory and with activation memory off,
 `repeats` times each (medians). TTFT is given as wall time and as this process's CPU time (all
 threads), which a busy machine distorts far less. Also reports retrieval and prompt build, and
-whether the two variants produced the same greedy tokens.
+whether the two variants produced the same greedy tokens. For a GGUF model the same prompt's
+tokens are also prefilled by raw llama.cpp (`Llama.eval` on a fresh context, then the first
+token), in the same run, so the whole turn's TTFT with memory (retrieval, schedule, prompt build,
+prefill) is given as a ratio of that raw prefill; and decoding speed in tokens/s.
 """
 
 import os
@@ -70,13 +74,37 @@ def _timed_prompt(assistant, conversation) -> tuple[dict, list[str]]:
     return prepared.timings, pieces
 
 
-def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
+def _raw_prefill(model: Path, settings, tokens: list[int]) -> dict:
+    """Raw llama.cpp on `tokens`: a fresh context, `Llama.eval`, then the first (greedy) token."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(model),
+        n_ctx=settings.n_ctx,
+        n_batch=settings.batch,
+        n_ubatch=settings.batch,
+        n_threads=settings.threads,
+        n_threads_batch=settings.threads,
+        verbose=False,
+    )
+    try:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        llm.eval(tokens)
+        int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        return {"s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0}
+    finally:
+        llm.close()
+
+
+def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3, model: Path | None = None) -> dict:
     from memos_desktop.operation.turn import Assistant
-    from memos_desktop.runtime import LoadSettings, load_backend
+    from memos_desktop.runtime import LoadSettings, load_backend, runtime_for
     from memos_desktop.runtime.testmodels import qwen05b_shape_gguf
 
-    model = qwen05b_shape_gguf()
+    model = Path(model) if model is not None else qwen05b_shape_gguf()
     settings = LoadSettings(n_ctx=4096, threads=threads)
+    greedy = {"temperature": 0.0, "sampling": "custom", "repeat_penalty": 1.0, "answer_tokens": answer_tokens}
 
     def load():
         t0 = time.perf_counter()
@@ -88,18 +116,22 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
         try:
             backend, load_s = load()
             try:
-                first = Assistant(vault, backend, answer_tokens=answer_tokens, temperature=0.0)
+                first = Assistant(vault, backend, **greedy)
                 result = first.turn(first.new_conversation(), MESSAGE)
+                prompt = backend.tokenize(
+                    backend.chat_prompt(first.prepare(first.new_conversation(), MESSAGE).messages)
+                )
             finally:
                 backend.close()
             runs: dict[str, list] = {"restored": [], "no_activation": []}
+            raw = []
             for _ in range(repeats):
+                if runtime_for(model) == "llama.cpp":
+                    raw.append(_raw_prefill(model, settings, prompt))
                 for name, activation in (("restored", True), ("no_activation", False)):
                     backend, _ = load()
                     try:
-                        assistant = Assistant(
-                            vault, backend, answer_tokens=answer_tokens, temperature=0.0, activation=activation
-                        )
+                        assistant = Assistant(vault, backend, activation=activation, **greedy)
                         runs[name].append(_timed_prompt(assistant, assistant.new_conversation()))
                     finally:
                         backend.close()
@@ -113,8 +145,21 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
     restored, plain = med("restored", "ttft_s"), med("no_activation", "ttft_s")
     restored_cpu, plain_cpu = med("restored", "ttft_cpu_s"), med("no_activation", "ttft_cpu_s")
     texts = {"".join(pieces) for name in runs for _, pieces in runs[name]}
+
+    def whole(name: str) -> float:  # TTFT of the whole turn: retrieval + schedule + prompt + prefill
+        return median([t["retrieve_s"] + t["schedule_s"] + t["prompt_s"] + t["ttft_s"] for t, _ in runs[name]])
+
+    raw_s = median([r["s"] for r in raw]) if raw else None
+    raw_cpu = median([r["cpu_s"] for r in raw]) if raw else None
+    turn_plain, turn_restored = whole("no_activation"), whole("restored")
+    decode = [
+        (t["answer_tokens"] - 1) / (t["generate_s"] - t["ttft_s"])
+        for t, _ in runs["no_activation"]
+        if t.get("answer_tokens", 0) > 1 and t["generate_s"] > t["ttft_s"]
+    ]
     return {
         "model": model.name,
+        "prompt": MESSAGE,
         "threads": threads,
         "repeats": repeats,
         "memories": len(MEMORIES),
@@ -140,6 +185,16 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3) -> dict:
         "extraction_error": result.extraction.error if result.extraction else None,
         "generate_s": cold["generate_s"],
         "answer_tokens": cold["answer_tokens"],
+        "answer": result.answer,
+        "raw_prefill_s": raw_s,
+        "raw_prefill_cpu_s": raw_cpu,
+        "turn_ttft_s": turn_plain,
+        "turn_ttft_restored_s": turn_restored,
+        "turn_ttft_cpu_s": plain_cpu
+        + median([t["retrieve_s"] + t["schedule_s"] + t["prompt_s"] for t, _ in runs["no_activation"]]),
+        "turn_vs_raw_prefill": turn_plain / raw_s if raw_s else None,
+        "turn_vs_raw_prefill_cpu": (plain_cpu / raw_cpu) if raw_cpu else None,
+        "tokens_per_s": median(decode) if decode else None,
     }
 
 
@@ -154,5 +209,9 @@ def rows(result: dict) -> list[dict]:
         ("TTFT CPU, prefix restored", "restored_ttft_cpu_s"),
         ("TTFT CPU, activation memory off", "no_activation_ttft_cpu_s"),
         ("MemReader extraction", "extract_s"),
+        ("raw llama.cpp prefill, same prompt", "raw_prefill_s"),
+        ("raw llama.cpp prefill CPU", "raw_prefill_cpu_s"),
+        ("whole turn TTFT with memory (activation off)", "turn_ttft_s"),
+        ("whole turn TTFT with memory, prefix restored", "turn_ttft_restored_s"),
     ]
-    return [{"step": label, "seconds": result[key]} for label, key in names]
+    return [{"step": label, "seconds": result[key]} for label, key in names if result.get(key) is not None]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from memos_desktop.cli.app import cli
+from memos_desktop.cli.app import Context, cli, pass_ctx
 from memos_desktop.errors import MemosError
 
 
@@ -241,20 +241,57 @@ def bench_startup(repeats: int, as_json: bool) -> None:
     report("bench startup", startup.rows(result), result, as_json)
 
 
+def model_path(ctx: Context, model: str) -> Path:
+    """A benchmark's --model: a model file or directory, else the name of a registered model."""
+    from memos_desktop.runtime.models import get_model
+
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    return Path(get_model(ctx.vault(embedder=False), model)["path"])
+
+
 @bench.command("turn")
+@click.option("--model", help="A registered model's name or a model path (default: a generated Qwen2.5-0.5B shape).")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--answer-tokens", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs of each TTFT variant.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_turn(threads: int, answer_tokens: int, repeats: int, as_json: bool) -> None:
-    """One chat turn on the Qwen2.5-0.5B-shaped model with 20 memories, TTFT with/without activation memory."""
+@pass_ctx
+def bench_turn(ctx: Context, model: str | None, threads: int, answer_tokens: int, repeats: int, as_json: bool) -> None:
+    """One chat turn with 20 memories: TTFT with/without activation memory, beside raw llama.cpp."""
     from memos_desktop.bench import report, turn
 
-    result = turn.run(threads=threads, answer_tokens=answer_tokens, repeats=repeats)
+    path = model_path(ctx, model) if model else None
+    result = turn.run(threads=threads, answer_tokens=answer_tokens, repeats=repeats, model=path)
     title = (
-        f"bench turn: {result['memories']} memories ({result['pinned']} pinned), prompt {result['prompt_tokens']} "
-        f"tokens, prefix {result['prefix_tokens']}; TTFT reduction {result['ttft_reduction']:.1%} wall, "
-        f"{result['ttft_cpu_reduction']:.1%} CPU; "
+        f"bench turn: {result['model']}, {result['memories']} memories ({result['pinned']} pinned), prompt "
+        f"{result['prompt_tokens']} tokens, prefix {result['prefix_tokens']}; TTFT reduction "
+        f"{result['ttft_reduction']:.1%} wall, {result['ttft_cpu_reduction']:.1%} CPU; "
         f"identical output: {result['identical_output']}"
     )
+    if result["turn_vs_raw_prefill"] is not None:
+        title += (
+            f"; whole-turn TTFT / raw prefill: {result['turn_vs_raw_prefill']:.2f}x wall, "
+            f"{result['turn_vs_raw_prefill_cpu']:.2f}x CPU (prefill only)"
+        )
+    if result["tokens_per_s"]:
+        title += f"; decoding {result['tokens_per_s']:.1f} tokens/s"
     report(title, turn.rows(result), result, as_json)
+
+
+@bench.command("reader")
+@click.option("--model", required=True, help="A registered model's name or a model path.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def bench_reader(ctx: Context, model: str, threads: int, as_json: bool) -> None:
+    """MemReader on ~30 scripted conversations: precision, recall, memories taken from the assistant."""
+    from memos_desktop.bench import reader, report
+
+    result = reader.run(model_path(ctx, model), threads=threads)
+    title = (
+        f"bench reader: {result['model']}, {result['conversations']} conversations, {result['facts']} stated facts "
+        "(goal with the model: precision >= 0.9, 0 from assistant text)"
+    )
+    report(title, reader.rows(result), result, as_json)

@@ -1,14 +1,21 @@
-"""MemReader: turns each chat exchange, and each explicit memory command, into memory operations.
+"""MemReader: turns the user's words in each chat exchange, and each explicit memory command, into
+memory operations. A memory comes only from what the user said; the assistant's reply is context
+for the model, never a source.
 
 Extraction asks the local model for durable facts and preferences as JSON constrained by the
 extraction schema: on llama.cpp by its grammar sampler (`generate_json`, one pass), elsewhere
 (MLX) by `structured.GuidedJSON` (the model only fills schema-constrained slots), and validated
-again here. It resolves time expressions to absolute dates relative to the message time (stored
-in `valid_from`), compares each fact with similar existing memories and chooses ADD, UPDATE (a
-new version), DELETE (a tombstone) or NOOP; a contradiction archives the old fact with a
-`superseded_by` link to the new one. The commands `/remember`, `/forget`, `/pin`, `/unpin` and
-`/ttl` work without any model. Output that does not validate (or a cut-off extraction) is dropped
-whole: the reader never stores a fragment of a bad extraction.
+again here. Every extracted fact is then grounded in the user's turn (`ground`): its content words
+must appear there and it must be close in meaning to one user sentence (kept as the memory's
+`quote`); fragments, list markers, echoes of a question and anything found only in the
+assistant's reply are rejected with their reason. Output that does not validate, an empty
+extraction or one where nothing survives grounding falls back to the deterministic path
+(`statements`: first-person statements such as "my sister lives in Lyon", "I prefer tea"),
+never to a fragment of a bad extraction. It resolves time expressions to absolute dates relative
+to the message time (stored in `valid_from`), compares each fact with similar existing memories
+and chooses ADD, UPDATE (a new version; also for a near-duplicate), DELETE (a tombstone) or NOOP;
+a contradiction archives the old fact with a `superseded_by` link to the new one. The commands
+`/remember`, `/forget`, `/pin`, `/unpin` and `/ttl` work without any model.
 """
 
 import copy
@@ -32,6 +39,11 @@ EXTRACT_MAX_TOKENS = 640
 SIMILAR_CHARS = 2000  # how much of a message is compared with existing memories
 CANDIDATES = 5  # similar existing memories shown to the model and compared against
 DUPLICATE = 0.92  # similarity at or above which a new fact is the same as an existing one
+NEAR_DUPLICATE = 0.86  # similarity at or above which a read fact is a new version of an existing one
+LEXICAL_SUPPORT = 0.75  # share of a fact's content words that must appear in the user's words
+SEMANTIC_SUPPORT = 0.25  # similarity a fact needs with its best-supporting user sentence
+MIN_FACT_WORDS = 3
+ANSWER_CONTEXT_CHARS = 300  # how much of the assistant's reply the model sees, as context only
 RELATED = 0.3  # similarity a fact needs with its target before it may update/delete/supersede it
 COMMANDS = ("/remember", "/forget", "/pin", "/unpin", "/ttl")
 
@@ -60,8 +72,8 @@ EXTRACTION_SCHEMA = {
 }
 
 EXTRACTION_PROMPT = f"""You maintain a memory of durable facts about the user.
-From the exchange in the message, list at most {MAX_FACTS} facts or preferences worth remembering
-for months (not small talk, not questions). For each give:
+From what the USER says in the message, list at most {MAX_FACTS} durable facts or preferences worth
+remembering for months (not small talk, not questions, never what the assistant said). For each give:
 - op: "add" for a new fact; "update" when it refines existing memory number ref; "contradict" when
   it replaces existing memory number ref; "delete" when the user says memory number ref is no
   longer true; ref is 0 when no existing memory is meant.
@@ -84,11 +96,116 @@ class MemoryOp:
 
 @dataclass
 class Extraction:
-    """The outcome of reading one exchange: the ops applied and, when it failed, why."""
+    """The outcome of reading one exchange: the ops applied, the facts rejected (text, reason),
+    whether the deterministic path produced them, and, when the model's extraction failed, why."""
 
     ops: list[MemoryOp] = field(default_factory=list)
     error: str | None = None
     raw: str = ""
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    fallback: bool = False
+
+
+# Words that carry no fact of their own; "user" stands for the speaker in the model's facts.
+_FUNCTION_WORDS = """a an the and or but of to in on at for with from by as is are was were be been being am do does did
+    has have had i me my mine myself we our ours you your he she it its they them their this that these those
+    there here so very just also not no now then than too user users user's person people who what which"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
+LIST_MARKER = re.compile(r"^\W*([a-z]{0,3}[-.)]?\s*\d+[a-z]?|[a-z][.)]|[ivx]+[.)])\W*$", re.I)
+SENTENCE = re.compile(r"[^.!?;\n]+[.!?]?")
+FIRST_PERSON = re.compile(r"\b(i|i'm|i’m|i've|i’ve|i'd|my|we|our|we're)\b", re.I)
+# A first-person statement worth keeping says who the user is, what they have, do or like.
+DURABLE = re.compile(
+    r"\b(i|we)\s+(am|'m|’m|was|have|'ve|’ve|has|had|own|live|lived|work|worked|study|studied|prefer|like|love|"
+    r"enjoy|hate|dislike|can't stand|cannot stand|moved|grew up|was born|speak|play|drive|use|eat|drink|"
+    r"don't|do not|never|always|usually|visit|go|went|started|finished|bought|adopted|got|married|teach|"
+    r"run|ride|cook|collect|volunteer|need|avoid|'m allergic|am allergic)\b"
+    r"|\bmy\s+[\w' -]{1,40}?\s+(is|are|was|were|lives|live|works|work|has|have|likes|loves|"
+    r"studies|moved|turns|called|named|costs|starts|ends|expires|leaves)\b",
+    re.I,
+)
+# First-person phrases that are about the conversation, not about the user.
+CHATTER = re.compile(
+    r"^\W*(i\s+(think|guess|wonder|was wondering|want to know|would like to know|need help|need you|"
+    r"am not sure|'m not sure|’m not sure|don't know|do not know|mean|see|agree|understand|hope you)|"
+    r"thanks|thank you|please|can you|could you|would you|tell me|do you|what|where|when|who|why|how)\b",
+    re.I,
+)
+CLAUSE = re.compile(r",?\s+(?:and|but|so)\s+(?=(?:i|my|we|i'm|i’m)\b)|,\s+(?=(?:i|my)\s)", re.I)
+FILLER = re.compile(r"^\W*(oh|well|so|ok|okay|by the way|btw|also|and|but|yes|no|hi|hello|hey)\b[,!.]?\s*", re.I)
+
+
+def _content_words(text: str) -> list[str]:
+    """The distinct content words of `text`, lowercased, in order."""
+    return list(dict.fromkeys(w for w in re.findall(r"[\w']+", text.lower()) if w not in FUNCTION_WORDS))
+
+
+def _is_fragment(text: str) -> bool:
+    """A list marker, or too few words to state anything: fewer than MIN_FACT_WORDS words, or
+    nothing but names ("Pixel and Tofu")."""
+    if LIST_MARKER.match(text) or len(re.findall(r"[^\W\d_]{2,}", text)) < MIN_FACT_WORDS:
+        return True
+    words = re.findall(r"[^\W\d_][\w']*", text)[1:]  # the first word's case says nothing
+    return not [w for w in words if w.islower() and w not in FUNCTION_WORDS]
+
+
+def same_word(a: str, b: str) -> bool:
+    """Equal, or the same stem ("lives"/"live", "moved"/"move"): a common prefix of at least four
+    letters that leaves at most three letters over on either side."""
+    if a == b:
+        return True
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    if n == min(len(a), len(b)) >= 3:  # "own"/"owns", "like"/"liked"
+        return max(len(a), len(b)) - n <= 2
+    return n >= 4 and len(a) - n <= 3 and len(b) - n <= 3
+
+
+def lexical_support(fact: str, source: str) -> float:
+    """The share of `fact`'s content words found in `source`; 0 when one of its names or
+    numbers (capitalised words after the first, digits) is not there."""
+    words = _content_words(fact)
+    if not words:
+        return 0.0
+    have = set(re.findall(r"[\w']+", source.lower()))
+    tokens = re.findall(r"[\w']+", fact)
+    names = {
+        t.lower()
+        for i, t in enumerate(tokens)
+        if t.isdigit() or (i > 0 and t[0].isupper() and t.lower() not in FUNCTION_WORDS)
+    }
+    if names - have:
+        return 0.0
+    return sum(any(same_word(w, h) for h in have) for w in words) / len(words)
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text`, trimmed, in order."""
+    return [m.group(0).strip() for m in SENTENCE.finditer(text) if m.group(0).strip()]
+
+
+def statements(text: str) -> list[str]:
+    """The deterministic path: the user's first-person statements of durable facts, verbatim
+    (fillers trimmed), in order; questions, requests and chatter are not statements."""
+    out = []
+    clauses = [c for s in sentences(text) if not s.endswith("?") for c in CLAUSE.split(s)]
+    for sentence in clauses:
+        sentence = FILLER.sub("", sentence).strip(" ,")
+        if len(sentence.split()) < MIN_FACT_WORDS or len(sentence) > 2 * MAX_FACT_CHARS:
+            continue
+        if CHATTER.search(sentence) or not DURABLE.search(sentence):
+            continue
+        out.append(sentence[0].upper() + sentence[1:].rstrip(".!") + ".")
+    return out[:MAX_FACTS]
+
+
+def fact_kind(text: str) -> str:
+    if re.search(r"\b(prefer|like|love|enjoy|hate|dislike|favou?rite|can't stand)\b", text, re.I):
+        return "preference"
+    return "fact"
 
 
 def resolve_time(text: str, at: float) -> float | None:
@@ -250,11 +367,30 @@ class MemReader:
             raise NotFound(f"No memory matches {ref!r}.")
         return matches[0][0]
 
-    def _add(self, text: str, kind: str, at: float, source: dict, reason: str, when: str = "") -> MemoryOp:
+    def _add(
+        self, text: str, kind: str, at: float, source: dict, reason: str, when: str = "", quote: str | None = None
+    ) -> MemoryOp:
+        """Add `text` as a memory, unless it is already remembered (NOOP) or, when read from a
+        turn (`quote` given), a near-duplicate of an existing memory, which gets it as a new
+        version (UPDATE) instead of a second memory."""
         valid_from = resolve_time(when or text, at)
         best = self.similar(text, k=1)
         if best and best[0][1] >= DUPLICATE:
             return MemoryOp("NOOP", text, best[0][0].id, best[0][0].id, "already remembered", valid_from)
+        meta = {"said_at": at} if quote is None else {"said_at": at, "quote": quote, "source_turn": source}
+        if quote is not None and best and best[0][1] >= NEAR_DUPLICATE:
+            target = best[0][0]
+            cube = self.vault.edit(
+                target.id,
+                profile=self.profile,
+                actor="reader",
+                content=text,
+                meta={**target.meta, **meta},
+                valid_from=valid_from if valid_from is not None else target.valid_from,
+            )
+            return MemoryOp(
+                "UPDATE", text, cube.id, target.id, f"near-duplicate of version {target.version}", valid_from
+            )
         tags = [MEMORY_TAG, kind, *re.findall(r"#(\w+)", text)]
         cube = self.vault.add(
             text,
@@ -263,40 +399,101 @@ class MemReader:
             valid_from=valid_from,
             profile=self.profile,
             actor="reader" if "turn_id" in source else "user",
-            meta={"said_at": at},
+            meta=meta,
         )
         return MemoryOp("ADD", text, cube.id, reason=reason, valid_from=valid_from)
 
     # ----- extraction -----------------------------------------------------------------------
     def extraction_messages(self, user: str, answer: str, candidates: list[MemCube]) -> list[dict]:
         existing = "\n".join(f"{i}. {c.content}" for i, c in enumerate(candidates, 1)) or "(none)"
-        exchange = f"Existing memories:\n{existing}\n\nExchange:\nUser: {_cut(user)}\nAssistant: {_cut(answer)}"
+        reply = _clean(answer)[:ANSWER_CONTEXT_CHARS]
+        exchange = (
+            f"Existing memories:\n{existing}\n\nThe user said:\n{_cut(user)}\n\n"
+            f"(The assistant replied, for context only, never a source: {reply})"
+        )
         return [{"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": exchange}]
 
     def read(
         self, user: str, answer: str, at: float, source: dict, cancel: threading.Event | None = None
     ) -> Extraction:
-        """Extract and apply memory ops for one exchange (`source` is the user turn's provenance).
-        Without a model, when the model's output does not validate, or when `cancel` is set during
-        extraction, nothing is written."""
-        if self.llm is None:
-            return Extraction(error="no model loaded")
+        """Extract, ground and apply memory ops for the user's words `user` (`answer`, the
+        assistant's reply, is context only; `source` is the user turn's provenance).
+
+        The model's facts that survive `ground` are applied; when the model's output does not
+        validate, is empty, or nothing of it survives, the deterministic path (`statements`)
+        reads the user's words instead. Without a model only that path runs. `cancel` set
+        during extraction writes nothing."""
         candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
-        messages = self.extraction_messages(user, answer, candidates)
-        raw = ""
-        try:
-            if self.activation:
-                self._warm(messages)
-            raw = self._generate_json(messages, len(candidates), cancel)
-            if cancel is not None and cancel.is_set():
-                return Extraction(error="stopped before any memory was written", raw=raw)
-            facts = parse_extraction(raw, len(candidates))
-        except ModelError as exc:
-            return Extraction(error=str(exc), raw=raw)
-        except Exception as exc:  # a crashing runtime must not lose the exchange already stored
-            return Extraction(error=f"the model failed during extraction: {exc}", raw=raw)
-        ops = [self.apply(fact, candidates, at, source) for fact in facts if fact["text"]]
-        return Extraction(ops=ops, raw=raw)
+        raw, error, facts, rejected = "", None, [], []
+        if self.llm is None:
+            error = "no model loaded"
+        else:
+            messages = self.extraction_messages(user, answer, candidates)
+            try:
+                if self.activation:
+                    self._warm(messages)
+                raw = self._generate_json(messages, len(candidates), cancel)
+                if cancel is not None and cancel.is_set():
+                    return Extraction(error="stopped before any memory was written", raw=raw)
+                facts = parse_extraction(raw, len(candidates))
+            except ModelError as exc:
+                error = str(exc)
+            except Exception as exc:  # a crashing runtime must not lose the exchange already stored
+                error = f"the model failed during extraction: {exc}"
+        grounded = []
+        for fact in facts:
+            quote, why = self.ground(fact, user, answer)
+            if why:
+                rejected.append((fact["text"], why))
+            else:
+                grounded.append({**fact, "quote": quote})
+        fallback = not grounded
+        if fallback:
+            grounded = [
+                {
+                    "op": "add",
+                    "text": text[:MAX_FACT_CHARS],
+                    "kind": fact_kind(text),
+                    "when": "",
+                    "ref": 0,
+                    "quote": text,
+                }
+                for text in statements(user)
+            ]
+        ops = [self.apply(fact, candidates, at, source) for fact in grounded]
+        return Extraction(ops=ops, error=error, raw=raw, rejected=rejected, fallback=fallback and bool(ops))
+
+    def ground(self, fact: dict, user: str, answer: str = "") -> tuple[str, str]:
+        """(the user sentence that supports `fact`, "") or ("", why it is rejected): a fragment or
+        list marker, not in the user's words (or only in the assistant's), an echo of a question,
+        or not close in meaning to what the user said."""
+        text = fact["text"]
+        if _is_fragment(text):
+            return "", "a fragment, not a fact"
+        said = set(re.findall(r"[\w']+", user.lower()))
+        replied = set(re.findall(r"[\w']+", answer.lower()))
+        borrowed = [
+            w
+            for w in _content_words(text)
+            if not any(same_word(w, h) for h in said) and any(same_word(w, h) for h in replied)
+        ]
+        if borrowed:
+            return "", "only in the assistant's reply"
+        needed = 0.34 if fact["op"] == "delete" else LEXICAL_SUPPORT
+        scored = sorted(((lexical_support(text, s), s) for s in sentences(user)), key=lambda p: -p[0])
+        best, quote = scored[0] if scored else (0.0, "")
+        if lexical_support(text, user) < needed:
+            if answer and lexical_support(text, answer) >= needed:
+                return "", "only in the assistant's reply"
+            return "", "not in the user's words"
+        if quote.endswith("?") and best >= needed:
+            return "", "an echo of the user's question"
+        if fact["op"] != "delete" and CHATTER.search(FILLER.sub("", quote)):
+            return "", "small talk, not a durable fact"
+        whole = lexical_support(text, user) >= 1.0  # every content word and name is the user's own
+        if fact["op"] != "delete" and not whole and self.similarity(text, quote or user) < SEMANTIC_SUPPORT:
+            return "", "not what the user said"
+        return quote or user[:MAX_FACT_CHARS], ""
 
     def _generate_json(self, messages: list[dict], candidates: int, cancel: threading.Event | None) -> str:
         """The extraction JSON: from the runtime's own schema-constrained decoding if it has one
@@ -336,10 +533,12 @@ class MemReader:
                 profile=self.profile,
                 actor="reader",
                 content=text,
+                meta={**target.meta, "said_at": at, "quote": fact.get("quote", text), "source_turn": source},
                 valid_from=valid_from if valid_from is not None else target.valid_from,
             )
             return MemoryOp("UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from)
-        result = self._add(text, fact["kind"], at, source, "new fact", fact["when"])
+        quote = fact.get("quote", text)
+        result = self._add(text, fact["kind"], at, source, "new fact", fact["when"], quote)
         if op == "contradict" and related and result.op == "ADD":
             self.vault.archive(
                 target.id,

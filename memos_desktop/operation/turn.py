@@ -1,24 +1,30 @@
-"""The assistant's chat loop (operation layer): retrieve → schedule → generate → read → store.
+"""THE chat-turn pipeline (operation layer): retrieve → prompt with memory ids → generate → cite →
+read → schedule. Every interface (CLI `chat`, the TUI chat screen, any server) answers through
+`Assistant.turn`; none of them builds a prompt or stores a turn itself.
 
-One turn: hybrid retrieval over memories, notes and past conversations (`operator.search`, with
-the profile's access rules), MemScheduler's plan (cached prefix vs plaintext prompt memories within
-the context budget), streaming generation whose answer cites memories as [n], then MemReader on the
-exchange, and the two turns stored as cubes with their conversation and turn as provenance, so a
-conversation can be resumed. A turn is stored only once the answer is complete: a cancelled or
-crashed generation keeps nothing. Without a model the assistant answers with how to add one and
-still shows what memory search found. This module never touches the UI.
+One turn: hybrid retrieval over memories, notes and past conversations (`search`, with the
+profile's access rules), kept only above a relevance floor relative to the best hit; MemScheduler's
+plan within a memory budget scaled to the model's context and size (cached prefix vs plaintext
+prompt memories, what was left out and why); streaming generation with the settings' sampling
+(the model's recommendation when known), bounded in tokens and stopped on a degenerate loop; the
+answer's [n] citations; then the two turns stored as cubes with their conversation and turn as
+provenance, and MemReader on the user's words. A turn is stored only once the answer is complete:
+a cancelled or crashed generation keeps nothing. Without a model the assistant answers with how to
+add one and still shows what memory search found. Vault work runs inside `access()` (the session's
+lock), generation outside it. This module never touches the UI.
 """
 
+import contextlib
+import dataclasses
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from memos_desktop.errors import MemosError, ModelError
 from memos_desktop.operation.reader import Extraction, MemoryOp, MemReader
-from memos_desktop.operation.scheduler import MemScheduler, Plan, estimate_tokens, memory_line
+from memos_desktop.operation.scheduler import MemScheduler, Placement, Plan, estimate_tokens, memory_line
 from memos_desktop.vault import MemCube, Vault
 
 CHAT_TAG = "chat"
@@ -27,18 +33,140 @@ MAX_MESSAGE_CHARS = 200_000
 RETRIEVE_K = 12
 QUERY_CHARS = 2000  # retrieval looks at most at this much of a message
 HISTORY_TURNS = 8
-MEMORY_BUDGET = 1536  # tokens of memories at most, whatever the context size
+RELEVANCE_FLOOR = 0.5  # a retrieved memory enters the prompt only with this share of the best hit's score
+MIN_COSINE = 0.3  # ... and only if its meaning is this close to the message's, or it has most of its words
+LOOP_SPAN = 96  # an answer whose last tokens are one short pattern repeated over this many tokens is stopped
+SETTING = "assistant"  # vault setting holding the TurnSettings fields that differ from the defaults
+# Worded for small models (SmolLM2-135M answers from memory with this and not with a "Facts: /
+# Question:" layout), compared by hand on questions about facts the user had stated.
 SYSTEM_PROMPT = (
-    "You are memos, a personal assistant running entirely on the user's own computer. "
-    "Use the numbered memories when they help and cite them as [n]. "
-    "If you do not know, say so."
+    "You are memos, a personal assistant on the user's own computer. Answer briefly. "
+    "Use what the user told you earlier when it answers the question, citing it as [n]."
 )
+MEMORY_HEADING = "Earlier I told you:"
 NO_MODEL = (
     "No language model is set up yet, so I cannot write an answer. Add one with "
     "`memos-desktop model add PATH` (a GGUF file or an MLX folder) or "
     "`memos-desktop model pull REPO FILE`, or in the Models screen. "
     "Memory commands (/remember, /forget, /pin, /ttl) and search work without a model."
 )
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How the assistant answers and remembers: the one place these defaults live (settings
+    screen, config and CLI read them here). `sampling == "recommended"` uses the model's own
+    recommended sampling where it has one (GGUF metadata, catalogue entry), these values otherwise;
+    "custom" always uses these values. Temperature 0 is greedy (deterministic) decoding."""
+
+    answer_tokens: int = 512
+    sampling: str = "recommended"
+    temperature: float = 0.6
+    top_p: float = 0.9
+    min_p: float = 0.05
+    repeat_penalty: float = 1.15
+    activation: bool = True
+    extract: bool = True
+
+    def check(self) -> "TurnSettings":
+        """These settings, or MemosError naming the first value out of range."""
+        limits = {
+            "answer_tokens": (1, 8192),
+            "temperature": (0.0, 2.0),
+            "top_p": (0.05, 1.0),
+            "min_p": (0.0, 0.5),
+            "repeat_penalty": (1.0, 2.0),
+        }
+        for name, (low, high) in limits.items():
+            if not low <= getattr(self, name) <= high:
+                raise MemosError(f"{name.replace('_', ' ')} must be between {low:g} and {high:g}.")
+        if self.sampling not in ("recommended", "custom"):
+            raise MemosError('sampling must be "recommended" or "custom".')
+        return self
+
+
+def load_settings(vault: Vault) -> TurnSettings:
+    """The vault's stored settings over the defaults (unknown or mistyped stored keys are ignored)."""
+    stored = vault.get_setting(SETTING) or {}
+    defaults = TurnSettings()
+    known = {}
+    for f in dataclasses.fields(TurnSettings):
+        value = stored.get(f.name)
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool) and isinstance(value, bool):
+            known[f.name] = value
+        elif isinstance(default, int | float) and not isinstance(default, bool) and isinstance(value, int | float):
+            known[f.name] = type(default)(value)
+        elif isinstance(default, str) and isinstance(value, str):
+            known[f.name] = value
+    try:
+        return replace(defaults, **known).check()
+    except MemosError:
+        return defaults
+
+
+def save_settings(vault: Vault, settings: TurnSettings) -> None:
+    """Store `settings` (checked first) in the vault."""
+    vault.set_setting(SETTING, dataclasses.asdict(settings.check()))
+
+
+def sampling_for(settings: TurnSettings, llm, model: dict | None = None, seed: int = 0):
+    """The runtime `Sampling` for one answer: the model's recommendation (when the settings ask for
+    it and it has one) over the settings' values, bounded by `answer_tokens`."""
+    from memos_desktop.runtime.base import Sampling, recommended_sampling
+
+    values = {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "min_p": settings.min_p,
+        "repeat_penalty": settings.repeat_penalty,
+    }
+    if settings.sampling == "recommended" and llm is not None:
+        values.update(recommended_sampling(llm, model))
+    return Sampling(max_tokens=settings.answer_tokens, seed=seed, **values)
+
+
+def memory_budget(n_ctx: int, size_bytes: int) -> int:
+    """Tokens of memories a prompt may hold: a share of the context, smaller for smaller models
+    (a 135M model follows two facts, not twenty)."""
+    if size_bytes < 400 * 1024**2:
+        cap = 320
+    elif size_bytes < 2 * 1024**3:
+        cap = 768
+    elif size_bytes < 6 * 1024**3:
+        cap = 1536
+    else:
+        cap = 2048
+    return max(64, min(cap, n_ctx // 4))
+
+
+def looping(tokens: Sequence[int], span: int = LOOP_SPAN) -> bool:
+    """Whether the answer has degenerated into a loop that only max_tokens would otherwise end:
+    its last `span` tokens are one short pattern repeated, or use fewer than span/6 distinct
+    tokens (a list such as "A-1, A-2, A-3, …" never repeats exactly but draws on a dozen tokens)."""
+    if len(tokens) < span:
+        return False
+    tail = list(tokens[-span:])
+    if len(set(tail)) < span // 6:
+        return True
+    return any(all(tail[i] == tail[i - p] for i in range(p, span)) for p in range(1, span // 3 + 1))
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a message that say what it is about (no stopwords), lowercased, distinct."""
+    from memos_desktop.operation.search import STOPWORDS
+
+    return list(dict.fromkeys(w for w in re.findall(r"\w+", text[:QUERY_CHARS].lower()) if w not in STOPWORDS))
+
+
+def coverage(terms: Sequence[str], content: str) -> float:
+    """The share of `terms` found in `content`, a word's other forms counting ("live"/"lives")."""
+    from memos_desktop.operation.reader import same_word
+
+    if not terms:
+        return 0.0
+    words = set(re.findall(r"\w+", content.lower()))
+    return sum(any(same_word(t, w) for w in words) for t in terms) / len(terms)
 
 
 def printable(text: str) -> str:
@@ -75,6 +203,27 @@ class Citation:
     cited: bool = False  # the answer names it as [n]
     excerpt: str = ""
 
+    def as_dict(self) -> dict:
+        return {
+            "id": self.cube_id,
+            "n": self.n,
+            "title": self.title,
+            "source": self.where,
+            "tier": self.tier,
+            "cited": self.cited,
+            "excerpt": self.excerpt,
+        }
+
+
+@dataclass
+class LeftOut:
+    """A retrieved (or resident) memory that did not go into the prompt, and why."""
+
+    cube_id: str
+    title: str
+    reason: str
+    score: float | None = None
+
 
 @dataclass
 class Conversation:
@@ -99,6 +248,7 @@ class PreparedTurn:
     messages: list[dict]
     prefix_messages: int  # how many leading messages form the cacheable prefix
     citations: list[Citation]
+    left_out: list[LeftOut] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -111,60 +261,62 @@ class TurnResult:
     extraction: Extraction | None = None
     turn: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    stored: bool = False
+    stored: bool = False  # the exchange was kept (False: cancelled, no model, a command, --no-memory)
+    cancelled: bool = False
+    left_out: list[LeftOut] = field(default_factory=list)
+    stop_reason: str = ""  # "end", "length", "loop", "cancelled" or "" (no generation)
 
-
-@dataclass(frozen=True)
-class AssistantSettings:
-    """How the assistant answers and remembers: the one place these defaults live. Stored in the
-    vault under `SETTING` (so they travel with it); the TUI's settings screen edits them."""
-
-    answer_tokens: int = 512
-    temperature: float = 0.7
-    activation: bool = True
-    extract: bool = True
-
-    SETTING: ClassVar[str] = "assistant"
-
-    @classmethod
-    def load(cls, vault: Vault) -> "AssistantSettings":
-        """The stored settings, defaults filled in (unknown stored keys are ignored)."""
-        stored = vault.get_setting(cls.SETTING) or {}
-        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
-
-    def save(self, vault: Vault) -> None:
-        vault.set_setting(self.SETTING, asdict(self))
-
-
-_DEFAULTS = AssistantSettings()
+    @property
+    def written(self) -> list[str]:
+        """Ids of the memories this turn wrote (added or updated)."""
+        return [op.cube_id for op in self.ops if op.op in ("ADD", "UPDATE") and op.cube_id]
 
 
 class Assistant:
-    """Chat with memory over one unlocked vault and an optional loaded model (`llm`)."""
+    """Chat with memory over one unlocked vault and an optional loaded model (`llm`).
+
+    `settings` (else `TurnSettings()`, with `overrides` applied) say how to answer; `model` is the
+    loaded model's registry entry (for its recommended sampling); `access` is the session's lock
+    as a context manager factory (`Session.access`): `turn` holds it for each vault step and
+    releases it while the model generates. Other methods expect the caller to hold it.
+    """
 
     def __init__(
         self,
         vault: Vault,
         llm=None,
+        settings: TurnSettings | None = None,
+        *,
         profile: str = "default",
-        answer_tokens: int = _DEFAULTS.answer_tokens,
-        temperature: float = _DEFAULTS.temperature,
-        activation: bool = _DEFAULTS.activation,
-        extract: bool = _DEFAULTS.extract,
+        model: dict | None = None,
+        access: Callable[[], contextlib.AbstractContextManager] | None = None,
         clock: Callable[[], float] = time.time,
+        system: str = SYSTEM_PROMPT,
+        **overrides,
     ):
         self.vault = vault
+        self.system = system
+        self.seed: int | None = None  # sampling seed; None: the turn number
         self.llm = llm
+        self.settings = replace(settings or TurnSettings(), **overrides).check()
         self.profile = profile
-        self.answer_tokens = answer_tokens
-        self.temperature = temperature
-        self.activation = activation
-        self.extract = extract
+        self.model = model
+        self.access = access or contextlib.nullcontext
         self.clock = clock
         count = llm.count_tokens if llm is not None else estimate_tokens
         self.count_tokens = count
         self.scheduler = MemScheduler(vault, count_tokens=count, profile=profile, clock=clock)
-        self.reader = MemReader(vault, llm, profile=profile, clock=clock, activation=activation)
+        self.reader = MemReader(vault, llm, profile=profile, clock=clock, activation=self.settings.activation)
+
+    @property
+    def extract(self) -> bool:
+        return self.settings.extract
+
+    @property
+    def model_name(self) -> str | None:
+        if self.model is not None:
+            return self.model.get("name")
+        return self.llm.path.name if self.llm is not None else None
 
     # ----- conversations --------------------------------------------------------------------
     def conversations(self) -> list[dict]:
@@ -203,72 +355,152 @@ class Assistant:
         text: str,
         on_token: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        *,
+        on_plan: Callable[[PreparedTurn], None] | None = None,
+        on_stored: Callable[[TurnResult], None] | None = None,
+        memory: bool = True,
     ) -> TurnResult:
-        """Answer `text` in `conversation`: commands run directly; with a model the answer streams
-        through `on_token`; the exchange is stored only when complete."""
+        """Answer `text` in `conversation`, the whole pipeline.
+
+        /commands run directly. Otherwise: retrieve and plan (`on_plan` sees the citations and
+        what was left out before the first token), stream the answer through `on_token`, store
+        the complete exchange (`on_stored`; MemReader runs next), read memories from the user's
+        words. `cancel` stops the answer (nothing is kept) or MemReader (the exchange stays).
+        `memory=False` is a plain chat: no retrieval, nothing stored or read.
+        """
         text = checked_message(text)
         if MemReader.is_command(text):
-            op = self.reader.command(text, at=self.clock())
+            with self.access():
+                op = self.reader.command(text, at=self.clock())
             return TurnResult(conversation.id, describe(op), ops=[op])
-        prepared = self.prepare(conversation, text)
+        with self.access():
+            prepared = self.prepare(conversation, text, memory=memory)
+        if on_plan is not None:
+            on_plan(prepared)
         if self.llm is None:
-            return TurnResult(conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings)
+            return TurnResult(
+                conversation.id, NO_MODEL, prepared.citations, timings=prepared.timings, left_out=prepared.left_out
+            )
+        with self.access():
+            stream = self.generate(prepared, cancel)
         pieces = []
-        for piece in self.generate(prepared, cancel):
+        for piece in stream:
             pieces.append(piece)
             if on_token is not None:
                 on_token(piece)
         answer = "".join(pieces)
         if cancel is not None and cancel.is_set():
-            return TurnResult(conversation.id, answer, prepared.citations, timings=prepared.timings)
-        return self.commit(prepared, answer)
+            return TurnResult(
+                conversation.id,
+                answer,
+                prepared.citations,
+                timings=prepared.timings,
+                cancelled=True,
+                left_out=prepared.left_out,
+                stop_reason="cancelled",
+            )
+        if not memory:
+            _mark_cited(prepared.citations, answer)
+            return TurnResult(
+                conversation.id, answer, prepared.citations, timings=prepared.timings, stop_reason=stream.reason
+            )
+        with self.access():
+            result = self.store(prepared, answer)
+        result.stop_reason = stream.reason
+        if on_stored is not None:
+            on_stored(result)
+        with self.access():
+            return self.remember(prepared, result, cancel)
 
-    def prepare(self, conversation: Conversation, text: str) -> PreparedTurn:
-        """Retrieve, schedule and build the prompt messages for `text` (cleaned and checked here)."""
-        from memos_desktop.operation.search import search
+    def prepare(self, conversation: Conversation, text: str, memory: bool = True) -> PreparedTurn:
+        """Retrieve, schedule and build the prompt messages for `text` (cleaned and checked here).
 
+        Retrieved memories below RELEVANCE_FLOOR × the best hit's score, past assistant turns
+        (the model's own words are never evidence) and what exceeds the memory budget are left
+        out, each with its reason."""
         text = checked_message(text)
         at = self.clock()
         turn = conversation.next_turn
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         history = self._history(conversation)
-        in_history = {h["cube_id"] for h in history}
-        hits = [
-            (h.cube, h.score)
-            for h in search(self.vault, _query(text), k=RETRIEVE_K, profile=self.profile, record=False)
-            if h.cube.id not in in_history and h.cube.kind == "plaintext"
-        ]
+        hits, left_out = self._retrieve(text, {h["cube_id"] for h in history}) if memory else ([], [])
         timings["retrieve_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         context = self.llm.n_ctx if self.llm is not None else 4096
-        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(SYSTEM_PROMPT)
-        budget = max(0, min(MEMORY_BUDGET, context - self.answer_tokens - fixed - self.count_tokens(text)))
-        plan = self.scheduler.plan(hits, budget, turn_id=f"{conversation.id}:{turn}")
+        fixed = sum(self.count_tokens(m["content"]) for m in history) + self.count_tokens(self.system)
+        room = context - self.settings.answer_tokens - fixed - self.count_tokens(text)
+        budget = max(0, min(self._memory_budget(context), room)) if memory else 0
+        plan = self.scheduler.plan(hits, budget, turn_id=f"{conversation.id}:{turn}") if memory else Plan("", 0)
+        left_out += [LeftOut(p.cube.id, _label(p.cube), p.reason, p.score) for p in plan.dropped]
         timings["schedule_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        prompt = list(reversed(plan.prompt))  # the most relevant nearest the question
         citations = [
-            Citation(n, p.cube.id, p.cube.title, p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
-            for n, p in enumerate(plan.prefix + plan.prompt, 1)
+            Citation(n, p.cube.id, _title_of(p.cube), p.cube.citation(), p.tier, excerpt=_excerpt(p.cube))
+            for n, p in enumerate(plan.prefix + prompt, 1)
         ]
-        messages = self._messages(plan, history, text, context)
+        messages = self._messages(plan.prefix, prompt, plan.tokens, history, text, context)
         timings["prompt_s"] = time.perf_counter() - t0
-        return PreparedTurn(conversation, text, at, turn, plan, messages, 1, citations, timings)
+        return PreparedTurn(conversation, text, at, turn, plan, messages, 1, citations, left_out, timings)
+
+    def _retrieve(self, text: str, in_history: set[str]) -> tuple[list[tuple[MemCube, float]], list[LeftOut]]:
+        """Plaintext hits worth a place in the prompt, best first, and those left out with why."""
+        from memos_desktop.operation.search import search
+
+        hits, left_out = [], []
+        found = search(self.vault, _query(text), k=RETRIEVE_K, profile=self.profile, record=False)
+        best = max((h.score for h in found), default=0.0)
+        read = {_turn_key(h.cube.source) for h in found if "memory" in h.cube.tags and "turn_id" in h.cube.source}
+        terms = query_terms(text)
+        for h in found:
+            cube = h.cube
+            if cube.id in in_history or cube.kind != "plaintext":
+                continue
+            if cube.source.get("role") == "assistant":
+                left_out.append(LeftOut(cube.id, _label(cube), "the assistant's own words", h.score))
+            elif CHAT_TAG in cube.tags and _turn_key(cube.source) in read:
+                left_out.append(LeftOut(cube.id, _label(cube), "its memories are given instead", h.score))
+            elif CHAT_TAG in cube.tags and cube.content.rstrip().endswith("?"):
+                left_out.append(LeftOut(cube.id, _label(cube), "a question, it states nothing", h.score))
+            elif h.signals.get("cosine", 0.0) < MIN_COSINE and coverage(terms, cube.content) <= 0.5:
+                left_out.append(LeftOut(cube.id, _label(cube), "not related enough to the message", h.score))
+            elif h.score < best * RELEVANCE_FLOOR:
+                left_out.append(LeftOut(cube.id, _label(cube), "less relevant than the best match", h.score))
+            else:
+                hits.append((cube, h.score))
+        return hits, left_out
+
+    def _memory_budget(self, context: int) -> int:
+        from memos_desktop.runtime.base import model_size
+
+        size = model_size(self.llm.path) if self.llm is not None else 1024**3
+        return memory_budget(context, size)
 
     def _history(self, conversation: Conversation) -> list[dict]:
         recent = conversation.turns[-2 * HISTORY_TURNS :]
         return [{"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent]
 
-    def _messages(self, plan: Plan, history: list[dict], text: str, context: int) -> list[dict]:
-        system = SYSTEM_PROMPT
-        if plan.prefix:
-            system += "\nMemories:\n" + "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prefix, 1))
+    def _messages(
+        self,
+        prefix: list[Placement],
+        prompt: list[Placement],
+        memory_tokens: int,
+        history: list[dict],
+        text: str,
+        context: int,
+    ) -> list[dict]:
+        system = self.system
+        if prefix:
+            system += f"\n{MEMORY_HEADING}\n" + "\n".join(
+                f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(prefix, 1)
+            )
         user = text
-        if plan.prompt:
-            start = len(plan.prefix) + 1
-            lines = "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(plan.prompt, start))
-            user = f"Relevant memories:\n{lines}\n\nMessage: {text}"
-        room = context - self.answer_tokens - self.count_tokens(system) - plan.tokens
+        if prompt:
+            start = len(prefix) + 1
+            lines = "\n".join(f"[{n}] {memory_line(p.cube)}" for n, p in enumerate(prompt, start))
+            user = f"{MEMORY_HEADING}\n{lines}\n\n{text}"
+        room = context - self.settings.answer_tokens - self.count_tokens(system) - memory_tokens
         user = self._fit(user, max(64, room - sum(self.count_tokens(h["content"]) for h in history)))
         return [
             {"role": "system", "content": system},
@@ -286,22 +518,26 @@ class Assistant:
             cut = f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
         return cut
 
-    def generate(self, prepared: PreparedTurn, cancel: threading.Event | None = None) -> Iterator[str]:
+    def sampling(self, seed: int = 0):
+        """The runtime Sampling this assistant answers with."""
+        return sampling_for(self.settings, self.llm, self.model, seed)
+
+    def generate(self, prepared: PreparedTurn, cancel: threading.Event | None = None) -> "Answer":
         """Start the answer and return its text pieces as the model produces them.
 
         The prompt's stable prefix (system prompt + pinned/hot memories) is served from activation
         memory now, before the first piece (restored, or computed and saved: this touches the
-        vault); iterating the result only runs the model. Setting `cancel` stops it early.
+        vault); iterating the result only runs the model. Setting `cancel` stops it early; so does
+        a degenerate loop (`looping`). The answer is at most `answer_tokens` long.
         """
         if self.llm is None:
             raise ModelError(NO_MODEL)
         from memos_desktop.runtime.activation import ActivationMemory
-        from memos_desktop.runtime.base import Sampling
         from memos_desktop.runtime.chat import chat
 
         t0 = time.perf_counter()
-        sampling = Sampling(max_tokens=self.answer_tokens, temperature=self.temperature, top_p=0.9, seed=prepared.turn)
-        memory = ActivationMemory(self.vault, profile=self.profile) if self.activation else None
+        sampling = self.sampling(seed=prepared.turn if self.seed is None else self.seed)
+        memory = ActivationMemory(self.vault, profile=self.profile) if self.settings.activation else None
         try:
             turn = chat(
                 self.llm,
@@ -322,34 +558,12 @@ class Assistant:
         timings["prefix_restored_tokens"] = turn.prepared.restored_tokens if turn.prepared else 0
         timings["prefix_computed_tokens"] = turn.prepared.computed_tokens if turn.prepared else 0
         timings["activation_s"] = time.perf_counter() - t0
-        return self._pieces(turn, timings, t0, cancel)
-
-    @staticmethod
-    def _pieces(turn, timings: dict, t0: float, cancel: threading.Event | None) -> Iterator[str]:
-        try:
-            for raw in turn:
-                if "ttft_s" not in timings:
-                    timings["ttft_s"] = time.perf_counter() - t0
-                yield printable(raw)
-                if cancel is not None and cancel.is_set():
-                    return
-        except MemosError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"The model stopped while answering: {exc}") from exc
-        timings["generate_s"] = time.perf_counter() - t0
-        timings["answer_tokens"] = len(turn.tokens)
-
-    def commit(self, prepared: PreparedTurn, answer: str, cancel: threading.Event | None = None) -> TurnResult:
-        """Store a completed exchange, record memory use and let MemReader extract memories."""
-        return self.remember(prepared, self.store(prepared, answer), cancel)
+        return Answer(turn, timings, t0, sampling.max_tokens, cancel)
 
     def store(self, prepared: PreparedTurn, answer: str) -> TurnResult:
         """Store a completed exchange (both turns in one transaction) and record memory use."""
         conv = prepared.conversation
-        cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
-        for c in prepared.citations:
-            c.cited = c.n in cited
+        _mark_cited(prepared.citations, answer)
         title = conv.title or _title(prepared.text)
         now = self.clock()
         base = {"conversation": conv.id, "turn_id": prepared.turn}
@@ -402,18 +616,85 @@ class Assistant:
         self.vault.set_setting(CONVERSATIONS, index)
         self.scheduler.record_use(prepared.plan, [c.cube_id for c in prepared.citations if c.cited])
         return TurnResult(
-            conv.id, answer, prepared.citations, turn=prepared.turn, timings=prepared.timings, stored=True
+            conv.id,
+            answer,
+            prepared.citations,
+            turn=prepared.turn,
+            timings=prepared.timings,
+            stored=True,
+            left_out=prepared.left_out,
         )
 
     def remember(self, prepared: PreparedTurn, result: TurnResult, cancel: threading.Event | None = None) -> TurnResult:
-        """Let MemReader turn a stored exchange into memory ops (when extraction is on)."""
-        if not self.extract:
+        """Let MemReader turn the user's words of a stored exchange into memory ops (when on)."""
+        if not self.settings.extract:
             return result
         t0 = time.perf_counter()
         source = {"conversation": result.conversation_id, "turn_id": prepared.turn, "role": "user"}
         extraction = self.reader.read(prepared.text, result.answer, prepared.at, source, cancel)
         prepared.timings["extract_s"] = time.perf_counter() - t0
         return replace(result, extraction=extraction, ops=extraction.ops, timings=prepared.timings)
+
+
+class Answer:
+    """The text pieces of one answer as the model produces them; `reason` says why it ended
+    ("end": the model's end token, "length": answer_tokens or the context, "loop": a degenerate
+    loop, "cancelled"). A model's invalid UTF-8 arrives as U+FFFD, never as an exception."""
+
+    def __init__(self, turn, timings: dict, t0: float, max_tokens: int, cancel: threading.Event | None) -> None:
+        self.turn = turn
+        self.timings = timings
+        self.t0 = t0
+        self.max_tokens = max_tokens
+        self.cancel = cancel
+        self.reason = ""
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.turn.tokens
+
+    def __iter__(self) -> Iterator[str]:
+        timings, tokens = self.timings, self.turn.tokens
+        self.reason = "end"
+        try:
+            for raw in self.turn:
+                if "ttft_s" not in timings:
+                    timings["ttft_s"] = time.perf_counter() - self.t0
+                yield printable(raw)
+                if self.cancel is not None and self.cancel.is_set():
+                    self.reason = "cancelled"
+                    break
+                if looping(tokens):
+                    self.reason = "loop"
+                    break
+        except MemosError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"The model stopped while answering: {exc}") from exc
+        if self.reason == "end" and len(tokens) >= self.max_tokens:
+            self.reason = "length"
+        timings["generate_s"] = time.perf_counter() - self.t0
+        timings["answer_tokens"] = len(tokens)
+
+
+def _mark_cited(citations: list[Citation], answer: str) -> None:
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
+    for c in citations:
+        c.cited = c.n in cited
+
+
+def _label(cube: MemCube) -> str:
+    """A chat turn's title is its conversation's, so a turn is named by its own words."""
+    return _excerpt(cube) if CHAT_TAG in cube.tags else cube.title or _excerpt(cube)
+
+
+def _title_of(cube: MemCube) -> str:
+    """A memory's title; none for a chat turn (its title is its conversation's)."""
+    return "" if CHAT_TAG in cube.tags else cube.title
+
+
+def _turn_key(source: dict) -> tuple:
+    return source.get("conversation"), source.get("turn_id")
 
 
 def describe(op: MemoryOp) -> str:

@@ -28,13 +28,30 @@ class LoadSettings:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Decoding parameters; `temperature == 0` is greedy (deterministic) decoding."""
+    """Decoding parameters; `temperature == 0` is greedy (deterministic) decoding.
+
+    The penalties look at the last `penalty_last_n` generated tokens (never the prompt, whose
+    memories an answer must be free to quote): `repeat_penalty` divides a positive logit of a
+    token seen there (multiplies a negative one), `presence_penalty` subtracts a flat amount.
+    `min_p` drops tokens less likely than that share of the most likely one.
+    """
 
     max_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
     seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "penalty_last_n")
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,72 @@ def fingerprint(backend: LLMBackend) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def model_size(path: Path) -> int:
+    """Bytes of a model file, or of a model directory's files."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+# GGUF `general.sampling.*` keys (llama.cpp's names) → Sampling fields.
+GGUF_SAMPLING = {
+    "general.sampling.temp": "temperature",
+    "general.sampling.top_k": "top_k",
+    "general.sampling.top_p": "top_p",
+    "general.sampling.min_p": "min_p",
+    "general.sampling.penalty_repeat": "repeat_penalty",
+    "general.sampling.penalty_last_n": "penalty_last_n",
+}
+# Hugging Face generation_config.json keys → Sampling fields (MLX model directories).
+HF_SAMPLING = {
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "repetition_penalty": "repeat_penalty",
+}
+
+
+def recommended_sampling(backend, model: dict | None = None) -> dict:
+    """The sampling the model's makers recommend, as Sampling fields, from (lowest to highest
+    precedence) the model's own metadata (GGUF `general.sampling.*`, an MLX directory's
+    generation_config.json) and the catalogue entry of its registered name, when the catalogue
+    module exists. Empty when nothing is known."""
+    found: dict = {}
+    hints = getattr(backend, "sampling_hints", None)
+    if callable(hints):
+        found.update(hints())
+    found.update(catalogue_sampling(model))
+    return {k: v for k, v in found.items() if k in SAMPLING_FIELDS}
+
+
+def catalogue_sampling(model: dict | None) -> dict:
+    """The `sampling` dict of the catalogue entry matching a registry entry (by its catalogue
+    name, its name or its file name), or {} (no catalogue, no entry)."""
+    import importlib
+
+    if not model:
+        return {}
+    try:
+        catalogue = importlib.import_module("memos_desktop.runtime.catalogue")
+    except ImportError:
+        return {}
+    entries = getattr(catalogue, "CATALOGUE", None) or getattr(catalogue, "MODELS", None) or {}
+    if isinstance(entries, dict):
+        entries = [{"name": name, **entry} if isinstance(entry, dict) else entry for name, entry in entries.items()]
+    keys = {model.get("catalogue"), model.get("name"), Path(str(model.get("path", ""))).name}
+    for entry in entries:
+        entry = entry if isinstance(entry, dict) else getattr(entry, "__dict__", {})
+        if {entry.get("name"), entry.get("file")} & (keys - {None, ""}):
+            sampling = entry.get("sampling") or {}
+            return {HF_SAMPLING.get(k, k): v for k, v in sampling.items() if isinstance(v, int | float)}
+    return {}
+
+
 def check_fits(n_tokens: int, n_ctx: int, reserve: int = 0) -> None:
     """Raise ModelError when a prompt (plus `reserve` tokens to generate) exceeds the context."""
     if n_tokens + reserve > n_ctx:
@@ -167,7 +250,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class Sampler:
-    """Picks the next token from logits: argmax when greedy, else seeded top-k/top-p sampling."""
+    """Picks the next token from logits: penalties on recent tokens first, then argmax when
+    greedy, else seeded top-k / top-p / min-p sampling at the temperature."""
 
     def __init__(self, sampling: Sampling):
         import numpy as np
@@ -175,17 +259,27 @@ class Sampler:
         self.sampling = sampling
         self._rng = np.random.default_rng(sampling.seed)
 
-    def __call__(self, logits) -> int:
+    def __call__(self, logits, recent: Sequence[int] = ()) -> int:
         import numpy as np
 
         s = self.sampling
-        logits = np.asarray(logits, dtype=np.float64)
-        if s.temperature <= 0:
+        logits = np.array(logits, dtype=np.float64)
+        window = list(recent)[-s.penalty_last_n :] if s.penalty_last_n > 0 else []
+        if window and (s.repeat_penalty != 1.0 or s.presence_penalty):
+            seen = np.unique(np.asarray(window, dtype=np.int64))
+            seen = seen[(seen >= 0) & (seen < logits.shape[0])]
+            values = logits[seen]
+            values = np.where(values > 0, values / s.repeat_penalty, values * s.repeat_penalty)
+            logits[seen] = values - s.presence_penalty
+        if s.greedy:
             return int(np.argmax(logits))
         order = np.argsort(-logits)
         if s.top_k > 0:
             order = order[: s.top_k]
         probs = np.exp((logits[order] - logits[order[0]]) / s.temperature)
+        if s.min_p > 0:
+            keep = max(1, int(np.count_nonzero(probs >= s.min_p)))  # probs[0] == 1: relative to the best
+            order, probs = order[:keep], probs[:keep]
         probs /= probs.sum()
         if s.top_p < 1.0:
             keep = int(np.searchsorted(np.cumsum(probs), s.top_p)) + 1
@@ -214,12 +308,14 @@ def generate_cached(
     backend._trim(keep)
     backend._eval(tokens[keep:], cancel)
     sample = Sampler(sampling)
+    generated: list[int] = []
     for _ in range(sampling.max_tokens):
         if cancel is not None and cancel.is_set():
             return
-        token = sample(np.array(backend._logits))
+        token = sample(np.array(backend._logits), generated)
         if is_end(token):
             return
+        generated.append(token)
         yield token
         if len(backend._tokens) >= backend.n_ctx:
             return

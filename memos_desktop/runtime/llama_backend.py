@@ -131,6 +131,19 @@ class LlamaBackend:
     def adapters(self) -> tuple[Adapter, ...]:
         return tuple(a for a, _ in self._adapters)
 
+    def sampling_hints(self) -> dict:
+        """Sampling recommended in the GGUF's own metadata (`general.sampling.*`), as Sampling fields."""
+        from memos_desktop.runtime.base import GGUF_SAMPLING
+
+        hints = {}
+        for key, name in GGUF_SAMPLING.items():
+            try:
+                value = float(self._llm.metadata[key])
+            except (KeyError, ValueError):
+                continue
+            hints[name] = int(value) if name in ("top_k", "penalty_last_n") else value
+        return hints
+
     def runtime_version(self) -> str:
         import llama_cpp
 

@@ -175,6 +175,20 @@ class MLXBackend:
         self._tokens = list(tokens)
         self._logits = None
 
+    def sampling_hints(self) -> dict:
+        """Sampling recommended in the model directory's generation_config.json, as Sampling fields."""
+        import json
+
+        from memos_desktop.runtime.base import HF_SAMPLING
+
+        try:
+            config = json.loads((self.path / "generation_config.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(config, dict) or config.get("do_sample") is False:
+            return {}
+        return {HF_SAMPLING[k]: v for k, v in config.items() if k in HF_SAMPLING and isinstance(v, int | float)}
+
     # ----- generation ----------------------------------------------------------------------
     def generate_tokens(
         self, tokens: Sequence[int], sampling: Sampling, cancel: threading.Event | None = None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
 MAINTAIN_EVERY_S = 60.0  # how often the scheduler purges expired memories while the app runs
+STARTER_MODEL = "smollm2-135m-starter"  # the offline starter model's registered name
 
 
 def _screen(module: str, name: str) -> Screen:
@@ -78,6 +79,7 @@ class MemosApp(App[None]):
         self._incoming = None  # a loaded model whose ModelLoaded message is not handled yet
         self.model_status = "no model"
         self.model_name = llm.path.name if llm is not None else ""
+        self.model_entry: dict[str, Any] | None = None
         self.embedder_notice: str | None = None
         self.watcher: Watcher | None = None
         self.watch_status: Any = None
@@ -143,18 +145,45 @@ class MemosApp(App[None]):
 
     def rebuild_assistant(self) -> None:
         """A new Assistant over the vault and the loaded model, with the stored settings."""
-        from dataclasses import asdict
-
-        from memos_desktop.operation.turn import Assistant, AssistantSettings
+        from memos_desktop.operation.turn import Assistant, load_settings
+        from memos_desktop.runtime.models import registry
 
         with self.session.access() as vault:
-            settings = AssistantSettings.load(vault)
-        self._assistant = Assistant(self.session.vault, self.llm, **asdict(settings))
-        self.set_model_status(self.model_status if self.llm is None else f"model: {self.model_name}")
+            settings = load_settings(vault)
+            entry = registry(vault).get(self.model_name) if self.llm is not None else None
+        self.model_entry = {"name": self.model_name, **entry} if entry else None
+        self._assistant = Assistant(
+            self.session.vault, self.llm, settings, model=self.model_entry, access=self.session.access
+        )
+        if self.llm is not None:
+            self.set_model_status(f"model: {self.model_label()}")
+        elif self.model_status.startswith("model:"):
+            self.set_model_status("no model")
+        else:
+            self.set_model_status(self.model_status)
+
+    def model_label(self) -> str:
+        """The loaded model's name, marked when it is the tiny starter that ships with the install."""
+        entry = self.model_entry or {}
+        starter = entry.get("starter") or self.model_name == STARTER_MODEL
+        return f"{self.model_name} (tiny demo model)" if starter else self.model_name
+
+    def model_sentence(self) -> str:
+        """One sentence for welcome texts: which model answers, or that none is loaded and why."""
+        if self.llm is not None:
+            sentence = f"Answering with {self.model_label()}."
+            if "tiny demo model" in sentence:
+                sentence += " Its answers are rough; F5 shows models that fit this computer."
+            return sentence
+        if self.model_status.startswith("loading"):
+            return f"The model is {self.model_status}; memory commands like /remember work meanwhile."
+        return "No model is loaded: memory commands like /remember work; F5 to add or choose a model."
 
     def set_model_status(self, text: str) -> None:
         self.model_status = text
         self.sub_title = clean(text)
+        if self.chat_screen is not None:
+            self.chat_screen.refresh_welcome()
 
     def load_default_model(self) -> None:
         """Load the default model (and its adapters) on the model thread, after stopping an

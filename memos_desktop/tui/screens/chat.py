@@ -1,9 +1,10 @@
 """The chat screen: the transcript, the message box, and the memories/sources the answer used.
 
-A message goes to the app's model thread, which retrieves and schedules (under the vault lock),
-streams the answer token by token into the transcript by messages, then stores the exchange and
-runs MemReader (under the lock again); a /command or a turn without a model needs no model and
-runs in a worker. Escape stops the answer; a stopped or failed answer is marked and never stored.
+A message goes to the app's model thread, which runs the one turn pipeline (`Assistant.turn`,
+which takes the vault lock for each vault step itself) and reports back by messages: the memories
+in the prompt and those left out, each token, the stored exchange, then MemReader's result; a
+/command or a turn without a model needs no model and runs in a worker. Escape stops the answer;
+a stopped or failed answer is marked and never stored.
 The message box stays live all along: what is typed meanwhile stays in it, and Enter during an
 answer keeps it there instead of sending it.
 """
@@ -37,8 +38,9 @@ class Token(Message):
 
 
 class Cited(Message):
-    def __init__(self, citations: list) -> None:
+    def __init__(self, citations: list, left_out: list = ()) -> None:
         self.citations = citations
+        self.left_out = list(left_out)
         super().__init__()
 
 
@@ -71,6 +73,7 @@ class ChatScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.conversation = None
+        self.welcome: Bubble | None = None
         self.cancel = threading.Event()
         self.busy = False
         self.idle = threading.Event()  # set whenever no answer is being generated
@@ -95,12 +98,18 @@ class ChatScreen(Screen):
         self.conversation = app_state(self).assistant.new_conversation()
         transcript = self.query_one(Transcript)
         transcript.clear_messages()
-        hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
-        if app_state(self).llm is None:
-            hello += "\n(No model is loaded yet: memory commands like /remember work; F5 for models.)"
-        transcript.add("system", hello)
+        self.welcome = transcript.add("system", self.welcome_text())
         self.query_one(CitationsPanel).show([])
         self.query_one(ChatInput).focus()
+
+    def welcome_text(self) -> str:
+        hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
+        return f"{hello}\n({self.app.model_sentence()})"
+
+    def refresh_welcome(self) -> None:
+        """Say which model answers now (it may have finished loading after the welcome was shown)."""
+        if self.welcome is not None and self.welcome.is_attached:
+            self.welcome.set_text(self.welcome_text())
 
     def resume(self, conversation_id: str) -> None:
         try:
@@ -165,35 +174,27 @@ class ChatScreen(Screen):
         """Reports only by posting messages (never waits for the UI thread, which may be waiting
         for this answer to stop before it closes the model)."""
         try:
-            if assistant.llm is None or assistant.reader.is_command(text):
-                with app.session.access():
-                    result = assistant.turn(self.conversation, text)
-                self.post_message(Finished(bubble, result, result.answer))
-                return
-            with app.session.access():
-                prepared = assistant.prepare(self.conversation, text)
-                self.post_message(Cited(prepared.citations))
-                stream = assistant.generate(prepared, cancel)
-            pieces = []
-            for piece in stream:
-                pieces.append(piece)
-                self.post_message(Token(bubble, piece))
-            if cancel.is_set():
+            result = assistant.turn(
+                self.conversation,
+                text,
+                on_token=lambda piece: self.post_message(Token(bubble, piece)),
+                cancel=cancel,
+                on_plan=lambda prepared: self.post_message(Cited(prepared.citations, prepared.left_out)),
+                on_stored=lambda stored: self.post_message(Finished(bubble, stored, None, reading=assistant.extract)),
+            )
+            if result.cancelled:
                 self.post_message(Stopped(bubble, "stopped — this answer was not kept"))
-                return
-            with app.session.access():
-                result = assistant.store(prepared, "".join(pieces))
-            self.post_message(Finished(bubble, result, None, reading=assistant.extract))
-            with app.session.access():
-                result = assistant.remember(prepared, result, cancel)
-            self.post_message(Finished(bubble, result, None))
+            elif result.stored:
+                self.post_message(Finished(bubble, result, None))
+            else:
+                self.post_message(Finished(bubble, result, result.answer))
         except MemosError as exc:
             self.post_message(Stopped(bubble, f"error: {exc} — nothing was kept"))
         except Exception as exc:  # a bug must still reach the user as one line, not a traceback
             self.post_message(Stopped(bubble, f"unexpected error: {exc!r} — nothing was kept"))
 
     def on_cited(self, message: Cited) -> None:
-        self.query_one(CitationsPanel).show(message.citations)
+        self.query_one(CitationsPanel).show(message.citations, left_out=message.left_out)
 
     def on_finished(self, message: Finished) -> None:
         bubble, result, text = message.bubble, message.result, message.text
@@ -206,12 +207,18 @@ class ChatScreen(Screen):
             notes.append(f"saved · turn {result.turn}")
         if result.extraction is not None and result.extraction.error:
             notes.append(f"no memories extracted ({result.extraction.error})")
+        if result.stop_reason in ("length", "loop"):
+            notes.append(
+                "cut off (longest answer reached)" if result.stop_reason == "length" else "cut off (it repeated itself)"
+            )
         if result.ops:
             notes.append(", ".join(f"{op.op.lower()}" for op in result.ops))
         if message.reading:
             notes.append("remembering… (Escape skips)")
         bubble.note(" · ".join(notes))
-        self.query_one(CitationsPanel).show(result.citations, [op for op in result.ops if op.op != "NOOP"])
+        self.query_one(CitationsPanel).show(
+            result.citations, [op for op in result.ops if op.op != "NOOP"], left_out=result.left_out
+        )
 
     def on_stopped(self, message: Stopped) -> None:
         bubble, why = message.bubble, message.why

@@ -5,6 +5,7 @@ returns. Forget is a tombstone (restorable from the "deleted" state filter), edi
 """
 
 import time
+from pathlib import PurePath
 from typing import Any
 
 from rich.text import Text
@@ -34,9 +35,12 @@ LIMIT = 500
 
 
 def origin(cube) -> str:
-    """Where a memory came from, in a word or a path: its file, "chat", or how it was added."""
+    """Where a memory came from, in a word or a file name: its file's name (a long path's start
+    says nothing), "chat", or how it was added."""
     src = cube.source
-    return src.get("path") or ("chat" if src.get("conversation") else src.get("command", ""))
+    if src.get("path"):
+        return PurePath(str(src["path"])).name or str(src["path"])
+    return "chat" if src.get("conversation") else src.get("command", "")
 
 
 def day(ts: float | None) -> str:

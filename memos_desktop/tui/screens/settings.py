@@ -1,7 +1,8 @@
 """The settings screen: how the assistant answers and remembers, the look, and the vault's facts.
 
-Settings live in the encrypted vault (`assistant` key), so they travel with it; saving rebuilds
-the assistant with them. Nothing here is slow enough to need a worker except reading stats.
+Settings live in the encrypted vault (`assistant` key), so they travel with it; their defaults
+and limits live in one place, `operation.turn.TurnSettings`. Saving rebuilds the assistant with
+them. Nothing here is slow enough to need a worker except reading stats.
 """
 
 from textual import work
@@ -15,6 +16,14 @@ from memos_desktop.errors import MemosError
 from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
 from memos_desktop.tui.widgets.safe import safe
+
+NUMBERS = {  # input id → (label, TurnSettings field type)
+    "answer_tokens": ("Longest answer (tokens)", int),
+    "temperature": ("Temperature (0 = always the same answer)", float),
+    "top_p": ("Top-p (share of likely words kept)", float),
+    "min_p": ("Min-p (drop words far less likely than the best)", float),
+    "repeat_penalty": ("Repeat penalty (1 = none)", float),
+}
 
 
 class SettingsScreen(Screen):
@@ -33,11 +42,12 @@ class SettingsScreen(Screen):
                 yield Label("Reuse the cached prefix (activation memory)")
                 yield Switch(id="activation")
             with Horizontal(classes="setting"):
-                yield Label("Longest answer (tokens)")
-                yield Input(id="answer_tokens", type="integer")
-            with Horizontal(classes="setting"):
-                yield Label("Temperature (0 = always the same answer)")
-                yield Input(id="temperature", type="number")
+                yield Label("Model's recommended sampling, when it has one")
+                yield Switch(id="recommended")
+            for key, (label, kind) in NUMBERS.items():
+                with Horizontal(classes="setting"):
+                    yield Label(label)
+                    yield Input(id=key, type="integer" if kind is int else "number")
             yield Static("Look", classes="panel-title")
             with Horizontal(classes="setting"):
                 yield Label("Theme")
@@ -53,14 +63,15 @@ class SettingsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        from memos_desktop.operation.turn import AssistantSettings
+        from memos_desktop.operation.turn import load_settings
 
         with app_state(self).session.access() as vault:
-            values = AssistantSettings.load(vault)
+            values = load_settings(vault)
         self.query_one("#extract", Switch).value = values.extract
         self.query_one("#activation", Switch).value = values.activation
-        self.query_one("#answer_tokens", Input).value = str(values.answer_tokens)
-        self.query_one("#temperature", Input).value = str(values.temperature)
+        self.query_one("#recommended", Switch).value = values.sampling == "recommended"
+        for key in NUMBERS:
+            self.query_one(f"#{key}", Input).value = str(getattr(values, key))
         self.load_facts()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -71,26 +82,22 @@ class SettingsScreen(Screen):
         self.action_save()
 
     def action_save(self) -> None:
-        try:
-            tokens = int(self.query_one("#answer_tokens", Input).value)
-            temperature = float(self.query_one("#temperature", Input).value)
-        except ValueError:
-            self.notify("Answer length and temperature must be numbers.", severity="error")
-            return
-        if not (16 <= tokens <= 8192 and 0 <= temperature <= 2):
-            self.notify("Answer length must be 16–8192 tokens and temperature 0–2.", severity="error")
-            return
-        from memos_desktop.operation.turn import AssistantSettings
+        from memos_desktop.operation.turn import TurnSettings, save_settings
 
-        values = AssistantSettings(
-            answer_tokens=tokens,
-            temperature=temperature,
-            activation=self.query_one("#activation", Switch).value,
-            extract=self.query_one("#extract", Switch).value,
-        )
         try:
+            numbers = {key: kind(self.query_one(f"#{key}", Input).value) for key, (_, kind) in NUMBERS.items()}
+        except ValueError:
+            self.notify("Answer length and the sampling values must be numbers.", severity="error")
+            return
+        try:
+            settings = TurnSettings(
+                **numbers,
+                sampling="recommended" if self.query_one("#recommended", Switch).value else "custom",
+                activation=self.query_one("#activation", Switch).value,
+                extract=self.query_one("#extract", Switch).value,
+            )
             with app_state(self).session.access() as vault:
-                values.save(vault)
+                save_settings(vault, settings)
         except MemosError as exc:
             self.notify(str(exc), severity="error")
             return
