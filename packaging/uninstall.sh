@@ -80,7 +80,11 @@ for f in "${desktop_files[@]}"; do
 done
 command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$share/applications" 2>/dev/null || true
 command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$share/icons/hicolor" 2>/dev/null || true
-[ "$removed" = 1 ] && say "memos-desktop is uninstalled." || say "memos-desktop was not installed for $(id -un)."
+if [ "$removed" = 1 ]; then
+    say "memos-desktop is uninstalled."
+else
+    say "memos-desktop was not installed for $(id -un)."
+fi
 
 if [ "$purge" = 1 ]; then
     rm -rf "$data" "$cache" "$app"
