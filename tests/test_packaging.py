@@ -9,6 +9,7 @@ import contextlib
 import os
 import pty
 import pwd
+import re
 import shutil
 import struct
 import subprocess
@@ -121,6 +122,28 @@ def test_install_on_a_full_disk_stops_before_writing_anything(tmp_path):
         assert list(home.iterdir()) == []
     finally:
         subprocess.run(["umount", home], check=True)
+
+
+@pytest.mark.slow
+def test_install_without_a_compiler_names_one_and_leaves_nothing_on_path(tmp_path):
+    # PATH holds every program of /usr/bin and /bin but the C/C++ compilers. MEMOS_NATIVE=1 makes the
+    # installer build llama-cpp-python on its own first, so it fails after fetching only that sdist.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    compiler = re.compile(r"^(cc|c\+\+|cpp|c89|c99|gcc|g\+\+|clang)([-.\d].*)?$|-(gcc|g\+\+|cpp|c\+\+)(-[\d.]+)?$")
+    for folder in (Path("/usr/bin"), Path("/bin")):
+        for program in folder.iterdir():
+            if not compiler.search(program.name) and not (bin_dir / program.name).exists():
+                (bin_dir / program.name).symlink_to(program)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = bare_env(home, PATH=str(bin_dir), MEMOS_NATIVE="1", MEMOS_PYTHON=sys.executable)
+    result = subprocess.run(["bash", INSTALL, "--no-desktop"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "building llama-cpp-python failed: building llama.cpp needs a C/C++ compiler" in result.stderr
+    assert "build-essential" in result.stderr
+    assert not (home / ".local" / "bin" / "memos-desktop").exists()
+    assert not (home / ".local" / "share" / "memos-desktop" / "venvs").exists()
 
 
 def make_vault(data: Path) -> None:
@@ -370,7 +393,6 @@ def test_install_through_uv_or_pipx_when_present_and_uninstall(tool):
 
 
 def test_homebrew_formula_and_pkgbuild_install_this_version_and_files_that_exist():
-    import re
     import tomllib
 
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
