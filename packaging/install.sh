@@ -143,10 +143,15 @@ cleanup() {
     if [ -n "$new_env" ] && [ -d "$new_env" ]; then rm -rf "$new_env"; fi
     rmdir "$app/venvs" 2>/dev/null || true
     if [ -n "$keep_log" ] && [ -f "$log" ]; then
-        mkdir -p "$app" 2>/dev/null && cp "$log" "$app/install-failed.log" 2>/dev/null && keep_log="$app/install-failed.log"
-        printf 'memos-desktop install: the full log is in %s\n' "$keep_log" >&2
+        if mkdir -p "$app" 2>/dev/null && cp "$log" "$app/install-failed.log" 2>/dev/null; then
+            log="$app/install-failed.log"
+        else
+            rm -rf "$work/src"
+            work=""
+        fi
+        printf 'memos-desktop install: the full log is in %s\n' "$log" >&2
     fi
-    rm -rf "$work"
+    if [ -n "$work" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -169,23 +174,26 @@ index_reachable() {
 step() {
     local what="$1"
     shift
-    printf '\n$ %s\n' "$*" >>"$log"
-    "$@" >>"$log" 2>&1 && return 0
+    local out="$work/step.log" rc=0
+    printf '\n$ %s\n' "$*" >>"$log" 2>/dev/null || true
+    "$@" >"$out" 2>&1 || rc=$?
+    cat "$out" >>"$log" 2>/dev/null || true
+    [ "$rc" = 0 ] && return 0
     keep_log=1
-    if grep -qiE 'No space left on device|Disk quota exceeded' "$log"; then
+    if grep -qiE 'No space left on device|Disk quota exceeded' "$out"; then
         die "$what failed: the disk is full (free some space, or set TMPDIR to a roomier disk)."
-    elif grep -qiE 'NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|Name or service not known|Network is unreachable|ConnectTimeout|ReadTimeout|ProxyError|Could not fetch URL|Failed to fetch|dns error|error sending request' "$log" ||
-        { grep -qE 'from versions: none|No matching distribution|No solution found' "$log" && ! index_reachable; }; then
+    elif grep -qiE 'NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|Name or service not known|Network is unreachable|ConnectTimeout|ReadTimeout|ProxyError|Could not fetch URL|Failed to fetch|dns error|error sending request' "$out" ||
+        { grep -qE 'from versions: none|No matching distribution|No solution found' "$out" && ! index_reachable; }; then
         die "$what failed: cannot reach the package index (check the network, or a proxy: HTTPS_PROXY / PIP_INDEX_URL)."
-    elif grep -qE 'CMAKE_C(XX)?_COMPILER|is not able to compile|No CMAKE_|compiler not found' "$log" ||
-        { ! have_compiler && grep -qi 'llama' "$log"; }; then
+    elif grep -qE 'CMAKE_C(XX)?_COMPILER|is not able to compile|No CMAKE_|compiler not found' "$out" ||
+        { ! have_compiler && grep -qi 'llama' "$out"; }; then
         case "$os" in
             Darwin) how="xcode-select --install" ;;
             *) how="sudo apt install build-essential cmake (Debian/Ubuntu), sudo dnf install gcc-c++ cmake (Fedora), sudo pacman -S base-devel cmake (Arch)" ;;
         esac
         die "$what failed: building llama.cpp needs a C/C++ compiler and cmake: $how."
     fi
-    die "$what failed: $(grep -E 'ERROR:|error:' "$log" | grep -v subprocess-exited-with-error | tail -n 1 | cut -c 1-200)"
+    die "$what failed: $(grep -E 'ERROR:|error:' "$out" | grep -v subprocess-exited-with-error | tail -n 1 | cut -c 1-200)"
 }
 
 # The source is copied first: building writes build/ and *.egg-info, and the tree may be read-only.
