@@ -282,12 +282,12 @@ def as_user(user: pwd.struct_passwd, args: list, env: dict, check: bool = True) 
     return result
 
 
-@contextlib.contextmanager
-def user_sandbox():
-    """A non-root user with a fresh HOME, its own copy of the source, and the llama.cpp wheel at hand.
+@pytest.fixture(scope="module")
+def install_user():
+    """The non-root user the installs run as, the distribution Python, and a download cache they share.
 
-    Yields (user, root dir, environment for the user); needs root and a distribution Python marked
-    externally managed, else skips.
+    The cache (pip's and uv's) only saves downloading the same wheels again in the next install test;
+    each test still starts from a fresh HOME. Needs root and a Python marked externally managed.
     """
     if os.geteuid() != 0:
         pytest.skip("the installer is run as a separate non-root user, which needs root to create")
@@ -297,6 +297,19 @@ def user_sandbox():
     if subprocess.run(["id", TEST_USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/bash", TEST_USER], check=True)
     user = pwd.getpwnam(TEST_USER)
+    cache = Path(tempfile.mkdtemp(prefix="memos-install-cache-"))
+    os.chown(cache, user.pw_uid, user.pw_gid)
+    yield user, python, {"PIP_CACHE_DIR": str(cache / "pip"), "UV_CACHE_DIR": str(cache / "uv")}
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def user_sandbox(install_user):
+    """A fresh HOME for the install user, their own copy of the source, and the llama.cpp wheel at hand.
+
+    Yields (user, root dir, environment for the user, distribution Python).
+    """
+    user, python, cache_env = install_user
     root = Path(tempfile.mkdtemp(prefix="memos-install-"))
     try:
         # The user gets their own copy of the source (a CI checkout may sit in root's home).
@@ -306,14 +319,14 @@ def user_sandbox():
         pip_env = llama_wheelhouse(root / "wheels")
         subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", root], check=True)
         root.chmod(0o755)
-        yield user, root, bare_env(root / "home", **pip_env), python
+        yield user, root, bare_env(root / "home", **pip_env, **cache_env), python
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_the_vault():
-    with user_sandbox() as (user, root, env, python):
+def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_the_vault(install_user):
+    with user_sandbox(install_user) as (user, root, env, python):
         src, home = root / "src", root / "home"
         env = {**env, "DISPLAY": ":0"}
         installed = as_user(user, ["bash", src / "packaging" / "install.sh"], env)
@@ -364,8 +377,8 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tool", ["uv", "pipx"])
-def test_install_through_uv_or_pipx_when_present_and_uninstall(tool):
-    with user_sandbox() as (user, root, env, python):
+def test_install_through_uv_or_pipx_when_present_and_uninstall(tool, install_user):
+    with user_sandbox(install_user) as (user, root, env, python):
         # The tool from PyPI in a venv of its own, on the user's PATH on its own (not that venv's python).
         tool_venv, tool_bin = root / "tool-venv", root / "tool-bin"
         as_user(user, [python, "-m", "venv", tool_venv], env)
