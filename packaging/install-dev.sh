@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    # age: tests prove that the standard tool opens our bundles; tmux: the TUI is run and looked at.
+    # age: tests prove that the standard tool opens our bundles; tmux: the TUI is run and looked at;
+    # desktop-file-utils and appstream: tests validate the launcher and the AppStream metainfo.
     need=""
-    for tool in age tmux; do command -v "$tool" >/dev/null 2>&1 || need="$need $tool"; done
+    for tool in age tmux desktop-file-validate:desktop-file-utils appstreamcli:appstream; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || need="$need ${tool#*:}"
+    done
     if [ -n "$need" ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
