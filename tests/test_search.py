@@ -296,7 +296,9 @@ def test_topic_vector_cache_is_bounded_and_reused(fake_embedder):
 def test_a_long_memory_is_cited_at_the_lines_of_its_best_passage(vault):
     lines = [f"Step {i}: water the plants and check the soil moisture level." for i in range(1, 25)]
     lines[19] = "Step 20: the spare key for the shed is under the blue flowerpot."
-    cube = vault.add("\n".join(lines), title="garden.md § Routine", source={"path": "notes/garden.md", "lines": [5, 28]})
+    cube = vault.add(
+        "\n".join(lines), title="garden.md § Routine", source={"path": "notes/garden.md", "lines": [5, 28]}
+    )
     hit = search(vault, "where is the spare key for the shed?")[0]
     assert hit.cube.id == cube.id and hit.passage is not None
     first, last = hit.lines()
