@@ -244,6 +244,10 @@ def bench_search(n, queries, as_json) -> None:
     result = search.run(n=n, queries=queries)
     title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
     report(title, search.rows(result), result, as_json)
+    if not as_json:
+        for size, entry in result["sizes"].items():
+            counts = ", ".join(f"{n} {name}" for name, n in entry["index_rows"].items())
+            click.echo(f"index rows at {size} memories: {counts}")
 
 
 @bench.command("knn")

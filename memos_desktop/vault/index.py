@@ -228,6 +228,18 @@ class VaultIndex:
         """About how many memories carry terms (the largest rowid linked; one index lookup)."""
         return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cube_derived").fetchone()[0]
 
+    def index_counts(self) -> dict[str, int]:
+        """Rows of the index tables (how much passages and links add to a vault)."""
+        count = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "memories": count("SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"),
+            "word rows": count("SELECT count(*) FROM cube_fts"),
+            "vectors": count("SELECT count(*) FROM cube_vec_float"),
+            "passages": count("SELECT count(*) FROM passages"),
+            "terms": count("SELECT count(*) FROM terms"),
+            "memory-term links": count("SELECT count(*) FROM cube_terms"),
+        }
+
     def passage_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM passages").fetchone()[0]
 
