@@ -319,9 +319,13 @@ class VaultIndex:
         rows = self.conn.execute(
             f"SELECT rowid, bm25(cube_fts, {FTS_WEIGHTS}) FROM cube_fts WHERE cube_fts MATCH ?"
             f" ORDER BY bm25(cube_fts, {FTS_WEIGHTS}) LIMIT ?",
-            (q, min(2 * k, 8192)),
+            (q, self._depth(k)),
         ).fetchall()
         return self._fold([(r, -s) for r, s in rows], k, passages)
+
+    def _depth(self, k: int) -> int:
+        """Index rows to fetch for `k` memories: twice as many once passages share the lists."""
+        return 2 * k if self.conn.execute("SELECT 1 FROM passages LIMIT 1").fetchone() else k
 
     def _fold(self, rows: list[tuple[int, float]], k: int, passages: dict | None) -> list[tuple[int, float]]:
         """Scores (higher is better) of index rows as scores of memories: a memory's own row and
@@ -372,7 +376,7 @@ class VaultIndex:
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32)
-        nearest = self._knn_rows(query, min(2 * k, 4096))
+        nearest = self._knn_rows(query, min(self._depth(k), 4096))
         folded = self._fold([(r, 1.0 - d) for r, d in nearest], k, passages)
         return [(r, 1.0 - s) for r, s in folded]
 
