@@ -206,7 +206,7 @@ class VaultIndex:
         """What links one visible memory to others: its terms (kind, name, how many memories
         carry it; rarest first within a kind) and its neighbours from the same source (the
         turn or chunk before and after it)."""
-        cube = self.get(cube_id, profile=profile, touch=False)
+        cube = self.get(cube_id, profile=profile, touch=False, include_inactive=True)
         rowid = self._rowid(cube_id)
         found = sorted(self.terms_of([rowid]).get(rowid, []), key=lambda t: (terms.KINDS.index(t[1]), t[3], t[2]))
         key = cube.source.get("path") or cube.source.get("conversation")
