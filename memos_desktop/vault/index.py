@@ -50,6 +50,7 @@ DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares w
 PASSAGE_MIN_CHARS = 700
 PASSAGE_CHARS = 500
 PASSAGE_OVERLAP = 120
+PASSAGE_MAX = 100  # per memory: a huge one is searchable by its first 100 passages and its whole text
 PASSAGE_ROWID = 1 << 40  # index rows of passages: PASSAGE_ROWID + passage id (cube rowids stay below)
 PASSAGE_SOFT = 0.15  # share of each of a memory's next best matching passages added to its best one
 PASSAGE_SOFT_COUNT = 2
@@ -485,13 +486,13 @@ def passage_spans(content: str) -> list[tuple[int, int, str]]:
     """(first line, last line, text) of each passage of a long memory's content (1-based lines
     of the content), or [] for a memory short enough to be one passage. Passages end at a line
     end, else a sentence end, else a space; each next one starts about PASSAGE_OVERLAP
-    characters before the previous one ended."""
+    characters before the previous one ended; at most PASSAGE_MAX."""
     if len(content) <= PASSAGE_MIN_CHARS:
         return []
     line_starts = [0] + [m.end() for m in re.finditer("\n", content)]
     spans = []
     begin = 0
-    while begin < len(content):
+    while begin < len(content) and len(spans) < PASSAGE_MAX:
         end = min(len(content), begin + PASSAGE_CHARS)
         if end < len(content):
             window = content[begin:end]
