@@ -112,9 +112,10 @@ def test_a_vault_without_links_is_linked_by_rederive(isolated_home, fake_embedde
 @pytest.mark.parametrize(
     "text",
     ["x" * 200_000, "日本語のテキスト" * 5000, "\u200b\u200f" * 3000 + " مرحبا 🙂" * 500],
+    ids=["no-spaces", "cjk", "zero-width-rtl-emoji"],
 )
 def test_huge_or_unusual_text_is_indexed_without_error(vault, text):
     cube = vault.add(text)
     assert vault.memory_links(cube.id)["terms"] is not None
     assert 1 <= vault.passage_count() <= index.PASSAGE_MAX
-    assert vault.fts(text[:5], 1) or vault.knn(vault.embedder.embed([text[:50]])[0], 1)
+    assert vault.fts(text[-20:], 1) or vault.knn(vault.embedder.embed([text[-20:]])[0], 1)

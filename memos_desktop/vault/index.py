@@ -390,7 +390,8 @@ class VaultIndex:
                 "SELECT rowid, distance FROM cube_vec WHERE embedding MATCH ? AND k = ?",
                 (query.tobytes(), min(k, 4096)),
             ).fetchall()
-            return [(r, d) for r, d in rows]
+            # a zero vector (a text with no word the model knows) has no cosine distance: NULL
+            return [(r, d) for r, d in rows if d is not None]
         qbits = np.packbits(query > 0, bitorder="little").view(np.uint64)
         hamming = np.bitwise_count(bits[0] ^ qbits[0]).astype(np.uint16)
         for word in range(1, len(qbits)):
