@@ -5,13 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from memos_desktop.vault import store
+from memos_desktop.vault import index
 
 
 @pytest.fixture
 def large(vault, monkeypatch):
     """A vault whose KNN takes the coarse path from 50 vectors on, holding 300 cubes."""
-    monkeypatch.setattr(store, "COARSE_MIN_VECTORS", 50)
+    monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 50)
     words = [f"word{i}" for i in range(120)]
     rng = np.random.default_rng(7)
     vault.add_many([dict(content=" ".join(rng.choice(words, 6))) for _ in range(300)])
@@ -103,7 +103,7 @@ def test_coarse_knn_keeps_the_true_neighbours_of_anisotropic_vectors(isolated_ho
 
     from memos_desktop.vault import Vault
 
-    monkeypatch.setattr(store, "COARSE_MIN_VECTORS", 50)
+    monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 50)
     embedder = AnisotropicEmbedder(3000)
     with Vault.create(isolated_home, PASSPHRASE, embedder=embedder) as v:
         v.add_many([dict(content=f"doc {i}") for i in range(3000)])

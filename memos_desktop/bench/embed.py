@@ -49,7 +49,7 @@ def note_texts(n_notes: int) -> list[str]:
     from memos_desktop.loader.chunking import chunk_document
     from memos_desktop.loader.parsers import parse
     from memos_desktop.vault.cube import MemCube
-    from memos_desktop.vault.store import embed_text
+    from memos_desktop.vault.index import embed_text
 
     texts = []
     with tempfile.TemporaryDirectory(prefix="memos-bench-embed-") as folder:

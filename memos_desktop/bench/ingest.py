@@ -206,7 +206,7 @@ def _tokens_per_chunk(vault, embedder, sample: int = 2000) -> float:
     a sample of the vault's chunks; 0 without an embedder."""
     if embedder is None or not hasattr(embedder, "tokens"):
         return 0.0
-    from memos_desktop.vault.store import embed_text
+    from memos_desktop.vault.index import embed_text
 
     cubes = vault.cubes(limit=sample)
     return sum(len(embedder.tokens(embed_text(c))) for c in cubes) / len(cubes) if cubes else 0.0

@@ -48,9 +48,9 @@ class _Passes:
     """Set the KNN's shortlist sizes (and force its coarse path) for a block, then restore them."""
 
     def __init__(self, **values):
-        from memos_desktop.vault import store
+        from memos_desktop.vault import index
 
-        self.store, self.values = store, {"COARSE_MIN_VECTORS": 0, **values}
+        self.store, self.values = index, {"COARSE_MIN_VECTORS": 0, **values}
 
     def __enter__(self):
         self.saved = {name: getattr(self.store, name) for name in self.values}

@@ -160,7 +160,7 @@ _BASELINE_SQL = (
 def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
     """Turn ids of the top k plain bm25 matches of the raw question in one conversation
     (`build_baseline` first)."""
-    from memos_desktop.vault.store import fts_query
+    from memos_desktop.vault.index import fts_query
 
     words = fts_query(question)
     if not words:

@@ -44,22 +44,24 @@ def stats(obj: Context, as_json) -> None:
 @cli.command()
 @click.option("-n", "limit", type=int, default=30, show_default=True)
 @click.option("--id", "cube_id", help="Only entries about this memory.")
+@click.option("--client", "client", help="Only entries by this MCP client.")
 @click.option("--verify", is_flag=True, help="Check the whole hash chain.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def audit(obj: Context, limit, cube_id, verify, as_json) -> None:
+def audit(obj: Context, limit, cube_id, client, verify, as_json) -> None:
     """Show the hash-chained audit log of reads, writes and exports."""
     vault = obj.vault(embedder=False)
     if verify:
         n = vault.verify_audit()
         click.echo(f"Audit chain intact: {n} entries.")
         return
-    entries = vault.audit_log(limit=limit, cube_id=cube_id)
+    entries = vault.audit_log(limit=limit, cube_id=cube_id, actor=f"mcp:{client}" if client else None)
     if as_json:
         echo_json(entries)
         return
     for e in entries:
-        click.echo(f"{e['seq']:>6} {when(e['at'])} {e['action']:<10} {e['cube_id'] or '-':<26} {e['actor']}")
+        action = f"mcp {e['detail']['tool']}" if e["action"] == "mcp" else e["action"]
+        click.echo(f"{e['seq']:>6} {when(e['at'])} {action:<10} {e['cube_id'] or '-':<26} {e['actor']}")
 
 
 @cli.command()

@@ -220,9 +220,9 @@ def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_jso
         if as_json:
             echo_json(rows)
             return
-        table = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
-        if table:
-            table("Files", table)
+        listed = [{k: r[k] for k in ("path", "status", "chunks", "reason")} for r in rows]
+        if listed:
+            table("Files", listed)
         else:
             click.echo("No files.")
         return

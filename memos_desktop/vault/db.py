@@ -87,7 +87,7 @@ FTS_COLUMNS = "title, content, tags, context"
 # When a cube started to hold: its `valid_from`, else when it was stored (a chat turn: when said).
 VALID_START = "coalesce(valid_from, created_at)"
 # What cube_fts holds for a cube row (in FTS_COLUMNS order): tags as words, the start of
-# meta["context"] (store.context_text does the same for one cube).
+# meta["context"] (index.context_text does the same for one cube).
 FTS_ROW_SQL = (
     "rowid, title, content, (SELECT group_concat(value, ' ') FROM json_each(tags)),"
     f" substr(coalesce(json_extract(meta, '$.context'), ''), 1, {CONTEXT_CHARS})"

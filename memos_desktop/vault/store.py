@@ -166,14 +166,14 @@ class Vault(VaultIndex, EmbeddingBacklog):
         with db.write_txn(self.conn):
             self._audit(action, cube_id, actor, detail)
 
-    def audit_log(self, limit: int = 50, cube_id: str | None = None) -> list[dict]:
+    def audit_log(self, limit: int = 50, cube_id: str | None = None, actor: str | None = None) -> list[dict]:
+        """The last `limit` entries, oldest first; only those about `cube_id` / by `actor` when given."""
         sql = "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit"
-        args: tuple = ()
-        if cube_id:
-            sql += " WHERE cube_id = ?"
-            args = (cube_id,)
+        where = [(c, v) for c, v in (("cube_id = ?", cube_id), ("actor = ?", actor)) if v]
+        if where:
+            sql += " WHERE " + " AND ".join(c for c, _ in where)
         sql += " ORDER BY seq DESC LIMIT ?"
-        rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        rows = self.conn.execute(sql, (*(v for _, v in where), limit)).fetchall()
         names = ("seq", "at", "action", "cube_id", "actor", "detail", "prev_hash", "hash")
         out = [dict(zip(names, r, strict=True)) for r in rows]
         for entry in out:
@@ -552,6 +552,37 @@ class Vault(VaultIndex, EmbeddingBacklog):
             if entry["version"] == version:
                 return entry["snapshot"]
         raise NotFound(f"Memory {cube_id} has no version {version}.")
+
+    def change_mark(self) -> int:
+        """A number that grows with every version written (here or by another process, sync
+        included): pass it to `changes_since` to learn what changed after it."""
+        return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cube_versions").fetchone()[0]
+
+    def changes_since(self, mark: int) -> tuple[int, list[dict]]:
+        """The cubes given a new version after `mark`, and the new mark. Each is `id`, `owner`,
+        `shared` and `tags`: those of its current version and of the version before the change
+        (a tag taken off is a change to that tag too)."""
+        rows = self.conn.execute(
+            "SELECT rowid, cube_id, version, snapshot FROM cube_versions WHERE rowid > ? ORDER BY rowid", (mark,)
+        ).fetchall()
+        if not rows:
+            return mark, []
+        first: dict[str, int] = {}
+        changed: dict[str, dict] = {}
+        for _, cube_id, version, snapshot in rows:
+            snap = json.loads(snapshot)
+            first.setdefault(cube_id, version)
+            entry = changed.setdefault(cube_id, {"id": cube_id, "tags": set()})
+            entry.update(owner=snap.get("owner", "default"), shared=snap.get("visibility") == "shared")
+            entry["tags"].update(snap.get("tags", []))
+        for cube_id, version in first.items():
+            if version > 1:
+                before = self.conn.execute(
+                    "SELECT snapshot FROM cube_versions WHERE cube_id = ? AND version = ?", (cube_id, version - 1)
+                ).fetchone()
+                if before:
+                    changed[cube_id]["tags"].update(json.loads(before[0]).get("tags", []))
+        return rows[-1][0], [{**e, "tags": sorted(e["tags"])} for e in changed.values()]
 
     def stats(self) -> dict:
         by = self.conn.execute(

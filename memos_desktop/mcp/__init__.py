@@ -1,0 +1,1 @@
+"""MemStore over MCP: the server other local agents use to search, read and write the vault."""
