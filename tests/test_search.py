@@ -256,3 +256,66 @@ def test_a_query_naming_a_speaker_searches_vectors_without_the_name_too(vault, f
     assert abs(hit.signals["cosine"] - float(blended @ target)) < 1e-4
     plain = float(fake_embedder.embed([query])[0] @ target)
     assert abs(hit.signals["cosine"] - plain) > 1e-3
+
+
+def test_weights_are_frozen_and_shared():
+    import dataclasses
+
+    import pytest
+
+    from memos_desktop.operation.search import DEFAULT_WEIGHTS
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_WEIGHTS.link = 0.0
+    assert Weights(link=0.0).link == 0.0 and DEFAULT_WEIGHTS.link > 0
+
+
+def test_topic_vector_cache_is_bounded_and_reused(fake_embedder):
+    from memos_desktop.operation.search import TopicVectors
+
+    cache = TopicVectors(size=2)
+    calls = []
+
+    class Counting:
+        model_id, dim = fake_embedder.model_id, fake_embedder.dim
+
+        def embed(self, texts):
+            calls.append(texts)
+            return fake_embedder.embed(texts)
+
+    embedder = Counting()
+    vector = fake_embedder.embed(["What did Ana paint?"])[0]
+    first = cache.get(embedder, "What did Ana paint?", vector, {"ana"})
+    again = cache.get(embedder, "What did Ana paint?", vector, {"ana"})
+    assert again is first and len(calls) == 1
+    for q in ("Ana one", "Ana two", "Ana three"):
+        cache.get(embedder, q, vector, {"ana"})
+    assert len(cache) == 2
+
+
+def test_a_long_memory_is_cited_at_the_lines_of_its_best_passage(vault):
+    lines = [f"Step {i}: water the plants and check the soil moisture level." for i in range(1, 25)]
+    lines[19] = "Step 20: the spare key for the shed is under the blue flowerpot."
+    cube = vault.add(
+        "\n".join(lines), title="garden.md § Routine", source={"path": "notes/garden.md", "lines": [5, 28]}
+    )
+    hit = search(vault, "where is the spare key for the shed?")[0]
+    assert hit.cube.id == cube.id and hit.passage is not None
+    first, last = hit.lines()
+    assert 5 <= first <= 24 <= last <= 28  # file line 24 is the content's line 20
+    assert hit.citation() == f"notes/garden.md, lines {first}–{last}"
+    assert hit.to_dict()["lines"] == [first, last]
+
+
+def test_a_memory_sharing_a_rare_entity_with_the_first_hits_is_brought_in(vault):
+    seed = vault.add("Caroline adopted a greyhound called Biscuit from the Brookfield shelter")
+    linked = vault.add("The Brookfield shelter asked us to volunteer on Saturdays")
+    for i in range(40):
+        vault.add(f"Unrelated errand number {i}: buy bread and pay the electricity bill")
+    question = "What did Caroline adopt?"
+    with_links = search(vault, question, k=5, weights=Weights(link=1.0))
+    without = search(vault, question, k=5, weights=Weights(link=0.0))
+    assert with_links[0].cube.id == seed.id
+    linked_hit = next(h for h in with_links if h.cube.id == linked.id)
+    assert linked_hit.signals["link"] > 0
+    assert linked.id not in ids(without)

@@ -196,6 +196,46 @@ async def test_forgetting_a_memory_from_the_memories_screen_tombstones_it(home):
 
 
 @flow
+async def test_a_memorys_links_are_listed_and_followed_to_the_memories_sharing_them(isolated_home):
+    vault = make_vault(isolated_home)
+    photos = vault.add("Ana sent the photos from Lyon", id="01JPHOTOS00000000000000000")
+    vault.close()
+    app = MemosApp(isolated_home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f3")
+        table = app.screen.query_one("#memory-table")
+        await until(pilot, lambda: table.row_count == 4)
+        table.move_cursor(row=table.get_row_index(photos.id))
+        links = app.screen.query_one("#link-table")
+        await until(pilot, lambda: links.row_count > 0)
+        rows = [links.get_row_at(i) for i in range(links.row_count)]
+        assert ["entity", "lyon", "1"] in [[str(c) for c in r] for r in rows]
+        links.move_cursor(row=[str(r[1]) for r in rows].index("lyon"))
+        await pilot.press("l", "enter")
+        await until(pilot, lambda: table.row_count == 2)
+        assert set(app.screen.cubes) == {photos.id, "01JSISTER00000000000000000"}
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == 4)
+
+
+@flow
+async def test_a_vault_without_links_is_linked_in_the_background(isolated_home):
+    vault = make_vault(isolated_home)
+    for cube in vault.cubes():
+        vault._underive(vault._rowid(cube.id))
+    vault.close()
+    app = MemosApp(isolated_home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f3")
+        progress = app.screen.query_one("#link-progress")
+        await until(pilot, lambda: "Linked 3 memories" in str(progress.render()))
+        with app.vault_lock:
+            assert app.vault.derive_pending() == 0
+
+
+@flow
 async def test_adding_a_watched_folder_indexes_its_notes(home, tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()

@@ -71,6 +71,7 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
     """p50/p95 of hybrid search at 10k (when n > 10k) and n cubes, encrypted and plain."""
     import numpy as np
 
+    from memos_desktop.operation.search import Weights
     from memos_desktop.vault import Vault
 
     started = time.perf_counter()
@@ -100,6 +101,10 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
                     ratio = entry["encrypted"][f"{q}_ms"] / entry["plain"][f"{q}_ms"]
                     entry[f"encrypted/plain {q}"] = round(ratio, 3)
                 entry["knn_recall@10_vs_exact"] = _knn_recall(vaults["plain"], embedder, question_texts)
+                # Link expansion's share of the time, same vault, same queries, same run.
+                unlinked = _measure({"encrypted": vaults["encrypted"]}, question_texts, k, Weights(link=0.0))
+                entry["encrypted, links off"] = unlinked["encrypted"]
+                entry["index_rows"] = vaults["encrypted"].index_counts()
         finally:
             for vault in vaults.values():
                 vault.close()
@@ -112,21 +117,21 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
     }
 
 
-def _measure(vaults: dict, texts: list[str], k: int) -> dict:
+def _measure(vaults: dict, texts: list[str], k: int, weights=None) -> dict:
     """Wall-clock and CPU-time percentiles per vault. The vaults take turns query by query, so
     load from other processes falls on both alike; CPU time is the figure load barely moves."""
     from memos_desktop.operation.search import search
 
     for vault in vaults.values():
         for q in texts[:10]:  # warm-up: page cache and the coarse index
-            search(vault, q, k=k, record=False)
+            search(vault, q, k=k, record=False, weights=weights)
     wall: dict[str, list[float]] = {mode: [] for mode in vaults}
     cpu: dict[str, list[float]] = {mode: [] for mode in vaults}
     for i, q in enumerate(texts[10:]):
         order = list(vaults) if i % 2 else list(vaults)[::-1]
         for mode in order:
             w0, c0 = time.perf_counter(), time.process_time()
-            search(vaults[mode], q, k=k, record=False)
+            search(vaults[mode], q, k=k, record=False, weights=weights)
             cpu[mode].append((time.process_time() - c0) * 1000)
             wall[mode].append((time.perf_counter() - w0) * 1000)
     return {
@@ -154,7 +159,7 @@ def rows(result: dict) -> list[dict]:
     out = []
     for size, entry in result["sizes"].items():
         recall = entry["knn_recall@10_vs_exact"]
-        for mode in ("plain", "encrypted"):
+        for mode in ("plain", "encrypted", "encrypted, links off"):
             out.append({"cubes": int(size), "vault": mode, **entry[mode], "knn recall@10": recall})
         out.append(
             {

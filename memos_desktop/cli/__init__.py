@@ -4,7 +4,7 @@
 it when imported here. Commands only parse, call the operation/infrastructure layers and print.
 """
 
-from memos_desktop.cli import adapters, admin, bench, chat, mcp, memories, models, notes, sync  # noqa: F401
+from memos_desktop.cli import adapters, admin, bench, chat, mcp, memories, models, notes, reindex, sync  # noqa: F401
 from memos_desktop.cli.app import cli
 
 

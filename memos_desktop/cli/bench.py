@@ -1,5 +1,6 @@
 """`memos-desktop bench NAME`: each benchmark prints a table (or JSON with --json)."""
 
+import json
 from pathlib import Path
 
 import click
@@ -162,27 +163,71 @@ def bench_export(sizes: tuple[int, ...], as_json: bool) -> None:
     report("export / import", result["rows"], result, as_json)
 
 
-@bench.command("locomo")
-@click.argument("directory", type=click.Path(exists=True, path_type=Path))
-@click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs.")
-@click.option("--json", "as_json", is_flag=True)
-def bench_locomo(directory, ks, as_json) -> None:
-    """Evidence recall@k of search on LoCoMo-format conversations, beside a bm25 baseline."""
-    from memos_desktop.bench import locomo, report
-
+def _cutoffs(ks: str) -> tuple[int, ...]:
     try:
         cutoffs = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
     except ValueError:
         raise MemosError(f"--k takes comma-separated whole numbers, not {ks!r}.") from None
     if not cutoffs or min(cutoffs) < 1:
         raise MemosError("--k needs at least one cut-off of 1 or more.")
-    result = locomo.run(directory, cutoffs)
+    return cutoffs
+
+
+def _recall_report(name: str, result: dict, as_json: bool) -> None:
+    from memos_desktop.bench import locomo, report
+
     title = (
-        f"LoCoMo evidence recall: {result['questions']} questions, {result['turns']} turns, "
+        f"{name} evidence recall: {result['questions']} questions, {result['turns']} turns, "
         f"embedder {result['embedder'] or 'none (keyword-only)'}, {result['seconds']} s\n"
-        f"{result['definition']}"
+        f"{result['definition']}; 'below' marks where ours falls below a baseline"
     )
     report(title, locomo.rows(result), result, as_json)
+
+
+_RECALL_OPTIONS = [
+    click.option("--k", "ks", default="5,10,20", show_default=True, help="Comma-separated cut-offs."),
+    click.option("--limit", type=click.IntRange(1), help="Ask only the first N questions of each conversation."),
+    click.option("--no-cache", is_flag=True, help="Embed everything again instead of using the embedding cache."),
+    click.option("--json", "as_json", is_flag=True),
+]
+
+
+def _recall_options(fn):
+    for option in reversed(_RECALL_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@bench.command("locomo")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@_recall_options
+def bench_locomo(directory, ks, limit, no_cache, as_json) -> None:
+    """Evidence recall@k of search on LoCoMo-format conversations, beside bm25 and dense baselines."""
+    from memos_desktop.bench import locomo
+
+    result = locomo.run(directory, _cutoffs(ks), cache=False if no_cache else None, limit=limit)
+    _recall_report("LoCoMo", result, as_json)
+
+
+@bench.command("realmem")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_recall_options
+@click.option(
+    "--write",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the converted conversations (LoCoMo format, readable by `bench locomo`).",
+)
+def bench_realmem(path, ks, limit, no_cache, as_json, write) -> None:
+    """Evidence recall@k on RealMemBench personas (a *_dialogues_*.json file or a directory of
+    them), converted to the LoCoMo format, beside bm25 and dense baselines."""
+    from memos_desktop.bench import locomo, realmem
+
+    samples = realmem.load(path)
+    if write:
+        write.write_text(json.dumps(samples, ensure_ascii=False), encoding="utf-8")
+    conversations = locomo.from_samples(samples, Path(path))
+    result = locomo.run(path, _cutoffs(ks), conversations=conversations, cache=False if no_cache else None, limit=limit)
+    _recall_report("RealMemBench", result, as_json)
 
 
 @bench.command("search")
@@ -203,6 +248,10 @@ def bench_search(n, queries, as_json) -> None:
     result = search.run(n=n, queries=queries)
     title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
     report(title, search.rows(result), result, as_json)
+    if not as_json:
+        for size, entry in result["sizes"].items():
+            counts = ", ".join(f"{n} {name}" for name, n in entry["index_rows"].items())
+            click.echo(f"index rows at {size} memories: {counts}")
 
 
 @bench.command("knn")

@@ -1,17 +1,22 @@
 """MemOperator: hybrid retrieval over the vault (operation layer).
 
 Owns ranking: query handling (stopwords, question cues, names), FTS5 bm25 and vector KNN
-candidates (and, for a question naming a date, the memories valid on it) fused by reciprocal
-rank, then neighbour, temporal, importance and recency adjustments, filters, de-duplication and
-neighbouring context. Access rules come from the vault: every candidate is resolved through
-`Vault.get_many(..., profile=...)`, which drops other profiles' private cubes and expired,
+candidates (a long memory scored by its best passages; for a question naming a date, also the
+memories valid on it) fused by reciprocal rank, then neighbour, temporal, importance and recency
+adjustments; then a second pass for questions whose evidence is spread out: the first hits'
+rare terms (entities, topics, tags, dates the vault links memories by) bring in the memories
+sharing them, ranked by link strength and their own similarity to the query, as one more fused
+list; filters, de-duplication and neighbouring context. Access rules come from the vault: every
+candidate is resolved through `Vault.get_many(..., profile=...)`, which drops other profiles' private cubes and expired,
 archived or deleted ones. This module never writes cubes; it only records accesses
 (`Vault.touch`) and one audit read entry per search.
 """
 
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,9 +83,10 @@ class Filters:
         return not (self.until is not None and start > self.until)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Weights:
-    """How much each signal counts. Defaults were tuned on LoCoMo (see `bench locomo`)."""
+    """How much each signal counts. Defaults were set on LoCoMo and RealMemBench dev sets together
+    (see `bench locomo`, `bench realmem`); frozen, so one instance can serve every search."""
 
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
@@ -96,6 +102,44 @@ class Weights:
     importance: float = 0.2  # (importance - 0.5) scaled by this, pinned counts as importance 1
     recency: float = 0.05  # boost for recently valid/updated memories, half-life below
     recency_half_life_days: float = 180.0
+    # Link expansion: the first `link_seeds` hits' terms shared by at most index.TERM_MAX_SHARED
+    # memories bring in the memories sharing them, as a fused list of this weight (0: off).
+    link: float = 0.5
+    link_seeds: int = 5
+    link_terms: int = 24  # the rarest terms of the seeds that are followed
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+class TopicVectors:
+    """A bounded cache of query vectors without the speakers' names (see `_blend_without`), by
+    (embedder, query, names): a question asked again, or a search that fetches deeper, embeds
+    its name-free form once. Least recently used entries go first; safe across threads."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._entries: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, embedder, query: str, vector, names: set[str]):
+        key = (embedder.model_id, query, frozenset(names))
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        blended = _blend_without(embedder, query, vector, names)
+        with self._lock:
+            self._entries[key] = blended
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return blended
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+TOPIC_VECTORS = TopicVectors()
 
 
 @dataclass
@@ -107,9 +151,30 @@ class Hit:
     signals: dict[str, float]
     context: list[MemCube] = field(default_factory=list)
     rowid: int = field(default=0, repr=False)
+    # For a long memory found by one of its passages: that passage's (first, last) line of the
+    # memory's content; the citation points at those lines.
+    passage: tuple[int, int] | None = None
+
+    def lines(self) -> tuple[int, int] | None:
+        """The lines the hit points at: the passage's, in the file when the memory is a file chunk."""
+        if self.passage is None:
+            return None
+        first, last = self.passage
+        span = self.cube.source.get("lines")
+        if span:
+            return span[0] + first - 1, min(span[0] + last - 1, span[1])
+        return first, last
 
     def citation(self) -> str:
-        return self.cube.citation()
+        if self.passage is None:
+            return self.cube.citation()
+        first, last = self.lines()
+        where = f"line {first}" if first == last else f"lines {first}–{last}"
+        src = self.cube.source
+        if src.get("path") and src.get("lines"):
+            text = str(src["path"]) + (f" §{src['heading']}" if src.get("heading") else "")
+            return f"{text}, {where}"
+        return f"{self.cube.citation()}, {where}"
 
     def to_dict(self) -> dict:
         return {
@@ -117,6 +182,7 @@ class Hit:
             "score": self.score,
             "signals": self.signals,
             "citation": self.citation(),
+            "lines": list(self.lines()) if self.passage else None,
             "content": self.cube.content,
             "title": self.cube.title,
             "tags": self.cube.tags,
@@ -165,7 +231,7 @@ def search(
     counting and the audit entry (benchmarks).
     """
     filters = filters or Filters()
-    weights = weights or Weights()
+    weights = weights or DEFAULT_WEIGHTS
     terms = query_terms(query) or re.findall(r"\w+", query.lower())
     embedder = None
     if use_vectors and vector is None and vault.embedder is not None and query.strip():
@@ -173,12 +239,10 @@ def search(
         vector = embedder.embed([query])[0]
     if not use_vectors:
         vector = None
-    # Set once by _rank when the query names speakers: the vector of the query without them.
-    topic_vector: dict = {"embedder": embedder}
     # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
     fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
     while True:
-        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_vector)
+        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedder)
         if len(ranked) >= k or exhausted or fetch >= 4096:
             break
         fetch = min(fetch * 4, 4096)
@@ -192,29 +256,31 @@ def search(
     return hits
 
 
-def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_vector) -> tuple[list[Hit], bool]:
+def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedder) -> tuple[list[Hit], bool]:
     """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
-    adjust the scores. `topic_vector` caches the name-free query vector across calls."""
-    lexical = vault.fts(" ".join(terms), fetch) if terms else []
-    dense = vault.knn(vector, fetch) if vector is not None else []
+    adjust the scores; then fuse one more list, the memories linked to the first hits, and rank
+    again. `embedder` is set when `vector` was made here (the name-free vector can be too)."""
+    passages: dict[int, tuple[int, int]] = {}
+    lexical = vault.fts(" ".join(terms), fetch, passages=passages) if terms else []
+    dense = vault.knn(vector, fetch, passages=passages) if vector is not None else []
     cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
     speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
     topic = [t for t in terms if t not in speakers]
+    topic_vector = vector
     if weights.speaker and topic and len(topic) < len(terms):
-        lexical = vault.fts(" ".join(topic), fetch)
+        lexical = vault.fts(" ".join(topic), fetch, passages=passages)
         # Names dominate a short query's embedding too: every turn of that speaker looks alike.
         # The vector searched is the mean of the query's and the query's without the names.
-        if topic_vector.get("embedder") is not None:
-            if "vector" not in topic_vector:
-                topic_vector["vector"] = _blend_without(topic_vector["embedder"], query, vector, speakers)
-            if topic_vector["vector"] is not vector:
-                dense = vault.knn(topic_vector["vector"], fetch)
+        if embedder is not None:
+            topic_vector = TOPIC_VECTORS.get(embedder, query, vector, speakers)
+            if topic_vector is not vector:
+                dense = vault.knn(topic_vector, fetch, passages=passages)
     windows = date_windows(query)
     # A question naming a date is also asked of what was said that day, even in other words.
     dated = []
     if windows and vector is not None:
-        dated = vault.valid_between(windows, topic_vector.get("vector", vector), fetch)
+        dated = vault.valid_between(windows, topic_vector, fetch)
     exhausted = len(lexical) < fetch and len(dense) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
@@ -227,12 +293,33 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     for rank, (rowid, distance) in enumerate(dated, 1):
         signals.setdefault(rowid, {}).setdefault("cosine", 1.0 - distance)
         fused[rowid] = fused.get(rowid, 0.0) + weights.dated / (weights.rrf_k + rank)
-    # The turn after a relevant one often holds the answer (and the one before, the question).
     cubes.update(vault.get_many([r for r in fused if r not in cubes], profile=profile))
+    _add_adjacent(vault, cubes, fused, fetch, profile)
+    hits = _score(query, cubes, fused, signals, filters, weights, windows, passages)
+    if weights.link and weights.link_seeds and hits:
+        linked = _linked(vault, hits[: weights.link_seeds], topic_vector, weights, fetch)
+        if linked:
+            cubes.update(vault.get_many([r for r, _ in linked if r not in cubes], profile=profile))
+            for rank, (rowid, strength) in enumerate(linked, 1):
+                signals.setdefault(rowid, {})["link"] = strength
+                fused[rowid] = fused.get(rowid, 0.0) + weights.link / (weights.rrf_k + rank)
+            _add_adjacent(vault, cubes, fused, fetch, profile)
+            hits = _score(query, cubes, fused, signals, filters, weights, windows, passages)
+    return hits, exhausted
+
+
+def _add_adjacent(vault, cubes: dict[int, MemCube], fused: dict[int, float], fetch: int, profile: str) -> None:
+    """The turn after a relevant one often holds the answer (and the one before, the question):
+    fetch the neighbours of the best fused candidates that come from a source."""
     best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
     sourced = [r for r in best if r in cubes and source_key(cubes[r]) is not None]
     adjacent = {r + d for r in sourced for d in (-1, 1)} - cubes.keys()
     cubes.update(vault.get_many(sorted(adjacent), profile=profile))
+
+
+def _score(query, cubes, fused, signals, filters, weights, windows, passages) -> list[Hit]:
+    """Every accepted candidate as a Hit: its fused score plus its neighbours' shares, times
+    the temporal, date, speaker, importance and recency boosts; best first."""
     visible = {r: fused[r] for r in fused if r in cubes}
     temporal = bool(TEMPORAL_QUESTION.search(query))
     lowered = set(re.findall(r"\w+", query.lower()))
@@ -244,7 +331,7 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
         key = source_key(cube)
         before = _same_source(cubes, rowid - 1, key, visible)
         after = _same_source(cubes, rowid + 1, key, visible)
-        sig = signals.get(rowid, {})
+        sig = dict(signals.get(rowid, {}))
         sig["rrf"] = visible.get(rowid, 0.0)
         sig["neighbour"] = weights.follow * before + weights.lead * after
         score = sig["rrf"] + sig["neighbour"]
@@ -268,9 +355,41 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
         age_days = max(0.0, now - when) / 86400
         boost += weights.recency * 0.5 ** (age_days / weights.recency_half_life_days)
         score *= boost
-        hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid))
+        hits.append(Hit(cube=cube, score=score, signals=sig, rowid=rowid, passage=passages.get(rowid)))
     hits.sort(key=lambda h: h.score, reverse=True)
-    return hits, exhausted
+    return hits
+
+
+def _linked(vault, seeds: list[Hit], vector, weights: Weights, fetch: int) -> list[tuple[int, float]]:
+    """Memories sharing the seeds' rare terms, strongest link first. Seeds are the first hits
+    scoring at least half the best; a term counts when 2 to index.TERM_MAX_SHARED memories (and
+    at most TERM_MAX_SHARE of them) carry it, weighted by its rarity (log of memories over
+    carriers) times the score share of the seeds carrying it. A memory's link strength is the
+    sum over its shared terms, times (1 + its own cosine with the query) / 2 with a vector."""
+    from memos_desktop.vault.index import TERM_MAX_SHARE, TERM_MAX_SHARED
+
+    top = seeds[0].score or 1.0
+    share = {h.rowid: h.score / top for h in seeds if h.score >= top / 2}
+    extent = max(vault.linked_extent(), 1)
+    limit = min(TERM_MAX_SHARED, max(2, int(extent * TERM_MAX_SHARE)))
+    weight: dict[int, float] = {}
+    for rowid, found in vault.terms_of(list(share)).items():
+        for tid, _kind, _name, shared in found:
+            if 2 <= shared <= limit:
+                weight[tid] = weight.get(tid, 0.0) + share[rowid] * math.log(extent / shared + 1.0)
+    chosen = sorted(weight, key=weight.__getitem__, reverse=True)[: weights.link_terms]
+    if not chosen:
+        return []
+    strength = {
+        rowid: sum(weight[t] for t in tids)
+        for rowid, tids in vault.sharing(chosen, limit).items()
+        if rowid not in share
+    }
+    if vector is not None and strength:
+        cosine = vault.similarity(list(strength), vector)
+        strength = {r: s * (1.0 + cosine.get(r, 0.0)) / 2 for r, s in strength.items()}
+    ranked = sorted(strength.items(), key=lambda item: item[1], reverse=True)
+    return [(r, s) for r, s in ranked[: fetch // 2] if s > 0]
 
 
 def without_names(query: str, names: set[str]) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import BitsIndex, embed_text
+from memos_desktop.vault.index import BitsIndex
 
 if TYPE_CHECKING:
     from memos_desktop.embed import Embedder
@@ -35,15 +35,13 @@ class EmbeddingBacklog:
 
         def _put_vector(self, rowid: int, vector: bytes) -> None: ...
 
-    def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
-        """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set."""
+    def _embed(self, cubes: Sequence[MemCube]) -> dict[str, tuple[bytes, list[bytes]]]:
+        """{cube id: (vector, its passages' vectors)} (float32 bytes) for cubes' text, or {} when
+        no embedder is set."""
         if self.embedder is None or not cubes:
             return {}
         self.sync_vectors()
-        import numpy as np
-
-        vecs = self.embedder.embed([embed_text(c) for c in cubes])
-        return {c.id: np.asarray(v, dtype=np.float32).tobytes() for c, v in zip(cubes, vecs, strict=True)}
+        return self._vectors(cubes)
 
     def sync_vectors(self, reembed: bool = True) -> None:
         """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
@@ -102,17 +100,17 @@ class EmbeddingBacklog:
             rows = self.conn.execute(f"{select} AND embed_model != ? LIMIT ?", (model, limit)).fetchall()
         if not rows:
             return 0
-        import numpy as np
-
         cubes = [MemCube.from_row(r[1:]) for r in rows]
-        vecs = self.embedder.embed([embed_text(c) for c in cubes])
+        vectors = self._vectors(cubes)
         with db.write_txn(self.conn):
-            for cube, (rowid, *_), vec in zip(cubes, rows, vecs, strict=True):
+            for cube, (rowid, *_) in zip(cubes, rows, strict=True):
                 # fetchall: a cursor left unfinished across COMMIT pins this connection to an old snapshot
                 current = self.conn.execute("SELECT content_hash, state FROM cubes WHERE rowid = ?", (rowid,))
                 if current.fetchall() != [(cube.content_hash, "active")]:
                     continue  # changed while it was embedded: its new text waits for the next call
+                own, passages = vectors[cube.id]
                 self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
-                self._put_vector(rowid, np.asarray(vec, dtype=np.float32).tobytes())
+                self._put_vector(rowid, own)
+                self._put_passage_vectors(rowid, cube, passages)
                 self.conn.execute("UPDATE cubes SET embed_model = ? WHERE rowid = ?", (model, rowid))
         return len(rows)

@@ -1,18 +1,28 @@
-"""The vault's search index: words (FTS5) and vectors (sqlite-vec and a coarse sign-bit pass).
+"""The vault's search index: words (FTS5), vectors (sqlite-vec and a coarse sign-bit pass),
+passages of long memories, and the terms (entities, topics, tags, dates) that link memories.
 
-Owns the index tables (`cube_fts`, `cube_vec`, `cube_vec_bits`, `cube_vec_float`) for the cubes the
-store writes: what text of a cube is indexed and embedded, adding and removing a cube's entries,
-and the search primitives (`fts`, `knn`, `valid_between`), which return rowids with scores and
+Owns the index tables (`cube_fts`, `cube_vec`, `cube_vec_bits`, `cube_vec_float`, `passages`,
+`terms`, `cube_terms`, `cube_derived`) for the cubes the store writes: what text of a cube is
+indexed and embedded, adding and removing a cube's entries, and the search primitives (`fts`,
+`knn`, `valid_between`, `terms_of`, `sharing`, `similarity`), which return rowids with scores and
 apply no access rules (the store resolves rowids through `get_many`, which does). Mixed into
 `Vault` (it uses `self.conn`, `self.embedder` and the vault's settings); ranking lives in
 `operation/search.py`.
+
+A long memory (content over PASSAGE_MIN_CHARS) is also indexed as overlapping passages: each
+passage has its own word-index row and vector under rowid PASSAGE_ROWID + passage id, in the same
+tables as whole memories, so bm25 and cosine compare a passage with a short memory of the same
+size. `fts` and `knn` fold passages into their memory: the best passage's score plus a soft share
+(PASSAGE_SOFT) of its next best ones, so a long memory is neither buried by length normalisation
+nor favoured for being long; the best passage's line range is reported for citations.
 """
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memos_desktop.vault import db
-from memos_desktop.vault.cube import MemCube
+from memos_desktop.vault import db, terms
+from memos_desktop.vault.cube import COLUMNS, MemCube
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +52,23 @@ RESCORE_SHORTLIST, RESCORE_MIN = 8, 400  # kept for float rescoring: RESCORE_SHO
 _ID_BATCH = 500  # ids per `IN (...)` list
 DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares with the query
 
+# Passages: memories longer than PASSAGE_MIN_CHARS are cut into passages of about PASSAGE_CHARS,
+# each starting PASSAGE_OVERLAP characters before the previous one ends (at a line or sentence
+# boundary). MiniLM reads 256 word pieces (~1000 characters): without passages the end of a long
+# assistant answer is never embedded, and bm25's length normalisation buries it for words.
+PASSAGE_MIN_CHARS = 700
+PASSAGE_CHARS = 500
+PASSAGE_OVERLAP = 120
+PASSAGE_MAX = 100  # per memory: a huge one is searchable by its first 100 passages and its whole text
+PASSAGE_ROWID = 1 << 40  # index rows of passages: PASSAGE_ROWID + passage id (cube rowids stay below)
+PASSAGE_SOFT = 0.15  # share of each of a memory's next best matching passages added to its best one
+PASSAGE_SOFT_COUNT = 2
+# Terms shared by more memories than this (or than TERM_MAX_SHARE of them) say little about a
+# memory (a speaker, "work").
+TERM_MAX_SHARED = 200
+TERM_MAX_SHARE = 0.05
+DERIVED_VERSION = 1  # bump when passage cutting or term rules change: `reindex` rebuilds
+
 
 def fts_query(text: str) -> str:
     """Turn free text into a safe FTS5 query: each word quoted, OR'ed (bm25 ranks the overlap)."""
@@ -69,7 +96,9 @@ class VaultIndex:
 
         def sync_vectors(self, reembed: bool = True) -> None: ...
 
-    def _index(self, cube: MemCube, vector: bytes | None) -> None:
+    def _index(self, cube: MemCube, vectors: "tuple[bytes, list[bytes]] | None") -> None:
+        """Index an active plaintext cube for words, its passages and terms; `vectors` (its own
+        and its passages', from `_vectors`) when it was embedded at once."""
         if cube.kind != "plaintext" or cube.state != "active":
             return
         rowid = self._rowid(cube.id)
@@ -77,15 +106,213 @@ class VaultIndex:
             f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
             (rowid, cube.title, cube.content, " ".join(cube.tags), context_text(cube)),
         )
-        if vector is not None:
-            self._put_vector(rowid, vector)
+        own, pieces = vectors if vectors is not None else (None, None)
+        if own is not None:
+            self._put_vector(rowid, own)
+        self._derive(rowid, cube, pieces)
 
     def _unindex(self, rowid: int) -> None:
         self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
+        self._drop_vector(rowid)
+        self._underive(rowid)
+
+    def _drop_vector(self, rowid: int) -> None:
         if self._has_vec_table():
             self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM cube_vec_bits WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM cube_vec_float WHERE rowid = ?", (rowid,))
+
+    # ----- derived data: passages and terms ------------------------------------------------
+    def _derive(self, rowid: int, cube: MemCube, vectors: Sequence[bytes] | None = None) -> None:
+        """Write a cube's passages (word rows; vectors when given, in passage order) and terms."""
+        tags = " ".join(cube.tags)
+        for seq, (start, end, text) in enumerate(passage_spans(cube.content)):
+            self.conn.execute(
+                "INSERT INTO passages (cube_rowid, seq, start, end) VALUES (?, ?, ?, ?)", (rowid, seq, start, end)
+            )
+            index_row = PASSAGE_ROWID + self.conn.last_insert_rowid()
+            self.conn.execute(
+                f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, '')",
+                (index_row, cube.title, text, tags),
+            )
+            if vectors:
+                self._put_vector(index_row, vectors[seq])
+        found = terms.extract(f"{cube.title}\n{cube.content}", cube.tags, str(cube.source.get("speaker") or ""))
+        if found:
+            self.conn.executemany("INSERT OR IGNORE INTO terms (kind, name) VALUES (?, ?)", found)
+            import json
+
+            self.conn.execute(
+                "INSERT OR IGNORE INTO cube_terms (term_id, cube_rowid) SELECT t.id, ? FROM json_each(?) j"
+                " JOIN terms t ON t.kind = j.value ->> 0 AND t.name = j.value ->> 1",
+                (rowid, json.dumps(found)),
+            )
+        self.conn.execute("INSERT OR REPLACE INTO cube_derived VALUES (?, ?)", (rowid, DERIVED_VERSION))
+
+    def _underive(self, rowid: int) -> None:
+        for (pid,) in self.conn.execute("SELECT id FROM passages WHERE cube_rowid = ?", (rowid,)).fetchall():
+            self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (PASSAGE_ROWID + pid,))
+            self._drop_vector(PASSAGE_ROWID + pid)
+        self.conn.execute("DELETE FROM passages WHERE cube_rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM cube_terms WHERE cube_rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM cube_derived WHERE rowid = ?", (rowid,))
+
+    def _put_passage_vectors(self, rowid: int, cube: MemCube, vectors: Sequence[bytes]) -> None:
+        """Store the vectors of a cube's passages (deriving them first if they never were)."""
+        derived = self.conn.execute("SELECT version FROM cube_derived WHERE rowid = ?", (rowid,)).fetchall()
+        if derived != [(DERIVED_VERSION,)]:
+            self._underive(rowid)
+            self._derive(rowid, cube, vectors)
+            return
+        ids = self.conn.execute("SELECT id FROM passages WHERE cube_rowid = ? ORDER BY seq", (rowid,)).fetchall()
+        for (pid,), vector in zip(ids, vectors, strict=False):
+            self._drop_vector(PASSAGE_ROWID + pid)
+            self._put_vector(PASSAGE_ROWID + pid, vector)
+
+    def _vectors(self, cubes: Sequence[MemCube]) -> dict[str, tuple[bytes, list[bytes]]]:
+        """{cube id: (its vector, its passages' vectors)} as float32 bytes, in one embedder call."""
+        import numpy as np
+
+        groups = [[embed_text(c)] + [passage_text(c, t) for _, _, t in passage_spans(c.content)] for c in cubes]
+        vecs = self.embedder.embed([t for group in groups for t in group])
+        out, at = {}, 0
+        for cube, group in zip(cubes, groups, strict=True):
+            chunk = [np.asarray(v, dtype=np.float32).tobytes() for v in vecs[at : at + len(group)]]
+            out[cube.id] = (chunk[0], chunk[1:])
+            at += len(group)
+        return out
+
+    def derive_pending(self) -> int:
+        """Active plaintext memories whose passages and terms are missing or from older rules."""
+        return self.conn.execute(
+            "SELECT count(*) FROM cubes c LEFT JOIN cube_derived d ON d.rowid = c.rowid"
+            " WHERE c.kind = 'plaintext' AND c.state = 'active' AND (d.version IS NOT ?)",
+            (DERIVED_VERSION,),
+        ).fetchone()[0]
+
+    def rederive(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
+        """(Re)build passages, their vectors (with an embedder) and terms of every memory that
+        lacks them, `batch` at a time, each batch its own transaction; `progress(done, total)`
+        after each. Safe to interrupt: what is done stays done."""
+        total = self.derive_pending()
+        done = 0
+        while n := self.rederive_some(batch):
+            done += n
+            if progress:
+                progress(done, max(total, done))
+        return done
+
+    def rederive_some(self, limit: int = 64) -> int:
+        """One batch of `rederive` (one embedder call, one transaction); how many it derived."""
+        select = f"SELECT c.rowid, {', '.join('c.' + c for c in COLUMNS)} FROM cubes c"
+        rows = self.conn.execute(
+            f"{select} LEFT JOIN cube_derived d ON d.rowid = c.rowid WHERE c.kind = 'plaintext'"
+            " AND c.state = 'active' AND (d.version IS NOT ?) LIMIT ?",
+            (DERIVED_VERSION, limit),
+        ).fetchall()
+        if not rows:
+            return 0
+        cubes = [MemCube.from_row(r[1:]) for r in rows]
+        model = self.embedder.model_id if self.embedder is not None else None
+        # Passages of a memory already embedded by this model get vectors now; the others get
+        # theirs with the memory's own vector (`embed_pending`).
+        long = [c for c in cubes if model and c.embed_model == model and passage_spans(c.content)]
+        vectors = self._vectors(long) if long else {}
+        with db.write_txn(self.conn):
+            for (rowid, *_), cube in zip(rows, cubes, strict=True):
+                current = self.conn.execute("SELECT content_hash, state FROM cubes WHERE rowid = ?", (rowid,))
+                if current.fetchall() != [(cube.content_hash, "active")]:
+                    continue  # changed meanwhile: its new version was derived when written
+                self._underive(rowid)
+                self._derive(rowid, cube, vectors[cube.id][1] if cube.id in vectors else None)
+        return len(rows)
+
+    def memory_links(self, cube_id: str, profile: str = "default") -> dict:
+        """What links one visible memory to others: its terms (kind, name, how many memories
+        carry it; rarest first within a kind) and its neighbours from the same source (the
+        turn or chunk before and after it)."""
+        cube = self.get(cube_id, profile=profile, touch=False, include_inactive=True)
+        rowid = self._rowid(cube_id)
+        found = sorted(self.terms_of([rowid]).get(rowid, []), key=lambda t: (terms.KINDS.index(t[1]), t[3], t[2]))
+        key = cube.source.get("path") or cube.source.get("conversation")
+        near = self.get_many([rowid - 1, rowid + 1], profile=profile) if key else {}
+        neighbours = [
+            (("before" if r < rowid else "after"), c)
+            for r, c in sorted(near.items())
+            if (c.source.get("path") or c.source.get("conversation")) == key
+        ]
+        return {"terms": [(kind, name, shared) for _, kind, name, shared in found], "neighbours": neighbours}
+
+    def linked(self, kind: str, name: str, profile: str = "default", limit: int = 100) -> list[MemCube]:
+        """The visible memories carrying the term (kind, name), newest first."""
+        rowids = self.with_term(kind, name, limit)
+        found = self.get_many(rowids, profile=profile)
+        return [found[r] for r in rowids if r in found]
+
+    def linked_extent(self) -> int:
+        """About how many memories carry terms (the largest rowid linked; one index lookup)."""
+        return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cube_derived").fetchone()[0]
+
+    def index_counts(self) -> dict[str, int]:
+        """Rows of the index tables (how much passages and links add to a vault)."""
+        count = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "memories": count("SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"),
+            "word rows": count("SELECT count(*) FROM cube_fts"),
+            "vectors": count("SELECT count(*) FROM cube_vec_float"),
+            "passages": count("SELECT count(*) FROM passages"),
+            "terms": count("SELECT count(*) FROM terms"),
+            "memory-term links": count("SELECT count(*) FROM cube_terms"),
+        }
+
+    def passage_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM passages").fetchone()[0]
+
+    def terms_of(self, rowids: Sequence[int]) -> dict[int, list[tuple[int, str, str, int]]]:
+        """{rowid: [(term id, kind, name, how many memories share it)]} of the given memories."""
+        out: dict[int, list[tuple[int, str, str, int]]] = {}
+        for begin in range(0, len(rowids), _ID_BATCH):
+            batch = list(rowids[begin : begin + _ID_BATCH])
+            for rowid, tid, kind, name, shared in self.conn.execute(
+                "SELECT ct.cube_rowid, t.id, t.kind, t.name,"
+                " (SELECT count(*) FROM cube_terms s WHERE s.term_id = t.id)"
+                " FROM cube_terms ct JOIN terms t ON t.id = ct.term_id"
+                f" WHERE ct.cube_rowid IN ({', '.join('?' * len(batch))})",
+                batch,
+            ):
+                out.setdefault(rowid, []).append((tid, kind, name, shared))
+        return out
+
+    def sharing(self, term_ids: Sequence[int], limit: int = TERM_MAX_SHARED) -> dict[int, list[int]]:
+        """{rowid: [term ids]} of the memories carrying any of `term_ids` (at most `limit` per term)."""
+        out: dict[int, list[int]] = {}
+        for tid in term_ids:
+            for (rowid,) in self.conn.execute(
+                "SELECT cube_rowid FROM cube_terms WHERE term_id = ? LIMIT ?", (tid, limit)
+            ):
+                out.setdefault(rowid, []).append(tid)
+        return out
+
+    def with_term(self, kind: str, name: str, limit: int = 100) -> list[int]:
+        """Rowids of memories carrying the term (kind, name), newest first. No ACL here."""
+        rows = self.conn.execute(
+            "SELECT ct.cube_rowid FROM terms t JOIN cube_terms ct ON ct.term_id = t.id"
+            " WHERE t.kind = ? AND t.name = ? ORDER BY ct.cube_rowid DESC LIMIT ?",
+            (kind, name, limit),
+        ).fetchall()
+        return [r for (r,) in rows]
+
+    def similarity(self, rowids: Sequence[int], vector) -> dict[int, float]:
+        """Cosine similarity of each memory's own vector (if it has one) with `vector`."""
+        import numpy as np
+
+        rows = []
+        for begin in range(0, len(rowids), _ID_BATCH):
+            batch = list(rowids[begin : begin + _ID_BATCH])
+            rows += self.conn.execute(
+                f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})", batch
+            ).fetchall()
+        return {r: 1.0 - d for r, d in _nearest(rows, np.asarray(vector, dtype=np.float32), len(rows))}
 
     def _put_vector(self, rowid: int, vector: bytes) -> None:
         """Store a float32 vector for exact KNN (vec0), the coarse pass (bits) and rescoring."""
@@ -102,21 +329,24 @@ class VaultIndex:
         return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cube_vec'").fetchone())
 
     def vector_count(self) -> int:
+        """Memories with a vector (their passages' vectors not counted)."""
         if not self._has_vec_table():
             return 0
-        return self.conn.execute("SELECT count(*) FROM cube_vec").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM cube_vec_float WHERE rowid < ?", (PASSAGE_ROWID,)).fetchone()[0]
 
-    def fts(self, query: str, k: int = 50) -> list[tuple[int, float]]:
-        """Rowids matching `query` in FTS5 with their bm25 score (higher is better). No ACL here."""
+    def fts(self, query: str, k: int = 50, passages: dict | None = None) -> list[tuple[int, float]]:
+        """Rowids matching `query` in FTS5 with their bm25 score (higher is better), a long
+        memory's passages folded into it; `passages` (when given) gets {rowid: (first, last)
+        line} of each long memory's best passage. No ACL here."""
         q = fts_query(query)
         if not q:
             return []
         rows = self.conn.execute(
             f"SELECT rowid, bm25(cube_fts, {FTS_WEIGHTS}) FROM cube_fts WHERE cube_fts MATCH ?"
             f" ORDER BY bm25(cube_fts, {FTS_WEIGHTS}) LIMIT ?",
-            (q, k),
+            (q, self._depth(k)),
         ).fetchall()
-        return [(r, -s) for r, s in rows]
+        return self._fold([(r, -s) for r, s in rows], k, passages)
 
     def exact_knn(self, vector: "np.ndarray", k: int = 10) -> set[int]:
         """Rowids of the exact `k` nearest vectors by a full vec0 scan: the reference that benches
@@ -124,8 +354,47 @@ class VaultIndex:
         rows = self.conn.execute("SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = ?", (vector.tobytes(), k))
         return {r for (r,) in rows}
 
-    def knn(self, vector: "np.ndarray", k: int = 50) -> list[tuple[int, float]]:
-        """Rowids nearest to `vector` with their cosine distance. No ACL here.
+    def _depth(self, k: int) -> int:
+        """Index rows to fetch for `k` memories: twice as many once passages share the lists."""
+        return 2 * k if self.conn.execute("SELECT 1 FROM passages LIMIT 1").fetchone() else k
+
+    def _fold(self, rows: list[tuple[int, float]], k: int, passages: dict | None) -> list[tuple[int, float]]:
+        """Scores (higher is better) of index rows as scores of memories: a memory's own row and
+        its passages count as best + PASSAGE_SOFT x each of the next PASSAGE_SOFT_COUNT best."""
+        if not any(r >= PASSAGE_ROWID for r, _ in rows):
+            return rows[:k]
+        ids = [r - PASSAGE_ROWID for r, _ in rows if r >= PASSAGE_ROWID]
+        owner = {}
+        for begin in range(0, len(ids), _ID_BATCH):
+            batch = ids[begin : begin + _ID_BATCH]
+            owner.update(
+                (pid + PASSAGE_ROWID, (cube, start, end))
+                for pid, cube, start, end in self.conn.execute(
+                    f"SELECT id, cube_rowid, start, end FROM passages WHERE id IN ({', '.join('?' * len(batch))})",
+                    batch,
+                )
+            )
+        grouped: dict[int, list[float]] = {}
+        best: dict[int, tuple[float, tuple[int, int] | None]] = {}
+        for rowid, score in rows:
+            cube, span = (owner[rowid][0], owner[rowid][1:]) if rowid in owner else (rowid, None)
+            if rowid >= PASSAGE_ROWID and rowid not in owner:
+                continue  # a passage removed since (contentless FTS rows go with their passage row)
+            grouped.setdefault(cube, []).append(score)
+            if cube not in best or score > best[cube][0]:
+                best[cube] = (score, span)
+        folded = []
+        for cube, scores in grouped.items():
+            scores.sort(reverse=True)
+            folded.append((cube, scores[0] + PASSAGE_SOFT * sum(scores[1 : 1 + PASSAGE_SOFT_COUNT])))
+            if passages is not None and best[cube][1] is not None:
+                passages[cube] = best[cube][1]
+        folded.sort(key=lambda item: item[1], reverse=True)
+        return folded[:k]
+
+    def knn(self, vector, k: int = 50, passages: dict | None = None) -> list[tuple[int, float]]:
+        """Rowids nearest to `vector` with their cosine distance, a long memory's passages folded
+        into it (as for `fts`: 1 - the folded similarity). No ACL here.
 
         Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
         max(HAMMING_SHORTLIST x k, HAMMING_MIN) candidates, the query against their sign bits keeps
@@ -138,13 +407,21 @@ class VaultIndex:
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32)
+        nearest = self._knn_rows(query, min(self._depth(k), 4096))
+        folded = self._fold([(r, 1.0 - d) for r, d in nearest], k, passages)
+        return [(r, 1.0 - s) for r, s in folded]
+
+    def _knn_rows(self, query, k: int) -> list[tuple[int, float]]:
+        import numpy as np
+
         rowids, bits = self._coarse_index()
         if len(rowids) < COARSE_MIN_VECTORS:
             rows = self.conn.execute(
                 "SELECT rowid, distance FROM cube_vec WHERE embedding MATCH ? AND k = ?",
                 (query.tobytes(), min(k, 4096)),
             ).fetchall()
-            return [(r, d) for r, d in rows]
+            # a zero vector (a text with no word the model knows) has no cosine distance: NULL
+            return [(r, d) for r, d in rows if d is not None]
         qbits = np.packbits(query > 0, bitorder="little").view(np.uint64)
         hamming = np.bitwise_count(bits[0] ^ qbits[0]).astype(np.uint16)
         for word in range(1, len(qbits)):
@@ -236,6 +513,51 @@ def _nearest(rows: list[tuple[int, bytes]], query: "np.ndarray", k: int) -> list
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
     distance = 1.0 - np.einsum("ij,j->i", matrix, query) / np.where(norms == 0, 1.0, norms)
     return [(rows[i][0], float(distance[i])) for i in np.argsort(distance)[:k]]
+
+
+def passage_spans(content: str) -> list[tuple[int, int, str]]:
+    """(first line, last line, text) of each passage of a long memory's content (1-based lines
+    of the content), or [] for a memory short enough to be one passage. Passages end at a line
+    end, else a sentence end, else a space; each next one starts about PASSAGE_OVERLAP
+    characters before the previous one ended; at most PASSAGE_MAX."""
+    if len(content) <= PASSAGE_MIN_CHARS:
+        return []
+    line_starts = [0] + [m.end() for m in re.finditer("\n", content)]
+    spans = []
+    begin = 0
+    while begin < len(content) and len(spans) < PASSAGE_MAX:
+        end = min(len(content), begin + PASSAGE_CHARS)
+        if end < len(content):
+            window = content[begin:end]
+            cut = max(window.rfind("\n"), *(window.rfind(p) + 1 for p in (". ", "! ", "? ")))
+            if cut < PASSAGE_CHARS // 2:
+                cut = window.rfind(" ")
+            if cut >= PASSAGE_CHARS // 2:
+                end = begin + cut
+        if len(content) - end < PASSAGE_OVERLAP:
+            end = len(content)
+        text = content[begin:end].strip()
+        if text:
+            first = _line_of(line_starts, begin + len(content[begin:end]) - len(content[begin:end].lstrip()))
+            last = _line_of(line_starts, max(begin, end - 1))
+            spans.append((first, last, text))
+        if end >= len(content):
+            break
+        nxt = max(begin + 1, end - PASSAGE_OVERLAP)
+        space = content.find(" ", nxt, end)
+        begin = space + 1 if space != -1 else nxt
+    return spans
+
+
+def _line_of(line_starts: list[int], offset: int) -> int:
+    import bisect
+
+    return bisect.bisect_right(line_starts, offset)
+
+
+def passage_text(cube: MemCube, text: str) -> str:
+    """The text a passage is embedded from: its memory's title, then the passage."""
+    return f"{cube.title}\n{text}" if cube.title else text
 
 
 def context_text(cube: MemCube) -> str:

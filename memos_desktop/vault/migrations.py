@@ -220,6 +220,38 @@ def _m009_harden_expiry_index(conn: Any) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS cubes_expires ON cubes(expires_at) WHERE expires_at IS NOT NULL")
 
 
+def _m010_retrieval_passages_links(conn: Any) -> None:
+    """Passages of long memories (their word rows and vectors live in the index tables under
+    rowids from index.PASSAGE_ROWID up), the terms linking memories (entities, topics, tags,
+    dates) and which memories have both derived (`cube_derived`, by rule version). An existing
+    vault's memories are derived by `reindex` (in the background, with progress), not here."""
+    conn.execute(
+        """
+        CREATE TABLE passages (
+            id INTEGER PRIMARY KEY,
+            cube_rowid INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            end INTEGER NOT NULL
+        );
+        CREATE INDEX passages_cube ON passages(cube_rowid);
+        CREATE TABLE terms (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('entity', 'topic', 'tag', 'date')),
+            name TEXT NOT NULL,
+            UNIQUE (kind, name)
+        );
+        CREATE TABLE cube_terms (
+            term_id INTEGER NOT NULL,
+            cube_rowid INTEGER NOT NULL,
+            PRIMARY KEY (term_id, cube_rowid)
+        ) WITHOUT ROWID;
+        CREATE INDEX cube_terms_cube ON cube_terms(cube_rowid);
+        CREATE TABLE cube_derived (rowid INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -230,6 +262,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _m007_contentless_fts,
     _m008_fts_context,
     _m009_harden_expiry_index,
+    _m010_retrieval_passages_links,
 ]
 
 

@@ -1,7 +1,10 @@
-"""The memories screen: search and filter cubes, see versions, edit, forget/restore, pin, TTL.
+"""The memories screen: search and filter cubes, see versions and links, edit, forget/restore, pin, TTL.
 
 Every vault call runs in a worker thread under the app's vault lock; the table refreshes when it
 returns. Forget is a tombstone (restorable from the "deleted" state filter), edits are new versions.
+A memory's links (the entities, topics, tags and dates it shares with others, and its neighbours
+in the same file or chat) are listed beside it; Enter on one lists the memories it leads to. A
+vault made before links existed is linked in the background, a batch at a time, with progress.
 """
 
 import time
@@ -63,11 +66,14 @@ class MemoriesScreen(Screen):
         Binding("u", "restore", "Restore"),
         Binding("p", "pin", "Pin"),
         Binding("t", "ttl", "TTL"),
+        Binding("l", "focus_links", "Links"),
+        Binding("escape", "unfollow", "All memories", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.cubes: dict[str, MemCube] = {}
+        self.following: tuple[str, str] | None = None  # (kind, name) of the link being followed
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +96,9 @@ class MemoriesScreen(Screen):
             with Vertical(id="memory-detail"):
                 yield Static("", id="memory-text")
                 yield Static("", id="memory-schedule", classes="muted")
+                yield Static("Links (Enter follows)", classes="panel-title")
+                yield DataTable(id="link-table", cursor_type="row")
+                yield Static("", id="link-progress", classes="muted")
                 yield Static("Versions", classes="panel-title")
                 yield DataTable(id="version-table", cursor_type="row")
         yield Footer()
@@ -98,7 +107,9 @@ class MemoriesScreen(Screen):
         table = self.query_one("#memory-table", DataTable)
         table.add_columns("★", "memory", "tags", "source", "updated", "expires")
         self.query_one("#version-table", DataTable).add_columns("v", "op", "by", "at", "content")
+        self.query_one("#link-table", DataTable).add_columns("link", "to", "shared by")
         self.refresh_table()
+        self.build_links()
 
     def on_screen_resume(self) -> None:
         self.refresh_table()
@@ -116,17 +127,25 @@ class MemoriesScreen(Screen):
         }
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        self.following = None
         self.refresh_table()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        self.following = None
         self.refresh_table()
 
     @work(thread=True, exclusive=True, group="memories-list")
     @guarded
     def refresh_table(self) -> None:
         f = self.filters()
+        following = self.following
         with app_state(self).session.access() as vault:
-            cubes = find(vault, **f)
+            if following is None:
+                cubes = find(vault, **f)
+            elif following[0] == "memory":
+                cubes = [vault.get(following[1], touch=False)]
+            else:
+                cubes = vault.linked(*following, limit=LIMIT)
         self.app.call_from_thread(self.show, cubes)
 
     def show(self, cubes: list) -> None:
@@ -165,6 +184,7 @@ class MemoriesScreen(Screen):
         text = self.query_one("#memory-text", Static)
         versions = self.query_one("#version-table", DataTable)
         versions.clear()
+        self.query_one("#link-table", DataTable).clear()
         if cube is None:
             text.update("No memory selected.")
             return
@@ -177,8 +197,66 @@ class MemoriesScreen(Screen):
         if cube.valid_from:
             body.append(f" · valid from {when(cube.valid_from)}")
         body.append(f" · used {cube.access_count}×")
+        if self.following is not None:
+            kind, name = self.following
+            label = f"the memory {name}" if kind == "memory" else f"{kind} “{name}”"
+            body.append(f"\n\nFollowing {label} (Esc: all memories)", style="italic")
         text.update(body)
         self.load_versions(cube.id)
+        self.load_links(cube.id)
+
+    # ----- links ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="memories-links")
+    @guarded
+    def load_links(self, cube_id: str) -> None:
+        with app_state(self).session.access() as vault:
+            links = vault.memory_links(cube_id)
+        self.app.call_from_thread(self._show_links, links)
+
+    def _show_links(self, links: dict) -> None:
+        table = self.query_one("#link-table", DataTable)
+        table.clear()
+        for side, near in links["neighbours"]:
+            table.add_row(side, Text(" ".join(memory_line(near).split())[:40]), "", key=f"memory\t{near.id}")
+        for kind, name, shared in links["terms"]:
+            if shared > 1:  # a term no other memory carries leads nowhere
+                table.add_row(kind, Text(name[:40]), str(shared - 1), key=f"{kind}\t{name}")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "link-table" or event.row_key.value is None:
+            return
+        kind, name = event.row_key.value.split("\t", 1)
+        self.following = (kind, name)
+        self.refresh_table()
+        self.query_one("#memory-table", DataTable).focus()
+
+    def action_focus_links(self) -> None:
+        self.query_one("#link-table", DataTable).focus()
+
+    def action_unfollow(self) -> None:
+        if self.following is not None:
+            self.following = None
+            self.refresh_table()
+
+    @work(thread=True, exclusive=True, group="memories-linking")
+    @guarded
+    def build_links(self) -> None:
+        """Link the memories of a vault made before links existed, a batch at a time (the vault
+        lock is free between batches, so the screen stays usable)."""
+        with app_state(self).session.access() as vault:
+            total = vault.derive_pending()
+        done = 0
+        progress = self.query_one("#link-progress", Static)
+        while total:
+            with app_state(self).session.access() as vault:
+                n = vault.rederive_some(32)
+            if not n:
+                break
+            done += n
+            self.app.call_from_thread(progress.update, f"Linking memories: {done}/{max(total, done)}")
+        if done:
+            self.app.call_from_thread(progress.update, f"Linked {done} memories.")
+            self.app.call_from_thread(self.show_detail)
 
     @work(thread=True, exclusive=True, group="memories-versions")
     @guarded
