@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from memos_desktop.cli import cli as memos
 from memos_desktop.vault import Vault
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from memos_desktop.operation.turn import Assistant
 from memos_desktop.runtime import LoadSettings, Sampling, load_backend
 from memos_desktop.vault import Vault
-from tests.conftest import PASSPHRASE, FakeEmbedder
+from tests.support import PASSPHRASE, FakeEmbedder
 
 GREEDY = {"temperature": 0.0, "sampling": "custom", "answer_tokens": 48}
 

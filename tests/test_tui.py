@@ -231,8 +231,8 @@ async def test_a_vault_without_links_is_linked_in_the_background(isolated_home):
         await pilot.press("f3")
         progress = app.screen.query_one("#link-progress")
         await until(pilot, lambda: "Linked 3 memories" in str(progress.render()))
-        with app.vault_lock:
-            assert app.vault.derive_pending() == 0
+        with app.session.access() as vault:
+            assert vault.derive_pending() == 0
 
 
 @flow

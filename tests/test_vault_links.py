@@ -4,7 +4,7 @@ import pytest
 
 from memos_desktop.vault import index, terms
 from memos_desktop.vault.store import Vault
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 
 def long_answer(topic_at_end: str) -> str:

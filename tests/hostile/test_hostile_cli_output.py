@@ -7,10 +7,10 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from conftest import PASSPHRASE, run_cli
 from hostile_strings import CORPUS, FILE_NAMES, unsafe_in
 
 from memos_desktop.cli import cli as memos
+from tests.support import PASSPHRASE, run_cli
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from conftest import PASSPHRASE
 
 from memos_desktop.cli import cli as memos
 from memos_desktop.errors import CorruptVault
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE
 
 
 @pytest.fixture

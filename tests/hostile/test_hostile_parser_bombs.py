@@ -7,9 +7,10 @@ import zipfile
 
 import pytest
 
-from memos_desktop.loader import parsers, status
+from memos_desktop.loader import parsers
 from memos_desktop.loader.ingest import Loader
 from memos_desktop.loader.parsers import LimitExceeded, Limits
+from memos_desktop.vault import loader_files as status
 
 
 def _docx(body_xml: str = "", extra: tuple[str, bytes] | None = None) -> bytes:

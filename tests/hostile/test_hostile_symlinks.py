@@ -12,7 +12,7 @@ from memos_desktop.loader.ingest import Loader
 from memos_desktop.loader.watcher import Watcher
 from memos_desktop.vault import Vault
 from memos_desktop.vault import loader_files as status
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 SECRET = "root:x:0:0:swordfish-secret-in-passwd"
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import PASSPHRASE
 
 from memos_desktop.errors import NotFound
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE
 
 SECRET = "the door code is 4711 zebra"
 
@@ -186,7 +186,7 @@ async def test_the_tui_drops_a_memory_from_an_open_list_when_it_expires(isolated
         v.add("the garden gate has no code")
     app = MemosApp(isolated_home, embedder=fake_embedder)
     async with app.run_test(size=(140, 40)) as pilot:
-        while app.vault is None:
+        while app._session is None:
             await pilot.pause(0.05)
         app.switch_mode("memories")
         await pilot.pause(0.3)
@@ -201,4 +201,5 @@ async def test_the_tui_drops_a_memory_from_an_open_list_when_it_expires(isolated
                 break
             await pilot.pause(0.05)
         assert table.row_count == 1 and "zebra" not in app.export_screenshot()
-        assert cube.id not in [c.id for c in app.vault.cubes()]
+        with app.session.access() as vault:
+            assert cube.id not in [c.id for c in vault.cubes()]

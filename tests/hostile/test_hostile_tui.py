@@ -5,12 +5,12 @@ character that acts on the terminal in what is drawn (checked on the rendered sc
 import time
 
 import pytest
-from conftest import PASSPHRASE, FakeEmbedder, ScriptedLLM
 from hostile_strings import CORPUS, FILE_NAMES, unsafe_in
 
 from memos_desktop.tui.app import MemosApp
 from memos_desktop.tui.screens.chat import ChatScreen
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE, FakeEmbedder, ScriptedLLM
 
 SIZE = (160, 50)
 

@@ -100,7 +100,7 @@ def _in_terminal(args: list[str], typed: str) -> str:
     import subprocess
     import sys
 
-    from conftest import REPO
+    from tests.support import REPO
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
