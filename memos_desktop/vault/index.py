@@ -108,6 +108,8 @@ class VaultIndex:
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32)
+        if not np.isfinite(query).all() or not query.any():
+            return []  # a zero (or broken) vector has no direction: no neighbours, not NULL distances
         rowids, bits = self._coarse_index()
         if len(rowids) < COARSE_MIN_VECTORS:
             rows = self.conn.execute(
@@ -167,21 +169,32 @@ class VaultIndex:
 
     def _coarse_index(self):
         """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
-        another connection has written. Word-major, so each word is one contiguous scan."""
+        another connection changed the sign bits (`vec_changes`, bumped by triggers: another
+        process's commit of anything else, an audit entry, keeps the cache). Word-major, so each
+        word is one contiguous scan."""
         import numpy as np
 
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._bits is None or version != self._data_version:
+        if self._bits is not None and version != self._data_version:
+            self._data_version = version
+            if self._vec_changes() != self._bits_changes:
+                self._bits = None
+        if self._bits is None:
+            self._data_version = version
+            self._bits_changes = self._vec_changes()
             rows = self.conn.execute("SELECT rowid, bits FROM cube_vec_bits").fetchall()
             self._bits_pending.clear()
-            self._data_version = version
             self._bits = self._bits_matrix(rows)
         elif self._bits_pending:
             rowids, bits = self._bits
             extra = self._bits_matrix(self._bits_pending)
             self._bits_pending.clear()
+            self._bits_changes = self._vec_changes()  # our own writes: nobody else's came between
             self._bits = (np.concatenate([rowids, extra[0]]), np.hstack([bits, extra[1]]))
         return self._bits
+
+    def _vec_changes(self) -> int:
+        return self.conn.execute("SELECT n FROM vec_changes").fetchone()[0]
 
     def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]):
         import numpy as np

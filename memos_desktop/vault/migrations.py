@@ -214,6 +214,24 @@ def _m008_fts_context(conn) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS cubes_valid_start ON cubes({VALID_START})")
 
 
+def _m009_lang_vector_changes(conn) -> None:
+    """A counter of writes to the sign-bit table, bumped by triggers: a search caches the bits and
+    reloads them only when this moves, not on every commit of another process (PRAGMA
+    data_version changes with any write, even an audit entry)."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS vec_changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+        INSERT OR IGNORE INTO vec_changes VALUES (1, 0);
+        CREATE TRIGGER IF NOT EXISTS vec_bits_insert AFTER INSERT ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        CREATE TRIGGER IF NOT EXISTS vec_bits_update AFTER UPDATE ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        CREATE TRIGGER IF NOT EXISTS vec_bits_delete AFTER DELETE ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        """
+    )
+
+
 MIGRATIONS: list[Callable] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -223,6 +241,7 @@ MIGRATIONS: list[Callable] = [
     _m006_pending_embeddings,
     _m007_contentless_fts,
     _m008_fts_context,
+    _m009_lang_vector_changes,
 ]
 
 

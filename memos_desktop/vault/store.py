@@ -57,6 +57,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         self._bits = None  # (rowids, packed sign bits) of every vector, loaded by knn
         self._bits_pending: list[tuple[int, bytes]] = []
         self._data_version = None
+        self._bits_changes = None  # vec_changes when the bits were loaded
         self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
         self.device_id = self._device_id()
 
