@@ -254,3 +254,16 @@ def bench_turn(threads: int, answer_tokens: int, repeats: int, as_json: bool) ->
         f"identical output: {result['identical_output']}"
     )
     report(title, turn.rows(result), result, as_json)
+
+
+@bench.command("lang")
+@click.option("--dense/--no-dense", default=True, show_default=True, help="Also rank by the embedder alone.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_lang(dense, as_json) -> None:
+    """Keyword search hit@5 in Japanese, Chinese, German and Russian (Debian's translated man
+    pages): ours vs the word index alone vs an FTS5 trigram index vs the embedder alone."""
+    from memos_desktop.bench import lang, report
+
+    result = lang.run(dense=dense)
+    title = f"lang: hit@{result['k']} per language, one vault of every language's notes"
+    report(title, result["rows"], result, as_json)

@@ -84,6 +84,7 @@ class Weights:
 
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
+    script: float = 1.0  # the script index: words inside CJK/Thai text, folded non-ASCII words (bench lang)
     vector: float = 0.8
     follow: float = 0.4  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.35  # share of the next turn's/chunk's fused score added to a hit
@@ -196,8 +197,9 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
     adjust the scores. `topic_vector` caches the name-free query vector across calls."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
+    scripted = vault.fts_script(query, fetch) if weights.script else []
     dense = vault.knn(vector, fetch) if vector is not None else []
-    cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
+    cubes = vault.get_many([r for r, _ in lexical + scripted + dense], profile=profile)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
     speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
     topic = [t for t in terms if t not in speakers]
@@ -215,12 +217,15 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     dated = []
     if windows and vector is not None:
         dated = vault.valid_between(windows, topic_vector.get("vector", vector), fetch)
-    exhausted = len(lexical) < fetch and len(dense) < fetch
+    exhausted = len(lexical) < fetch and len(dense) < fetch and len(scripted) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for rank, (rowid, score) in enumerate(lexical, 1):
         signals.setdefault(rowid, {})["bm25"] = score
         fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
+    for rank, (rowid, score) in enumerate(scripted, 1):
+        signals.setdefault(rowid, {})["script"] = score
+        fused[rowid] = fused.get(rowid, 0.0) + weights.script / (weights.rrf_k + rank)
     for rank, (rowid, distance) in enumerate(dense, 1):
         signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
         fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (weights.rrf_k + rank)

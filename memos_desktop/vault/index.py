@@ -10,7 +10,7 @@ apply no access rules (the store resolves rowids through `get_many`, which does)
 
 from collections.abc import Sequence
 
-from memos_desktop.vault import db
+from memos_desktop.vault import db, segment
 from memos_desktop.vault.cube import MemCube
 
 # bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
@@ -53,15 +53,23 @@ class VaultIndex:
             f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
             (rowid, cube.title, cube.content, " ".join(cube.tags), context_text(cube)),
         )
+        self._index_script(rowid, cube.title, cube.content, cube.tags)
         if vector is not None:
             self._put_vector(rowid, vector)
 
     def _unindex(self, rowid: int) -> None:
         self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM cube_fts_script WHERE rowid = ?", (rowid,))
         if self._has_vec_table():
             self.conn.execute("DELETE FROM cube_vec WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM cube_vec_bits WHERE rowid = ?", (rowid,))
         self.conn.execute("DELETE FROM cube_vec_float WHERE rowid = ?", (rowid,))
+
+    def _index_script(self, rowid: int, title: str, content: str, tags: Sequence[str]) -> None:
+        """Index the words of a cube the main word index cannot cut (vault/segment.py), if any."""
+        text = segment.index_text(f"{title}\n{content}\n{' '.join(tags)}")
+        if text:
+            self.conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
 
     def _put_vector(self, rowid: int, vector: bytes) -> None:
         """Store a float32 vector for exact KNN (vec0), the coarse pass (bits) and rescoring."""
@@ -93,6 +101,24 @@ class VaultIndex:
             (q, k),
         ).fetchall()
         return [(r, -s) for r, s in rows]
+
+    def fts_script(self, query: str, k: int = 50) -> list[tuple[int, float]]:
+        """Rowids matching `query` in the script index (words inside Chinese, Japanese, Thai...
+        text; folded non-ASCII words) with their bm25 score (higher is better). No ACL here."""
+        q = segment.query(query)
+        if not q:
+            return []
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(cube_fts_script) FROM cube_fts_script WHERE cube_fts_script MATCH ?"
+            " ORDER BY bm25(cube_fts_script) LIMIT ?",
+            (q, k),
+        ).fetchall()
+        found = [(r, -s) for r, s in rows]
+        # "Straße" asked, "Strasse" written: the main index holds that word as it is; after the above.
+        if folds := segment.ascii_folds(query):
+            seen = {r for r, _ in found}
+            found += [(r, s) for r, s in self.fts(" ".join(folds), k) if r not in seen]
+        return found[:k]
 
     def knn(self, vector, k: int = 50) -> list[tuple[int, float]]:
         """Rowids nearest to `vector` with their cosine distance. No ACL here.

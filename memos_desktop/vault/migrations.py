@@ -4,6 +4,7 @@ Each migration is a function recorded once in `_migrations` when applied, each i
 transaction; add a function at the end of MIGRATIONS, never edit one that has shipped.
 """
 
+import json
 from collections.abc import Callable
 
 from memos_desktop.vault.db import CONTEXT_CHARS, FTS_COLUMNS, FTS_ROW_SQL, VALID_START, write_txn  # noqa: F401
@@ -232,6 +233,23 @@ def _m009_lang_vector_changes(conn) -> None:
     )
 
 
+def _m010_lang_script_fts(conn) -> None:
+    """A second word index for what `cube_fts` cannot cut: bigrams of Chinese, Japanese, Thai...
+    runs and folded non-ASCII words (vault/segment.py), contentless like `cube_fts`, filled from
+    the cubes it indexes (active plaintext)."""
+    from memos_desktop.vault import segment
+
+    conn.execute(
+        "CREATE VIRTUAL TABLE cube_fts_script USING fts5(words, content = '', contentless_delete = 1,"
+        " tokenize = 'unicode61 remove_diacritics 2')"
+    )
+    rows = conn.execute("SELECT rowid, title, content, tags FROM cubes WHERE kind = 'plaintext' AND state = 'active'")
+    for rowid, title, content, tags in rows.fetchall():
+        text = segment.index_text(f"{title}\n{content}\n{' '.join(json.loads(tags))}")
+        if text:
+            conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
+
+
 MIGRATIONS: list[Callable] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -242,6 +260,7 @@ MIGRATIONS: list[Callable] = [
     _m007_contentless_fts,
     _m008_fts_context,
     _m009_lang_vector_changes,
+    _m010_lang_script_fts,
 ]
 
 

@@ -445,6 +445,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
             " WHERE rowid > ? AND kind = 'plaintext' AND state = 'active'",
             (last,),
         )
+        for rowid, h in enumerate(heads, start=last + 1):
+            if h.get("kind", "plaintext") == "plaintext" and h.get("state", "active") == "active":
+                self._index_script(rowid, h.get("title", ""), h.get("content", ""), h.get("tags", []))
 
     def _replace_head(self, row: tuple, head: dict) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
