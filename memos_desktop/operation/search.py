@@ -11,8 +11,11 @@ archived or deleted ones. This module never writes cubes; it only records access
 
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from memos_desktop.vault.cube import MemCube
@@ -144,6 +147,37 @@ def query_terms(query: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
+# Query vectors by (model id, query), most recent last: a query asked again (the TUI's live
+# search re-runs it, an agent repeats itself) skips the embedder, which costs more than the search.
+QUERY_CACHE_SIZE = 256
+_query_vectors: OrderedDict[tuple[str, str], object] = OrderedDict()
+_query_lock = threading.Lock()
+# One thread embeds the query while the caller reads the keyword lists: llama.cpp releases the
+# GIL, so the two overlap on two cores (`bench search`, columns embed_ms and p95_ms).
+_embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-query-embed")
+
+
+def query_vector(embedder, query: str) -> Future:
+    """The embedding of `query` by `embedder`, from the cache or computed in the background."""
+    key = (str(embedder.model_id), query)
+    with _query_lock:
+        if key in _query_vectors:
+            _query_vectors.move_to_end(key)
+            done: Future = Future()
+            done.set_result(_query_vectors[key])
+            return done
+    return _embedding.submit(_embed_and_keep, embedder, key)
+
+
+def _embed_and_keep(embedder, key: tuple[str, str]):
+    vector = embedder.embed([key[1]])[0]
+    with _query_lock:
+        _query_vectors[key] = vector
+        while len(_query_vectors) > QUERY_CACHE_SIZE:
+            _query_vectors.popitem(last=False)
+    return vector
+
+
 def search(
     vault,
     query: str,
@@ -171,7 +205,7 @@ def search(
     embedder = None
     if use_vectors and vector is None and vault.embedder is not None and query.strip():
         embedder = vault.embedder
-        vector = embedder.embed([query])[0]
+        vector = query_vector(embedder, query)  # being computed while the keyword lists are read
     if not use_vectors:
         vector = None
     # Set once by _rank when the query names speakers: the vector of the query without them.
@@ -198,6 +232,8 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, topic_v
     adjust the scores. `topic_vector` caches the name-free query vector across calls."""
     lexical = vault.fts(" ".join(terms), fetch) if terms else []
     scripted = vault.fts_script(query, fetch) if weights.script else []
+    if isinstance(vector, Future):
+        vector = vector.result()
     dense = vault.knn(vector, fetch) if vector is not None else []
     cubes = vault.get_many([r for r, _ in lexical + scripted + dense], profile=profile)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
