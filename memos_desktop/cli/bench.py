@@ -191,12 +191,19 @@ def bench_locomo(directory, ks, as_json) -> None:
     help="Largest vault size (cubes); 10k is measured too.",
 )
 @click.option("--queries", type=click.IntRange(10), default=200, show_default=True)
+@click.option(
+    "--real-queries/--synthetic-queries",
+    default=True,
+    show_default=True,
+    help="Also measure end to end with each query embedded by the real all-MiniLM-L6-v2.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def bench_search(n, queries, as_json) -> None:
-    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data)."""
+def bench_search(n, queries, real_queries, as_json) -> None:
+    """Hybrid search p50/p95 at 10k and N cubes, encrypted vs plain vault (synthetic data), given
+    the query's vector and end to end from its text."""
     from memos_desktop.bench import report, search
 
-    result = search.run(n=n, queries=queries)
+    result = search.run(n=n, queries=queries, real_queries=real_queries)
     title = f"search latency, {queries} queries, k={result['k']}, {result['seconds']} s; {result['data']}"
     report(title, search.rows(result), result, as_json)
 
