@@ -129,6 +129,8 @@ class VaultIndex:
         """
         if self.embedder is not None:
             self.sync_vectors()  # vectors of another model are replaced before comparing
+            if self.embedder_is_stale():
+                return []  # the vault moved to another model: `vector` is not of its space
         if not self._has_vec_table():
             return []
         import numpy as np
