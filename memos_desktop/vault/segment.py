@@ -22,6 +22,7 @@ _NO_SPACE = (
 )
 _RUN = re.compile(f"[{_NO_SPACE}]+")
 _PIECE = re.compile(rf"[{_NO_SPACE}]+|\w+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 MAX_WORD = 64  # longer words (a hash, a base64 blob, a million letters without a space) are not indexed
 MAX_CHARS = 200_000  # of a cube's text read for the script index; what lies beyond is found by the main index
 # Query words of PREFIX_FROM+ letters also match any word starting with all but their last
@@ -33,8 +34,11 @@ def _clean(text: str) -> str:
     """NFKC, without format characters (zero-width space/joiners, soft hyphen, BOM) and without
     the combining marks NFKC left (Hebrew and Arabic vowel points, Thai vowel and tone marks),
     which would cut a word; accented letters and kana with voicing marks are single characters."""
-    text = unicodedata.normalize("NFKC", text)
-    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn"))
+    return _NON_ASCII.sub(_unformatted, unicodedata.normalize("NFKC", text))
+
+
+def _unformatted(match: re.Match) -> str:
+    return "".join(c for c in match.group() if unicodedata.category(c) not in ("Cf", "Mn"))
 
 
 def _folded(word: str) -> str:
@@ -51,17 +55,21 @@ def _bigrams(run: str) -> list[str]:
 
 def _pieces(text: str) -> list[tuple[str, bool]]:
     """(piece, is_no_space_run) of cleaned `text`, in order, not yet case folded (ß is not ASCII, ss is)."""
-    return [(m.group(), bool(_RUN.fullmatch(m.group()))) for m in _PIECE.finditer(_clean(text))]
+    return [(p, not p.isascii() and bool(_RUN.fullmatch(p))) for p in _PIECE.findall(_clean(text))]
 
 
 def index_text(text: str) -> str:
     """What the script index holds for `text`: bigrams of no-space runs and folded non-ASCII
     words, space-separated ("" when there are none: an all-ASCII text)."""
+    if text.isascii():
+        return ""
     out: list[str] = []
-    for piece, run in _pieces(text[:MAX_CHARS]):
-        if run:
+    for piece in _PIECE.findall(_clean(text[:MAX_CHARS])):
+        if piece.isascii():
+            continue
+        if _RUN.fullmatch(piece):
             out += _bigrams(piece)
-        elif not piece.isascii() and len(piece) <= MAX_WORD:
+        elif len(piece) <= MAX_WORD:
             out.append(_folded(piece))
     return " ".join(out)
 
