@@ -170,7 +170,8 @@ def query_vector(embedder, query: str) -> Future:
 
 
 def _embed_and_keep(embedder, key: tuple[str, str]):
-    vector = embedder.embed([key[1]])[0]
+    embed = getattr(embedder, "embed_query", embedder.embed)  # a model may run queries faster (minilm.py)
+    vector = embed([key[1]])[0]
     with _query_lock:
         _query_vectors[key] = vector
         while len(_query_vectors) > QUERY_CACHE_SIZE:
