@@ -105,10 +105,10 @@ class MiniLM:
         return self._run().embed(texts)
 
     def embed_query(self, texts: Sequence[str]) -> np.ndarray:
-        """Search queries' vectors, by a Q8_0 copy of the model on one thread: a short query's
-        cost is mostly reading the weights, so 8-bit weights cut it (5.7 -> 4.4 ms of CPU per
-        query, cosine 0.9997 to the F16 vector, same dense recall on LoCoMo: `bench search`);
-        stored vectors stay F16's, whose batches 8 bits do not speed up on CPUs without VNNI."""
+        """Search queries' vectors, by a Q8_0 copy of the model on one thread. Measured on the
+        997 LoCoMo questions with evidence: 5.2 -> 4.7 ms of CPU per question, cosine 0.9997 to
+        the F16 vector, dense recall@10 over raw turns 0.3200 -> 0.3179; `bench search` shows
+        both. Stored vectors stay F16's (8 bits barely speed up batches on CPUs without VNNI)."""
         return self._query_run().embed(texts)
 
     def tokens(self, text: str) -> list[int]:
