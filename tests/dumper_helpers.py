@@ -55,7 +55,7 @@ def craft_bundle(
         "format": FORMAT,
         "version": VERSION,
         "kind": "export",
-        "bundle_id": "01CRAFTED0000000000000000",
+        "bundle_id": "01CRAFTED00000000000000000",
         "created_at": 0.0,
         "device": keys.device,
         "signing_key": keys.verify_key,

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from memos_desktop.bench import knn
 
 
@@ -11,6 +13,7 @@ def test_paragraphs_are_distinct_prose_in_a_fixed_order():
     assert all(60 <= len(p) <= 500 for p in first)
 
 
+@pytest.mark.slow
 def test_cli_reports_the_current_passes_beside_the_previous_one(cli):
     run = cli("bench", "knn", "--n", "600", "--queries", "20", "--json")
     assert run.returncode == 0, run.stderr

@@ -1,5 +1,7 @@
 """`bench ttft` on the tiny generated models: the report's shape and the identical-output check."""
 
+import json
+
 from memos_desktop.bench import ttft
 from memos_desktop.runtime import testmodels
 
@@ -19,7 +21,18 @@ def test_ttft_bench_reports_cold_restored_and_identical_output_per_runtime_and_l
     assert len(ttft.rows(result)) == 4
 
 
-def test_ttft_bench_is_a_cli_command_with_json(cli):
-    result = cli("bench", "ttft", "--help")
-    assert result.returncode == 0
-    assert "--lengths" in result.stdout and "--json" in result.stdout
+def test_ttft_bench_runs_from_the_cli_and_prints_json(cli):
+    run = cli("bench", "ttft", "--tiny", "--lengths", "64", "--runtime", "llama.cpp", "--threads", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert list(result["runtimes"]) == ["llama.cpp"]
+    data = result["runtimes"]["llama.cpp"]
+    assert data["model"] == "tiny-llama" and list(data["lengths"]) == ["64"]
+    m = data["lengths"]["64"]
+    assert m["identical_output"] is True
+    assert m["ttft_reduction"] == 1 - m["restored_ttft_s"] / m["cold_ttft_s"]
+
+
+def test_ttft_bench_rejects_lengths_that_are_not_numbers(cli):
+    run = cli("bench", "ttft", "--tiny", "--lengths", "64,many")
+    assert run.returncode != 0 and "comma-separated token counts" in run.stderr

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_cli
 
 from memos_desktop.cli import cli as memos
+from tests.support import run_cli
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from memos_desktop.dumper import crypto
 from memos_desktop.dumper.sync import sync_folder
 from memos_desktop.vault import Vault
-from tests.conftest import REPO, run_cli
 from tests.dumper_helpers import PASSPHRASE, new_vault, state
+from tests.support import REPO, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +94,8 @@ def test_conflicts_and_resolve_commands(home, cli, tmp_path):
     cube = home.add("lunch at noon")
     with Vault.open(other_dir, PASSPHRASE) as other:
         recipient = crypto.device_keys(other).recipient
+    home_card = json.loads(cli("keys", "show", "--json").stdout)["card"]
+    assert cli("--data-dir", str(other_dir), "keys", "trust", "home", home_card).returncode == 0
     cli("export", str(tmp_path / "1.age"), "--recipient", recipient)
     cli("--data-dir", str(other_dir), "import", str(tmp_path / "1.age"))
     home.edit(cube.id, content="lunch at one")
@@ -149,6 +151,7 @@ def test_kill_9_during_import_applies_nothing(home, tmp_path):
     other_dir = _other(tmp_path)
     with Vault.open(other_dir, PASSPHRASE) as other:
         recipient = crypto.device_keys(other).recipient
+        crypto.add_peer(other, "home", crypto.device_keys(home).card())
         before = state(other)
     assert run_cli("export", str(tmp_path / "b.age"), "--recipient", recipient).returncode == 0
     wal = other_dir / "vault.db-wal"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper import conflicts, crypto, oplog
 from memos_desktop.dumper.export import Redaction, Selection, export_bundle
 from memos_desktop.dumper.importer import import_bundle
 from memos_desktop.errors import BundleError
@@ -12,8 +12,10 @@ from tests.dumper_helpers import craft_bundle, new_vault, state
 
 
 @pytest.fixture
-def other(tmp_path, fake_embedder):
+def other(tmp_path, fake_embedder, vault):
+    """A second device that has paired with `vault` (trusts its signing key)."""
     v = new_vault(tmp_path / "other", fake_embedder)
+    crypto.add_peer(v, "laptop", crypto.device_keys(vault).card())
     yield v
     v.close()
 
@@ -65,11 +67,11 @@ def test_importing_twice_changes_nothing(vault, other, tmp_path):
 
 
 def test_more_cubes_than_one_write_batch_round_trip_exactly(vault, other, tmp_path):
-    vault.add_many([{"content": f"note {i}", "meta": {"n": 2**70 + i}} for i in range(events.BATCH + 100)])
+    vault.add_many([{"content": f"note {i}", "meta": {"n": 2**70 + i}} for i in range(oplog.BATCH + 100)])
     _to(vault, other, tmp_path / "b.age")
-    assert import_bundle(other, tmp_path / "b.age")["cubes"] == events.BATCH + 100
+    assert import_bundle(other, tmp_path / "b.age")["cubes"] == oplog.BATCH + 100
     assert state(other) == state(vault)
-    assert len(other.fts("note", 10 * events.BATCH)) == events.BATCH + 100
+    assert len(other.fts("note", 10 * oplog.BATCH)) == oplog.BATCH + 100
 
 
 def test_a_fresh_export_of_the_same_data_adds_no_versions(vault, other, tmp_path):
@@ -161,13 +163,13 @@ def test_concurrent_edits_become_a_conflict_version_then_resolve(vault, other, t
     _to(vault, other, tmp_path / "2.age")
     result = import_bundle(other, tmp_path / "2.age")
     assert result["conflicts"] == 1
-    [conflict] = events.conflicts(other)
+    [conflict] = conflicts.conflicts(other)
     contents = {h["content"]: h["version"] for h in conflict["heads"]}
     assert set(contents) == {"meeting at 11", "meeting at 12"}
     assert other.history(cube.id)[-1]["op"] == "conflict"
-    events.resolve(other, cube.id, contents["meeting at 12"])
+    conflicts.resolve(other, cube.id, contents["meeting at 12"])
     assert other.get(cube.id, touch=False).content == "meeting at 12"
-    assert events.conflicts(other) == []
+    assert conflicts.conflicts(other) == []
 
 
 def test_rejected_import_leaves_vault_untouched_when_the_end_is_corrupt(vault, other, tmp_path):
@@ -204,7 +206,7 @@ def _cube_record(vault, cube_id: str) -> dict:
         "t": "cube",
         "id": cube_id,
         "access": [0, None],
-        "events": [e.to_record() for e in events.cube_events(vault, cube_id)],
+        "events": [e.to_record() for e in oplog.cube_events(vault, cube_id)],
     }
 
 
@@ -238,7 +240,7 @@ def test_blob_names_escaping_the_data_dir_are_rejected(vault, other, tmp_path):
     keys = crypto.device_keys(vault)
     cube = vault.add("fine")
     with vault.conn:
-        events.tag_local(vault, events.load_clock(vault))
+        oplog.tag_local(vault, oplog.load_clock(vault))
     records = [
         _cube_record(vault, cube.id),
         {"t": "blob", "name": "../../../evil", "context": "", "data": "AAAA"},
@@ -254,7 +256,7 @@ def test_a_version_altered_before_signing_does_not_match_its_id(vault, other, tm
     keys = crypto.device_keys(vault)
     cube = vault.add("true text")
     with vault.conn:
-        events.tag_local(vault, events.load_clock(vault))
+        oplog.tag_local(vault, oplog.load_clock(vault))
     record = _cube_record(vault, cube.id)
     record["events"][0]["snapshot"]["content"] = "forged text"
     path = craft_bundle(keys, tmp_path / "forged.age", [record], [crypto.device_keys(other).recipient])
@@ -315,11 +317,11 @@ def test_a_bundle_claiming_to_be_from_this_device_with_another_key_is_rejected(v
 
 def test_a_bad_version_found_after_earlier_records_were_written_changes_nothing(vault, other, tmp_path):
     keys = crypto.device_keys(vault)
-    cubes = vault.add_many([{"content": f"note {i}"} for i in range(events.BATCH + 300)], embed=False)
+    cubes = vault.add_many([{"content": f"note {i}"} for i in range(oplog.BATCH + 300)], embed=False)
     with vault.conn:
-        events.tag_local(vault, events.load_clock(vault))
+        oplog.tag_local(vault, oplog.load_clock(vault))
     records = [_cube_record(vault, c.id) for c in cubes]
-    records[events.BATCH + 200]["events"][0]["snapshot"]["content"] = "forged text"
+    records[oplog.BATCH + 200]["events"][0]["snapshot"]["content"] = "forged text"
     path = craft_bundle(keys, tmp_path / "forged.age", records, [crypto.device_keys(other).recipient])
     other.add("already here")
     before = (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone())
@@ -327,4 +329,4 @@ def test_a_bad_version_found_after_earlier_records_were_written_changes_nothing(
         import_bundle(other, path)
     assert (state(other), other.conn.execute("SELECT count(*) FROM audit").fetchone()) == before
     assert not other.fts("note")
-    assert import_bundle(other, _to(vault, other, tmp_path / "good.age")["path"])["cubes"] == events.BATCH + 300
+    assert import_bundle(other, _to(vault, other, tmp_path / "good.age")["path"])["cubes"] == oplog.BATCH + 300

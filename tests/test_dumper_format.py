@@ -23,6 +23,7 @@ def pair(tmp_path_factory):
     os.environ.setdefault("MEMOS_ARGON2_MEMORY_KIB", "8192")
     root = tmp_path_factory.mktemp("pair")
     src, dst = new_vault(root / "src"), new_vault(root / "dst")
+    crypto.add_peer(dst, "src", crypto.device_keys(src).card())  # paired: dst imports what src signs
     src.add_many([{"content": f"memory {i} " + "lorem ipsum " * 15, "tags": ["t"]} for i in range(1000)])
     bundle = root / "b.age"
     export_bundle(src, bundle, recipients=[crypto.device_keys(dst).recipient])

@@ -3,10 +3,11 @@
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper import conflicts, crypto
 from memos_desktop.dumper.sync import STATUS_SETTING, sync_folder
 from memos_desktop.errors import MemosError
 from tests.dumper_helpers import new_vault, state
@@ -95,7 +96,7 @@ def test_status_and_conflicts_are_kept_for_the_tui(tmp_path):
     _settle([a, b], tmp_path / "shared")
     status = a.get_setting(STATUS_SETTING)
     assert status["conflicts"] == 1 and status["last_sync"] > 0
-    assert {h["content"] for h in events.conflicts(a)[0]["heads"]} == {"from a", "from b"}
+    assert {h["content"] for h in conflicts.conflicts(a)[0]["heads"]} == {"from a", "from b"}
 
 
 def test_a_resolution_on_one_device_closes_the_conflict_everywhere(tmp_path):
@@ -105,10 +106,10 @@ def test_a_resolution_on_one_device_closes_the_conflict_everywhere(tmp_path):
     a.edit(cube.id, content="from a")
     b.edit(cube.id, content="from b")
     _settle([a, b], tmp_path / "shared")
-    keep = next(h["version"] for h in events.conflicts(b)[0]["heads"] if h["content"] == "from a")
-    events.resolve(b, cube.id, keep)
+    keep = next(h["version"] for h in conflicts.conflicts(b)[0]["heads"] if h["content"] == "from a")
+    conflicts.resolve(b, cube.id, keep)
     _settle([a, b], tmp_path / "shared")
-    assert events.conflicts(a) == [] and a.get(cube.id, touch=False).content == "from a"
+    assert conflicts.conflicts(a) == [] and a.get(cube.id, touch=False).content == "from a"
     assert state(a) == state(b)
 
 
@@ -157,6 +158,7 @@ def _apply(vault, op: str, n: int, written: list[str]) -> None:
     written.append(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS)
 def test_three_devices_converge_without_losing_a_version(ops):

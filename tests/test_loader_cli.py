@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from memos_desktop.loader import status
-from tests.conftest import REPO, run_cli
+from memos_desktop.vault import loader_files as status
+from tests.support import REPO, run_cli
 
 
 @pytest.fixture

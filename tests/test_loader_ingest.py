@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from memos_desktop.errors import NotFound
-from memos_desktop.loader import status
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.ingest import Loader
+from memos_desktop.vault import loader_files as status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -346,8 +346,8 @@ def test_many_files_are_indexed_once_and_rescanned_for_free(vault, tmp_path, cou
 def _subprocess_ingest(home: Path, notes: Path, prefix: list[str], batch: int = 256):
     script = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]\n"
-        "from conftest import FakeEmbedder, PASSPHRASE\n"
+        f"sys.path[:0] = [{str(REPO)!r}]\n"
+        "from tests.support import FakeEmbedder, PASSPHRASE\n"
         "from memos_desktop.vault import Vault\n"
         "from memos_desktop.loader.ingest import Loader\n"
         f"v = Vault.open({str(home)!r}, PASSPHRASE, embedder=FakeEmbedder())\n"

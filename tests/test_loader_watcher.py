@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from memos_desktop.loader import status
 from memos_desktop.loader.config import LoaderConfig, add_root, remove_root
 from memos_desktop.loader.watcher import Watcher
 from memos_desktop.vault import Vault
-from tests.conftest import PASSPHRASE
+from memos_desktop.vault import loader_files as status
+from tests.support import PASSPHRASE
 
 
 def eventually(check, timeout: float = 15.0):

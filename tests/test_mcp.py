@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import PASSPHRASE, REPO, run_cli
+from tests.support import PASSPHRASE, REPO, run_cli
 
 TOOLS = {
     "search_memories",

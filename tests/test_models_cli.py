@@ -242,6 +242,7 @@ def test_chat_streams_the_greedy_answer_of_the_default_model(cli, home):
     assert result.stdout == expected + "\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gguf", "mlx"])
 def test_second_chat_restores_the_system_prompt_from_activation_memory(cli, home, model):
     path = testmodels.tiny_gguf() if model == "gguf" else testmodels.tiny_mlx()

@@ -20,6 +20,7 @@ def _remember(cli, texts, tag="people"):
         assert cli("remember", "--tag", tag, text).returncode == 0
 
 
+@pytest.mark.slow
 def test_train_then_list_disable_enable_and_remove_an_adapter(cli):
     _remember(cli, fact_texts(5))
     args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--gguf", str(tm.tiny_gguf())]
@@ -58,6 +59,7 @@ def test_enabling_an_unknown_adapter_is_a_one_line_error(cli):
     assert done.returncode == 1 and done.stderr.strip() == "Error: No memory with id 01NOSUCHADAPTER."
 
 
+@pytest.mark.slow
 def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli):
     _remember(cli, fact_texts(5))
     args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--gguf", str(tm.tiny_gguf())]
@@ -76,6 +78,7 @@ def test_chat_answers_with_the_enabled_adapter_and_without_it_once_disabled(cli)
     assert json.loads(plain.stdout)["restored_tokens"] == 0  # the tuned prefix state was not reused
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_training_resumably_and_resume_finishes_it(cli):
     import os
     import signal
@@ -83,7 +86,7 @@ def test_ctrl_c_stops_training_resumably_and_resume_finishes_it(cli):
     import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     _remember(cli, fact_texts(4))
     args = ["train", "--from-tag", "people", "--model", str(tm.tiny_mlx()), "--iters", "400", "--rank", "4"]

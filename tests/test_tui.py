@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from memos_desktop.errors import MemosError
 from memos_desktop.tui.app import MemosApp
 from memos_desktop.tui.screens.chat import ChatScreen
 from memos_desktop.tui.widgets.citations import CitationsPanel
 from memos_desktop.tui.widgets.transcript import Bubble
 from memos_desktop.vault import Vault
-from tests.conftest import PASSPHRASE, FakeEmbedder
+from tests.support import PASSPHRASE, FakeEmbedder
 
 SIZE = (120, 36)
 flow = pytest.mark.anyio
@@ -107,11 +108,12 @@ async def test_unlock_screen_asks_for_the_passphrase_and_a_wrong_one_is_one_line
         await until(
             pilot, lambda: "passphrase" in str(status.render()).lower() and "Unlocking" not in str(status.render())
         )
-        assert app.vault is None
+        with pytest.raises(MemosError):
+            app.session  # still locked  # noqa: B018
         await pilot.click("#passphrase")
         await pilot.press(*PASSPHRASE, "enter")
         await unlocked(pilot)
-        assert app.vault is not None
+        assert app.session.vault.device_id
 
 
 @flow
@@ -120,7 +122,22 @@ async def test_first_run_creates_the_vault_after_the_passphrase_is_repeated(isol
     app = MemosApp(isolated_home, embedder=FakeEmbedder())
     async with app.run_test(size=SIZE) as pilot:
         await pilot.click("#passphrase")
+        await pilot.press(*"s3cret horse", "enter", *"s3cret horse", "enter")
+        await unlocked(pilot)
+    assert (isolated_home / "vault.key").exists()
+
+
+@flow
+async def test_first_run_warns_about_a_very_weak_passphrase_and_needs_enter_again(isolated_home, monkeypatch):
+    monkeypatch.delenv("MEMOS_PASSPHRASE")
+    app = MemosApp(isolated_home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#passphrase")
         await pilot.press(*"s3cret", "enter", *"s3cret", "enter")
+        await pilot.pause()
+        assert "very weak" in str(app.screen.query_one("#unlock-status").render())
+        assert not (isolated_home / "vault.key").exists()
+        await pilot.press("enter")
         await unlocked(pilot)
     assert (isolated_home / "vault.key").exists()
 
@@ -170,8 +187,8 @@ async def test_forgetting_a_memory_from_the_memories_screen_tombstones_it(home):
         await pilot.press("d")
         await until(pilot, lambda: table.row_count == 2)
         assert "01JSISTER00000000000000000" not in app.screen.cubes
-        with app.vault_lock:
-            assert app.vault.get("01JSISTER00000000000000000", include_inactive=True).state == "deleted"
+        with app.session.access() as vault:
+            assert vault.get("01JSISTER00000000000000000", include_inactive=True).state == "deleted"
 
 
 @flow
@@ -188,8 +205,8 @@ async def test_adding_a_watched_folder_indexes_its_notes(home, tmp_path):
         await until(pilot, lambda: roots.row_count == 1)
 
         def indexed() -> bool:
-            with app.vault_lock:
-                return bool(app.vault.cubes(source_path=str(notes / "garden.md")))
+            with app.session.access() as vault:
+                return bool(vault.cubes(source_path=str(notes / "garden.md")))
 
         await until(pilot, indexed)
         files = app.screen.query_one("#source-table")
@@ -459,7 +476,7 @@ async def test_without_embeddings_the_app_says_search_is_keyword_only(home, monk
     app = MemosApp(home)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
-        assert app.vault.embedder is None
+        assert app.session.vault.embedder is None
         assert any("keyword-only" in n.message for n in app._notifications)
         await pilot.press(*"Where does my sister live?", "enter")
         await until(pilot, lambda: not app.screen.busy and len(app.screen.query(Bubble)) == 3)

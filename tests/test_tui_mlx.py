@@ -15,11 +15,12 @@ import threading
 import pytest
 
 from memos_desktop.tui.model_thread import ModelThread
-from tests.conftest import REPO
+from tests.support import REPO
 
 RUNS = {"turn": 2, "loading": 4}  # before the model thread: 4 of 24 such runs aborted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["turn", "loading"])
 def test_an_mlx_chat_session_in_the_tui_exits_cleanly_every_time(mode, tmp_path):
     for i in range(RUNS[mode]):

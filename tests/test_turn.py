@@ -222,3 +222,23 @@ def test_a_turn_on_a_generated_model_serves_the_prefix_from_activation_memory_ne
     assert again.timings["prefix_restored_tokens"] == result.timings["prefix_computed_tokens"]
     assert again.stored
     json.dumps(again.timings)
+
+
+def test_assistant_settings_fill_defaults_ignore_unknown_keys_and_round_trip(vault):
+    from memos_desktop.operation.turn import AssistantSettings
+
+    assert AssistantSettings.load(vault) == AssistantSettings()
+    vault.set_setting(AssistantSettings.SETTING, {"temperature": 0.2, "retired_option": 1})
+    loaded = AssistantSettings.load(vault)
+    assert loaded.temperature == 0.2 and loaded.answer_tokens == AssistantSettings().answer_tokens
+    AssistantSettings(answer_tokens=64, extract=False).save(vault)
+    assert AssistantSettings.load(vault) == AssistantSettings(answer_tokens=64, extract=False)
+    assistant = Assistant(vault)
+    assert (
+        (assistant.answer_tokens, assistant.temperature)
+        == (512, 0.7)
+        == (
+            AssistantSettings().answer_tokens,
+            AssistantSettings().temperature,
+        )
+    )

@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PASSPHRASE, REPO, FakeEmbedder, run_cli
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError, WrongPassphrase
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE, REPO, FakeEmbedder, run_cli
 
 
 def test_add_and_get_round_trip(vault):
@@ -433,3 +433,33 @@ def test_a_row_built_from_fields_is_the_row_of_the_cube_they_make():
     assert MemCube.row_of(partial) == MemCube(id="C2", content="y", source={"path": "n.md"}).to_row()
     with pytest.raises(TypeError):
         MemCube.row_of({"content": "no id"})
+
+
+def test_a_nested_transaction_is_a_savepoint_undone_alone(vault):
+    with vault.transaction():
+        kept = vault.add("kept")
+        with pytest.raises(MemosError), vault.transaction():
+            vault.add("undone")
+            raise MemosError("stop")
+    assert [c.content for c in vault.cubes()] == [kept.content]
+
+
+def test_bulk_write_checks_foreign_keys_at_commit_and_restores_the_page_cache(vault):
+    (before,) = vault.conn.execute("PRAGMA cache_size").fetchone()
+    with vault.bulk_write():
+        assert vault.conn.execute("PRAGMA defer_foreign_keys").fetchone()[0] == 1
+        assert vault.conn.execute("PRAGMA cache_size").fetchone()[0] != before
+    assert vault.conn.execute("PRAGMA cache_size").fetchone()[0] == before
+
+
+def test_visibility_and_id_prefixes_follow_the_access_rules(vault):
+    mine = vault.add("mine")
+    theirs = vault.add("theirs", profile="alice")
+    gone = vault.add("gone", ttl=-1)
+    assert vault.is_visible(mine.id) and not vault.is_visible(theirs.id) and not vault.is_visible(gone.id)
+    assert vault.is_visible(theirs.id, profile="alice")
+    assert vault.ids_with_prefix(mine.id[:20].lower()) == [mine.id]
+    vault.forget(mine.id)
+    assert vault.ids_with_prefix(mine.id) == [] and not vault.is_visible(mine.id)
+    assert vault.state_of(mine.id) == ("deleted", mine.content_hash)
+    assert vault.state_of("01NOSUCHCUBE0000000000000") is None

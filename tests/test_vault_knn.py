@@ -99,9 +99,8 @@ class AnisotropicEmbedder:
 
 def test_coarse_knn_keeps_the_true_neighbours_of_anisotropic_vectors(isolated_home, monkeypatch):
     """Hamming distance alone (the previous single coarse pass) kept 39% of the exact top 50 here."""
-    from conftest import PASSPHRASE
-
     from memos_desktop.vault import Vault
+    from tests.support import PASSPHRASE
 
     monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 50)
     embedder = AnisotropicEmbedder(3000)

@@ -3,12 +3,12 @@ version, visibility and index invariants."""
 
 import json
 
-from conftest import PASSPHRASE, FakeEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memos_desktop.errors import MemosError, NotFound
 from memos_desktop.vault import Vault
+from tests.support import PASSPHRASE, FakeEmbedder
 
 WORDS = st.sampled_from(["apple", "river", "violin", "orbit", "maple", "quartz", "lantern"])
 TEXT = st.lists(WORDS, min_size=1, max_size=4).map(" ".join)

@@ -22,7 +22,7 @@ from memos_desktop.tui.app import MemosApp
 from memos_desktop.tui.screens.chat import ChatScreen
 from memos_desktop.tui.widgets.transcript import Bubble
 from memos_desktop.vault import Vault
-from tests.conftest import PASSPHRASE, FakeEmbedder
+from tests.support import PASSPHRASE, FakeEmbedder
 
 MLX_THREADS: dict[int, threading.Thread] = {}
 

@@ -136,11 +136,14 @@ def _one_size(root: Path, n: int) -> dict:
     started = time.perf_counter()
     _fill(src, n)
     fill_seconds = time.perf_counter() - started
-    from memos_desktop.dumper.crypto import device_keys
+    from memos_desktop.dumper.crypto import add_peer, device_keys
     from memos_desktop.vault import Vault
 
+    with Vault.open(src, PASSPHRASE) as source:
+        card = device_keys(source).card()
     with Vault.create(dst, PASSPHRASE) as vault:
         keys = device_keys(vault)
+        add_peer(vault, "source", card)  # paired: only a trusted signer's bundle is imported
     first = _child("export", src, bundle, keys.recipient)
     steady = _child("export", src, bundle, keys.recipient)
     age_seconds = _age_only(bundle, keys.age_identity)

@@ -18,8 +18,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.bench import percentile
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 PASSPHRASE = "bench ingest passphrase"
 TOPICS = (
@@ -201,7 +205,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _tokens_per_chunk(vault, embedder, sample: int = 2000) -> float:
+def _tokens_per_chunk(vault: "Vault", embedder, sample: int = 2000) -> float:
     """Mean tokens the embedder sees per chunk (title + text, truncated as the model does), over
     a sample of the vault's chunks; 0 without an embedder."""
     if embedder is None or not hasattr(embedder, "tokens"):
@@ -212,7 +216,9 @@ def _tokens_per_chunk(vault, embedder, sample: int = 2000) -> float:
     return sum(len(embedder.tokens(embed_text(c))) for c in cubes) / len(cubes) if cubes else 0.0
 
 
-def _live_latencies(Watcher, Vault, home: Path, embedder, vault, notes: Path, edits: int, seed: int) -> list[float]:
+def _live_latencies(
+    Watcher, Vault, home: Path, embedder, vault: "Vault", notes: Path, edits: int, seed: int
+) -> list[float]:
     """Save `edits` notes under the live watcher; time each until its new word is searchable."""
     watcher = Watcher(lambda: Vault.open(home, PASSPHRASE, embedder=embedder))
     watcher.start()

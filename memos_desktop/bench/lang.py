@@ -18,6 +18,7 @@ import re
 import tempfile
 import unicodedata
 from pathlib import Path
+from typing import cast
 
 CHECK_SET = Path(__file__).resolve().parent.parent / "assets" / "langset.json"
 K = 5
@@ -28,11 +29,10 @@ def run(path: Path = CHECK_SET, dense: bool = True) -> dict:
     from memos_desktop.vault import Vault
 
     data = json.loads(Path(path).read_text(encoding="utf-8"))["languages"]
-    embedder = None
-    if dense:
-        from memos_desktop.embed.minilm import MiniLM
+    from memos_desktop.embed import Embedder
+    from memos_desktop.embed.minilm import MiniLM
 
-        embedder = MiniLM()
+    embedder = cast(Embedder, MiniLM()) if dense else None  # its model_id is a read-only property
     rows, per_query = [], []
     with tempfile.TemporaryDirectory() as tmp:
         vault = Vault.open_plain(Path(tmp) / "lang.db", embedder=embedder)
@@ -55,7 +55,7 @@ def run(path: Path = CHECK_SET, dense: bool = True) -> dict:
                         ],
                         "trigram": _trigram_search(trigram, q),
                     }
-                    if dense:
+                    if embedder is not None:
                         found["dense"] = [note_at[r] for r, _ in vault.knn(embedder.embed([q])[0], K)]
                     for name, got in found.items():
                         hits[name] += want in got

@@ -23,8 +23,12 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.errors import MemosError
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 EXCLUDED_FROM_OVERALL = ("adversarial",)
@@ -99,7 +103,7 @@ def evidence_ids(raw: list, known: set[str]) -> list[str]:
     return ids
 
 
-def fill(vault, conversations: list[dict]) -> None:
+def fill(vault: "Vault", conversations: list[dict]) -> None:
     """Store every dialog turn as one cube, in conversation order, with its previous turn as context."""
     for conv in conversations:
         items = []
@@ -126,27 +130,17 @@ def fill(vault, conversations: list[dict]) -> None:
             vault.add_many(items[start : start + 256], actor="bench")
 
 
-def build_baseline(vault) -> None:
+def build_baseline(vault: "Vault") -> None:
     """A plain FTS5 index of every turn's own words (title, content, tags), kept in memory."""
-    vault.conn.execute(
-        "CREATE VIRTUAL TABLE temp.baseline_fts USING fts5(title, content, tags,"
-        " tokenize = 'porter unicode61 remove_diacritics 2')"
-    )
-    vault.conn.execute(
-        "INSERT INTO temp.baseline_fts (rowid, title, content, tags) SELECT rowid, title, content,"
-        " (SELECT group_concat(value, ' ') FROM json_each(tags)) FROM cubes WHERE kind = 'plaintext'"
-    )
+    from memos_desktop.vault import baseline
+
+    baseline.build(vault)
 
 
-_BASELINE_SQL = (
-    "SELECT rowid, -bm25(baseline_fts, 2.0, 1.0, 1.5) FROM temp.baseline_fts WHERE baseline_fts MATCH ?"
-    " ORDER BY bm25(baseline_fts, 2.0, 1.0, 1.5) LIMIT ?"
-)
-
-
-def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
+def bm25_baseline(vault: "Vault", question: str, conv_id: str, k: int) -> list[str]:
     """Turn ids of the top k plain bm25 matches of the raw question in one conversation
     (`build_baseline` first)."""
+    from memos_desktop.vault import baseline
     from memos_desktop.vault.index import fts_query
 
     words = fts_query(question)
@@ -154,7 +148,7 @@ def bm25_baseline(vault, question: str, conv_id: str, k: int) -> list[str]:
         return []
     fetch = 256
     while True:
-        ranked = vault.conn.execute(_BASELINE_SQL, (words, fetch)).fetchall()
+        ranked = baseline.search(vault, words, fetch)
         cubes = vault.get_many([r for r, _ in ranked])
         ids = [
             cubes[r].source.get("turn_id")

@@ -20,8 +20,12 @@ costs does not depend on what the vectors mean.
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.bench import percentile
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 DIM = 384
 TOPICS = 1000
@@ -194,17 +198,12 @@ def _percentiles(wall: list[float], cpu: list[float]) -> dict:
     }
 
 
-def _knn_recall(vault, embedder, texts: list[str]) -> float:
+def _knn_recall(vault: "Vault", embedder, texts: list[str]) -> float:
     """Share of the exact float top 10 (vec0) that the vault's KNN primitive returns."""
     found = 0
     vectors = embedder.embed(texts[:50])
     for vector in vectors:
-        exact = {
-            r
-            for (r,) in vault.conn.execute(
-                "SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = 10", (vector.tobytes(),)
-            )
-        }
+        exact = vault.exact_knn(vector, 10)
         found += len(exact & {r for r, _ in vault.knn(vector, 10)})
     return round(found / (10 * len(vectors)), 4)
 

@@ -8,18 +8,22 @@ import click
 
 from memos_desktop.cli.app import Context, cli, pass_ctx
 from memos_desktop.cli.output import echo_json, when
+from memos_desktop.cli.passphrase import accept_new, allow_weak_option
 from memos_desktop.errors import MemosError
 
 
 @cli.command()
+@allow_weak_option
 @click.pass_obj
-def init(obj: Context) -> None:
+def init(obj: Context, allow_weak: bool) -> None:
     """Create a new encrypted vault."""
     from memos_desktop.vault import Vault
 
     if Vault.exists(obj.data_dir):
         raise MemosError(f"A vault already exists in {obj.data_dir}.")
-    vault = Vault.create(obj.data_dir, obj.passphrase(confirm=True))
+    passphrase = obj.passphrase(confirm=True)
+    accept_new(passphrase, allow_weak)
+    vault = Vault.create(obj.data_dir, passphrase)
     vault.close()
     click.echo(f"Created an encrypted vault in {obj.data_dir}.")
 
@@ -107,8 +111,9 @@ def _switch_embedder(vault, old, new) -> None:
 
 
 @cli.command()
+@allow_weak_option
 @pass_ctx
-def passwd(obj: Context) -> None:
+def passwd(obj: Context, allow_weak: bool) -> None:
     """Change the vault passphrase (rewraps the key; the database is not rewritten)."""
 
     old = obj.passphrase()
@@ -117,6 +122,7 @@ def passwd(obj: Context) -> None:
         if not sys.stdin.isatty():
             raise MemosError("No new passphrase: set MEMOS_NEW_PASSPHRASE or run in a terminal.")
         new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    accept_new(new, allow_weak)
     obj.vault(embedder=False).change_passphrase(old, new)
     click.echo("Passphrase changed.")
 

@@ -8,11 +8,16 @@ user is a bug. With no subcommand it opens the TUI. Commands live in one module 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError, from_storage
+
+if TYPE_CHECKING:
+    from memos_desktop.operation.session import Session
+    from memos_desktop.vault import Vault
 
 
 class Context:
@@ -20,7 +25,7 @@ class Context:
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
-        self._session = None
+        self._session: Session | None = None
 
     def passphrase(self, confirm: bool = False) -> str:
         env = os.environ.get("MEMOS_PASSPHRASE")
@@ -30,7 +35,7 @@ class Context:
             raise MemosError("No passphrase: set MEMOS_PASSPHRASE or run in a terminal to be asked.")
         return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
 
-    def session(self, embedder: bool = True):
+    def session(self, embedder: bool = True) -> "Session":
         """The unlocked session (opened once per command), with the configured embedder if asked."""
         if self._session is None:
             from memos_desktop.operation.session import Session
@@ -38,7 +43,7 @@ class Context:
             self._session = Session.open(self.data_dir, self.passphrase(), embedder=embedder)
         return self._session
 
-    def vault(self, embedder: bool = True):
+    def vault(self, embedder: bool = True) -> "Vault":
         """The unlocked vault of this command's session."""
         return self.session(embedder).vault
 

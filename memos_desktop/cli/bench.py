@@ -108,16 +108,20 @@ def bench_train(n_facts, iters, as_json) -> None:
     help="Runtimes to measure (default: both).",
 )
 @click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--tiny", is_flag=True, help="Run on the tiny generated test model (a quick check, not a measure).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, as_json: bool) -> None:
+def bench_ttft(lengths: str, runtimes: tuple[str, ...], threads: int, tiny: bool, as_json: bool) -> None:
     """Time to first token: cold prefill vs a prefix restored from activation memory."""
     from memos_desktop.bench import report, ttft
+    from memos_desktop.runtime import testmodels
 
     try:
         parsed = [int(x) for x in lengths.split(",") if x.strip()]
     except ValueError:
         raise click.BadParameter("use comma-separated token counts, e.g. 512,2048") from None
-    result = ttft.run(parsed, list(runtimes) or ["llama.cpp", "mlx"], threads=threads)
+    chosen = list(runtimes) or ["llama.cpp", "mlx"]
+    specs = {runtime: testmodels.TINY for runtime in chosen} if tiny else None
+    result = ttft.run(parsed, chosen, threads=threads, specs=specs)
     report("TTFT: cold vs restored activation memory", ttft.rows(result), result, as_json)
 
 

@@ -94,7 +94,7 @@ def show(obj: Context, cube_id, profile, as_json) -> None:
     """Show one memory with its metadata."""
     vault = obj.vault(embedder=False)
     cube = vault.get(cube_id, profile=profile, include_inactive=True)
-    vault.audit("read", cube.id, detail={"via": "show"})
+    vault.record_read([cube.id], "show")
     if as_json:
         echo_json({**cube.to_dict(), "links": vault.links(cube.id)})
     else:
@@ -108,7 +108,9 @@ def show(obj: Context, cube_id, profile, as_json) -> None:
 @pass_ctx
 def history(obj: Context, cube_id, profile, as_json) -> None:
     """List every version of a memory."""
-    versions = obj.vault(embedder=False).history(cube_id, profile=profile)
+    vault = obj.vault(embedder=False)
+    versions = vault.history(cube_id, profile=profile)
+    vault.record_read([cube_id], "history")
     if as_json:
         echo_json(versions)
         return
@@ -120,7 +122,7 @@ def history(obj: Context, cube_id, profile, as_json) -> None:
 
 @cli.command()
 @click.argument("cube_id")
-@click.option("--text", help="New content (default: open $EDITOR).")
+@click.option("--text", help="New content (default: open $EDITOR on a RAM-backed private file).")
 @click.option("--tag", "tags", multiple=True, help="Replace the tags (repeatable).")
 @click.option("--title")
 @click.option("--ttl", help="New time to live (e.g. 7d); 'none' removes it.")
@@ -134,7 +136,9 @@ def edit(obj: Context, cube_id, text, tags, title, ttl, importance, pin, profile
     cube = vault.get(cube_id, profile=profile, touch=False)
     changes: dict = {}
     if text is None and not (tags or title is not None or ttl or importance is not None or pin is not None):
-        text = click.edit(cube.content)
+        from memos_desktop.cli.editor import edit_in_ram
+
+        text = edit_in_ram(cube.content)
         if text is None:
             click.echo("No change.")
             return

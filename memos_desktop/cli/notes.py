@@ -31,8 +31,8 @@ def watch_add(ctx: Context, path: Path) -> None:
 @pass_ctx
 def watch_list(ctx: Context, as_json: bool) -> None:
     """The watched folders and how their files stand."""
-    from memos_desktop.loader import status
     from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.vault import loader_files as status
 
     vault = ctx.vault(embedder=False)
     rows = [{"folder": r, **status.counts(vault, r)} for r in LoaderConfig.load(vault).roots]
@@ -118,7 +118,7 @@ def watch_run(ctx: Context) -> None:
     if not roots:
         raise MemosError("No watched folders: add one with `memos-desktop watch add PATH`.")
     done = threading.Event()
-    shown = {}
+    shown: dict[str, object] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     bar = Progress(*columns, console=Console(stderr=True), transient=True)
     task = bar.add_task("Scanning", total=None)
@@ -211,8 +211,8 @@ def ingest(ctx: Context, path: Path, as_json: bool) -> None:
 @pass_ctx
 def sources(ctx: Context, show_files: bool, only: str | None, limit: int, as_json: bool) -> None:
     """Where the vault's notes come from: folders, and each file's status with its reason."""
-    from memos_desktop.loader import status
     from memos_desktop.loader.config import LoaderConfig
+    from memos_desktop.vault import loader_files as status
 
     vault = ctx.vault(embedder=False)
     if show_files or only:

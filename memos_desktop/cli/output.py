@@ -1,12 +1,25 @@
 """What the commands print: JSON for scripts, tables and memory cards for people."""
 
 import json
+import math
 
 import click
 
 
+def finite(data):
+    """`data` with every NaN or infinite float as None: JSON has no such numbers, and a script
+    reading `Infinity` or `NaN` (what Python's json writes for them) fails or is misled."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
+
+
 def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(json.dumps(finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False))
 
 
 def when(ts: float | None) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from memos_desktop.cli.app import Context, cli, pass_ctx
-from memos_desktop.cli.output import echo_json
+from memos_desktop.cli.output import echo_json, finite
 from memos_desktop.errors import MemosError
 from memos_desktop.parsing import parse_timestamp
 
@@ -41,41 +41,99 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
-    """Print this device's card (for `keys add` on your other devices) and trusted devices."""
-    from memos_desktop.dumper import crypto
+    """Print this device's card and fingerprint (for pairing) and the devices you trust."""
+    from memos_desktop.dumper import crypto, trust
 
     vault = ctx.vault(embedder=False)
     own = crypto.device_keys(vault)
     data = {
         "device": own.device,
+        "fingerprint": trust.fingerprint(own.verify_key),
         "card": own.card(),
         "age_recipient": own.recipient,
         "signing_key": own.verify_key,
-        "trusted": [{"name": p.name, "device": p.device, "recipient": p.recipient} for p in crypto.peers(vault)],
+        "trusted": [d for d in trust.listing(vault) if d["status"] != trust.REVOKED],
     }
     if secret:
         data["age_identity"] = own.age_identity
     if as_json:
         echo_json(data)
         return
-    click.echo(f"device     {own.device}\ncard       {own.card()}\nrecipient  {own.recipient}")
+    click.echo(f"device       {own.device}\nfingerprint  {data['fingerprint']}")
+    click.echo(f"card         {own.card()}\nrecipient    {own.recipient}")
     if secret:
-        click.echo(f"identity   {own.age_identity}   (secret: anyone holding it can read your bundles)")
+        click.echo(f"identity     {own.age_identity}   (secret: anyone holding it can read your bundles)")
     for peer in data["trusted"]:
-        click.echo(f"trusted    {peer['name']}  {peer['device'] or '(recipient only)'}  {peer['recipient']}")
+        what = peer["fingerprint"] or "(recipient only: export to it, never import from it)"
+        click.echo(f"trusted      {peer['name']}  {peer['device'] or '-'}  {what}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def keys_list(ctx: Context, as_json: bool) -> None:
+    """List trusted devices (and revoked keys) with their fingerprints."""
+    from memos_desktop.dumper import trust
+
+    rows = trust.listing(ctx.vault(embedder=False))
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No trusted devices. Pair one with: memos-desktop keys trust NAME CARD")
+    for row in rows:
+        click.echo(
+            f"{row['status']:<14} {row['name'] or '-':<16} {row['device'] or '-':<26} {row['fingerprint'] or '-'}"
+        )
+
+
+def _trust(ctx: Context, name: str, card: str, yes: bool) -> None:
+    from memos_desktop.dumper import trust
+
+    peer = trust.parse(name, card)
+    if peer.verify_key is None:
+        trust.trust(ctx.vault(embedder=False), name, card)
+        click.echo(f"Added {name}: age recipient (export only; nothing is imported from it).")
+        return
+    fingerprint = trust.fingerprint(peer.verify_key)
+    click.echo(f"Device {peer.device}\nfingerprint  {fingerprint}")
+    if not yes and sys.stdin.isatty():
+        click.echo("Run `memos-desktop keys show` on that device: it must print the same fingerprint.")
+        if not click.confirm("Is it the same on both screens?", default=False):
+            raise MemosError("Not trusted: the fingerprints were not confirmed.")
+    trust.trust(ctx.vault(embedder=False), name, card)
+    click.echo(f"Added {name}: device {peer.device} is trusted (fingerprint {fingerprint}).")
+
+
+@keys.command("trust")
+@click.argument("name")
+@click.argument("card")
+@click.option("--yes", is_flag=True, help="Do not ask to compare the fingerprint (you compared it already).")
+@pass_ctx
+def keys_trust(ctx: Context, name: str, card: str, yes: bool) -> None:
+    """Trust a device under NAME: its card from `keys show`, or the `memos-signer:...` an import printed."""
+    _trust(ctx, name, card, yes)
 
 
 @keys.command("add")
 @click.argument("name")
 @click.argument("card")
+@click.option("--yes", is_flag=True, help="Do not ask to compare the fingerprint.")
 @pass_ctx
-def keys_add(ctx: Context, name: str, card: str) -> None:
+def keys_add(ctx: Context, name: str, card: str, yes: bool) -> None:
     """Trust another device (its card from `keys show`) or add an age recipient under NAME."""
-    from memos_desktop.dumper import crypto
+    _trust(ctx, name, card, yes)
 
-    peer = crypto.add_peer(ctx.vault(embedder=False), name, card)
-    what = f"device {peer.device}" if peer.device else "age recipient (export only)"
-    click.echo(f"Added {name}: {what}.")
+
+@keys.command("revoke")
+@click.argument("which")
+@pass_ctx
+def keys_revoke(ctx: Context, which: str) -> None:
+    """Stop trusting a device (by name, device id or fingerprint); its later bundles are refused."""
+    from memos_desktop.dumper import trust
+
+    peer = trust.revoke(ctx.vault(embedder=False), which)
+    click.echo(f"Revoked {peer.name} ({peer.device or 'recipient'}): bundles and change-sets signed by it are refused.")
 
 
 @cli.command("export")
@@ -84,7 +142,8 @@ def keys_add(ctx: Context, name: str, card: str) -> None:
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["plaintext", "activation", "parameter"]))
 @click.option("--since", help="Only cubes changed on or after this date.")
 @click.option("--until", help="Only cubes changed before this date.")
-@click.option("--profile", help="Only cubes owned by this profile.")
+@click.option("--profile", help="Only cubes owned by this profile.  [default: default]")
+@click.option("--all-profiles", is_flag=True, help="Export the memories of every profile.")
 @click.option(
     "--recipient",
     "recipients",
@@ -114,6 +173,7 @@ def export_cmd(
     since,
     until,
     profile,
+    all_profiles,
     recipients,
     ask,
     passphrase_env,
@@ -127,6 +187,9 @@ def export_cmd(
     from memos_desktop.dumper import crypto
     from memos_desktop.dumper.export import Redaction, Selection, export_bundle
 
+    if all_profiles and profile:
+        raise MemosError("Use either --profile or --all-profiles, not both.")
+    profile = None if all_profiles else profile or "default"
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=True)
     if passphrase is not None and recipients:
         raise MemosError("Use either --recipient or a passphrase, not both.")
@@ -154,18 +217,36 @@ def export_cmd(
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--passphrase", "ask", is_flag=True, help="The bundle is protected by a passphrase (asked).")
 @click.option("--passphrase-env", "passphrase_env", metavar="VAR", help="The bundle passphrase is in $VAR.")
+@click.option(
+    "--trust-signer",
+    is_flag=True,
+    help="Passphrase bundles: trust the device that signed it (for scripts; a terminal asks).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, as_json: bool) -> None:
-    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed."""
+def import_cmd(
+    ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None, trust_signer: bool, as_json: bool
+) -> None:
+    """Import a bundle, all or nothing (twice changes nothing); creates the vault if needed.
+
+    Only bundles signed by a device you trust are imported, except passphrase bundles (moving to a
+    new computer), whose signer you are then offered to trust.
+    """
     from memos_desktop.dumper.importer import import_bundle
     from memos_desktop.vault import Vault
 
     passphrase = _bundle_passphrase(ask, passphrase_env, confirm=False)
     if not Vault.exists(ctx.data_dir):
-        Vault.create(ctx.data_dir, ctx.passphrase(confirm=True)).close()
+        from memos_desktop.cli.passphrase import accept_new
+
+        new = ctx.passphrase(confirm=True)
+        accept_new(new)
+        Vault.create(ctx.data_dir, new).close()
     # With the embedder: imported cubes get their vectors here (derived indexes are rebuilt locally).
     result = import_bundle(ctx.vault(), bundle, passphrase=passphrase)
+    offer = result.get("passphrase_bundle") and not result.get("trusted_device")
+    if offer and (trust_signer or (not as_json and sys.stdin.isatty() and _confirm_signer(result))):
+        _trust_signer(ctx, result, as_json)
     if as_json:
         echo_json(result)
     elif result.get("already_imported"):
@@ -174,8 +255,31 @@ def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None
         origin = result["origin_device"] + ("" if result["trusted_device"] else " (not a trusted device)")
         click.echo(
             f"Imported {result['cubes']} memories ({result['versions_added']} new versions, "
-            f"{result['conflicts']} conflicts) from device {origin}."
+            f"{result['updated']} of your memories updated, {result['conflicts']} conflicts) from device {origin}."
         )
+        if not result["trusted_device"]:
+            from memos_desktop.dumper import trust
+
+            click.echo(
+                f"Its signer's fingerprint is {result['signer_fingerprint']}; to trust it: "
+                f"{trust.trust_command(result['origin_device'], result['signing_key'])}"
+            )
+
+
+def _confirm_signer(result: dict) -> bool:
+    click.echo(
+        f"The bundle was signed by device {result['origin_device']}, fingerprint {result['signer_fingerprint']}."
+    )
+    return click.confirm("Trust this device for later bundles and sync?", default=False)
+
+
+def _trust_signer(ctx: Context, result: dict, as_json: bool) -> None:
+    from memos_desktop.dumper import trust
+
+    device, key = result["origin_device"], result["signing_key"]
+    trust.trust(ctx.vault(embedder=False), device[-8:].lower(), trust.signer_card(device, key))
+    result["trusted_device"] = True
+    click.echo(f"Trusted device {device} (fingerprint {result['signer_fingerprint']}).", err=as_json)
 
 
 @cli.command("conflicts")
@@ -183,9 +287,11 @@ def import_cmd(ctx: Context, bundle: Path, ask: bool, passphrase_env: str | None
 @pass_ctx
 def conflicts_cmd(ctx: Context, as_json: bool) -> None:
     """List memories edited concurrently on several devices, with each competing version."""
-    from memos_desktop.dumper.events import conflicts
+    from memos_desktop.dumper.conflicts import conflicts
 
-    found = conflicts(ctx.vault(embedder=False))
+    vault = ctx.vault(embedder=False)
+    found = conflicts(vault)
+    vault.record_read([c["id"] for c in found], "conflicts")
     if as_json:
         echo_json(found)
         return
@@ -208,7 +314,7 @@ def conflicts_cmd(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def resolve_cmd(ctx: Context, cube_id: str, version: int) -> None:
     """Close a conflict by keeping VERSION of the memory (written as a new version)."""
-    from memos_desktop.dumper.events import resolve
+    from memos_desktop.dumper.conflicts import resolve
 
     cube = resolve(ctx.vault(embedder=False), cube_id, version)
     click.echo(f"Resolved {cube_id}: version {version} is current again as version {cube.version}.")
@@ -236,7 +342,7 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
     def show(status: dict) -> None:
         if as_json:
-            click.echo(json.dumps(status, default=str))
+            click.echo(json.dumps(finite(status), default=str, allow_nan=False))
             return
         import time
 
@@ -248,8 +354,16 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
         )
         for line in status["errors"]:
             click.echo(f"  warning: {line}")
-        for device in status["untrusted_devices"]:
-            click.echo(f"  skipped change-sets of untrusted device {device} (see `keys add`)")
+        for found in status["untrusted"]:
+            click.echo(
+                f"  refused the change-sets of device {found['device']}, which this vault does not trust"
+                + (
+                    f" (fingerprint {found['fingerprint']}); compare it with `memos-desktop keys show` on that "
+                    f"device, then run: {found['command']}"
+                    if found["fingerprint"]
+                    else "; pair it with `memos-desktop keys trust NAME CARD`"
+                )
+            )
 
     vault = ctx.vault()
     if watch:
@@ -258,4 +372,7 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
         except KeyboardInterrupt:
             click.echo("Stopped.")
     else:
-        show(sync.sync_folder(vault, folder))
+        status = sync.sync_folder(vault, folder)
+        show(status)
+        if status["untrusted"]:
+            sys.exit(1)

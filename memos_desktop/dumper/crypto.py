@@ -67,7 +67,7 @@ class DeviceKeys:
 @dataclass(frozen=True)
 class Peer:
     name: str
-    recipient: str
+    recipient: str | None
     device: str | None = None
     verify_key: str | None = None
 
@@ -99,11 +99,30 @@ def verify(verify_key: str, signature: str, data: bytes) -> bool:
     return True
 
 
+def raw_verify_key(text: str) -> bytes:
+    """The 32 bytes of an Ed25519 verify key written in base64url; MemosError if it is not one."""
+    try:
+        raw = _unb64(text) if isinstance(text, str) and text.isascii() else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or _b64(raw) != text:
+        raise MemosError("Not an Ed25519 verify key (43 base64url characters).")
+    return raw
+
+
+def valid_device(text: object) -> bool:
+    return isinstance(text, str) and bool(_DEVICE.match(text))
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise MemosError(f"Invalid key name {name!r}: use letters, digits, '.', '_' or '-'.")
+
+
 def parse_card(name: str, text: str) -> Peer:
     """A peer from a device card (`memos-device:ID:age1...:KEY`) or a bare age recipient."""
     text = text.strip()
-    if not _NAME.match(name):
-        raise MemosError(f"Invalid key name {name!r}: use letters, digits, '.', '_' or '-'.")
+    check_name(name)
     if _RECIPIENT.match(text):
         return Peer(name, text)
     parts = text.split(":")
@@ -119,18 +138,34 @@ def parse_card(name: str, text: str) -> Peer:
 
 def add_peer(vault, name: str, text: str) -> Peer:
     """Trust another device (or just encrypt to an age recipient) under `name`."""
-    peer = parse_card(name, text)
+    return store_peer(vault, parse_card(name, text))
+
+
+def store_peer(vault, peer: Peer) -> Peer:
+    """Pin `peer` under its name; a device is pinned once (a new key for it replaces the old)."""
     if peer.device == vault.device_id:
         raise MemosError("That card is this device's own; add the card of another device.")
-    peers = vault.get_setting(_PEERS_SETTING, {})
-    peers[name] = {
+    stored = vault.get_setting(_PEERS_SETTING, {})
+    taken = stored.get(peer.name)
+    if taken is not None and taken.get("device") != peer.device:
+        raise MemosError(f"The name {peer.name!r} is already used by another device; revoke it first or pick another.")
+    peers = {
+        name: fields for name, fields in stored.items() if peer.device is None or fields.get("device") != peer.device
+    }
+    peers[peer.name] = {
         "recipient": peer.recipient,
         "device": peer.device,
         "verify_key": peer.verify_key,
     }
     vault.set_setting(_PEERS_SETTING, peers)
-    vault.audit("trust-device", detail={"name": name, "device": peer.device, "recipient": peer.recipient})
+    vault.audit("trust-device", detail={"name": peer.name, "device": peer.device, "recipient": peer.recipient})
     return peer
+
+
+def remove_peer(vault, name: str) -> None:
+    peers = vault.get_setting(_PEERS_SETTING, {})
+    peers.pop(name, None)
+    vault.set_setting(_PEERS_SETTING, peers)
 
 
 def peers(vault) -> list[Peer]:
@@ -147,7 +182,7 @@ def trusted_key(vault, device: str) -> str | None:
 
 def resolve_recipients(vault, specs: list[str]) -> list[str]:
     """age recipients for `--recipient` values: peer names, cards or age1 strings."""
-    by_name = {p.name: p.recipient for p in peers(vault)}
+    by_name = {p.name: p.recipient for p in peers(vault) if p.recipient}
     out = []
     for spec in specs:
         if spec in by_name:

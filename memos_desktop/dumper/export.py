@@ -8,7 +8,6 @@ plaintext to disk.
 """
 
 import base64
-import contextlib
 import json
 import os
 import re
@@ -19,10 +18,11 @@ from pathlib import Path
 
 import orjson
 
-from memos_desktop.dumper import crypto, events
+from memos_desktop.dumper import crypto, oplog
+from memos_desktop.dumper.canonical import vid_of
 from memos_desktop.dumper.format import FORMAT, VERSION, BundleSource
 from memos_desktop.errors import BundleError, MemosError
-from memos_desktop.vault import db
+from memos_desktop.vault import Vault, sync_log
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{7,}\d(?!\w)")
@@ -38,26 +38,9 @@ class Selection:
     until: float | None = None
     profile: str | None = None
 
-    def where(self) -> tuple[str, dict]:
-        clauses, params = ["1"], {}
-        if self.tags:
-            marks = ", ".join(f":tag{i}" for i in range(len(self.tags)))
-            clauses.append(f"EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({marks}))")
-            params.update({f"tag{i}": t for i, t in enumerate(self.tags)})
-        if self.kinds:
-            marks = ", ".join(f":kind{i}" for i in range(len(self.kinds)))
-            clauses.append(f"kind IN ({marks})")
-            params.update({f"kind{i}": k for i, k in enumerate(self.kinds)})
-        if self.since is not None:
-            clauses.append("updated_at >= :since")
-            params["since"] = self.since
-        if self.until is not None:
-            clauses.append("updated_at < :until")
-            params["until"] = self.until
-        if self.profile:
-            clauses.append("owner = :profile")
-            params["profile"] = self.profile
-        return " AND ".join(clauses), params
+    def cube_filter(self, exclude_tags: tuple[str, ...] = ()) -> sync_log.CubeFilter:
+        """The vault's filter for these cubes, leaving out those tagged with any of `exclude_tags`."""
+        return sync_log.CubeFilter(self.tags, self.kinds, self.since, self.until, self.profile, exclude_tags)
 
 
 @dataclass
@@ -96,7 +79,7 @@ class Redaction:
         return match.group(0)
 
 
-def _redact_events(cube_events: list[events.Event], redaction: Redaction) -> list[events.Event]:
+def _redact_events(cube_events: list[oplog.Event], redaction: Redaction) -> list[oplog.Event]:
     """Rewrite text in every version and re-derive ids, so the redacted history stays consistent."""
     renamed: dict[str, str] = {}
     out = []
@@ -107,14 +90,14 @@ def _redact_events(cube_events: list[events.Event], redaction: Redaction) -> lis
             "content": redaction.text(ev.snapshot["content"]),
         }
         parents = [renamed.get(p, p) for p in ev.parents]
-        vid = events.vid_of(snap["id"], parents, ev.hlc, ev.device, ev.op, ev.actor, ev.at, snap)
+        vid = vid_of(snap["id"], parents, ev.hlc, ev.device, ev.op, ev.actor, ev.at, snap)
         renamed[ev.vid] = vid
-        out.append(events.Event(vid, parents, ev.hlc, ev.device, ev.op, ev.actor, ev.at, snap))
+        out.append(oplog.Event(vid, parents, ev.hlc, ev.device, ev.op, ev.actor, ev.at, snap))
     return out
 
 
 class _Export:
-    def __init__(self, vault, selection: Selection, redaction: Redaction, with_blobs: bool):
+    def __init__(self, vault: Vault, selection: Selection, redaction: Redaction, with_blobs: bool):
         self.vault = vault
         self.selection = selection
         self.redaction = redaction
@@ -128,30 +111,10 @@ class _Export:
             "blobs_skipped": 0,
         }
 
-    def _where(self) -> tuple[str, dict]:
-        where, params = self.selection.where()
-        if self.redaction.secret_tags:
-            marks = ", ".join(f":secret{i}" for i in range(len(self.redaction.secret_tags)))
-            where += f" AND NOT EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({marks}))"
-            params.update({f"secret{i}": t for i, t in enumerate(self.redaction.secret_tags)})
-        return where, params
-
     def records(self) -> Iterator[dict | bytes]:
-        conn = self.vault.conn
-        where, params = self._where()
-        selected, all_params = self.selection.where()
-        secret = conn.execute(f"SELECT count(*) FROM cubes WHERE {selected}", all_params).fetchone()[0]
-        # Outer scan of the op log in (cube, version) order (CROSS JOIN fixes the join order), so
-        # rows stream grouped by cube without a sort that would hold the whole vault in memory.
-        rows = conn.execute(
-            "SELECT c.id, c.access_count, c.last_accessed_at, c.payload_ref,"
-            " json_extract(c.meta, '$.blob_context'),"
-            " e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
-            " FROM sync_events e CROSS JOIN cubes c ON c.id = e.cube_id"
-            " CROSS JOIN cube_versions v ON v.cube_id = e.cube_id AND v.version = e.version"
-            f" WHERE {where} ORDER BY e.cube_id, e.version",
-            params,
-        )
+        exported = self.selection.cube_filter(exclude_tags=tuple(self.redaction.secret_tags))
+        secret = sync_log.count_cubes(self.vault, self.selection.cube_filter())
+        rows = sync_log.export_rows(self.vault, exported)
         cube, group = None, []
         for row in rows:
             if cube is not None and row[0] != cube[0]:
@@ -162,20 +125,10 @@ class _Export:
         if cube is not None:
             yield from self._cube(cube, group)
         self.redaction.counts["secret_cubes"] = secret - self.summary["cubes"]
-        for src, dst, rel, at in conn.execute(
-            "SELECT src, dst, rel, at FROM links"
-            f" WHERE EXISTS (SELECT 1 FROM cubes WHERE id = links.src AND {where})"
-            f" AND EXISTS (SELECT 1 FROM cubes WHERE id = links.dst AND {where})",
-            params,
-        ):
+        for src, dst, rel, at in sync_log.export_links(self.vault, exported):
             self.summary["links"] += 1
             yield orjson.dumps({"t": "link", "src": src, "dst": dst, "rel": rel, "at": at})
-        for seq, at, action, cube_id, actor, detail, digest in conn.execute(
-            "SELECT seq, at, action, cube_id, actor, detail, hash FROM audit"
-            f" WHERE EXISTS (SELECT 1 FROM cubes WHERE id = audit.cube_id AND {where})"
-            " ORDER BY seq",
-            params,
-        ):
+        for seq, at, action, cube_id, actor, detail, digest in sync_log.export_audit(self.vault, exported):
             self.summary["audit"] += 1
             yield orjson.dumps(
                 {
@@ -198,7 +151,7 @@ class _Export:
         self.summary["versions"] += len(rows)
         if self.redaction.rewrites:
             evs = [
-                events.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
+                oplog.Event(vid, json.loads(parents), stamp, device, op, actor, at, json.loads(snapshot))
                 for vid, parents, stamp, device, op, actor, at, snapshot in rows
             ]
             evs = _redact_events(evs, self.redaction)
@@ -251,27 +204,6 @@ class _Export:
         }
 
 
-@contextlib.contextmanager
-def bounded_cache(conn, kib: int = 64 * 1024):
-    """Cap SQLite's page cache while streaming the whole vault once, so memory stays bounded."""
-    (before,) = conn.execute("PRAGMA cache_size").fetchone()
-    conn.execute(f"PRAGMA cache_size = -{kib}")
-    try:
-        yield
-    finally:
-        conn.execute(f"PRAGMA cache_size = {before}")
-
-
-@contextlib.contextmanager
-def _read_snapshot(conn):
-    """One consistent read of the vault for the whole export (a deferred read transaction)."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
-
-
 def write_atomic(out: Path, write) -> int:
     """`write(fh)` into a temp file beside `out`, fsync, rename to `out`; return its size."""
     out = Path(out)
@@ -299,7 +231,7 @@ def write_atomic(out: Path, write) -> int:
 
 
 def export_bundle(
-    vault,
+    vault: Vault,
     out: Path,
     *,
     selection: Selection | None = None,
@@ -316,8 +248,8 @@ def export_bundle(
     keys = crypto.device_keys(vault)
     if passphrase is None:
         recipients = list(dict.fromkeys([keys.recipient, *(recipients or [])]))
-    with db.write_txn(vault.conn):
-        events.tag_local(vault, events.load_clock(vault))
+    with vault.transaction():
+        oplog.tag_local(vault, oplog.load_clock(vault))
     bundle_id = str(ULID())
     manifest = {
         "format": FORMAT,
@@ -334,7 +266,7 @@ def export_bundle(
     }
     job = _Export(vault, selection, redaction, with_blobs)
     started = time.perf_counter()
-    with bounded_cache(vault.conn), _read_snapshot(vault.conn):
+    with vault.read_snapshot():
         source = BundleSource(manifest, job.records(), keys.sign)
         size = write_atomic(out, lambda fh: crypto.encrypt_stream(source, fh, recipients, passphrase))
     seconds = time.perf_counter() - started

@@ -5,17 +5,21 @@ version hashes) and applied inside one transaction that commits only after the s
 verifies, so a truncated, tampered or unreadable bundle leaves the vault untouched. Versions keep
 their ids and provenance; the origin device is recorded per version and in the audit log.
 Importing the same bundle twice changes nothing; concurrent edits become conflict versions.
+Only pinned signers are imported from (`trust.py`), except passphrase bundles; every new version
+must be written by the signer (or a device this vault trusts, relayed), and every field is
+checked (`validate.py`) before it is stored.
 """
 
 import base64
 import binascii
 from pathlib import Path
 
-from memos_desktop.dumper import crypto, events
-from memos_desktop.dumper.export import bounded_cache
+from memos_desktop.dumper import canonical, crypto, oplog, trust, validate
+from memos_desktop.dumper.clock import HybridClock
+from memos_desktop.dumper.crypto import PASSPHRASE_MAGIC
 from memos_desktop.dumper.format import BundleSink, check_blob_name, check_id
 from memos_desktop.errors import BundleError
-from memos_desktop.vault import db
+from memos_desktop.vault import Vault, sync_log
 
 _AUDIT_FIELDS = ("hash", "seq", "at", "action", "actor", "detail")
 
@@ -29,8 +33,8 @@ class Applier:
 
     def __init__(
         self,
-        vault,
-        clock,
+        vault: Vault,
+        clock: HybridClock,
         *,
         shared: bool,
         expect_device: str | None = None,
@@ -43,30 +47,39 @@ class Applier:
         self.expect_kind = expect_kind
         self.manifest: dict = {}
         self.trusted = False
+        self.passphrase_bundle = False
+        self.signer_status = trust.UNKNOWN
+        self._relayers: set[str] = set()
+        self._cube_ids: set[str] = set()  # links may only join memories this bundle carries
+        self._payloads: set[str] = set()  # and blobs may only be ones its memories refer to
         self.created_blobs: list[str] = []
-        self.new_cubes: events.NewCubes | None = None
+        self.new_cubes = oplog.NewCubes(vault, origin="", shared=shared, clock=clock)  # replaced per bundle
         self.empty = False
         self._audit_rows: list[tuple] = []
-        self.counts = {"cubes": 0, "versions_added": 0, "links": 0, "audit": 0, "blobs": 0}
+        self.counts = {"cubes": 0, "versions_added": 0, "updated": 0, "links": 0, "audit": 0, "blobs": 0}
 
     def on_manifest(self, manifest: dict) -> None:
         if self.expect_kind and manifest["kind"] != self.expect_kind:
             raise BundleError(f"Expected a {self.expect_kind} but this bundle is a {manifest['kind']}.")
         if self.expect_device and manifest["device"] != self.expect_device:
             raise BundleError("This change-set claims to come from another device than its folder says.")
-        own = manifest["device"] == self.vault.device_id
-        trusted = crypto.device_keys(self.vault).verify_key if own else None
-        trusted = trusted or crypto.trusted_key(self.vault, manifest["device"])
-        if trusted is not None and trusted != manifest["signing_key"]:
-            raise BundleError(
-                f"The bundle claims to come from device {manifest['device']} but is signed "
-                "with another key than the one you trust for it; it was not imported."
-            )
-        self.trusted = trusted is not None
+        validate.manifest(manifest)
+        what = "change-set" if manifest["kind"] == "changeset" else "bundle"
+        self.signer_status = trust.check_signer(
+            self.vault,
+            manifest["device"],
+            manifest["signing_key"],
+            passphrase_bundle=self.passphrase_bundle,
+            what=what,
+        )
+        self.trusted = self.signer_status in (trust.OWN, trust.TRUSTED)
+        # Versions may be relayed from devices this vault trusts; from any device only when the
+        # user vouched for the whole file by typing its passphrase.
+        self._relayers = {p.device for p in crypto.peers(self.vault) if p.device and p.verify_key}
         self.manifest = manifest
-        self.empty = self.vault.conn.execute("SELECT 1 FROM cubes LIMIT 1").fetchone() is None
-        self.new_cubes = events.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
-        if self.vault.conn.execute("SELECT 1 FROM sync_applied WHERE name = ?", (manifest["bundle_id"],)).fetchone():
+        self.empty = not sync_log.has_cubes(self.vault)
+        self.new_cubes = oplog.NewCubes(self.vault, origin=manifest["bundle_id"], shared=self.shared, clock=self.clock)
+        if sync_log.is_applied(self.vault, manifest["bundle_id"]):
             raise AlreadyApplied
 
     def verify(self, manifest: dict, signature: str, data: bytes) -> bool:
@@ -87,28 +100,29 @@ class Applier:
 
     def _cube(self, record: dict) -> None:
         cube_id = check_id(record.get("id"))
+        validate.ulid(cube_id, "memory id")
         raw_events = record.get("events")
-        access = record.get("access", [0, None])
-        if not isinstance(raw_events, list) or not isinstance(access, list) or len(access) != 2:
+        if not isinstance(raw_events, list) or not raw_events:
             raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
-        count, last = access
-        if not isinstance(count, int) or not (last is None or isinstance(last, int | float)):
-            raise BundleError(f"The bundle holds a malformed record for memory {cube_id}.")
-        evs = [events.parse_event(cube_id, e) for e in raw_events]
-        access = (max(count, 0), last)
+        access = validate.access(record.get("access", [0, None]), cube_id)
+        for raw in raw_events:
+            if not isinstance(raw, dict) or not isinstance(raw.get("snapshot"), dict):
+                raise BundleError(f"The bundle holds a malformed version of memory {cube_id}.")
+            validate.event(cube_id, raw)
+            validate.snapshot(cube_id, raw["snapshot"])
+        evs = [oplog.parse_event(cube_id, e) for e in raw_events]
         if cube_id in self.new_cubes.ids:
             if self.empty:
                 raise BundleError(f"The bundle holds memory {cube_id} twice; it is damaged.")
             self.new_cubes.flush()
+        self._check_authors(cube_id, evs)
         try:
             # Into an empty vault every cube is new; a crafted repeat fails on the unique id.
-            exists = (
-                not self.empty and self.vault.conn.execute("SELECT 1 FROM cubes WHERE id = ?", (cube_id,)).fetchone()
-            )
+            exists = not self.empty and sync_log.has_cube(self.vault, cube_id)
             if not exists and self.new_cubes.fits(evs):
                 added = self.new_cubes.add(cube_id, evs, access)
             else:
-                added = events.apply_cube(
+                added = oplog.apply_cube(
                     self.vault,
                     cube_id,
                     evs,
@@ -121,15 +135,65 @@ class Applier:
             raise
         except Exception as exc:
             raise BundleError(f"Memory {cube_id} in the bundle cannot be stored ({exc}).") from None
+        self._cube_ids.add(cube_id)
+        self._payloads.update(ev.snapshot["payload_ref"] for ev in evs if ev.snapshot.get("payload_ref"))
         self.counts["cubes"] += 1
         self.counts["versions_added"] += added
+        self.counts["updated"] += bool(exists and added)  # memories already here that changed
+
+    def _check_authors(self, cube_id: str, evs: list[oplog.Event]) -> None:
+        """Every version this vault lacks is the signer's (or relayed from a device it trusts);
+        a conflict version is exactly the one its parents make (so it cannot carry other text)."""
+        signer = self.manifest["device"]
+        suspect = [
+            ev
+            for ev in evs
+            if ev.device != signer and (ev.device == sync_log.CONFLICT_DEVICE or not self.passphrase_bundle)
+        ]
+        if not suspect:
+            return
+        known = set() if self.empty else sync_log.known_vids(self.vault, [ev.vid for ev in suspect])
+        in_bundle = {ev.vid: ev for ev in evs}
+        for ev in suspect:
+            if ev.vid in known:
+                continue
+            if ev.device == sync_log.CONFLICT_DEVICE:
+                self._check_conflict(cube_id, ev, in_bundle)
+            elif ev.device not in self._relayers:
+                raise trust.UntrustedSigner(
+                    f"The bundle signed by device {signer} holds a version of memory {cube_id} attributed to "
+                    f"device {ev.device}, which this vault does not trust; nothing was imported."
+                )
+
+    def _check_conflict(self, cube_id: str, ev: oplog.Event, in_bundle: dict) -> None:
+        parents = {vid: (in_bundle[vid].hlc, in_bundle[vid].snapshot) for vid in ev.parents if vid in in_bundle}
+        parents.update(sync_log.stored_versions(self.vault, [vid for vid in ev.parents if vid not in parents]))
+        if len(parents) < len(ev.parents):
+            raise oplog.MissingParent(f"A conflict version of memory {cube_id} refers to versions not received yet.")
+        if len(parents) < 2:
+            raise BundleError(f"The bundle holds a forged conflict version of memory {cube_id}; nothing was imported.")
+        stamp, vid = max((stamp, vid) for vid, (stamp, _) in parents.items())
+        snapshot = parents[vid][1]
+        expected = canonical.vid_of(
+            cube_id,
+            sorted(parents),
+            stamp + "~c",
+            sync_log.CONFLICT_DEVICE,
+            "conflict",
+            "sync",
+            snapshot.get("updated_at", 0.0),
+            snapshot,
+        )
+        if ev.vid != expected:
+            raise BundleError(f"The bundle holds a forged conflict version of memory {cube_id}; nothing was imported.")
 
     def _link(self, record: dict) -> None:
         src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
         check_id(src)
         check_id(dst)
-        if not isinstance(rel, str) or not 0 < len(rel) <= 64 or not isinstance(at, int | float):
-            raise BundleError("The bundle holds a malformed link.")
+        validate.link(record)
+        if src not in self._cube_ids or dst not in self._cube_ids:
+            raise BundleError("The bundle holds a link to a memory it does not carry; nothing was imported.")
         self.vault.link(src, dst, rel, at)
         self.counts["links"] += 1
 
@@ -137,6 +201,7 @@ class Applier:
         cube_id = record.get("cube_id")
         if cube_id is not None:
             check_id(cube_id)
+        validate.audit(record)
         digest, seq, at, action, actor, detail = map(record.get, _AUDIT_FIELDS)
         if not (
             all(isinstance(text, str) for text in (digest, action, actor, detail))
@@ -154,10 +219,7 @@ class Applier:
         """Write buffered rows; runs before the transaction commits."""
         try:
             self.new_cubes.flush()
-            self.vault.conn.executemany(
-                "INSERT OR IGNORE INTO imported_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._audit_rows,
-            )
+            sync_log.insert_imported_audit(self.vault, self._audit_rows)
         except Exception as exc:
             raise BundleError(f"The bundle cannot be stored ({exc}); nothing was imported.") from None
         self._audit_rows = []
@@ -165,8 +227,10 @@ class Applier:
     def _blob(self, record: dict) -> None:
         name = check_blob_name(record.get("name"))
         context, data = record.get("context"), record.get("data")
-        if not isinstance(context, str) or not isinstance(data, str):
+        if not isinstance(context, str) or len(context) > 4096 or not isinstance(data, str):
             raise BundleError("The bundle holds a malformed blob.")
+        if name not in self._payloads:
+            raise BundleError(f"The bundle holds a blob {name!r} no memory in it refers to; nothing was imported.")
         try:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
@@ -187,6 +251,8 @@ def read_into(applier: Applier, path: Path, identities: list[str], passphrase: s
     sink = BundleSink(applier.on_manifest, applier.on_record, applier.verify)
     try:
         with open(path, "rb") as fh:
+            applier.passphrase_bundle = fh.read(len(PASSPHRASE_MAGIC)) == PASSPHRASE_MAGIC
+            fh.seek(0)
             crypto.decrypt_stream(fh, sink, identities, passphrase)
     except FileNotFoundError:
         raise BundleError(f"No bundle at {path}.") from None
@@ -197,29 +263,26 @@ def read_into(applier: Applier, path: Path, identities: list[str], passphrase: s
     return manifest
 
 
-def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
+def import_bundle(vault: Vault, path: Path, *, passphrase: str | None = None) -> dict:
     """Import the bundle at `path` (all or nothing); return what changed."""
     keys = crypto.device_keys(vault)
-    clock = events.load_clock(vault)
+    clock = oplog.load_clock(vault)
     applier = Applier(vault, clock, shared=False, expect_kind="export")
-    conn = vault.conn
-    conflicts_before = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
+    conflicts_before = sync_log.conflict_count(vault)
     try:
-        with bounded_cache(conn), db.write_txn(conn):
-            conn.execute("PRAGMA defer_foreign_keys = ON")
-            events.tag_local(vault, clock)
+        with vault.bulk_write():
+            oplog.tag_local(vault, clock)
             manifest = read_into(applier, Path(path), [keys.age_identity], passphrase)
-            conn.execute(
-                "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))",
-                (manifest["bundle_id"], manifest["device"]),
-            )
-            conflicts = conn.execute("SELECT count(*) FROM sync_events WHERE device = 'conflict'").fetchone()[0]
-            events.save_clock(vault, clock)
+            sync_log.mark_applied(vault, manifest["bundle_id"], manifest["device"])
+            conflicts = sync_log.conflict_count(vault)
+            oplog.save_clock(vault, clock)
             result = {
                 "bundle_id": manifest["bundle_id"],
                 "origin_device": manifest["device"],
                 "trusted_device": applier.trusted,
                 "signing_key": manifest["signing_key"],
+                "signer_fingerprint": trust.fingerprint(manifest["signing_key"]),
+                "passphrase_bundle": applier.passphrase_bundle,
                 "redaction": manifest.get("redaction", []),
                 **applier.counts,
                 "conflicts": conflicts - conflicts_before,
@@ -238,7 +301,7 @@ def import_bundle(vault, path: Path, *, passphrase: str | None = None) -> dict:
     return result
 
 
-def rebuild_vectors(vault) -> int:
+def rebuild_vectors(vault: Vault) -> int:
     """Embed cubes that arrived without a vector (derived indexes are never carried in bundles)."""
     if vault.embedder is None:
         return 0

@@ -15,13 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from memos_desktop.dumper import crypto, events
-from memos_desktop.dumper.export import bounded_cache, write_atomic
+from memos_desktop.dumper import crypto, oplog, trust
+from memos_desktop.dumper.clock import HybridClock
+from memos_desktop.dumper.conflicts import conflicts
+from memos_desktop.dumper.export import write_atomic
 from memos_desktop.dumper.format import FORMAT, VERSION, BundleSource
 from memos_desktop.dumper.importer import AlreadyApplied, Applier, read_into, rebuild_vectors
-from memos_desktop.errors import BundleError
-from memos_desktop.vault import db
+from memos_desktop.errors import BundleError, MemosError
+from memos_desktop.vault import Vault, sync_log
 
 STATUS_SETTING = "sync.status"
 _CHANGESET = re.compile(r"^(\d{10})\.age$")
@@ -32,7 +35,7 @@ def _layout(folder: Path, device: str) -> None:
         (folder / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _group_identity(vault, folder: Path, keys: crypto.DeviceKeys) -> str | None:
+def _group_identity(vault: Vault, folder: Path, keys: crypto.DeviceKeys) -> str | None:
     """The folder's group identity: ours, or new for the first device; None if not admitted."""
     import pyrage
     from pyrage import x25519
@@ -58,20 +61,20 @@ def _grant(group: str, path: Path, recipient: str) -> None:
     write_atomic(path, lambda fh: fh.write(sealed))
 
 
-def _admit(vault, folder: Path, group: str) -> list[str]:
+def _admit(vault: Vault, folder: Path, group: str) -> list[str]:
     """Give the group key to every trusted peer device that has none yet."""
     admitted = []
     for peer in crypto.peers(vault):
         path = folder / "keys" / f"{peer.device}.age"
-        if peer.device and not path.exists():
+        if peer.device and peer.recipient and not path.exists():
             _grant(group, path, peer.recipient)
             admitted.append(peer.name)
     return admitted
 
 
-def _pending(vault, folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+def _pending(vault: Vault, folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Change-sets of trusted devices not applied yet (oldest first), and untrusted device ids."""
-    applied = {row[0] for row in vault.conn.execute("SELECT name FROM sync_applied WHERE name LIKE 'changes/%'")}
+    applied = sync_log.applied_names(vault, "changes/")
     pending, untrusted = [], []
     for device_dir in sorted((folder / "changes").iterdir()):
         device = device_dir.name
@@ -86,9 +89,26 @@ def _pending(vault, folder: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return pending, untrusted
 
 
-def _apply(vault, pending: list[tuple[str, Path]], group: str, clock) -> tuple[int, int, list[str]]:
+def _untrusted(folder: Path, device: str) -> dict:
+    """What the user needs to decide about an untrusted device: its fingerprint and the command
+    that trusts it, from its card in the folder (anyone can write that card: compare first)."""
+    card = folder / "devices" / f"{device}.card"
+    try:
+        peer = crypto.parse_card("peer", card.read_text(encoding="ascii", errors="replace")[:512])
+    except (OSError, MemosError):
+        return {"device": device, "fingerprint": None, "command": None}
+    if peer.device != device or peer.verify_key is None:
+        return {"device": device, "fingerprint": None, "command": None}
+    return {
+        "device": device,
+        "fingerprint": trust.fingerprint(peer.verify_key),
+        "command": f"memos-desktop keys trust {device[-8:].lower()} '{crypto.CARD_PREFIX}:{device}:"
+        f"{peer.recipient}:{peer.verify_key}'",
+    }
+
+
+def _apply(vault: Vault, pending: list[tuple[str, Path]], group: str, clock: HybridClock) -> tuple[int, int, list[str]]:
     """Apply what can be applied (parents first); return (files, versions, errors)."""
-    conn = vault.conn
     files = versions = 0
     errors: list[str] = []
     progress = True
@@ -97,37 +117,29 @@ def _apply(vault, pending: list[tuple[str, Path]], group: str, clock) -> tuple[i
         for device, path in list(pending):
             name = f"changes/{device}/{path.name}"
             applier = Applier(vault, clock, shared=True, expect_device=device, expect_kind="changeset")
-            conn.execute("SAVEPOINT changeset")
             try:
-                manifest = read_into(applier, path, [group], None)
-                conn.execute(
-                    "INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))",
-                    (manifest["bundle_id"], device),
-                )
-                versions += applier.counts["versions_added"]
+                with vault.transaction():  # a savepoint of the sync's transaction: one change-set or nothing
+                    manifest = read_into(applier, path, [group], None)
+                    sync_log.mark_applied(vault, manifest["bundle_id"], device)
+                    versions += applier.counts["versions_added"]
             except AlreadyApplied:
                 pass
-            except events.MissingParent:
-                conn.execute("ROLLBACK TO changeset")
-                conn.execute("RELEASE changeset")
+            except oplog.MissingParent:
                 continue
             except BundleError as exc:
-                conn.execute("ROLLBACK TO changeset")
-                conn.execute("RELEASE changeset")
                 errors.append(f"{name}: {exc}")
                 pending.remove((device, path))
                 continue
-            conn.execute("INSERT INTO sync_applied VALUES (?, ?, unixepoch('subsec'))", (name, device))
-            conn.execute("RELEASE changeset")
+            sync_log.mark_applied(vault, name, device)
             pending.remove((device, path))
             files += 1
             progress = True
     return files, versions, errors
 
 
-def _unshared(vault) -> Iterator[dict]:
-    for (cube_id,) in vault.conn.execute("SELECT DISTINCT cube_id FROM sync_events WHERE shared = 0 ORDER BY cube_id"):
-        evs = events.cube_events(vault, cube_id, only_unshared=True)
+def _unshared(vault: Vault) -> Iterator[dict]:
+    for cube_id in sync_log.unshared_cube_ids(vault):
+        evs = oplog.cube_events(vault, cube_id, only_unshared=True)
         yield {
             "t": "cube",
             "id": cube_id,
@@ -136,7 +148,7 @@ def _unshared(vault) -> Iterator[dict]:
         }
 
 
-def _publish(vault, folder: Path, keys: crypto.DeviceKeys, group: str) -> int:
+def _publish(vault: Vault, folder: Path, keys: crypto.DeviceKeys, group: str) -> int:
     """Write one change-set with every event not yet in the folder; return how many versions."""
     from pyrage import x25519
     from ulid import ULID
@@ -144,11 +156,10 @@ def _publish(vault, folder: Path, keys: crypto.DeviceKeys, group: str) -> int:
     own = folder / "changes" / vault.device_id
     for stale in own.glob(".*.partial-*"):
         stale.unlink(missing_ok=True)
-    conn = vault.conn
-    with db.write_txn(conn):
-        clock = events.load_clock(vault)
-        events.tag_local(vault, clock)
-        count = conn.execute("SELECT count(*) FROM sync_events WHERE shared = 0").fetchone()[0]
+    with vault.transaction():
+        clock = oplog.load_clock(vault)
+        oplog.tag_local(vault, clock)
+        count = sync_log.unshared_count(vault)
         if not count:
             return 0
         seqs = [int(m.group(1)) for p in own.iterdir() if (m := _CHANGESET.match(p.name))]
@@ -166,11 +177,11 @@ def _publish(vault, folder: Path, keys: crypto.DeviceKeys, group: str) -> int:
         source = BundleSource(manifest, _unshared(vault), keys.sign)
         recipient = str(x25519.Identity.from_str(group).to_public())
         write_atomic(own / f"{seq:010d}.age", lambda fh: crypto.encrypt_stream(source, fh, [recipient]))
-        conn.execute("UPDATE sync_events SET shared = 1 WHERE shared = 0")
+        sync_log.mark_shared(vault)
     return count
 
 
-def sync_folder(vault, folder: Path) -> dict:
+def sync_folder(vault: Vault, folder: Path) -> dict:
     """One sync with the shared `folder`: apply the others' change-sets, then publish ours."""
     folder = Path(folder)
     keys = crypto.device_keys(vault)
@@ -178,7 +189,7 @@ def sync_folder(vault, folder: Path) -> dict:
     card = folder / "devices" / f"{vault.device_id}.card"
     if not card.exists() or card.read_text().strip() != keys.card():
         write_atomic(card, lambda fh: fh.write(keys.card().encode() + b"\n"))
-    status = {
+    status: dict[str, Any] = {
         "folder": str(folder),
         "last_sync": time.time(),
         "applied_files": 0,
@@ -186,6 +197,7 @@ def sync_folder(vault, folder: Path) -> dict:
         "published_versions": 0,
         "errors": [],
         "untrusted_devices": [],
+        "untrusted": [],
         "admitted": [],
         "waiting": False,
     }
@@ -199,18 +211,18 @@ def sync_folder(vault, folder: Path) -> dict:
     else:
         status["admitted"] = _admit(vault, folder, group)
         pending, status["untrusted_devices"] = _pending(vault, folder)
+        status["untrusted"] = [_untrusted(folder, device) for device in status["untrusted_devices"]]
         if pending:
-            with bounded_cache(vault.conn), db.write_txn(vault.conn):
-                vault.conn.execute("PRAGMA defer_foreign_keys = ON")
-                clock = events.load_clock(vault)
-                events.tag_local(vault, clock)
+            with vault.bulk_write():
+                clock = oplog.load_clock(vault)
+                oplog.tag_local(vault, clock)
                 files, versions, errors = _apply(vault, pending, group, clock)
-                events.save_clock(vault, clock)
+                oplog.save_clock(vault, clock)
             status.update(applied_files=files, applied_versions=versions)
             status["errors"] += errors
         status["published_versions"] = _publish(vault, folder, keys, group)
-    status["conflicts"] = len(events.conflicts(vault))
-    with db.write_txn(vault.conn):
+    status["conflicts"] = len(conflicts(vault))
+    with vault.transaction():
         vault.set_setting(STATUS_SETTING, status)
         if status["applied_versions"] or status["published_versions"]:
             vault.audit(
@@ -225,7 +237,7 @@ def sync_folder(vault, folder: Path) -> dict:
 
 
 def watch(
-    vault,
+    vault: "Vault",
     folder: Path,
     interval: float,
     report: Callable[[dict], None],

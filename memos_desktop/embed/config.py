@@ -13,11 +13,15 @@ import importlib.resources
 import importlib.util
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from memos_desktop.embed import Embedder
 from memos_desktop.errors import EmbedderError
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 SETTING = "embedder"
 DEFAULT = "minilm"
@@ -27,13 +31,13 @@ REFERENCE_COSINE = 0.9999
 _built: dict[str, tuple[Embedder | None, str]] = {}
 
 
-def embedder_status(vault) -> tuple[Embedder | None, str]:
+def embedder_status(vault: "Vault") -> tuple[Embedder | None, str]:
     """The vault's configured embedder (None when it cannot run) and a one-line status for the
     user: what embeds, or why search is keyword-only. `$MEMOS_EMBEDDER` overrides the setting."""
     return status_for(os.environ.get("MEMOS_EMBEDDER") or vault.get_setting(SETTING))
 
 
-def embedder_for(vault) -> Embedder | None:
+def embedder_for(vault: "Vault") -> Embedder | None:
     """The vault's configured embedder, or None when embeddings are off or cannot run."""
     return embedder_status(vault)[0]
 

@@ -7,8 +7,12 @@ the file system or touches cubes.
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.errors import MemosError, NotFound
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 SETTING = "loader"
 DEFAULT_IGNORE = [
@@ -37,12 +41,12 @@ class LoaderConfig:
     max_chunk_chars: int = 1500
 
     @classmethod
-    def load(cls, vault) -> "LoaderConfig":
+    def load(cls, vault: "Vault") -> "LoaderConfig":
         stored = vault.get_setting(SETTING) or {}
         known = {k: v for k, v in stored.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
-    def save(self, vault) -> None:
+    def save(self, vault: "Vault") -> None:
         vault.set_setting(SETTING, asdict(self))
 
     def root_of(self, path: Path) -> Path | None:
@@ -54,7 +58,7 @@ class LoaderConfig:
         return best
 
 
-def add_root(vault, path: Path) -> Path:
+def add_root(vault: "Vault", path: Path) -> Path:
     """Start watching the folder `path`; returns its resolved form."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
@@ -66,7 +70,7 @@ def add_root(vault, path: Path) -> Path:
     return root
 
 
-def remove_root(vault, path: Path) -> Path:
+def remove_root(vault: "Vault", path: Path) -> Path:
     """Stop watching `path` (the files' memories stay unless the caller forgets them)."""
     config = LoaderConfig.load(vault)
     wanted = str(Path(path).expanduser().resolve())

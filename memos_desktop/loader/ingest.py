@@ -23,16 +23,20 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from memos_desktop.errors import IngestError, MemosError, NotFound
-from memos_desktop.loader import status
 from memos_desktop.loader.chunking import Chunk, chunk_document
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.parsers import BINARY_REASON, is_binary, parse
 from memos_desktop.loader.scan import Entry, IgnoreRules, entry_for, walk
-from memos_desktop.loader.status import FileState
+from memos_desktop.vault import loader_files as status
 from memos_desktop.vault.cube import MemCube
+from memos_desktop.vault.loader_files import FileState
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import Vault
 
 ACTOR = "loader"
 Progress = Callable[[int, int], None]
@@ -97,7 +101,9 @@ def _range(source: dict) -> list[int]:
 class Loader:
     """Ingests files into one vault. Not thread-safe: use it from the thread that owns the vault."""
 
-    def __init__(self, vault, config: LoaderConfig | None = None, batch_chunks: int = 256, embed_batch: int = 64):
+    def __init__(
+        self, vault: "Vault", config: LoaderConfig | None = None, batch_chunks: int = 256, embed_batch: int = 64
+    ):
         self.vault = vault
         self.config = config or LoaderConfig.load(vault)
         self.batch_chunks = batch_chunks

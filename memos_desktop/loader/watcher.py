@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from memos_desktop.loader import status
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.ingest import Loader, Report
 from memos_desktop.loader.parsers import supported
 from memos_desktop.loader.scan import IgnoreRules, walk
+from memos_desktop.vault import loader_files as status
 
 MAX_WAIT_FACTOR = 8  # a file written continuously is still synced every 8 debounce periods
 SETTINGS_CHECK_S = 1.0  # how often the watched folders are re-read when another connection wrote
@@ -192,7 +192,7 @@ class Watcher:
 
     def _vault_changed(self, loader: Loader) -> bool:
         """Whether another connection wrote to the vault since the last call (always true at first)."""
-        version = loader.vault.conn.execute("PRAGMA data_version").fetchall()[0][0]
+        version = loader.vault.data_version()
         changed, self._data_version = version != self._data_version, version
         return changed
 

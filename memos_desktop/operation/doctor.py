@@ -5,43 +5,41 @@ Each check returns (name, ok, detail). Checks never modify the vault beyond what
 
 import platform
 import sys
+from pathlib import Path
+from typing import Protocol
 
 from memos_desktop import paths
 from memos_desktop.errors import MemosError
+from memos_desktop.vault import Vault, db
+
+
+class Checked(Protocol):
+    """What the checks need from the caller (the CLI's context): where the vault is, opening it."""
+
+    data_dir: Path
+
+    @property
+    def embedder_notice(self) -> str | None: ...
+
+    def vault(self) -> Vault: ...
 
 
 def _check_sqlite() -> tuple[str, bool, str]:
     try:
-        import apsw
-
-        conn = apsw.Connection(":memory:")
-        cipher = conn.execute("PRAGMA cipher").fetchall()
-        conn.close()
-        return (
-            "sqlite",
-            True,
-            f"SQLite {apsw.sqlite_lib_version()} with Multiple Ciphers ({cipher[0][0] if cipher else '?'})",
-        )
+        version, cipher = db.cipher_version()
+        return "sqlite", True, f"SQLite {version} with Multiple Ciphers ({cipher})"
     except Exception as exc:  # a broken install is reported, not raised
         return "sqlite", False, f"apsw-sqlite3mc is not usable: {exc}"
 
 
 def _check_vec() -> tuple[str, bool, str]:
     try:
-        import apsw
-        import sqlite_vec
-
-        conn = apsw.Connection(":memory:")
-        conn.enable_load_extension(True)
-        conn.load_extension(sqlite_vec.loadable_path())
-        version = conn.execute("SELECT vec_version()").fetchone()[0]
-        conn.close()
-        return "sqlite-vec", True, f"loaded {version}"
+        return "sqlite-vec", True, f"loaded {db.vec_version()}"
     except Exception as exc:
         return "sqlite-vec", False, f"the extension does not load: {exc}"
 
 
-def _check_vault(ctx) -> list[tuple[str, bool, str]]:
+def _check_vault(ctx: Checked) -> list[tuple[str, bool, str]]:
     db = ctx.data_dir / paths.VAULT_DB
     if not db.exists():
         return [("vault", False, f"no vault in {ctx.data_dir}; run `memos-desktop init`")]
@@ -65,7 +63,7 @@ def _check_vault(ctx) -> list[tuple[str, bool, str]]:
     return out
 
 
-def run(ctx) -> list[tuple[str, bool, str]]:
+def run(ctx: Checked) -> list[tuple[str, bool, str]]:
     """All checks, in order."""
     results = [("python", sys.version_info >= (3, 11), f"{platform.python_version()} on {platform.machine()}")]
     results.append(_check_sqlite())

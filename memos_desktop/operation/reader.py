@@ -242,12 +242,9 @@ class MemReader:
         """A visible cube by id, unique id prefix (≥ 6 characters), or the best-matching memory."""
         ref = ref.strip()
         if re.fullmatch(r"[0-9A-Za-z]{6,26}", ref):
-            rows = self.vault.conn.execute(
-                "SELECT id FROM cubes WHERE id LIKE ? AND state = 'active' LIMIT 2",
-                (ref.upper() + "%",),
-            ).fetchall()
-            if len(rows) == 1:
-                return self.vault.get(rows[0][0], profile=self.profile, touch=False)
+            ids = self.vault.ids_with_prefix(ref)
+            if len(ids) == 1:
+                return self.vault.get(ids[0], profile=self.profile, touch=False)
         matches = self.similar(ref, k=1)
         if not matches or matches[0][1] < RELATED:
             raise NotFound(f"No memory matches {ref!r}.")

@@ -8,13 +8,12 @@ stable, often-used memory set into parameter memory, in the vault's `schedule_lo
 decision can be inspected later. It never edits a cube's content and never generates text.
 """
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from memos_desktop.vault import MemCube, Vault
-from memos_desktop.vault.db import write_txn
+from memos_desktop.vault import MemCube, Vault, schedule
 
 PREFIX_SHARE = 0.4  # at most this share of the memory budget goes to the cached prefix
 PROMOTE_USES = 3  # uses within WINDOW that make a memory hot
@@ -83,13 +82,9 @@ class MemScheduler:
     # ----- planning -------------------------------------------------------------------------
     def resident(self) -> list[tuple[MemCube, str]]:
         """Pinned and hot memories visible to the profile, stably ordered (pinned first, by id)."""
-        rows = self.vault.conn.execute(
-            "SELECT c.rowid, c.pinned, t.tier FROM cubes c"
-            " LEFT JOIN memory_tiers t ON t.cube_id = c.id"
-            " WHERE c.kind = 'plaintext' AND (c.pinned = 1 OR t.tier = 'hot')"
-        ).fetchall()
+        rows = schedule.resident_rows(self.vault)
         cubes = self.vault.get_many([r[0] for r in rows], profile=self.profile)
-        out = [(cubes[rowid], "pinned" if pinned else "hot") for rowid, pinned, _tier in rows if rowid in cubes]
+        out = [(cubes[rowid], "pinned" if pinned else "hot") for rowid, pinned in rows if rowid in cubes]
         return sorted(out, key=lambda item: (item[1] != "pinned", item[0].id))
 
     def plan(self, hits: Sequence[tuple[MemCube, float]], budget: int, turn_id: str) -> Plan:
@@ -148,22 +143,16 @@ class MemScheduler:
         return promoted
 
     def uses(self, cube_id: str, since: float = 0.0) -> int:
-        return self.vault.conn.execute(
-            "SELECT count(*) FROM schedule_log WHERE cube_id = ? AND decision = 'use' AND at >= ?",
-            (cube_id, since),
-        ).fetchone()[0]
+        return schedule.uses(self.vault, cube_id, since)
 
-    def maintain(self) -> dict:
+    def maintain(self) -> dict[str, Any]:
         """Demote hot memories that went idle or inactive; propose distilling a stable hot set.
         Returns {"demoted": [...], "proposal": {...} or None}."""
         now = self.clock()
         demoted = []
         for cid in sorted(self._hot()):
-            rowid = self.vault.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cid,)).fetchone()
-            alive = rowid and self.vault.get_many([rowid[0]], profile=self.profile)
-            last = self.vault.conn.execute(
-                "SELECT max(at) FROM schedule_log WHERE cube_id = ? AND decision = 'use'", (cid,)
-            ).fetchone()[0]
+            alive = self.vault.is_visible(cid, profile=self.profile)
+            last = schedule.last_use(self.vault, cid)
             if not alive:
                 self._set_tier(cid, None, "no longer active")
                 demoted.append(cid)
@@ -172,7 +161,7 @@ class MemScheduler:
                 demoted.append(cid)
         return {"demoted": demoted, "proposal": self._propose_distillation(now)}
 
-    def _propose_distillation(self, now: float) -> dict | None:
+    def _propose_distillation(self, now: float) -> dict[str, Any] | None:
         stable = [cube for cube, _why in self.resident() if now - cube.updated_at >= STABLE_FOR]
         if len(stable) < DISTILL_MIN_CUBES:
             return None
@@ -196,57 +185,26 @@ class MemScheduler:
         )
         return detail
 
-    def proposals(self) -> list[dict]:
+    def proposals(self) -> list[dict[str, Any]]:
         """Distillation proposals (newest last): which cubes, how often used, at which versions."""
-        rows = self.vault.conn.execute(
-            "SELECT at, reason, detail FROM schedule_log WHERE decision = 'propose_distill' ORDER BY seq"
-        ).fetchall()
-        return [{"at": at, "reason": reason, **json.loads(detail)} for at, reason, detail in rows]
+        return schedule.proposals(self.vault)
 
-    def decisions(self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200) -> list[dict]:
+    def decisions(
+        self, turn_id: str | None = None, cube_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         """The recorded decisions, oldest first, for one turn, one memory, or the latest overall."""
-        where, args = [], []
-        if turn_id:
-            where.append("turn_id = ?")
-            args.append(turn_id)
-        if cube_id:
-            where.append("cube_id = ?")
-            args.append(cube_id)
-        sql = "SELECT seq, at, turn_id, cube_id, decision, reason, detail FROM schedule_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self.vault.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-        names = ("seq", "at", "turn_id", "cube_id", "decision", "reason", "detail")
-        out = [dict(zip(names, r, strict=True)) for r in rows[::-1]]
-        for entry in out:
-            entry["detail"] = json.loads(entry["detail"])
-        return out
+        return schedule.decisions(self.vault, turn_id, cube_id, limit)
 
     def is_hot(self, cube_id: str) -> bool:
         """Whether the memory is in the hot tier (served from the cached prefix)."""
-        row = self.vault.conn.execute("SELECT 1 FROM memory_tiers WHERE cube_id = ? AND tier = 'hot'", (cube_id,))
-        return row.fetchone() is not None
+        return schedule.is_hot(self.vault, cube_id)
 
     def _hot(self) -> set[str]:
-        return {r[0] for r in self.vault.conn.execute("SELECT cube_id FROM memory_tiers WHERE tier = 'hot'")}
+        return schedule.hot_ids(self.vault)
 
     def _set_tier(self, cube_id: str, tier: str | None, reason: str) -> None:
-        now = self.clock()
-        with write_txn(self.vault.conn):
-            if tier is None:
-                self.vault.conn.execute("DELETE FROM memory_tiers WHERE cube_id = ?", (cube_id,))
-            else:
-                self.vault.conn.execute("INSERT OR REPLACE INTO memory_tiers VALUES (?, ?, ?)", (cube_id, tier, now))
-            self._insert_log(now, [(None, cube_id, "promote" if tier else "demote", reason, {})])
+        entry: schedule.Entry = (None, cube_id, "promote" if tier else "demote", reason, {})
+        schedule.set_tier(self.vault, cube_id, tier, self.clock(), entry)
 
-    def _log(self, entries: list[tuple]) -> None:
-        if not entries:
-            return
-        with write_txn(self.vault.conn):
-            self._insert_log(self.clock(), entries)
-
-    def _insert_log(self, now: float, entries: list[tuple]) -> None:
-        self.vault.conn.executemany(
-            "INSERT INTO schedule_log (at, turn_id, cube_id, decision, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            [(now, t, c, d, r, json.dumps(x, sort_keys=True)) for t, c, d, r, x in entries],
-        )
+    def _log(self, entries: list[schedule.Entry]) -> None:
+        schedule.log(self.vault, self.clock(), entries)

@@ -9,11 +9,18 @@ prints or draws; interfaces show its errors (`MemosError`) as one line.
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.errors import MemosError
 from memos_desktop.vault import Vault
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memos_desktop.embed import Embedder
+    from memos_desktop.runtime.base import LLMBackend
 
 
 class Session:
@@ -23,7 +30,7 @@ class Session:
         self.data_dir = Path(data_dir)
         self.vault = vault
         self.embedder_notice = embedder_notice
-        self.llm = None
+        self.llm: LLMBackend | None = None
         self.model_name: str | None = None
         self._lock = threading.RLock()
 
@@ -49,7 +56,7 @@ class Session:
         with self._lock:
             yield self.vault
 
-    def load_model(self, name: str | None = None):
+    def load_model(self, name: str | None = None) -> "LLMBackend":
         """Load the named (or default) model with its enabled LoRA adapter (parameter memory) and
         keep it for this session; the previous one is closed. Raises ModelError when none is set."""
         from memos_desktop.runtime.models import get_model, load_model
@@ -84,12 +91,12 @@ class SharedEmbedder:
     """One embedder used by several threads' vault connections, one call at a time (a llama.cpp
     context must not run two batches at once)."""
 
-    def __init__(self, embedder) -> None:
+    def __init__(self, embedder: "Embedder") -> None:
         self._embedder = embedder
         self._lock = threading.Lock()
         self.model_id = embedder.model_id
         self.dim = embedder.dim
 
-    def embed(self, texts):
+    def embed(self, texts: Sequence[str]) -> "np.ndarray":
         with self._lock:
             return self._embedder.embed(texts)

@@ -13,7 +13,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 from memos_desktop.errors import MemosError, ModelError
 from memos_desktop.operation.reader import Extraction, MemoryOp, MemReader
@@ -113,6 +114,31 @@ class TurnResult:
     stored: bool = False
 
 
+@dataclass(frozen=True)
+class AssistantSettings:
+    """How the assistant answers and remembers: the one place these defaults live. Stored in the
+    vault under `SETTING` (so they travel with it); the TUI's settings screen edits them."""
+
+    answer_tokens: int = 512
+    temperature: float = 0.7
+    activation: bool = True
+    extract: bool = True
+
+    SETTING: ClassVar[str] = "assistant"
+
+    @classmethod
+    def load(cls, vault: Vault) -> "AssistantSettings":
+        """The stored settings, defaults filled in (unknown stored keys are ignored)."""
+        stored = vault.get_setting(cls.SETTING) or {}
+        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
+
+    def save(self, vault: Vault) -> None:
+        vault.set_setting(self.SETTING, asdict(self))
+
+
+_DEFAULTS = AssistantSettings()
+
+
 class Assistant:
     """Chat with memory over one unlocked vault and an optional loaded model (`llm`)."""
 
@@ -121,10 +147,10 @@ class Assistant:
         vault: Vault,
         llm=None,
         profile: str = "default",
-        answer_tokens: int = 512,
-        temperature: float = 0.7,
-        activation: bool = True,
-        extract: bool = True,
+        answer_tokens: int = _DEFAULTS.answer_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        activation: bool = _DEFAULTS.activation,
+        extract: bool = _DEFAULTS.extract,
         clock: Callable[[], float] = time.time,
     ):
         self.vault = vault

@@ -66,7 +66,7 @@ class Adapters:
         """Ids of the facts this adapter was distilled from that changed or are gone since."""
         stale = []
         for src in cube.meta.get("sources", []):
-            row = self.vault.conn.execute("SELECT state, content_hash FROM cubes WHERE id = ?", (src["id"],)).fetchone()
+            row = self.vault.state_of(src["id"])
             if row is None or row[0] != "active" or row[1] != src["content_hash"]:
                 stale.append(src["id"])
         return stale

@@ -138,17 +138,12 @@ def select_facts(
 
 def proposal_ids(vault: Vault, seq: int) -> list[str]:
     """The cube ids of the scheduler's distillation proposal number `seq` (its `schedule_log` row)."""
-    import json
+    from memos_desktop.vault import schedule
 
-    has_log = vault.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schedule_log'").fetchone()
-    row = None
-    if has_log:
-        row = vault.conn.execute(
-            "SELECT detail FROM schedule_log WHERE seq = ? AND decision = 'propose_distill'", (seq,)
-        ).fetchone()
-    if row is None:
+    proposal = schedule.proposal(vault, seq)
+    if proposal is None:
         raise TrainingError(f"There is no distillation proposal {seq}; see the scheduler's proposals.")
-    return list(json.loads(row[0])["cubes"])
+    return list(proposal["cubes"])
 
 
 def detect_language(text: str) -> str:

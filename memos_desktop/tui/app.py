@@ -4,24 +4,33 @@
 global key bindings; each screen lives in `screens/`, reusable widgets in `widgets/`, look in
 `app.tcss` and `screens/*.tcss`. Slow work (Argon2id unlock, indexing) runs in workers; every use
 of the model (load, answers, MemReader, close) runs on one long-lived `ModelThread`, which the app
-waits on before it exits, so MLX's per-thread state never meets interpreter shutdown. Every
-access to the vault from the UI goes through `vault_lock`, so a worker's transaction and the UI
-never interleave. Heavy modules are imported inside the functions that need them, so the
-first frame appears quickly. No user-facing error is ever a traceback.
+waits on before it exits, so MLX's per-thread state never meets interpreter shutdown. The vault
+is opened as a shared `Session`; every use of it from the UI or a worker goes through
+`session.access()`, so a worker's transaction and the UI never interleave. Screens see the app
+through `tui/state.py` and post `tui/messages.py`, so they never import this module. Heavy
+modules are imported inside the functions that need them, so the first frame appears quickly.
+No user-facing error is ever a traceback.
 """
 
-import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.messages import ModelLoaded, ModelStatus, WatcherStatus
 from memos_desktop.tui.model_thread import ModelThread
 from memos_desktop.tui.screens.unlock import UnlockScreen
+
+if TYPE_CHECKING:
+    from memos_desktop.loader.watcher import Watcher
+    from memos_desktop.operation.session import Session
+    from memos_desktop.operation.turn import Assistant
+    from memos_desktop.tui.state import AppState
+    from memos_desktop.vault import Vault
 
 SCREENS = ("chat", "memories", "sources", "models", "settings")
 
@@ -33,42 +42,7 @@ def _screen(module: str, name: str) -> Screen:
     return getattr(importlib.import_module(f"memos_desktop.tui.screens.{module}"), name)()
 
 
-class WatcherStatus(Message):
-    """A status snapshot from the watcher thread."""
-
-    def __init__(self, status) -> None:
-        self.status = status
-        super().__init__()
-
-
-class ModelStatus(Message):
-    """The model's state for the header, from the model thread (an error also becomes a notice)."""
-
-    def __init__(self, text: str, error: str | None = None) -> None:
-        self.text = text
-        self.error = error
-        super().__init__()
-
-
-class ModelLoaded(Message):
-    """A model finished loading on the model thread and can replace the current one."""
-
-    def __init__(self, backend, name: str) -> None:
-        self.backend = backend
-        self.name = name
-        super().__init__()
-
-
-def _configured_embedder(vault):
-    """(embedder or None, notice) as configured for this vault, safe to share across threads."""
-    from memos_desktop.embed.config import embedder_status
-    from memos_desktop.operation.session import SharedEmbedder
-
-    embedder, notice = embedder_status(vault)
-    return (SharedEmbedder(embedder) if embedder is not None else None), notice
-
-
-class MemosApp(App):
+class MemosApp(App[None]):
     """The assistant's terminal UI over the vault in `data_dir`."""
 
     TITLE = "memos"
@@ -92,28 +66,41 @@ class MemosApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, data_dir: Path, embedder=None, llm=None) -> None:
+    def __init__(self, data_dir: Path, embedder: Any = None, llm: Any = None) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
-        self.vault = None
+        self._session: Session | None = None
         self.llm = llm
-        self.assistant = None
-        self.vault_lock = threading.Lock()
+        self._assistant: Assistant | None = None
         self.model_thread = ModelThread()
         self._incoming = None  # a loaded model whose ModelLoaded message is not handled yet
         self.model_status = "no model"
         self.model_name = llm.path.name if llm is not None else ""
-        self.embedder_notice = None
-        self.watcher = None
-        self.watch_status = None
-        self.chat_screen = None
+        self.embedder_notice: str | None = None
+        self.watcher: Watcher | None = None
+        self.watch_status: Any = None
+        self.chat_screen: Any = None
         self._embedder = embedder
         self._passphrase = ""
 
+    @property
+    def session(self) -> "Session":
+        """The unlocked vault's session (the screens that use it run only after unlocking)."""
+        if self._session is None:
+            raise MemosError("The vault is still locked.")
+        return self._session
+
+    @property
+    def assistant(self) -> "Assistant":
+        if self._assistant is None:
+            raise MemosError("The vault is still locked.")
+        return self._assistant
+
     # ----- unlocking and the model ----------------------------------------------------------
-    def unlocked(self, vault) -> None:
+    def unlocked(self, session: "Session") -> None:
         """Called (on the UI thread) once the vault is open: show the chat, load the model."""
-        self.vault = vault
+        self._session = session
+        vault = session.vault
         if self._embedder is not None:
             vault.embedder = self._embedder
         self.rebuild_assistant()
@@ -124,24 +111,25 @@ class MemosApp(App):
             self.load_default_model()
         self.start_watcher()
 
-    def open_vault(self, passphrase: str, create: bool):
-        """Open (or create) the vault; runs in a worker thread (Argon2id is slow on purpose)."""
-        from memos_desktop.vault import Vault
+    def open_vault(self, passphrase: str, create: bool) -> "Session":
+        """Open (or create) the vault as a session shared by the UI and workers; runs in a worker
+        thread (Argon2id is slow on purpose)."""
+        from memos_desktop.operation.session import Session
 
-        vault = (Vault.create if create else Vault.open)(self.data_dir, passphrase)
+        session = Session.open(self.data_dir, passphrase, embedder=self._embedder is None, create=create, shared=True)
         self._passphrase = passphrase
-        if self._embedder is None:
-            vault.embedder, self.embedder_notice = _configured_embedder(vault)
-        return vault
+        self.embedder_notice = session.embedder_notice
+        return session
 
     def rebuild_assistant(self) -> None:
         """A new Assistant over the vault and the loaded model, with the stored settings."""
-        from memos_desktop.operation.turn import Assistant
-        from memos_desktop.tui.screens.settings import assistant_settings
+        from dataclasses import asdict
 
-        with self.vault_lock:
-            settings = assistant_settings(self.vault)
-        self.assistant = Assistant(self.vault, self.llm, **settings)
+        from memos_desktop.operation.turn import Assistant, AssistantSettings
+
+        with self.session.access() as vault:
+            settings = AssistantSettings.load(vault)
+        self._assistant = Assistant(self.session.vault, self.llm, **asdict(settings))
         self.set_model_status(self.model_status if self.llm is None else f"model: {self.model_name}")
 
     def set_model_status(self, text: str) -> None:
@@ -160,7 +148,7 @@ class MemosApp(App):
         from memos_desktop.tui.screens.models import load_model
 
         try:
-            loaded = load_model(self)
+            loaded = load_model(cast("AppState", self))
         except MemosError as exc:
             self.post_message(ModelStatus("no model", str(exc)))
             return
@@ -192,19 +180,23 @@ class MemosApp(App):
         from memos_desktop.loader.config import LoaderConfig
         from memos_desktop.loader.watcher import Watcher
 
-        with self.vault_lock:
-            roots = LoaderConfig.load(self.vault).roots
+        with self.session.access() as vault:
+            roots = LoaderConfig.load(vault).roots
         if not roots or self.watcher is not None:
             return
-        self.watcher = Watcher(self._watcher_vault, on_status=lambda s: self.post_message(WatcherStatus(s)))
+
+        def report(status: Any) -> None:
+            self.post_message(WatcherStatus(status))
+
+        self.watcher = Watcher(self._watcher_vault, on_status=report)
         self.watcher.start()
 
-    def _watcher_vault(self):
+    def _watcher_vault(self) -> "Vault":
         """The watcher's own connection (opened in its thread), sharing the app's embedder."""
         from memos_desktop.vault import Vault
 
         vault = Vault.open(self.data_dir, self._passphrase)
-        vault.embedder = self.vault.embedder
+        vault.embedder = self.session.vault.embedder
         return vault
 
     def stop_watcher(self) -> None:
@@ -215,11 +207,11 @@ class MemosApp(App):
     def on_watcher_status(self, message: "WatcherStatus") -> None:
         self.watch_status = message.status
         if self.current_mode == "sources":
-            self.screen.show_status(message.status)
+            cast(Any, self.screen).show_status(message.status)  # the sources screen
 
     # ----- navigation -----------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        return not (action in ("goto", "help") and self.vault is None)
+        return not (action in ("goto", "help") and self._session is None)
 
     def action_goto(self, mode: str) -> None:
         self.switch_mode(mode)
@@ -234,7 +226,7 @@ class MemosApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if self.vault is None:
+        if self._session is None:
             return
         for mode in SCREENS:
             yield SystemCommand(mode.title(), f"Open the {mode} screen", lambda m=mode: self.switch_mode(m))
@@ -247,17 +239,17 @@ class MemosApp(App):
                 lambda cid=conv["id"]: self._resume(cid),
             )
 
-    def _conversations(self) -> list[dict]:
-        with self.vault_lock:
+    def _conversations(self) -> list[dict[str, Any]]:
+        with self.session.access():
             return self.assistant.conversations()
 
     def _new_conversation(self) -> None:
         self.switch_mode("chat")
-        self.screen.new_conversation()
+        cast(Any, self.screen).new_conversation()  # the chat screen
 
     def _resume(self, conversation_id: str) -> None:
         self.switch_mode("chat")
-        self.screen.resume(conversation_id)
+        cast(Any, self.screen).resume(conversation_id)  # the chat screen
 
     def on_unmount(self) -> None:
         """Stop the answer, the watcher and the model thread's work, close the model on that
@@ -270,9 +262,8 @@ class MemosApp(App):
             if hasattr(backend, "close"):
                 self.model_thread.submit(backend.close)
         self.model_thread.wait_idle()
-        if self.vault is not None:
-            with self.vault_lock:
-                self.vault.close()
+        if self._session is not None:
+            self._session.close()
 
 
 def run_tui(data_dir: Path) -> None:

@@ -7,14 +7,36 @@ Mixed into `Vault` (it uses `self.conn`, `self.embedder`, the index and the sett
 """
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import embed_text
+from memos_desktop.vault.index import BitsIndex, embed_text
+
+if TYPE_CHECKING:
+    from memos_desktop.embed import Embedder
 
 
 class EmbeddingBacklog:
     """Vector making of a `Vault` (see the module docstring)."""
+
+    # Set by `Vault.__init__` (store.py), which mixes this class in.
+    conn: db.Connection
+    embedder: "Embedder | None"
+    _bits: BitsIndex | None
+    _bits_pending: list[tuple[int, bytes]]
+
+    if TYPE_CHECKING:  # provided by Vault and VaultIndex
+
+        def vector_count(self) -> int: ...
+
+        def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+        def _set_setting(self, key: str, value: Any) -> None: ...
+
+        def _has_vec_table(self) -> bool: ...
+
+        def _put_vector(self, rowid: int, vector: bytes) -> None: ...
 
     def _embed(self, cubes: Sequence[MemCube]) -> dict[str, bytes]:
         """Vectors (float32 bytes) for cubes' text, or {} when no embedder is set (or a stale one:
@@ -31,8 +53,11 @@ class EmbeddingBacklog:
 
     def sync_vectors(self, reembed: bool = True) -> None:
         """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
-        or with `reembed=False` later, through `embed_pending`). Not for a model the vault was
-        switched away from by `switch_embedder` (in another process, say): that one is stale."""
+        or with `reembed=False` later, through `embed_pending`). Nothing to do without an embedder,
+        nor for a model the vault was switched away from by `switch_embedder` (in another
+        process, say): that one is stale."""
+        if self.embedder is None:
+            return
         model, dim = self.embedder.model_id, self.embedder.dim
         if self.get_setting("embed_model") == model and self._has_vec_table():
             return
@@ -57,7 +82,9 @@ class EmbeddingBacklog:
         model = self.embedder.model_id if self.embedder is not None else None
         return model is not None and model == self.get_setting("embed_switched_from")
 
-    def switch_embedder(self, new, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
+    def switch_embedder(
+        self, new: "Embedder", batch: int = 64, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Re-embed every memory with `new` while the current vectors stay searchable, then swap.
 
         The new vectors go to a staging table (`cube_vec_staging`, with each cube's version, so
@@ -101,10 +128,10 @@ class EmbeddingBacklog:
             done += len(rows)
             if progress:
                 progress(done, max(total, done))
-        self._swap_staged(new)
+        self._swap_staged(new, old)
         return self.vector_count()
 
-    def _swap_staged(self, new) -> None:
+    def _swap_staged(self, new: "Embedder", old: "Embedder") -> None:
         """Replace the vector tables by the staged vectors of `new`, in one transaction."""
         with db.write_txn(self.conn):
             staged = self.conn.execute(
@@ -126,7 +153,7 @@ class EmbeddingBacklog:
                 "UPDATE cubes SET embed_model = ? WHERE rowid = ?", [(new.model_id, r) for r, _ in staged]
             )
             self.conn.execute("DROP TABLE cube_vec_staging")
-            self._set_setting("embed_switched_from", self.embedder.model_id)
+            self._set_setting("embed_switched_from", old.model_id)
             self._set_setting("embed_model", new.model_id)
             self._set_setting("embed_dim", new.dim)
         self.embedder = new

@@ -12,8 +12,13 @@ file and no fresh page-faulted allocation of the blob's size.
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from memos_desktop.errors import CorruptVault, NotFound
+from memos_desktop.vault import files
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -45,7 +50,7 @@ class BlobStore:
             raise ValueError(f"Invalid blob name {name!r}.")
         return self.root / name
 
-    def _aead(self):
+    def _aead(self) -> "AESGCM":
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if self._key is None:
@@ -55,12 +60,13 @@ class BlobStore:
     def put(self, name: str, data: bytes, context: bytes = b"") -> int:
         """Seal and store `data`; return the size on disk."""
         path = self._path(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            files.private_dir(self.root)
         nonce = os.urandom(12)
         sealed = nonce + self._aead().encrypt(nonce, data, name.encode() + b"\0" + context)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "wb") as fh:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE), "wb") as fh:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -90,7 +96,7 @@ class BlobStore:
         except (InvalidTag, ValueError):
             raise CorruptVault(f"The stored blob {name} is damaged or was tampered with.") from None
 
-    def _open_mapped(self, fh, aad: bytes, scratch: Scratch) -> memoryview:
+    def _open_mapped(self, fh: BinaryIO, aad: bytes, scratch: Scratch) -> memoryview:
         """Decrypt straight from the page cache (mmap) into the scratch buffer: no copy of the file."""
         import mmap
 

@@ -6,7 +6,9 @@ behaviour beyond conversion: the vault owns storage, versions and access rules.
 
 import dataclasses
 import json
+import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,25 +56,44 @@ EDITABLE = (
     "visibility",
     "state",
 )
+_TIMES = ("valid_from", "valid_to", "expires_at")
+
+
+def check_numbers(fields: dict[str, Any]) -> None:
+    """ValueError unless `importance` is a number in [0, 1] and the times are finite numbers
+    (NaN passes every comparison, so a range check alone lets it in)."""
+    importance = fields.get("importance", 0.5)
+    if type(importance) not in (int, float) or not 0.0 <= importance <= 1.0:
+        raise ValueError(f"Importance must be a number from 0 to 1, not {importance!r}.")
+    for name in _TIMES:
+        value = fields.get(name)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite time, not {value!r}.")
+
+
 _ROW = operator.attrgetter(*COLUMNS)
 _ITEMS = operator.itemgetter(*COLUMNS)
 _JSON_AT = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
 _PINNED_AT = COLUMNS.index("pinned")
 
 
-def _sorted_json_encoder():
+def _sorted_json_encoder() -> Callable[[Any], str]:
     """`json.dumps(value, sort_keys=True)` for a list or dict: the json module's C encoder made once
     (json.dumps builds an encoder per call, most of its cost for the small values of a row)."""
     from json import encoder
 
     slow = json.JSONEncoder(sort_keys=True).encode
-    if encoder.c_make_encoder is None:
+    c_make_encoder: Any = getattr(encoder, "c_make_encoder", None)
+    if c_make_encoder is None:
         return slow
     try:  # a private constructor: its arguments are those of CPython 3.11-3.14
-        make = encoder.c_make_encoder(
+        make = c_make_encoder(
             None, json.JSONEncoder().default, encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
         )
-        fast = lambda value: "".join(make(value, 0))  # noqa: E731
+
+        def fast(value: Any) -> str:
+            return "".join(make(value, 0))
+
         if fast({"b": [1.5, None], "a": "é"}) == slow({"b": [1.5, None], "a": "é"}):
             return fast
     except TypeError:
@@ -110,14 +131,14 @@ class MemCube:
     content_hash: str = ""
 
     @classmethod
-    def from_row(cls, row: tuple) -> "MemCube":
+    def from_row(cls, row: tuple[Any, ...]) -> "MemCube":
         values = dict(zip(COLUMNS, row, strict=True))
         for name in JSON_COLUMNS:
             values[name] = json.loads(values[name])
         values["pinned"] = bool(values["pinned"])
         return cls(**values)
 
-    def to_row(self) -> tuple:
+    def to_row(self) -> tuple[Any, ...]:
         """The values of a `cubes` row in COLUMNS order (list/dict fields as sorted-key JSON)."""
         row = list(_ROW(self))
         for i in _JSON_AT:
@@ -126,7 +147,7 @@ class MemCube:
         return tuple(row)
 
     @staticmethod
-    def row_of(fields: dict[str, Any], **override: Any) -> tuple:
+    def row_of(fields: dict[str, Any], **override: Any) -> tuple[Any, ...]:
         """`MemCube(**fields, **override).to_row()` without building the cube (a bulk import makes
         thousands of rows from snapshots); fields beyond COLUMNS are ignored."""
         if override:

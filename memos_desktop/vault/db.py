@@ -7,6 +7,7 @@ nothing about cubes' meaning; the schema's history is `migrations.py`.
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, TypeAlias
 
 from memos_desktop.errors import CorruptVault, VaultError, WrongPassphrase
 
@@ -14,9 +15,12 @@ from memos_desktop.errors import CorruptVault, VaultError, WrongPassphrase
 # re-decrypts their pages: measured 100k x 384 KNN ~180 ms with 2 MB vs ~50 ms with a large cache.
 PAGE_CACHE_KIB = 512 * 1024
 BUSY_TIMEOUT_MS = 30_000
+# An `apsw.Connection`. Typed loosely on purpose: apsw types every row value as the union of
+# SQLite's types, while each statement here knows its columns' types.
+Connection: TypeAlias = Any
 
 
-def connect(path: str, db_key: bytes | None) -> "apsw.Connection":  # noqa: F821
+def connect(path: str, db_key: bytes | None) -> Connection:
     """Open (or create) the database at `path`, encrypted with `db_key` (None: plain, for benches)."""
     import apsw
     import sqlite_vec
@@ -53,8 +57,35 @@ def connect(path: str, db_key: bytes | None) -> "apsw.Connection":  # noqa: F821
     return conn
 
 
+def cipher_version() -> tuple[str, str]:
+    """(SQLite's version, the default cipher of SQLite3 Multiple Ciphers) from a throwaway
+    in-memory connection; raises whatever a broken install raises."""
+    import apsw
+
+    conn = apsw.Connection(":memory:")
+    try:
+        cipher = conn.execute("PRAGMA cipher").fetchall()
+    finally:
+        conn.close()
+    return apsw.sqlite_lib_version(), str(cipher[0][0]) if cipher else "?"
+
+
+def vec_version() -> str:
+    """The version of sqlite-vec, loaded into a throwaway in-memory connection."""
+    import apsw
+    import sqlite_vec
+
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        return str(conn.execute("SELECT vec_version()").fetchall()[0][0])
+    finally:
+        conn.close()
+
+
 @contextlib.contextmanager
-def write_txn(conn) -> Iterator[None]:
+def write_txn(conn: Connection) -> Iterator[None]:
     """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers wait, not fail.
 
     Inside a transaction already open on `conn` it is a savepoint of that transaction instead:

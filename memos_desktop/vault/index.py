@@ -9,9 +9,18 @@ apply no access rules (the store resolves rowids through `get_many`, which does)
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db, segment
 from memos_desktop.vault.cube import MemCube
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memos_desktop.embed import Embedder
+
+# (rowids, sign bits as uint64 words x vectors) of every vector: the coarse pass's index.
+BitsIndex = tuple["np.ndarray", "np.ndarray"]
 
 # bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
 # context (the text a cube only makes sense with, e.g. the chat turn before it) counts 0.3 of one
@@ -45,7 +54,25 @@ def fts_query(text: str) -> str:
 class VaultIndex:
     """Index writes and search primitives of a `Vault` (see the module docstring)."""
 
-    def _index(self, cube: MemCube, vector) -> None:
+    # Set by `Vault.__init__` (store.py), which mixes this class in.
+    conn: db.Connection
+    embedder: "Embedder | None"
+    _bits: BitsIndex | None
+    _bits_pending: list[tuple[int, bytes]]
+    _data_version: int | None
+    _bits_changes: int | None
+
+    if TYPE_CHECKING:  # provided by Vault and EmbeddingBacklog
+
+        def _rowid(self, cube_id: str) -> int: ...
+
+        def embedder_is_stale(self) -> bool: ...
+
+        def get_setting(self, key: str, default: Any = None) -> Any: ...
+
+        def sync_vectors(self, reembed: bool = True) -> None: ...
+
+    def _index(self, cube: MemCube, vector: bytes | None) -> None:
         if cube.kind != "plaintext" or cube.state != "active":
             return
         rowid = self._rowid(cube.id)
@@ -120,7 +147,13 @@ class VaultIndex:
             found += [(r, s) for r, s in self.fts(" ".join(folds), k) if r not in seen]
         return found[:k]
 
-    def knn(self, vector, k: int = 50) -> list[tuple[int, float]]:
+    def exact_knn(self, vector: "np.ndarray", k: int = 10) -> set[int]:
+        """Rowids of the exact `k` nearest vectors by a full vec0 scan: the reference that benches
+        measure `knn`'s recall against. No ACL here."""
+        rows = self.conn.execute("SELECT rowid FROM cube_vec WHERE embedding MATCH ? AND k = ?", (vector.tobytes(), k))
+        return {r for (r,) in rows}
+
+    def knn(self, vector: "np.ndarray", k: int = 50) -> list[tuple[int, float]]:
         """Rowids nearest to `vector` with their cosine distance. No ACL here.
 
         Exact in small vaults; from COARSE_MIN_VECTORS on, a Hamming pass over sign bits picks
@@ -168,7 +201,9 @@ class VaultIndex:
         ).fetchall()
         return _nearest(rows, query, k)
 
-    def valid_between(self, windows: Sequence[tuple[float, float]], vector, k: int = 50) -> list[tuple[int, float]]:
+    def valid_between(
+        self, windows: Sequence[tuple[float, float]], vector: "np.ndarray", k: int = 50
+    ) -> list[tuple[int, float]]:
         """Rowids of active cubes that started to hold (`valid_from`, else `created_at`) in one of
         `windows` ([start, end) timestamps), nearest to `vector` first, with their cosine distance;
         at most DATED_MAX are compared. No ACL here."""
@@ -195,7 +230,7 @@ class VaultIndex:
             ).fetchall()
         return _nearest(rows, np.asarray(vector, dtype=np.float32), k)
 
-    def _coarse_index(self):
+    def _coarse_index(self) -> BitsIndex:
         """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
         another connection changed the sign bits (`vec_changes`, bumped by triggers: another
         process's commit of anything else, an audit entry, keeps the cache). Word-major, so each
@@ -224,7 +259,7 @@ class VaultIndex:
     def _vec_changes(self) -> int:
         return self.conn.execute("SELECT n FROM vec_changes").fetchone()[0]
 
-    def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]):
+    def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]) -> BitsIndex:
         import numpy as np
 
         dim = self.get_setting("embed_dim") or 0
@@ -235,7 +270,7 @@ class VaultIndex:
         return rowids, np.ascontiguousarray(matrix.T)
 
 
-def _nearest(rows: list[tuple[int, bytes]], query, k: int) -> list[tuple[int, float]]:
+def _nearest(rows: list[tuple[int, bytes]], query: "np.ndarray", k: int) -> list[tuple[int, float]]:
     """The `k` of `rows` (rowid, float32 vector bytes) nearest to `query`, with cosine distance."""
     import numpy as np
 

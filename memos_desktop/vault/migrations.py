@@ -6,6 +6,7 @@ transaction; add a function at the end of MIGRATIONS, never edit one that has sh
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from memos_desktop.vault.db import CONTEXT_CHARS, FTS_COLUMNS, FTS_ROW_SQL, VALID_START, write_txn  # noqa: F401
 
@@ -250,7 +251,7 @@ def _m010_lang_script_fts(conn) -> None:
             conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
 
 
-MIGRATIONS: list[Callable] = [
+MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
     _m003_loader_files,

@@ -37,7 +37,7 @@ def _clean(text: str) -> str:
     return _NON_ASCII.sub(_unformatted, unicodedata.normalize("NFKC", text))
 
 
-def _unformatted(match: re.Match) -> str:
+def _unformatted(match: re.Match[str]) -> str:
     return "".join(c for c in match.group() if unicodedata.category(c) not in ("Cf", "Mn"))
 
 

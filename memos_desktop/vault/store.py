@@ -8,21 +8,24 @@ Versions written on other devices arrive through `import_versions`, in the impor
 Search *primitives* (FTS5, vector KNN) live here; ranking and fusion live in `operator.py`.
 """
 
+import contextlib
 import hashlib
 import json
-import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, MemosError, NotFound, VaultError
-from memos_desktop.vault import db, keys, migrations
+from memos_desktop.vault import db, files, keys, migrations
 from memos_desktop.vault.backlog import EmbeddingBacklog
 from memos_desktop.vault.blobs import BlobStore
-from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube
+from memos_desktop.vault.cube import COLUMNS, EDITABLE, KINDS, MemCube, check_numbers
 from memos_desktop.vault.index import _ID_BATCH, VaultIndex, fts_query  # noqa: F401  (fts_query: re-exported)
+
+if TYPE_CHECKING:
+    from memos_desktop.embed import Embedder
 
 SELECT_CUBE = f"SELECT {', '.join(COLUMNS)} FROM cubes"
 VISIBLE = (
@@ -48,7 +51,14 @@ def content_hash(text: str) -> str:
 class Vault(VaultIndex, EmbeddingBacklog):
     """An open vault. Use `Vault.open(...)` or `Vault.create(...)`; close it when done."""
 
-    def __init__(self, conn, data_dir: Path, data_key: bytes | None, vault_id: str, embedder=None):
+    def __init__(
+        self,
+        conn: db.Connection,
+        data_dir: Path,
+        data_key: bytes | None,
+        vault_id: str,
+        embedder: "Embedder | None" = None,
+    ) -> None:
         self.conn = conn
         self.data_dir = data_dir
         self.vault_id = vault_id
@@ -57,7 +67,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         self._bits = None  # (rowids, packed sign bits) of every vector, loaded by knn
         self._bits_pending: list[tuple[int, bytes]] = []
         self._data_version = None
-        self._bits_changes = None  # vec_changes when the bits were loaded
+        self._bits_changes: int | None = None  # vec_changes when the bits were loaded
         self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
         self.device_id = self._device_id()
 
@@ -67,19 +77,19 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return (Path(data_dir) / paths.VAULT_HEADER).exists() or (Path(data_dir) / paths.VAULT_DB).exists()
 
     @classmethod
-    def create(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+    def create(cls, data_dir: Path, passphrase: str, embedder: "Embedder | None" = None) -> "Vault":
         """Create a new encrypted vault in `data_dir` (which must not hold one already)."""
         data_dir = Path(data_dir)
         if cls.exists(data_dir):
             raise VaultError(f"A vault already exists in {data_dir}.")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
+        files.private_dir(data_dir)
         vault_id = _ulid()
         data_key = keys.create_header(data_dir / paths.VAULT_HEADER, passphrase, vault_id)
+        files.create_private(data_dir / paths.VAULT_DB)
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
-    def open(cls, data_dir: Path, passphrase: str, embedder=None) -> "Vault":
+    def open(cls, data_dir: Path, passphrase: str, embedder: "Embedder | None" = None) -> "Vault":
         """Unlock the vault in `data_dir` with `passphrase`."""
         data_dir = Path(data_dir)
         header = data_dir / paths.VAULT_HEADER
@@ -94,7 +104,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls._connect(data_dir, data_key, vault_id, embedder)
 
     @classmethod
-    def open_plain(cls, db_path: Path, embedder=None) -> "Vault":
+    def open_plain(cls, db_path: Path, embedder: "Embedder | None" = None) -> "Vault":
         """An unencrypted vault, only for benchmarks comparing against encryption."""
         db_path = Path(db_path)
         conn = db.connect(str(db_path), None)
@@ -102,7 +112,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return cls(conn, db_path.parent, None, "plain", embedder)
 
     @classmethod
-    def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder) -> "Vault":
+    def _connect(cls, data_dir: Path, data_key: bytes, vault_id: str, embedder: "Embedder | None") -> "Vault":
         conn = db.connect(str(data_dir / paths.VAULT_DB), keys.subkey(data_key, "db"))
         try:
             migrations.migrate(conn)
@@ -112,21 +122,58 @@ class Vault(VaultIndex, EmbeddingBacklog):
         except Exception as exc:
             conn.close()
             raise CorruptVault(f"The vault in {data_dir} is damaged: {exc}") from exc
+        files.lock_down(data_dir)
         return cls(conn, data_dir, data_key, vault_id, embedder)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.conn.close()  # apsw: closing twice is allowed
 
     def __enter__(self) -> "Vault":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def change_passphrase(self, old: str, new: str) -> None:
         keys.rewrap(self.data_dir / paths.VAULT_HEADER, old, new)
+
+    # ----- transactions --------------------------------------------------------------------
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction (`db.write_txn`): inside an open one, a savepoint of it."""
+        return db.write_txn(self.conn)
+
+    @contextlib.contextmanager
+    def bulk_write(self) -> Iterator[None]:
+        """A write transaction for applying a whole bundle: foreign keys are checked at commit
+        (versions may arrive before their cube) and the page cache is capped while it streams."""
+        with self.bounded_cache(), db.write_txn(self.conn):
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")
+            yield
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """One consistent read of the vault for the whole block (a deferred read transaction),
+        with the page cache capped so streaming the whole vault keeps memory bounded."""
+        with self.bounded_cache():
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def bounded_cache(self, kib: int = 64 * 1024) -> Iterator[None]:
+        """Cap SQLite's page cache while streaming the whole vault once, so memory stays bounded."""
+        (before,) = self.conn.execute("PRAGMA cache_size").fetchone()
+        self.conn.execute(f"PRAGMA cache_size = -{kib}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {before}")
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the database."""
+        return self.conn.execute("PRAGMA data_version").fetchall()[0][0]
 
     # ----- settings ------------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -151,7 +198,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return device
 
     # ----- audit ---------------------------------------------------------------------------
-    def _audit(self, action: str, cube_id: str | None, actor: str, detail: dict | None = None) -> None:
+    def _audit(self, action: str, cube_id: str | None, actor: str, detail: dict[str, Any] | None = None) -> None:
         row = self.conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         at = _now()
@@ -162,12 +209,20 @@ class Vault(VaultIndex, EmbeddingBacklog):
             (at, action, cube_id, actor, json.dumps(detail or {}, sort_keys=True), prev, digest),
         )
 
-    def audit(self, action: str, cube_id: str | None = None, actor: str = "user", detail: dict | None = None) -> None:
+    def audit(
+        self, action: str, cube_id: str | None = None, actor: str = "user", detail: dict[str, Any] | None = None
+    ) -> None:
         """Record one event (a read, an export, ...) in the hash-chained audit log."""
         with db.write_txn(self.conn):
             self._audit(action, cube_id, actor, detail)
 
-    def audit_log(self, limit: int = 50, cube_id: str | None = None, actor: str | None = None) -> list[dict]:
+    def record_read(self, cube_ids: Iterable[str], via: str, actor: str = "user") -> None:
+        """Record in the audit log that memories were shown (`via`: the command or screen)."""
+        with db.write_txn(self.conn):
+            for cube_id in cube_ids:
+                self._audit("read", cube_id, actor, {"via": via})
+
+    def audit_log(self, limit: int = 50, cube_id: str | None = None, actor: str | None = None) -> list[dict[str, Any]]:
         """The last `limit` entries, oldest first; only those about `cube_id` / by `actor` when given."""
         sql = "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit"
         where = [(c, v) for c, v in (("cube_id = ?", cube_id), ("actor = ?", actor)) if v]
@@ -182,14 +237,22 @@ class Vault(VaultIndex, EmbeddingBacklog):
         return out[::-1]
 
     def verify_audit(self) -> int:
-        """Check the whole hash chain; return the number of entries, or raise CorruptVault."""
+        """Check the whole hash chain and that no sequence number is missing; return the number of
+        entries, or raise CorruptVault."""
         prev = GENESIS
         count = 0
         for seq, at, action, cube_id, actor, detail, prev_hash, digest in self.conn.execute(
             "SELECT seq, at, action, cube_id, actor, detail, prev_hash, hash FROM audit ORDER BY seq"
         ):
-            body = json.dumps([prev, at, action, cube_id, actor, json.loads(detail)], sort_keys=True)
-            if prev_hash != prev or hashlib.sha256(body.encode()).hexdigest() != digest:
+            if seq != count + 1:
+                raise CorruptVault(
+                    f"The audit log has a gap: entries {count + 1} to {seq - 1} are missing (removed or lost)."
+                )
+            try:
+                body = json.dumps([prev, at, action, cube_id, actor, json.loads(detail)], sort_keys=True)
+            except ValueError:
+                body = ""
+            if not body or prev_hash != prev or hashlib.sha256(body.encode()).hexdigest() != digest:
                 raise CorruptVault(f"The audit log was altered at entry {seq}.")
             prev = digest
             count += 1
@@ -203,8 +266,8 @@ class Vault(VaultIndex, EmbeddingBacklog):
         kind: str = "plaintext",
         title: str = "",
         tags: Iterable[str] = (),
-        source: dict | None = None,
-        meta: dict | None = None,
+        source: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
         profile: str = "default",
         visibility: str = "private",
         ttl: float | None = None,
@@ -241,7 +304,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             actor=actor,
         )[0]
 
-    def add_many(self, items: Sequence[dict], actor: str = "user", embed: bool = True) -> list[MemCube]:
+    def add_many(self, items: Sequence[dict[str, Any]], actor: str = "user", embed: bool = True) -> list[MemCube]:
         """Store several new cubes in one transaction, embedding their text in one batch; with
         `embed=False` they are searchable by words at once and wait for `embed_pending`."""
         now = _now()
@@ -250,6 +313,10 @@ class Vault(VaultIndex, EmbeddingBacklog):
             fields = {k: v for k, v in item.items() if v is not None}
             if fields.get("kind", "plaintext") not in KINDS:
                 raise MemosError(f"Unknown memory kind {fields['kind']!r}; use one of {', '.join(KINDS)}.")
+            try:
+                check_numbers(fields)
+            except ValueError as exc:
+                raise MemosError(str(exc)) from None
             fields.setdefault("id", _ulid())
             fields["tags"] = sorted(set(fields.get("tags", [])))
             cube = MemCube(created_at=now, updated_at=now, **fields)
@@ -257,7 +324,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             cubes.append(cube)
         vectors = self._embed([c for c in cubes if c.kind == "plaintext"]) if embed else {}
         for cube in cubes:
-            if cube.id in vectors:
+            if cube.id in vectors and self.embedder is not None:
                 cube.embed_model = self.embedder.model_id
         with db.write_txn(self.conn):
             for cube in cubes:
@@ -290,7 +357,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         actor: str = "user",
         op: str = "edit",
         embed: bool = True,
-        **changes,
+        **changes: Any,
     ) -> MemCube:
         """Write a new version of a visible cube with `changes` applied; with `embed=False` a changed
         text is searchable by words at once and its new vector waits for `embed_pending`."""
@@ -302,10 +369,14 @@ class Vault(VaultIndex, EmbeddingBacklog):
             changes["expires_at"] = None if ttl is None else _now() + ttl
         if "tags" in changes:
             changes["tags"] = sorted(set(changes["tags"]))
+        try:
+            check_numbers(changes)
+        except ValueError as exc:
+            raise MemosError(str(exc)) from None
         old = self.get(cube_id, profile=profile, touch=False, include_inactive=op in ("restore", "rollback"))
         return self._new_version(old, op, actor, changes, embed)
 
-    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict, embed: bool = True) -> MemCube:
+    def _new_version(self, old: MemCube, op: str, actor: str, changes: dict[str, Any], embed: bool = True) -> MemCube:
         new = MemCube(**{**old.to_dict(), **changes})
         new.version = old.version + 1
         new.updated_at = _now()
@@ -313,7 +384,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         content_changed = new.content != old.content or new.title != old.title or new.tags != old.tags
         reindex = new.state == "active" and (content_changed or old.state != "active")
         vectors = self._embed([new]) if embed and reindex and new.kind == "plaintext" else {}
-        if vectors:
+        if vectors and self.embedder is not None:
             new.embed_model = self.embedder.model_id
         elif reindex:
             new.embed_model = None  # its old vector is dropped below; embed_pending makes the new one
@@ -377,7 +448,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                 "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", (src, dst, rel, _now() if at is None else at)
             )
 
-    def links(self, cube_id: str) -> list[dict]:
+    def links(self, cube_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT src, dst, rel, at FROM links WHERE src = ? OR dst = ? ORDER BY at",
             (cube_id, cube_id),
@@ -397,7 +468,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
             self._audit("invalidate", dep, actor, {"because": cube_id})
 
     # ----- versions written on other devices (import, sync) ---------------------------------
-    def import_versions(self, versions: Sequence[tuple], heads: Sequence[dict] = (), *, new: bool = False) -> None:
+    def import_versions(
+        self, versions: Sequence[tuple[Any, ...]], heads: Sequence[dict[str, Any]] = (), *, new: bool = False
+    ) -> None:
         """Store versions written on another device as they are, and make `heads` current.
 
         `versions` are rows of the version history, `(cube_id, version, parent_version, op, at,
@@ -413,7 +486,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         Runs inside the caller's write transaction (`db.write_txn`) and never commits, so an
         import applies a whole bundle or nothing. The caller has verified what it passes.
         """
-        rows: dict[str, tuple] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         if heads and not new:
             for start in range(0, len(heads), _ID_BATCH):
                 ids = [h["id"] for h in heads[start : start + _ID_BATCH]]
@@ -430,7 +503,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                 self._replace_head(rows[head["id"]], head)
         self.conn.executemany("INSERT INTO cube_versions VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
 
-    def _insert_heads(self, heads: Sequence[dict]) -> None:
+    def _insert_heads(self, heads: Sequence[dict[str, Any]]) -> None:
         """Insert new cubes from imported heads and index the active plaintext ones for words.
 
         Rowids are given, not left to SQLite (inside the write transaction nobody else inserts),
@@ -449,7 +522,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             if h.get("kind", "plaintext") == "plaintext" and h.get("state", "active") == "active":
                 self._index_script(rowid, h.get("title", ""), h.get("content", ""), h.get("tags", []))
 
-    def _replace_head(self, row: tuple, head: dict) -> None:
+    def _replace_head(self, row: tuple[Any, ...], head: dict[str, Any]) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
         new = _head_cube(head, old.embed_model)
         text_changed = (new.title, new.content, new.tags, new.kind) != (old.title, old.content, old.tags, old.kind)
@@ -489,6 +562,25 @@ class Vault(VaultIndex, EmbeddingBacklog):
         if touch:
             self.touch([cube_id])
         return cube
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of active cubes starting with `prefix` (ULIDs are upper case), at most `limit`;
+        whoever asked resolves them through `get`, which applies the access rules."""
+        rows = self.conn.execute(
+            "SELECT id FROM cubes WHERE id LIKE ? AND state = 'active' LIMIT ?", (prefix.upper() + "%", limit)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def state_of(self, cube_id: str) -> tuple[str, str] | None:
+        """`(state, content_hash)` of a stored cube whatever its visibility, or None when unknown."""
+        return self.conn.execute("SELECT state, content_hash FROM cubes WHERE id = ?", (cube_id,)).fetchone()
+
+    def is_visible(self, cube_id: str, *, profile: str = "default") -> bool:
+        """Whether `get(cube_id, profile=profile)` would find the cube (active, unexpired, visible)."""
+        row = self.conn.execute(
+            f"SELECT 1 FROM cubes WHERE id = :id AND {VISIBLE}", dict(id=cube_id, now=_now(), profile=profile)
+        ).fetchone()
+        return row is not None
 
     def get_many(self, rowids: Sequence[int], *, profile: str = "default") -> dict[int, MemCube]:
         """Visible cubes by rowid (the search primitives return rowids)."""
@@ -538,7 +630,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         ).fetchall()
         return [MemCube.from_row(r) for r in rows]
 
-    def history(self, cube_id: str, *, profile: str = "default") -> list[dict]:
+    def history(self, cube_id: str, *, profile: str = "default") -> list[dict[str, Any]]:
         """Every version of a cube, oldest first."""
         self.get(cube_id, profile=profile, touch=False, include_inactive=True)
         rows = self.conn.execute(
@@ -551,7 +643,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
             for v, p, op, at, a, s in rows
         ]
 
-    def version(self, cube_id: str, version: int, *, profile: str = "default") -> dict:
+    def version(self, cube_id: str, version: int, *, profile: str = "default") -> dict[str, Any]:
         for entry in self.history(cube_id, profile=profile):
             if entry["version"] == version:
                 return entry["snapshot"]
@@ -562,7 +654,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         included): pass it to `changes_since` to learn what changed after it."""
         return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM cube_versions").fetchone()[0]
 
-    def changes_since(self, mark: int) -> tuple[int, list[dict]]:
+    def changes_since(self, mark: int) -> tuple[int, list[dict[str, Any]]]:
         """The cubes given a new version after `mark`, and the new mark. Each is `id`, `owner`,
         `shared` and `tags`: those of its current version and of the version before the change
         (a tag taken off is a change to that tag too)."""
@@ -572,7 +664,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         if not rows:
             return mark, []
         first: dict[str, int] = {}
-        changed: dict[str, dict] = {}
+        changed: dict[str, dict[str, Any]] = {}
         for _, cube_id, version, snapshot in rows:
             snap = json.loads(snapshot)
             first.setdefault(cube_id, version)
@@ -588,7 +680,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
                     changed[cube_id]["tags"].update(json.loads(before[0]).get("tags", []))
         return rows[-1][0], [{**e, "tags": sorted(e["tags"])} for e in changed.values()]
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         by = self.conn.execute(
             "SELECT kind, state, count(*) FROM cubes GROUP BY kind, state ORDER BY kind, state"
         ).fetchall()
@@ -608,12 +700,12 @@ class Vault(VaultIndex, EmbeddingBacklog):
         }
 
 
-def _head_row(head: dict) -> tuple:
+def _head_row(head: dict[str, Any]) -> tuple[Any, ...]:
     """The `cubes` row of a new imported head: `_head_cube(head, None).to_row()`, built directly."""
     return MemCube.row_of(head, embed_model=None, content_hash=content_hash(head.get("content", "")))
 
 
-def _head_cube(head: dict, embed_model: str | None) -> MemCube:
+def _head_cube(head: dict[str, Any], embed_model: str | None) -> MemCube:
     """An imported head as a cube, with this vault's content hash and `embed_model`; fields the
     head lacks take MemCube's defaults, fields it has beyond COLUMNS are ignored."""
     fields = {c: head[c] for c in COLUMNS if c in head}

@@ -10,6 +10,7 @@ answer keeps it there instead of sending it.
 
 import threading
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,9 +20,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.state import AppState, app_state
 from memos_desktop.tui.widgets.chat_input import ChatInput
 from memos_desktop.tui.widgets.citations import CitationsPanel
 from memos_desktop.tui.widgets.transcript import Bubble, Transcript
+
+if TYPE_CHECKING:
+    from memos_desktop.operation.turn import Assistant
 
 
 class Token(Message):
@@ -83,15 +88,15 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.chat_screen = self
+        app_state(self).chat_screen = self
         self.new_conversation()
 
     def new_conversation(self) -> None:
-        self.conversation = self.app.assistant.new_conversation()
+        self.conversation = app_state(self).assistant.new_conversation()
         transcript = self.query_one(Transcript)
         transcript.clear_messages()
         hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
-        if self.app.llm is None:
+        if app_state(self).llm is None:
             hello += "\n(No model is loaded yet: memory commands like /remember work; F5 for models.)"
         transcript.add("system", hello)
         self.query_one(CitationsPanel).show([])
@@ -99,8 +104,8 @@ class ChatScreen(Screen):
 
     def resume(self, conversation_id: str) -> None:
         try:
-            with self.app.vault_lock:
-                self.conversation = self.app.assistant.resume(conversation_id)
+            with app_state(self).session.access():
+                self.conversation = app_state(self).assistant.resume(conversation_id)
         except MemosError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -131,11 +136,11 @@ class ChatScreen(Screen):
         self.set_busy(True)
         self.cancel = threading.Event()
         self.idle.clear()
-        assistant = self.app.assistant
+        assistant = app_state(self).assistant
         if assistant.llm is None or assistant.reader.is_command(event.text):
             self.run_worker(partial(self.answer, event.text, bubble), thread=True, group="chat")
         else:
-            self.app.model_thread.submit(self.answer, event.text, bubble)
+            app_state(self).model_thread.submit(self.answer, event.text, bubble)
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -147,22 +152,25 @@ class ChatScreen(Screen):
 
     def answer(self, text: str, bubble: Bubble) -> None:
         """One turn off the UI thread: prepare → stream → commit, reporting back by messages."""
-        app, assistant, cancel = self.app, self.app.assistant, self.cancel
+        app, cancel = app_state(self), self.cancel
+        assistant = app.assistant
         try:
             self._answer(app, assistant, cancel, text, bubble)
         finally:
             self.idle.set()
 
-    def _answer(self, app, assistant, cancel: threading.Event, text: str, bubble: Bubble) -> None:
+    def _answer(
+        self, app: AppState, assistant: "Assistant", cancel: threading.Event, text: str, bubble: Bubble
+    ) -> None:
         """Reports only by posting messages (never waits for the UI thread, which may be waiting
         for this answer to stop before it closes the model)."""
         try:
             if assistant.llm is None or assistant.reader.is_command(text):
-                with app.vault_lock:
+                with app.session.access():
                     result = assistant.turn(self.conversation, text)
                 self.post_message(Finished(bubble, result, result.answer))
                 return
-            with app.vault_lock:
+            with app.session.access():
                 prepared = assistant.prepare(self.conversation, text)
                 self.post_message(Cited(prepared.citations))
                 stream = assistant.generate(prepared, cancel)
@@ -173,10 +181,10 @@ class ChatScreen(Screen):
             if cancel.is_set():
                 self.post_message(Stopped(bubble, "stopped — this answer was not kept"))
                 return
-            with app.vault_lock:
+            with app.session.access():
                 result = assistant.store(prepared, "".join(pieces))
             self.post_message(Finished(bubble, result, None, reading=assistant.extract))
-            with app.vault_lock:
+            with app.session.access():
                 result = assistant.remember(prepared, result, cancel)
             self.post_message(Finished(bubble, result, None))
         except MemosError as exc:

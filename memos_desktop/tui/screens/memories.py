@@ -5,6 +5,7 @@ returns. Forget is a tombstone (restorable from the "deleted" state filter), edi
 """
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -17,7 +18,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from memos_desktop.errors import MemosError
 from memos_desktop.operation.scheduler import memory_line
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
+from memos_desktop.vault.cube import MemCube
 
 PERIODS = {
     "any time": None,
@@ -59,7 +62,7 @@ class MemoriesScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cubes: dict[str, object] = {}
+        self.cubes: dict[str, MemCube] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -96,14 +99,14 @@ class MemoriesScreen(Screen):
         self.refresh_table()
 
     # ----- listing --------------------------------------------------------------------------
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         kind = self.query_one("#filter-kind", Select).value
         return {
             "query": self.query_one("#memory-search", Input).value.strip(),
             "kind": kind if isinstance(kind, str) else None,
             "tag": self.query_one("#filter-tag", Input).value.strip() or None,
             "source": self.query_one("#filter-source", Input).value.strip() or None,
-            "period": PERIODS[self.query_one("#filter-time", Select).value],
+            "period": PERIODS[str(self.query_one("#filter-time", Select).value)],
             "state": self.query_one("#filter-state", Select).value,
         }
 
@@ -117,8 +120,8 @@ class MemoriesScreen(Screen):
     @guarded
     def refresh_table(self) -> None:
         f = self.filters()
-        with self.app.vault_lock:
-            cubes = find(self.app.vault, **f)
+        with app_state(self).session.access() as vault:
+            cubes = find(vault, **f)
         self.app.call_from_thread(self.show, cubes)
 
     def show(self, cubes: list) -> None:
@@ -177,9 +180,10 @@ class MemoriesScreen(Screen):
     def load_versions(self, cube_id: str) -> None:
         from memos_desktop.operation.scheduler import MemScheduler
 
-        with self.app.vault_lock:
-            history = self.app.vault.history(cube_id)
-            scheduler = MemScheduler(self.app.vault)
+        with app_state(self).session.access() as vault:
+            history = vault.history(cube_id)
+            vault.record_read([cube_id], "tui")
+            scheduler = MemScheduler(vault)
             decisions = scheduler.decisions(cube_id=cube_id, limit=5)
             uses = scheduler.uses(cube_id)
             hot = scheduler.is_hot(cube_id)
@@ -248,8 +252,8 @@ class MemoriesScreen(Screen):
     @work(thread=True, group="memories-change")
     @guarded
     def add(self, text: str) -> None:
-        with self.app.vault_lock:
-            op = self.app.assistant.reader.command(f"/remember {text}")
+        with app_state(self).session.access():
+            op = app_state(self).assistant.reader.command(f"/remember {text}")
         self.app.call_from_thread(self.notify, f"{op.op.title()}: {op.text}")
         self.app.call_from_thread(self.refresh_table)
 
@@ -259,8 +263,8 @@ class MemoriesScreen(Screen):
         cube_id = self.selected_id()
         if cube_id is None:
             return
-        with self.app.vault_lock:
-            getattr(self.app.vault, action)(cube_id, **changes)
+        with app_state(self).session.access() as vault:
+            getattr(vault, action)(cube_id, **changes)
         done = {"forget": "Forgotten (restore it under state: deleted)", "restore": "Restored", "edit": "Saved"}[action]
         self.app.call_from_thread(self.notify, f"{done}: {cube_id}")
         self.app.call_from_thread(self.refresh_table)

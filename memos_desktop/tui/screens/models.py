@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -22,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from memos_desktop.errors import MemosError
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.state import AppState, app_state
 from memos_desktop.tui.widgets.guard import guarded
 
 
@@ -33,24 +35,24 @@ def size(n: float) -> str:
     return ""
 
 
-def load_model(app) -> tuple | None:
+def load_model(app: AppState) -> tuple[Any, str] | None:
     """(backend, name) of the default model with its enabled adapter, if any, or None when no
     model is registered. Call on the app's model thread; status goes to the header by message."""
     from memos_desktop.runtime import LoadSettings, load_backend
     from memos_desktop.runtime.models import get_model, registry
     from memos_desktop.training.adapters import Adapters
-    from memos_desktop.tui.app import ModelStatus
+    from memos_desktop.tui.messages import ModelStatus
 
-    with app.vault_lock:
-        if not registry(app.vault):
+    with app.session.access() as vault:
+        if not registry(vault):
             app.post_message(ModelStatus("no model (F5 to add one)"))
             return None
-        entry = get_model(app.vault)
+        entry = get_model(vault)
     app.post_message(ModelStatus(f"loading {entry['name']}…"))
     backend = load_backend(Path(entry["path"]), LoadSettings(n_ctx=entry["n_ctx"], threads=entry.get("threads")))
     try:
-        with app.vault_lock:
-            Adapters(app.vault).apply(backend)  # parameter memory: the enabled adapter of this model
+        with app.session.access() as vault:
+            Adapters(vault).apply(backend)  # parameter memory: the enabled adapter of this model
     except MemosError:
         backend.close()
         raise
@@ -74,7 +76,7 @@ def pull_main() -> None:
         print(json.dumps({"error": str(exc)}), flush=True)
 
 
-def _start_pull(repo: str, filename: str | None, dest: Path) -> subprocess.Popen:
+def _start_pull(repo: str, filename: str | None, dest: Path) -> "subprocess.Popen[str]":
     package_root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.Popen(
@@ -109,7 +111,7 @@ class ModelsScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pulling = None
+        self.pulling: subprocess.Popen[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -137,9 +139,9 @@ class ModelsScreen(Screen):
         from memos_desktop.runtime.models import list_models
         from memos_desktop.training.adapters import Adapters
 
-        with self.app.vault_lock:
-            models = list_models(self.app.vault)
-            registry = Adapters(self.app.vault)
+        with app_state(self).session.access() as vault:
+            models = list_models(vault)
+            registry = Adapters(vault)
             found = [(cube, bool(registry.stale_sources(cube))) for cube in registry.cubes()]
         self.app.call_from_thread(self.show, models, found)
 
@@ -158,7 +160,7 @@ class ModelsScreen(Screen):
                 Text(m["path"]),
                 key=m["name"],
             )
-        status = f"{self.app.model_status}."
+        status = f"{app_state(self).model_status}."
         if not models:
             status += " No models yet: press a to add a GGUF file or MLX folder, or l to pull one."
         self.query_one("#model-status", Static).update(status)
@@ -195,12 +197,12 @@ class ModelsScreen(Screen):
         from memos_desktop.runtime.models import add_model
 
         def checked_add() -> dict:  # it loads the model: on the model thread
-            with self.app.vault_lock:
-                return add_model(self.app.vault, Path(path).expanduser())
+            with app_state(self).session.access() as vault:
+                return add_model(vault, Path(path).expanduser())
 
         self.app.call_from_thread(self.query_one("#model-status", Static).update, f"Checking that {path} loads…")
         try:
-            entry = self.app.model_thread.submit(checked_add).result()
+            entry = app_state(self).model_thread.submit(checked_add).result()
         finally:
             self.app.call_from_thread(self.refresh_tables)
         self.app.call_from_thread(self.notify, f"Added {entry['name']}.")
@@ -216,8 +218,8 @@ class ModelsScreen(Screen):
     def make_default(self, name: str) -> None:
         from memos_desktop.runtime.models import set_default
 
-        with self.app.vault_lock:
-            set_default(self.app.vault, name)
+        with app_state(self).session.access() as vault:
+            set_default(vault, name)
         self.after_change()
 
     def action_toggle_adapter(self) -> None:
@@ -230,8 +232,8 @@ class ModelsScreen(Screen):
     def toggle_adapter(self, cube_id: str) -> None:
         from memos_desktop.training.adapters import Adapters
 
-        with self.app.vault_lock:
-            registry = Adapters(self.app.vault)
+        with app_state(self).session.access() as vault:
+            registry = Adapters(vault)
             if registry.get(cube_id).meta.get("enabled"):
                 registry.disable(cube_id, "disabled by the user")
             else:
@@ -240,7 +242,7 @@ class ModelsScreen(Screen):
 
     def after_change(self) -> None:
         """Reload the model with the new default/adapters and refresh the tables."""
-        self.app.call_from_thread(self.app.load_default_model)
+        self.app.call_from_thread(app_state(self).load_default_model)
         self.app.call_from_thread(self.refresh_tables)
 
     # ----- pull -----------------------------------------------------------------------------
@@ -268,12 +270,13 @@ class ModelsScreen(Screen):
         import json
         import select
 
-        dest = self.app.data_dir / "models"
+        dest = app_state(self).data_dir / "models"
         process = _start_pull(repo, filename, dest)
         self.pulling = process
         self.app.call_from_thread(self.pull_progress, 0, None, f"Pulling {repo}… (Escape stops it)")
         total, outcome = None, None
         while outcome is None:
+            assert process.stdout is not None  # started with stdout=PIPE
             ready, _, _ = select.select([process.stdout], [], [], 0.25)
             line = process.stdout.readline() if ready else ""
             if ready and not line:

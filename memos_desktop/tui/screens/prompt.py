@@ -39,8 +39,10 @@ class PromptScreen(ModalScreen[str | None]):
         self.action_save() if event.button.id == "save" else self.action_cancel()
 
     def action_save(self) -> None:
-        widget = self.query_one("#prompt-value")
-        self.dismiss(widget.text if self.multiline else widget.value)
+        if self.multiline:
+            self.dismiss(self.query_one("#prompt-value", TextArea).text)
+        else:
+            self.dismiss(self.query_one("#prompt-value", Input).value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

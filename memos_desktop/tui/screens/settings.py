@@ -12,15 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
-
-SETTING = "assistant"
-DEFAULTS = {"answer_tokens": 512, "temperature": 0.7, "activation": True, "extract": True}
-
-
-def assistant_settings(vault) -> dict:
-    """The stored assistant settings with defaults filled in."""
-    return {**DEFAULTS, **(vault.get_setting(SETTING) or {})}
 
 
 class SettingsScreen(Screen):
@@ -59,12 +52,14 @@ class SettingsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        with self.app.vault_lock:
-            values = assistant_settings(self.app.vault)
-        self.query_one("#extract", Switch).value = values["extract"]
-        self.query_one("#activation", Switch).value = values["activation"]
-        self.query_one("#answer_tokens", Input).value = str(values["answer_tokens"])
-        self.query_one("#temperature", Input).value = str(values["temperature"])
+        from memos_desktop.operation.turn import AssistantSettings
+
+        with app_state(self).session.access() as vault:
+            values = AssistantSettings.load(vault)
+        self.query_one("#extract", Switch).value = values.extract
+        self.query_one("#activation", Switch).value = values.activation
+        self.query_one("#answer_tokens", Input).value = str(values.answer_tokens)
+        self.query_one("#temperature", Input).value = str(values.temperature)
         self.load_facts()
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -84,26 +79,27 @@ class SettingsScreen(Screen):
         if not (16 <= tokens <= 8192 and 0 <= temperature <= 2):
             self.notify("Answer length must be 16–8192 tokens and temperature 0–2.", severity="error")
             return
-        values = {
-            "answer_tokens": tokens,
-            "temperature": temperature,
-            "activation": self.query_one("#activation", Switch).value,
-            "extract": self.query_one("#extract", Switch).value,
-        }
+        from memos_desktop.operation.turn import AssistantSettings
+
+        values = AssistantSettings(
+            answer_tokens=tokens,
+            temperature=temperature,
+            activation=self.query_one("#activation", Switch).value,
+            extract=self.query_one("#extract", Switch).value,
+        )
         try:
-            with self.app.vault_lock:
-                self.app.vault.set_setting(SETTING, values)
+            with app_state(self).session.access() as vault:
+                values.save(vault)
         except MemosError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.app.rebuild_assistant()
+        app_state(self).rebuild_assistant()
         self.notify("Settings saved.")
 
     @work(thread=True, exclusive=True, group="settings-facts")
     @guarded
     def load_facts(self) -> None:
-        vault = self.app.vault
-        with self.app.vault_lock:
+        with app_state(self).session.access() as vault:
             stats = vault.stats()
         cubes = ", ".join(f"{k}: {n}" for k, n in stats["cubes"].items()) or "none yet"
         lines = [

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from memos_desktop.tui.screens.prompt import PromptScreen
+from memos_desktop.tui.state import app_state
 from memos_desktop.tui.widgets.guard import guarded
 
 
@@ -52,7 +53,7 @@ class SourcesScreen(Screen):
         self.query_one("#roots-table", DataTable).add_columns("folder", "indexed", "pending", "skipped", "error")
         self.query_one("#source-table", DataTable).add_columns("file", "status", "reason", "chunks", "updated")
         self.query_one("#scan-progress", ProgressBar).display = False
-        self.show_status(self.app.watch_status)
+        self.show_status(app_state(self).watch_status)
         self.action_reload()
 
     def on_screen_resume(self) -> None:
@@ -90,16 +91,16 @@ class SourcesScreen(Screen):
     @work(thread=True, exclusive=True, group="sources-list")
     @guarded
     def load(self) -> None:
-        from memos_desktop.loader import status
         from memos_desktop.loader.config import LoaderConfig
+        from memos_desktop.vault import loader_files as status
 
-        with self.app.vault_lock:
-            roots = LoaderConfig.load(self.app.vault).roots
-            counts = {root: status.counts(self.app.vault, prefix=root) for root in roots}
-            files = status.files(self.app.vault, limit=1000)
+        with app_state(self).session.access() as vault:
+            roots = LoaderConfig.load(vault).roots
+            counts = {root: status.counts(vault, prefix=root) for root in roots}
+            files = status.files(vault, limit=1000)
         self.app.call_from_thread(self.show, roots, counts, files)
-        if roots and self.app.watcher is None:  # e.g. added with `watch add` while the app ran
-            self.app.call_from_thread(self.app.start_watcher)
+        if roots and app_state(self).watcher is None:  # e.g. added with `watch add` while the app ran
+            self.app.call_from_thread(app_state(self).start_watcher)
 
     def show(self, roots: list[str], counts: dict, files: list) -> None:
         table = self.query_one("#roots-table", DataTable)
@@ -130,27 +131,27 @@ class SourcesScreen(Screen):
     def add(self, path: str) -> None:
         from memos_desktop.loader.config import add_root
 
-        with self.app.vault_lock:
-            root = add_root(self.app.vault, Path(path))
+        with app_state(self).session.access() as vault:
+            root = add_root(vault, Path(path))
         self.app.call_from_thread(self.notify, f"Watching {root}; indexing starts now.")
-        self.app.call_from_thread(self.app.start_watcher)  # a running watcher picks the change up itself
+        self.app.call_from_thread(app_state(self).start_watcher)  # a running watcher picks the change up itself
         self.app.call_from_thread(self.action_reload)
 
     def action_remove(self) -> None:
         table = self.query_one("#roots-table", DataTable)
         if table.row_count:
             root = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            self.remove(root)
+            self.unwatch(root)
 
     @work(thread=True, group="sources-change")
     @guarded
-    def remove(self, root: str) -> None:
+    def unwatch(self, root: str) -> None:
         from memos_desktop.loader.config import remove_root
 
-        with self.app.vault_lock:
-            remove_root(self.app.vault, Path(root))
+        with app_state(self).session.access() as vault:
+            remove_root(vault, Path(root))
         self.app.call_from_thread(self.notify, f"Stopped watching {root}; its memories stay.")
-        self.app.call_from_thread(self.app.start_watcher)  # a running watcher picks the change up itself
+        self.app.call_from_thread(app_state(self).start_watcher)  # a running watcher picks the change up itself
         self.app.call_from_thread(self.action_reload)
 
     # ----- scanning -------------------------------------------------------------------------
@@ -176,9 +177,9 @@ class SourcesScreen(Screen):
 
         self.app.call_from_thread(self.progress, 0, 1, True)
         try:
-            with self.app.vault_lock:
+            with app_state(self).session.access() as vault:
                 # with the watcher running, vectors are left to it (between its events, off the lock)
-                report = Loader(self.app.vault).scan(progress=progress, embed=self.app.watcher is None)
+                report = Loader(vault).scan(progress=progress, embed=app_state(self).watcher is None)
             message = f"Scanned {report.files} files: {report.indexed} indexed, {report.unchanged} unchanged."
         except ScanCancelled:
             message = "Scan cancelled; the files not reached stay pending for the next scan."

@@ -15,25 +15,26 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
 from memos_desktop.errors import MemosError
+from memos_desktop.tui.state import app_state
 
 
 class UnlockScreen(Screen):
     """Asks for the passphrase (twice when creating the vault) and opens the vault in a worker."""
 
     opening = False  # a worker is opening the vault: Enter again does nothing
+    weak_confirmed = ""  # a very weak new passphrase the user kept by pressing Enter again
 
     def compose(self) -> ComposeResult:
         from memos_desktop import paths
 
-        self.create = not (
-            (self.app.data_dir / paths.VAULT_HEADER).exists() or (self.app.data_dir / paths.VAULT_DB).exists()
-        )
+        data_dir = app_state(self).data_dir
+        self.create = not ((data_dir / paths.VAULT_HEADER).exists() or (data_dir / paths.VAULT_DB).exists())
         with Vertical(id="unlock-box"):
             if self.create:
                 yield Static("Welcome to memos. Choose a passphrase for your new encrypted vault.", id="unlock-intro")
             else:
                 yield Static("Your vault is locked.", id="unlock-intro")
-            yield Label(str(self.app.data_dir), id="unlock-path")
+            yield Label(str(app_state(self).data_dir), id="unlock-path")
             yield Input(placeholder="Passphrase", password=True, id="passphrase")
             if self.create:
                 yield Input(placeholder="Repeat the passphrase", password=True, id="confirm")
@@ -63,6 +64,14 @@ class UnlockScreen(Screen):
         if self.create and passphrase != self.query_one("#confirm", Input).value:
             self.status("The two passphrases differ.")
             return
+        if self.create and passphrase != self.weak_confirmed:
+            from memos_desktop.vault.strength import weakness
+
+            reason = weakness(passphrase)
+            if reason:
+                self.weak_confirmed = passphrase
+                self.status(f"This passphrase is very weak ({reason}). Press Enter again to use it anyway.")
+                return
         self.start(passphrase)
 
     def status(self, text: str) -> None:
@@ -76,14 +85,14 @@ class UnlockScreen(Screen):
     @work(thread=True, exclusive=True, group="unlock")
     def open(self, passphrase: str) -> None:
         try:
-            vault = self.app.open_vault(passphrase, self.create)
+            session = app_state(self).open_vault(passphrase, self.create)
         except MemosError as exc:
             self.app.call_from_thread(self.failed, str(exc))
             return
         except Exception as exc:  # never a traceback on the unlock screen
             self.app.call_from_thread(self.failed, f"The vault could not be opened: {exc!r}")
             return
-        self.app.call_from_thread(self.app.unlocked, vault)
+        self.app.call_from_thread(app_state(self).unlocked, session)
 
     def failed(self, message: str) -> None:
         self.status(message)

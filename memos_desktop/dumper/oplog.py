@@ -5,32 +5,28 @@ parents' vids, a hybrid-logical-clock stamp and the device that wrote it (table 
 Local versions are tagged lazily (`tag_local`); foreign events are appended as new local version
 rows (`apply_cube`), so every version of every device is kept. A cube's current state is its
 single head; when concurrent edits leave several heads, a deterministic *conflict* version (same
-id on every device) records them and shows the latest by clock until the user resolves it. All
-functions run inside the caller's write transaction and never commit. Versions and heads are
-stored through the public `Vault.import_versions`, which rebuilds FTS for the cubes they change
-and leaves vectors to the embedder; this module writes only its own table, `sync_events`.
+id on every device) records them and shows the latest by clock until the user resolves it
+(`conflicts.py`). All functions run inside the caller's write transaction and never commit.
+Versions and heads are stored through the public `Vault.import_versions`, which rebuilds FTS for
+the cubes they change and leaves vectors to the embedder; op-log rows go through
+`vault/sync_log.py`. This module runs no SQL.
 """
 
-import codecs
-import hashlib
 import json
 from dataclasses import dataclass, field, fields
-
-import orjson
+from typing import Any, cast
 
 from memos_desktop.dumper import clock as hlc
+from memos_desktop.dumper.canonical import canonical_snapshot, stored_snapshot, vid_of
 from memos_desktop.dumper.format import check_blob_name, check_id, loads
-from memos_desktop.errors import BundleError, MemosError, NotFound
+from memos_desktop.errors import BundleError
+from memos_desktop.vault import Vault, sync_log
 from memos_desktop.vault.cube import COLUMNS, KINDS, STATES, MemCube
+from memos_desktop.vault.sync_log import CONFLICT_DEVICE
 
 CLOCK_SETTING = "sync.clock"
-CONFLICT_DEVICE = "conflict"
 _OP_MAX = 32
 BATCH = 2000  # rows per executemany when tagging or inserting new cubes
-# Reused encoders: the same output as json.dumps with these options, without building one per call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-_MAX_ESCAPES = 64  # more non-ASCII bytes than this: the json module is faster
 _FIELDS = frozenset(f.name for f in fields(MemCube))
 _NUMBERS = ("created_at", "updated_at", "valid_from", "valid_to", "expires_at", "importance")
 # The types parsed JSON gives that isinstance(value, int | float | None) accepts, and str: checked
@@ -74,161 +70,53 @@ class Event:
         }
 
 
-def canonical_json(value: dict | list, sort_keys: bool) -> str:
-    """`json.dumps(value, sort_keys=sort_keys, separators=(",", ":"))`: what version ids hash.
-
-    orjson writes the same bytes several times faster once DEL and non-ASCII characters are
-    escaped as json escapes them, unless a float needs an exponent in Python's repr (orjson
-    writes 1e16 and 0.00001 where json writes 1e+16 and 1e-05) or is NaN or infinite (orjson
-    writes null); those values, integers beyond 64 bits and lone surrogates (which orjson
-    refuses), and text with many characters to escape go to the json module.
-    """
-    if _plain_floats(value):
-        try:
-            fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
-        except TypeError:
-            fast = b""
-        if fast and b"\x7f" not in fast:  # json escapes DEL, orjson does not
-            if fast.isascii():
-                return fast.decode("ascii")
-            text = fast.decode("utf-8")
-            if len(fast) - len(text) <= _MAX_ESCAPES:
-                return text.encode("ascii", _ESCAPE_HANDLER).decode("ascii")
-    return (_CANONICAL if sort_keys else _COMPACT)(value)
-
-
-def _plain_floats(value: dict | list) -> bool:
-    """True when every float in `value` is written without an exponent by repr (or is zero)."""
-    stack = [value]
-    while stack:
-        container = stack.pop()
-        for item in container.values() if type(container) is dict else container:
-            kind = type(item)
-            if kind is str:
-                continue
-            if kind is float:
-                if not (1e-4 <= abs(item) < 1e16 or item == 0.0):
-                    return False
-            elif kind is dict or kind is list:
-                stack.append(item)
-    return True
-
-
-def _escape(error: UnicodeEncodeError) -> tuple[str, int]:
-    """Non-ASCII characters as json writes them (\\uXXXX; a surrogate pair beyond the BMP)."""
-    out = []
-    for char in error.object[error.start : error.end]:
-        code = ord(char)
-        if code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            code -= 0x10000
-            out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
-    return "".join(out), error.end
-
-
-# An encode error handler: the C encoder copies ASCII and calls _escape once per non-ASCII run.
-_ESCAPE_HANDLER = "memos-json-ascii"
-codecs.register_error(_ESCAPE_HANDLER, _escape)
-
-
-def canonical_snapshot(snapshot: dict) -> str:
-    """A snapshot as canonical JSON (sorted keys, no spaces) without its local version number."""
-    return canonical_json({k: v for k, v in snapshot.items() if k != "version"}, True)
-
-
-def stored_snapshot(canonical: str, version: int) -> str:
-    """The text stored in `cube_versions.snapshot` for local version number `version`."""
-    return f'{{"version":{version}' + (f",{canonical[1:]}" if canonical != "{}" else "}")
-
-
-def vid_of(
-    cube_id: str,
-    parents: list[str],
-    stamp: str,
-    device: str,
-    op: str,
-    actor: str,
-    at: float,
-    snapshot: dict,
-    canonical: str | None = None,
-) -> str:
-    """The global id of an event: a hash of everything in it but the local version number."""
-    head = canonical_json([cube_id, parents, stamp, device, op, actor, at], False)
-    body = canonical if canonical is not None else canonical_snapshot(snapshot)
-    return hashlib.blake2b(f"{head}\n{body}".encode(), digest_size=16).hexdigest()
-
-
-def load_clock(vault) -> hlc.HybridClock:
+def load_clock(vault: Vault) -> hlc.HybridClock:
     ms, counter = vault.get_setting(CLOCK_SETTING, [0, 0])
     return hlc.HybridClock(vault.device_id, ms, counter)
 
 
-def save_clock(vault, clock: hlc.HybridClock) -> None:
+def save_clock(vault: Vault, clock: hlc.HybridClock) -> None:
     """Persist the clock (inside the caller's transaction)."""
     vault.set_setting(CLOCK_SETTING, [clock.ms, clock.counter])
 
 
-def tag_local(vault, clock: hlc.HybridClock) -> int:
+def tag_local(vault: Vault, clock: hlc.HybridClock) -> int:
     """Give every untagged version row (made on this device) an event id; return how many.
 
     Streams the rows (parents before children per cube); inserts, in batches, only touch rows
     already read (a parent is either earlier in this cube's rows or tagged before).
     """
-    conn = vault.conn
-    rows = conn.execute(
-        "SELECT v.cube_id, v.version, v.parent_version, v.op, v.at, v.actor, v.snapshot"
-        " FROM cube_versions v WHERE NOT EXISTS (SELECT 1 FROM sync_events e"
-        " WHERE e.cube_id = v.cube_id AND e.version = v.version)"
-        " ORDER BY v.cube_id, v.version"
-    )
+    rows = sync_log.untagged_versions(vault)
     count = 0
-    current, tagged, pending = None, {}, []
+    current: str | None = None
+    tagged: dict[int, str] = {}
+    pending: list[tuple[object, ...]] = []
     for cube_id, version, parent, op, at, actor, snapshot in rows:
         if cube_id != current:
             current, tagged = cube_id, {}
-        parents = []
+        parents: list[str] = []
         if parent is not None:
             pvid = tagged.get(parent)
             if pvid is None:
-                found = conn.execute(
-                    "SELECT vid FROM sync_events WHERE cube_id = ? AND version = ?",
-                    (cube_id, parent),
-                ).fetchone()
-                pvid = found[0] if found else None
+                pvid = sync_log.vid_at(vault, cube_id, parent)
             if pvid is not None:
                 parents = [pvid]
         stamp = clock.tick(int(at * 1000))
-        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, loads(snapshot))
-        pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents)))
+        vid = vid_of(cube_id, parents, stamp, vault.device_id, op, actor, at, cast(dict[str, Any], loads(snapshot)))
+        pending.append((vid, cube_id, version, stamp, vault.device_id, json.dumps(parents), None, 0))
         if len(pending) >= BATCH:
-            _insert_tags(conn, pending)
+            sync_log.insert_events(vault, pending)
             pending = []
         tagged[version] = vid
         count += 1
-    _insert_tags(conn, pending)
+    sync_log.insert_events(vault, pending)
     save_clock(vault, clock)
     return count
 
 
-def _insert_tags(conn, rows: list[tuple]) -> None:
-    conn.executemany(
-        "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-        " VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
-        rows,
-    )
-
-
-def cube_events(vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
+def cube_events(vault: Vault, cube_id: str, only_unshared: bool = False) -> list[Event]:
     """The events of one cube in local version order (parents before children)."""
-    sql = (
-        "SELECT e.vid, e.parents, e.hlc, e.device, v.op, v.actor, v.at, v.snapshot"
-        " FROM sync_events e JOIN cube_versions v"
-        " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.cube_id = ?"
-    )
-    if only_unshared:
-        sql += " AND e.shared = 0"
-    rows = vault.conn.execute(sql + " ORDER BY e.version", (cube_id,)).fetchall()
+    rows = sync_log.cube_events(vault, cube_id, only_unshared)
     return [Event(v, json.loads(p), h, d, op, a, at, json.loads(s)) for v, p, h, d, op, a, at, s in rows]
 
 
@@ -317,14 +205,8 @@ class _Known:
     snapshot: dict | None = None
 
 
-_EVENT_SQL = (
-    "INSERT INTO sync_events (vid, cube_id, version, hlc, device, parents, origin, shared)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 def apply_cube(
-    vault,
+    vault: Vault,
     cube_id: str,
     events: list[Event],
     *,
@@ -337,18 +219,13 @@ def apply_cube(
 
     Raises MissingParent when an event's parent is neither stored nor earlier in `events`.
     """
-    conn = vault.conn
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM cubes WHERE id = ?", (cube_id,)).fetchone()
+    row = sync_log.head_row(vault, cube_id)
     known: dict[str, _Known] = {}
     next_version = 1
     if row is not None:
-        for vid, version, stamp, parents in conn.execute(
-            "SELECT vid, version, hlc, parents FROM sync_events WHERE cube_id = ?", (cube_id,)
-        ):
-            known[vid] = _Known(version, stamp, json.loads(parents))
-        next_version = conn.execute(
-            "SELECT coalesce(max(version), 0) + 1 FROM cube_versions WHERE cube_id = ?", (cube_id,)
-        ).fetchone()[0]
+        for vid, version, stamp, parents in sync_log.known_events(vault, cube_id):
+            known[vid] = _Known(version, stamp, parents)
+        next_version = sync_log.next_version(vault, cube_id)
     versions: list[tuple] = []
     tags: list[tuple] = []
     for event in events:
@@ -364,7 +241,7 @@ def apply_cube(
     if added or (row is not None and access[0] > row[COLUMNS.index("access_count")]):
         head = _settle(vault, cube_id, row, known, versions, tags, next_version, access)
         vault.import_versions(versions, [head])
-        conn.executemany(_EVENT_SQL, tags)
+        sync_log.insert_events(vault, tags)
     return added
 
 
@@ -396,18 +273,14 @@ def _add_event(
     known[event.vid] = _Known(version, event.hlc, event.parents, event.snapshot)
 
 
-def _snapshot(vault, cube_id: str, known: _Known) -> dict:
+def _snapshot(vault: Vault, cube_id: str, known: _Known) -> dict:
     if known.snapshot is None:
-        text = vault.conn.execute(
-            "SELECT snapshot FROM cube_versions WHERE cube_id = ? AND version = ?",
-            (cube_id, known.version),
-        ).fetchone()[0]
-        known.snapshot = json.loads(text)
+        known.snapshot = sync_log.version_snapshot(vault, cube_id, known.version)
     return known.snapshot
 
 
 def _settle(
-    vault,
+    vault: Vault,
     cube_id: str,
     row: tuple | None,
     known: dict[str, _Known],
@@ -452,7 +325,7 @@ class NewCubes:
     cubes. `flush()` must run before anything reads those cubes and before the transaction commits.
     """
 
-    def __init__(self, vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH):
+    def __init__(self, vault: Vault, *, origin: str, shared: bool, clock: hlc.HybridClock, size: int = BATCH):
         self.vault = vault
         self.origin = origin
         self.shared = int(shared)
@@ -493,71 +366,5 @@ class NewCubes:
         if not self.ids:
             return
         self.vault.import_versions(self._versions, self._heads, new=True)
-        self.vault.conn.executemany(_EVENT_SQL, self._events)
+        sync_log.insert_events(self.vault, self._events)
         self.ids, self._heads, self._versions, self._events = {}, [], [], []
-
-
-def conflicts(vault) -> list[dict]:
-    """Cubes whose current version is an unresolved conflict, with the competing versions."""
-    rows = vault.conn.execute(
-        "SELECT c.id, c.title, c.version, e.parents FROM cubes c"
-        " JOIN cube_versions v ON v.cube_id = c.id AND v.version = c.version"
-        " JOIN sync_events e ON e.cube_id = c.id AND e.version = c.version"
-        " WHERE v.op = 'conflict' ORDER BY c.updated_at DESC"
-    ).fetchall()
-    out = []
-    for cube_id, title, version, parents in rows:
-        heads = [_describe(vault, vid) for vid in _competing(vault, json.loads(parents))]
-        out.append({"id": cube_id, "title": title, "version": version, "heads": heads})
-    return out
-
-
-def _competing(vault, vids: list[str]) -> list[str]:
-    """The user's versions behind a conflict (nested conflict versions give their parents)."""
-    out: list[str] = []
-    todo = list(vids)
-    while todo:
-        vid = todo.pop(0)
-        device, parents = vault.conn.execute("SELECT device, parents FROM sync_events WHERE vid = ?", (vid,)).fetchone()
-        if device == CONFLICT_DEVICE:
-            todo += json.loads(parents)
-        elif vid not in out:
-            out.append(vid)
-    return out
-
-
-def _describe(vault, vid: str) -> dict:
-    version, stamp, device, op, snapshot = vault.conn.execute(
-        "SELECT e.version, e.hlc, e.device, v.op, v.snapshot"
-        " FROM sync_events e JOIN cube_versions v"
-        " ON v.cube_id = e.cube_id AND v.version = e.version WHERE e.vid = ?",
-        (vid,),
-    ).fetchone()
-    snap = json.loads(snapshot)
-    return {
-        "version": version,
-        "vid": vid,
-        "device": device,
-        "op": op,
-        "hlc": stamp,
-        "state": snap["state"],
-        "title": snap["title"],
-        "content": snap["content"],
-    }
-
-
-def resolve(vault, cube_id: str, keep_version: int, actor: str = "user") -> MemCube:
-    """Close a conflict by making one competing version current (a new version on top)."""
-    for conflict in conflicts(vault):
-        if conflict["id"] == cube_id:
-            choices = [h["version"] for h in conflict["heads"]]
-            if keep_version not in choices:
-                raise MemosError(
-                    f"Version {keep_version} is not one of the conflicting versions of {cube_id} "
-                    f"({', '.join(map(str, choices))})."
-                )
-            owner = vault.conn.execute("SELECT owner FROM cubes WHERE id = ?", (cube_id,)).fetchone()[0]
-            cube = vault.rollback(cube_id, keep_version, profile=owner, actor=actor)
-            vault.audit("resolve-conflict", cube_id, actor, {"kept": keep_version, "version": cube.version})
-            return cube
-    raise NotFound(f"Memory {cube_id} has no open conflict.")

@@ -1,4 +1,4 @@
-"""Version ids (memos_desktop/dumper/events.py): the fast encoding hashes exactly what the spec says."""
+"""Version ids (memos_desktop/dumper/canonical.py): the fast encoding hashes exactly what the spec says."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memos_desktop.dumper.events import _plain_floats, canonical_json
+from memos_desktop.dumper.canonical import _plain_floats, canonical_json
 from memos_desktop.dumper.importer import import_bundle
 
 FIXTURE = Path(__file__).parent / "data" / "bundle-v1-json-encoder.age"
