@@ -21,10 +21,18 @@ def test_cli_reports_both_vaults_and_their_ratio(cli):
         ratio = entry["encrypted"][f"{q}_ms"] / entry["plain"][f"{q}_ms"]
         assert entry[f"encrypted/plain {q}"] == pytest.approx(ratio, abs=1e-3)
     assert entry["knn_recall@10_vs_exact"] == 1.0  # small vaults search exactly
+    for mode in ("encrypted", "plain"):  # end to end: the query embedded by the real MiniLM
+        assert entry["real query"][mode]["cpu_p50_ms"] > entry[mode]["cpu_p50_ms"]
+    assert entry["embedder alone"]["cpu_p50_ms"] > 0 and entry["embedder alone f16"]["cpu_p50_ms"] > 0
+    assert result["query_embedder"].startswith("all-MiniLM-L6-v2@") and result["query_tokens_mean"] > 1
     table = search.rows(result)
-    assert [(row["cubes"], row["vault"]) for row in table] == [
-        (300, "plain"),
-        (300, "encrypted"),
-        (300, "encrypted/plain"),
+    assert [(row["cubes"], row["vault"], row["query"]) for row in table] == [
+        (300, "plain", "vector given"),
+        (300, "encrypted", "vector given"),
+        (300, "plain", "text (MiniLM)"),
+        (300, "encrypted", "text (MiniLM)"),
+        (300, "-", "MiniLM Q8_0 alone"),
+        (300, "-", "MiniLM F16 alone"),
+        (300, "encrypted/plain", "vector given"),
     ]
-    assert table[2]["p95_ms"] == entry["encrypted/plain p95"]
+    assert table[-1]["p95_ms"] == entry["encrypted/plain p95"]

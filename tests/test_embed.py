@@ -320,3 +320,20 @@ def test_keyword_only_search_tells_the_user_why(cli):
     result = cli("search", "anything", env={"MEMOS_EMBEDDER": "none"})
     assert result.returncode == 0, result.stderr
     assert "search is keyword-only because embeddings are turned off" in result.stderr
+
+
+def test_query_vectors_come_from_an_8bit_copy_close_to_the_model(model, gguf_path):
+    """Search embeds queries with a Q8_0 copy (faster on a short text); its vectors must stay
+    interchangeable with the stored F16 ones."""
+    texts = ["When did Caroline go to the LGBTQ support group?", "Which book did Melanie read last summer?"]
+    queries = model.embed_query(texts)
+    assert_unit_vectors(queries, 2)
+    assert np.all(np.sum(queries * model.embed(texts), axis=1) > 0.999)
+    copy = gguf_path.with_name(gguf_path.name.replace(".f16.gguf", ".q8_0.gguf"))
+    assert copy.is_file() and copy.stat().st_size < 0.6 * gguf_path.stat().st_size
+
+
+def test_a_damaged_8bit_copy_is_made_again(model, gguf_path):
+    copy = minilm.ensure_query_gguf(gguf_path)
+    copy.write_bytes(b"damaged")
+    assert minilm.ensure_query_gguf(gguf_path) == copy and copy.stat().st_size > 1_000_000

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from memos_desktop.operation.search import Filters, Hit, Weights, date_windows, query_terms, search
 
 
@@ -319,3 +321,36 @@ def test_a_memory_sharing_a_rare_entity_with_the_first_hits_is_brought_in(vault)
     linked_hit = next(h for h in with_links if h.cube.id == linked.id)
     assert linked_hit.signals["link"] > 0
     assert linked.id not in ids(without)
+
+
+class CountingEmbedder:
+    """The test embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.model_id, self.dim, self.texts = inner, inner.model_id, inner.dim, []
+
+    def embed(self, texts):
+        self.texts += list(texts)
+        return self.inner.embed(texts)
+
+
+def test_a_repeated_query_is_embedded_once(vault):
+    vault.add("the zebra grazes in the savanna")
+    vault.embedder = counting = CountingEmbedder(vault.embedder)
+    first = search(vault, "where does the zebra graze today", record=False)
+    again = search(vault, "where does the zebra graze today", record=False)
+    assert counting.texts == ["where does the zebra graze today"]
+    assert [h.cube.id for h in first] == [h.cube.id for h in again] and first[0].signals["cosine"] > 0
+
+
+def test_a_failing_embedder_fails_the_search_with_its_error(vault):
+    from memos_desktop.errors import EmbedderError
+
+    class Broken(CountingEmbedder):
+        def embed(self, texts):
+            raise EmbedderError("the model file went away")
+
+    vault.add("the zebra grazes")
+    vault.embedder = Broken(vault.embedder)
+    with pytest.raises(EmbedderError, match="went away"):
+        search(vault, "a query never asked before: zebra", record=False)

@@ -112,3 +112,34 @@ def test_coarse_knn_keeps_the_true_neighbours_of_anisotropic_vectors(isolated_ho
             found = {r for r, _ in v.knn(vector, 50)}
             recalls.append(len(found & set(exact(v, vector, 50))) / 50)
     assert np.mean(recalls) >= 0.75
+
+
+def test_another_connections_write_without_vectors_keeps_the_coarse_index(large, isolated_home):
+    from memos_desktop.vault import Vault
+
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large.knn(vector, 5)
+    loaded = large._bits
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"]) as other:  # no embedder: no vector
+        other.add("an audit entry and a cube without a vector")
+    large.knn(vector, 5)
+    assert large._bits is loaded
+
+
+def test_another_connections_vector_change_reloads_the_coarse_index(large, isolated_home):
+    from memos_desktop.vault import Vault
+
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large.knn(vector, 5)
+    loaded = large._bits
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
+        other.add("zebra quokka")
+    large.knn(vector, 5)
+    assert large._bits is not loaded
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+def test_zero_query_vector_finds_nothing(large, monkeypatch, coarse):
+    if not coarse:
+        monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 10**9)
+    assert large.knn(np.zeros(large.embedder.dim, np.float32), 5) == []

@@ -8,6 +8,13 @@ its topic's centroid); a text's vector is the normalised mean of its words' vect
 and vector neighbours agree as they do with a real model. Also reported: the KNN's recall@10
 against exact float search, which shows what the coarse binary pass costs in quality, and CPU
 time (`process_time`) beside wall-clock time: on a loaded machine CPU time is the steadier figure.
+
+With `real_queries` (the default) the query is embedded by the real all-MiniLM-L6-v2 as a user's
+query is, end to end (`search` given the text only, the query-vector cache emptied before each
+query so that every one pays the embedder), beside the same search given the query's vector and
+the embedder alone on the same texts, so the cost of each part and what overlapping them saves
+are read from one run. The stored vectors stay synthetic (same 384 dimensions): what a query
+costs does not depend on what the vectors mean.
 """
 
 import tempfile
@@ -67,7 +74,24 @@ class SyntheticEmbedder:
         return out
 
 
-def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
+class RealQueries:
+    """all-MiniLM-L6-v2 for query texts, under the synthetic embedder's identity (the vault's
+    vectors stay synthetic; only their cost matters)."""
+
+    def __init__(self, synthetic: SyntheticEmbedder):
+        from memos_desktop.embed.minilm import MiniLM
+
+        self.model = MiniLM(n_threads=1)
+        self.model_id, self.dim = synthetic.model_id, synthetic.dim
+
+    def embed(self, texts):
+        return self.model.embed(texts)
+
+    def embed_query(self, texts):
+        return self.model.embed_query(texts)
+
+
+def run(n: int = 100_000, queries: int = 200, k: int = 10, real_queries: bool = True) -> dict:
     """p50/p95 of hybrid search at 10k (when n > 10k) and n cubes, encrypted and plain."""
     import numpy as np
 
@@ -81,6 +105,7 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
     # Queries are content words (a real query's stopwords are dropped before FTS).
     question_texts = embedder.texts(rng, queries + 10, 3, common=0)
     results: dict[str, dict] = {}
+    real = RealQueries(embedder) if real_queries else None
     with tempfile.TemporaryDirectory(prefix="memos-bench-search-") as tmp:
         vaults = {
             "encrypted": Vault.create(Path(tmp) / "encrypted", "bench-search", embedder=embedder),
@@ -93,55 +118,88 @@ def run(n: int = 100_000, queries: int = 200, k: int = 10) -> dict:
                     batch = min(2000, size - stored)
                     items = [dict(content=t) for t in embedder.texts(rng, batch, 12)]
                     for vault in vaults.values():
+                        vault.embedder = embedder
                         vault.add_many(items, actor="bench")
                     stored += batch
                 entry = results.setdefault(str(size), {})
-                entry.update(_measure(vaults, question_texts, k))
+                entry.update(_measure(vaults, question_texts, k, embedder))
+                # Link expansion's share of the time, same vault, same queries, same run.
+                unlinked = _measure({"encrypted": vaults["encrypted"]}, question_texts, k, embedder, Weights(link=0.0))
+                entry["encrypted, links off"] = unlinked["encrypted"]
                 for q in ("p50", "p95", "cpu_p50", "cpu_p95"):
                     ratio = entry["encrypted"][f"{q}_ms"] / entry["plain"][f"{q}_ms"]
                     entry[f"encrypted/plain {q}"] = round(ratio, 3)
+                if real is not None:
+                    for vault in vaults.values():
+                        vault.embedder = real
+                    entry["real query"] = _measure(vaults, question_texts, k, None)
+                    entry["embedder alone"] = _measure_embedder(real.model.embed_query, question_texts)
+                    entry["embedder alone f16"] = _measure_embedder(real.model.embed, question_texts)
                 entry["knn_recall@10_vs_exact"] = _knn_recall(vaults["plain"], embedder, question_texts)
-                # Link expansion's share of the time, same vault, same queries, same run.
-                unlinked = _measure({"encrypted": vaults["encrypted"]}, question_texts, k, Weights(link=0.0))
-                entry["encrypted, links off"] = unlinked["encrypted"]
                 entry["index_rows"] = vaults["encrypted"].index_counts()
         finally:
             for vault in vaults.values():
                 vault.close()
+            if real is not None:
+                real.model.close()
+    tokens = real and float(np.mean([len(real.model.tokens(t)) for t in question_texts]))
     return {
         "sizes": results,
         "queries": queries,
         "k": k,
+        "query_embedder": real.model.model_id if real else None,
+        "query_tokens_mean": tokens,
         "data": "synthetic topic texts, random topic-centred word vectors (384 dims)",
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def _measure(vaults: dict, texts: list[str], k: int, weights=None) -> dict:
+def _measure(vaults: dict, texts: list[str], k: int, vectors_from, weights=None) -> dict:
     """Wall-clock and CPU-time percentiles per vault. The vaults take turns query by query, so
-    load from other processes falls on both alike; CPU time is the figure load barely moves."""
-    from memos_desktop.operation.search import search
+    load from other processes falls on both alike; CPU time is the figure load barely moves.
+    `vectors_from`: the embedder whose query vectors are given to search (None: search embeds
+    the text itself with the vault's embedder, the cache of query vectors emptied each time)."""
+    from memos_desktop.operation import search as operator
 
+    def ask(vault, q, vector):
+        if vectors_from is None:
+            operator._query_vectors.clear()
+        operator.search(vault, q, k=k, record=False, vector=vector, weights=weights)
+
+    vectors = dict(zip(texts, vectors_from.embed(texts), strict=True)) if vectors_from is not None else {}
     for vault in vaults.values():
-        for q in texts[:10]:  # warm-up: page cache and the coarse index
-            search(vault, q, k=k, record=False, weights=weights)
+        for q in texts[:10]:  # warm-up: page cache, the coarse index, the embedder
+            ask(vault, q, vectors.get(q))
     wall: dict[str, list[float]] = {mode: [] for mode in vaults}
     cpu: dict[str, list[float]] = {mode: [] for mode in vaults}
     for i, q in enumerate(texts[10:]):
         order = list(vaults) if i % 2 else list(vaults)[::-1]
         for mode in order:
             w0, c0 = time.perf_counter(), time.process_time()
-            search(vaults[mode], q, k=k, record=False, weights=weights)
+            ask(vaults[mode], q, vectors.get(q))
             cpu[mode].append((time.process_time() - c0) * 1000)
             wall[mode].append((time.perf_counter() - w0) * 1000)
+    return {mode: _percentiles(wall[mode], cpu[mode]) for mode in vaults}
+
+
+def _measure_embedder(embed, texts: list[str]) -> dict:
+    """An embedding function alone on the same texts, one at a time."""
+    embed(texts[:10])
+    wall, cpu = [], []
+    for q in texts[10:]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        embed([q])
+        cpu.append((time.process_time() - c0) * 1000)
+        wall.append((time.perf_counter() - w0) * 1000)
+    return _percentiles(wall, cpu)
+
+
+def _percentiles(wall: list[float], cpu: list[float]) -> dict:
     return {
-        mode: {
-            "p50_ms": round(percentile(wall[mode], 50), 3),
-            "p95_ms": round(percentile(wall[mode], 95), 3),
-            "cpu_p50_ms": round(percentile(cpu[mode], 50), 3),
-            "cpu_p95_ms": round(percentile(cpu[mode], 95), 3),
-        }
-        for mode in vaults
+        "p50_ms": round(percentile(wall, 50), 3),
+        "p95_ms": round(percentile(wall, 95), 3),
+        "cpu_p50_ms": round(percentile(cpu, 50), 3),
+        "cpu_p95_ms": round(percentile(cpu, 95), 3),
     }
 
 
@@ -160,11 +218,27 @@ def rows(result: dict) -> list[dict]:
     for size, entry in result["sizes"].items():
         recall = entry["knn_recall@10_vs_exact"]
         for mode in ("plain", "encrypted", "encrypted, links off"):
-            out.append({"cubes": int(size), "vault": mode, **entry[mode], "knn recall@10": recall})
+            out.append(
+                {"cubes": int(size), "vault": mode, "query": "vector given", **entry[mode], "knn recall@10": recall}
+            )
+        if "real query" in entry:
+            for mode in ("plain", "encrypted"):
+                out.append(
+                    {
+                        "cubes": int(size),
+                        "vault": mode,
+                        "query": "text (MiniLM)",
+                        **entry["real query"][mode],
+                        "knn recall@10": recall,
+                    }
+                )
+            for name, key in (("MiniLM Q8_0 alone", "embedder alone"), ("MiniLM F16 alone", "embedder alone f16")):
+                out.append({"cubes": int(size), "vault": "-", "query": name, **entry[key], "knn recall@10": None})
         out.append(
             {
                 "cubes": int(size),
                 "vault": "encrypted/plain",
+                "query": "vector given",
                 "p50_ms": entry["encrypted/plain p50"],
                 "p95_ms": entry["encrypted/plain p95"],
                 "cpu_p50_ms": entry["encrypted/plain cpu_p50"],

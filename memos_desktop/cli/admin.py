@@ -115,11 +115,24 @@ def embedder(obj: Context, choice: str | None) -> None:
     new, status = status_for(choice)
     if new is None and choice.lower() != "none":
         raise MemosError(f"Not switching: {status}.")
+    if new is not None:
+        _switch_embedder(vault, status_for(vault.get_setting(SETTING))[0], new)
     vault.set_setting(SETTING, choice)
     vault.embedder = new
-    if new is not None:
-        vault.sync_vectors()  # a new vector table for the new model, every memory re-embedded
     click.echo(f"{status[:1].upper()}{status[1:]}; {vault.vector_count()} memories embedded.")
+
+
+def _switch_embedder(vault, old, new) -> None:
+    """Re-embed every memory with `new` while the vectors of `old` (the model in use) stay
+    searchable to every process, with a progress bar; interrupted, the next run resumes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    vault.embedder = old
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Re-embedding (the old vectors answer searches meanwhile)", total=None)
+        vault.switch_embedder(new, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 @cli.command()

@@ -91,6 +91,7 @@ class MiniLM:
         self.batch_tokens = batch_tokens
         self.n_threads = n_threads
         self._runner = None
+        self._query_runner = None
 
     @cached_property
     def digest(self) -> str:
@@ -103,13 +104,35 @@ class MiniLM:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._run().embed(texts)
 
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Search queries' vectors, by a Q8_0 copy of the model on one thread. Measured on the
+        997 LoCoMo questions with evidence: 5.2 -> 4.7 ms of CPU per question, cosine 0.9997 to
+        the F16 vector, dense recall@10 over raw turns 0.3200 -> 0.3179; `bench search` shows
+        both. Stored vectors stay F16's (8 bits barely speed up batches on CPUs without VNNI)."""
+        return self._query_run().embed(texts)
+
     def tokens(self, text: str) -> list[int]:
         """The token ids the model sees: [CLS] + at most 254 pieces + [SEP]."""
         return self._run().tokens(text)
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
+        for runner in (self._runner, self._query_runner):
+            if runner is not None:
+                runner.close()
+
+    def _query_run(self):
+        if self._query_runner is None:
+            from memos_desktop.embed.llamacpp import MEAN_POOLING, LlamaCppEmbedder
+
+            self._query_runner = LlamaCppEmbedder(
+                ensure_query_gguf(ensure_gguf(self.directory, self.digest)),
+                model_id=self.model_id,
+                max_tokens=MAX_TOKENS,
+                batch_tokens=MAX_TOKENS,
+                pooling=MEAN_POOLING,
+                n_threads=1,  # one short sequence: a second thread mostly waits (and spins on a busy machine)
+            )
+        return self._query_runner
 
     def _run(self):
         if self._runner is None:
@@ -124,6 +147,39 @@ class MiniLM:
                 n_threads=self.n_threads,
             )
         return self._runner
+
+
+def ensure_query_gguf(f16: Path) -> Path:
+    """The verified Q8_0 copy of the converted model `f16`, made once by llama.cpp's quantizer."""
+    target = f16.with_name(f16.name.replace(".f16.gguf", ".q8_0.gguf"))
+    check = target.with_name(target.name + ".sha256")
+    if _verified(target, check):
+        return target
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # the quantizer logs every tensor
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".quantize-", suffix=".gguf")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+        params.nthread = 1
+        if llama_cpp.llama_model_quantize(str(f16).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+            raise EmbedderError(f"The embedding model could not be quantized into {target.parent}.")
+        digest = _file_digest(tmp)
+        os.replace(tmp, target)
+        tmp_check = check.with_name(check.name + ".tmp")
+        tmp_check.write_text(digest + "\n")
+        os.replace(tmp_check, check)
+    except OSError as exc:
+        raise EmbedderError(f"The model cache {target.parent} is not writable ({exc}).") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def _verified(target: Path, check: Path) -> bool:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from memos_desktop.vault.cube import MemCube
@@ -90,6 +91,7 @@ class Weights:
 
     rrf_k: float = 20.0  # reciprocal rank fusion: a list's item at rank r adds weight / (rrf_k + r)
     bm25: float = 1.0
+    script: float = 1.0  # the script index: words inside CJK/Thai text, folded non-ASCII words (bench lang)
     vector: float = 0.8
     follow: float = 0.4  # share of the previous turn's/chunk's fused score added to a hit
     lead: float = 0.35  # share of the next turn's/chunk's fused score added to a hit
@@ -209,6 +211,38 @@ def query_terms(query: str) -> list[str]:
     return [w for w in dict.fromkeys(words) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
+# Query vectors by (model id, query), most recent last: a query asked again (the TUI's live
+# search re-runs it, an agent repeats itself) skips the embedder, which costs more than the search.
+QUERY_CACHE_SIZE = 256
+_query_vectors: OrderedDict[tuple[str, str], object] = OrderedDict()
+_query_lock = threading.Lock()
+# One thread embeds the query while the caller reads the keyword lists: llama.cpp releases the
+# GIL, so the two overlap on two cores (`bench search`, columns embed_ms and p95_ms).
+_embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-query-embed")
+
+
+def query_vector(embedder, query: str) -> Future:
+    """The embedding of `query` by `embedder`, from the cache or computed in the background."""
+    key = (str(embedder.model_id), query)
+    with _query_lock:
+        if key in _query_vectors:
+            _query_vectors.move_to_end(key)
+            done: Future = Future()
+            done.set_result(_query_vectors[key])
+            return done
+    return _embedding.submit(_embed_and_keep, embedder, key)
+
+
+def _embed_and_keep(embedder, key: tuple[str, str]):
+    embed = getattr(embedder, "embed_query", embedder.embed)  # a model may run queries faster (minilm.py)
+    vector = embed([key[1]])[0]
+    with _query_lock:
+        _query_vectors[key] = vector
+        while len(_query_vectors) > QUERY_CACHE_SIZE:
+            _query_vectors.popitem(last=False)
+    return vector
+
+
 def search(
     vault,
     query: str,
@@ -236,7 +270,7 @@ def search(
     embedder = None
     if use_vectors and vector is None and vault.embedder is not None and query.strip():
         embedder = vault.embedder
-        vector = embedder.embed([query])[0]
+        vector = query_vector(embedder, query)  # being computed while the keyword lists are read
     if not use_vectors:
         vector = None
     # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
@@ -262,8 +296,11 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
     again. `embedder` is set when `vector` was made here (the name-free vector can be too)."""
     passages: dict[int, tuple[int, int]] = {}
     lexical = vault.fts(" ".join(terms), fetch, passages=passages) if terms else []
+    scripted = vault.fts_script(query, fetch) if weights.script else []
+    if isinstance(vector, Future):
+        vector = vector.result()
     dense = vault.knn(vector, fetch, passages=passages) if vector is not None else []
-    cubes = vault.get_many([r for r, _ in lexical] + [r for r, _ in dense], profile=profile)
+    cubes = vault.get_many([r for r, _ in lexical + scripted + dense], profile=profile)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
     speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
     topic = [t for t in terms if t not in speakers]
@@ -281,12 +318,15 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
     dated = []
     if windows and vector is not None:
         dated = vault.valid_between(windows, topic_vector, fetch)
-    exhausted = len(lexical) < fetch and len(dense) < fetch
+    exhausted = len(lexical) < fetch and len(dense) < fetch and len(scripted) < fetch
     signals: dict[int, dict[str, float]] = {}
     fused: dict[int, float] = {}
     for rank, (rowid, score) in enumerate(lexical, 1):
         signals.setdefault(rowid, {})["bm25"] = score
         fused[rowid] = fused.get(rowid, 0.0) + weights.bm25 / (weights.rrf_k + rank)
+    for rank, (rowid, score) in enumerate(scripted, 1):
+        signals.setdefault(rowid, {})["script"] = score
+        fused[rowid] = fused.get(rowid, 0.0) + weights.script / (weights.rrf_k + rank)
     for rank, (rowid, distance) in enumerate(dense, 1):
         signals.setdefault(rowid, {})["cosine"] = 1.0 - distance
         fused[rowid] = fused.get(rowid, 0.0) + weights.vector / (weights.rrf_k + rank)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import BitsIndex
+from memos_desktop.vault.index import BitsIndex, embed_text
 
 if TYPE_CHECKING:
     from memos_desktop.embed import Embedder
@@ -24,8 +24,11 @@ class EmbeddingBacklog:
     conn: db.Connection
     embedder: "Embedder | None"
     _bits: BitsIndex | None
+    _bits_pending: list[tuple[int, bytes]]
 
     if TYPE_CHECKING:  # provided by Vault and VaultIndex
+
+        def vector_count(self) -> int: ...
 
         def get_setting(self, key: str, default: Any = None) -> Any: ...
 
@@ -37,19 +40,26 @@ class EmbeddingBacklog:
 
     def _embed(self, cubes: Sequence[MemCube]) -> dict[str, tuple[bytes, list[bytes]]]:
         """{cube id: (vector, its passages' vectors)} (float32 bytes) for cubes' text, or {} when
-        no embedder is set."""
+        no embedder is set (or a stale one: the cubes then wait for the vault's current model,
+        `embed_pending`)."""
         if self.embedder is None or not cubes:
             return {}
         self.sync_vectors()
+        if self.embedder_is_stale():
+            return {}
         return self._vectors(cubes)
 
     def sync_vectors(self, reembed: bool = True) -> None:
         """Create the vector table for the embedder's dimension; a changed model re-embeds (now,
-        or with `reembed=False` later, through `embed_pending`). Nothing to do without an embedder."""
+        or with `reembed=False` later, through `embed_pending`). Nothing to do without an embedder,
+        nor for a model the vault was switched away from by `switch_embedder` (in another
+        process, say): that one is stale."""
         if self.embedder is None:
             return
         model, dim = self.embedder.model_id, self.embedder.dim
         if self.get_setting("embed_model") == model and self._has_vec_table():
+            return
+        if self.embedder_is_stale():
             return
         with db.write_txn(self.conn):
             self.conn.execute("DROP TABLE IF EXISTS cube_vec")
@@ -64,6 +74,88 @@ class EmbeddingBacklog:
             self._set_setting("embed_dim", dim)
         if reembed:
             self.reembed()
+
+    def embedder_is_stale(self) -> bool:
+        """Whether `switch_embedder` replaced this process's model with another one."""
+        model = self.embedder.model_id if self.embedder is not None else None
+        return model is not None and model == self.get_setting("embed_switched_from")
+
+    def switch_embedder(
+        self, new: "Embedder", batch: int = 64, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Re-embed every memory with `new` while the current vectors stay searchable, then swap.
+
+        The new vectors go to a staging table (`cube_vec_staging`, with each cube's version, so
+        one edited meanwhile is embedded again), `batch` cubes per transaction, `progress(done,
+        total)` after each; an interrupted switch resumes where it stopped. The swap is one
+        transaction: readers see the old vectors until it commits, then the new ones. Processes
+        still holding the old model search by keywords until they load the new one
+        (`embedder_is_stale`). Returns how many cubes have a new vector."""
+        old = self.embedder
+        if old is None or old.model_id == new.model_id or not self.vector_count():
+            self.embedder = new
+            self.sync_vectors()
+            return self.vector_count()
+        import numpy as np
+
+        with db.write_txn(self.conn):
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS cube_vec_staging (rowid INTEGER PRIMARY KEY, model TEXT NOT NULL,"
+                " version INTEGER NOT NULL, embedding BLOB NOT NULL)"
+            )
+            self.conn.execute("DELETE FROM cube_vec_staging WHERE model != ?", (new.model_id,))
+        waiting = (
+            "FROM cubes c LEFT JOIN cube_vec_staging s ON s.rowid = c.rowid"
+            " WHERE c.kind = 'plaintext' AND c.state = 'active' AND (s.rowid IS NULL OR s.version != c.version)"
+        )
+        total = self.conn.execute(f"SELECT count(*) {waiting}").fetchone()[0]
+        done = 0
+        while rows := self.conn.execute(
+            f"SELECT c.rowid, c.version, {', '.join('c.' + c for c in COLUMNS)} {waiting} LIMIT ?", (batch,)
+        ).fetchall():
+            cubes = [MemCube.from_row(r[2:]) for r in rows]
+            vecs = new.embed([embed_text(c) for c in cubes])
+            with db.write_txn(self.conn):
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO cube_vec_staging VALUES (?, ?, ?, ?)",
+                    [
+                        (r[0], new.model_id, r[1], np.asarray(v, np.float32).tobytes())
+                        for r, v in zip(rows, vecs, strict=True)
+                    ],
+                )
+            done += len(rows)
+            if progress:
+                progress(done, max(total, done))
+        self._swap_staged(new, old)
+        return self.vector_count()
+
+    def _swap_staged(self, new: "Embedder", old: "Embedder") -> None:
+        """Replace the vector tables by the staged vectors of `new`, in one transaction."""
+        with db.write_txn(self.conn):
+            staged = self.conn.execute(
+                "SELECT s.rowid, s.embedding FROM cube_vec_staging s JOIN cubes c ON c.rowid = s.rowid"
+                " WHERE s.model = ? AND s.version = c.version AND c.kind = 'plaintext' AND c.state = 'active'",
+                (new.model_id,),
+            ).fetchall()
+            self.conn.execute("DROP TABLE IF EXISTS cube_vec")
+            self.conn.execute("DELETE FROM cube_vec_bits")
+            self.conn.execute("DELETE FROM cube_vec_float")
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE cube_vec USING vec0(embedding float[{new.dim}] distance_metric=cosine)"
+            )
+            self._bits = None
+            for rowid, vector in staged:
+                self._put_vector(rowid, vector)
+            self.conn.execute("UPDATE cubes SET embed_model = NULL")
+            self.conn.executemany(
+                "UPDATE cubes SET embed_model = ? WHERE rowid = ?", [(new.model_id, r) for r, _ in staged]
+            )
+            self.conn.execute("DROP TABLE cube_vec_staging")
+            self._set_setting("embed_switched_from", old.model_id)
+            self._set_setting("embed_model", new.model_id)
+            self._set_setting("embed_dim", new.dim)
+        self.embedder = new
+        self._bits_pending.clear()
 
     def reembed(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
         """Embed every active plaintext cube that has no vector from the current model, `batch`

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memos_desktop.vault import db, terms
+from memos_desktop.vault import db, segment, terms
 from memos_desktop.vault.cube import COLUMNS, MemCube
 
 if TYPE_CHECKING:
@@ -87,10 +87,13 @@ class VaultIndex:
     _bits: BitsIndex | None
     _bits_pending: list[tuple[int, bytes]]
     _data_version: int | None
+    _bits_changes: int | None
 
     if TYPE_CHECKING:  # provided by Vault and EmbeddingBacklog
 
         def _rowid(self, cube_id: str) -> int: ...
+
+        def embedder_is_stale(self) -> bool: ...
 
         def get_setting(self, key: str, default: Any = None) -> Any: ...
 
@@ -106,6 +109,7 @@ class VaultIndex:
             f"INSERT INTO cube_fts (rowid, {db.FTS_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
             (rowid, cube.title, cube.content, " ".join(cube.tags), context_text(cube)),
         )
+        self._index_script(rowid, cube.title, cube.content, cube.tags)
         own, pieces = vectors if vectors is not None else (None, None)
         if own is not None:
             self._put_vector(rowid, own)
@@ -113,6 +117,7 @@ class VaultIndex:
 
     def _unindex(self, rowid: int) -> None:
         self.conn.execute("DELETE FROM cube_fts WHERE rowid = ?", (rowid,))
+        self.conn.execute("DELETE FROM cube_fts_script WHERE rowid = ?", (rowid,))
         self._drop_vector(rowid)
         self._underive(rowid)
 
@@ -314,6 +319,12 @@ class VaultIndex:
             ).fetchall()
         return {r: 1.0 - d for r, d in _nearest(rows, np.asarray(vector, dtype=np.float32), len(rows))}
 
+    def _index_script(self, rowid: int, title: str, content: str, tags: Sequence[str]) -> None:
+        """Index the words of a cube the main word index cannot cut (vault/segment.py), if any."""
+        text = segment.index_text(f"{title}\n{content}\n{' '.join(tags)}")
+        if text:
+            self.conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
+
     def _put_vector(self, rowid: int, vector: bytes) -> None:
         """Store a float32 vector for exact KNN (vec0), the coarse pass (bits) and rescoring."""
         import numpy as np
@@ -347,6 +358,24 @@ class VaultIndex:
             (q, self._depth(k)),
         ).fetchall()
         return self._fold([(r, -s) for r, s in rows], k, passages)
+
+    def fts_script(self, query: str, k: int = 50) -> list[tuple[int, float]]:
+        """Rowids matching `query` in the script index (words inside Chinese, Japanese, Thai...
+        text; folded non-ASCII words) with their bm25 score (higher is better). No ACL here."""
+        q = segment.query(query)
+        if not q:
+            return []
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(cube_fts_script) FROM cube_fts_script WHERE cube_fts_script MATCH ?"
+            " ORDER BY bm25(cube_fts_script) LIMIT ?",
+            (q, k),
+        ).fetchall()
+        found = [(r, -s) for r, s in rows]
+        # "Straße" asked, "Strasse" written: the main index holds that word as it is; after the above.
+        if folds := segment.ascii_folds(query):
+            seen = {r for r, _ in found}
+            found += [(r, s) for r, s in self.fts(" ".join(folds), k) if r not in seen]
+        return found[:k]
 
     def exact_knn(self, vector: "np.ndarray", k: int = 10) -> set[int]:
         """Rowids of the exact `k` nearest vectors by a full vec0 scan: the reference that benches
@@ -402,11 +431,15 @@ class VaultIndex:
         """
         if self.embedder is not None:
             self.sync_vectors()  # vectors of another model are replaced before comparing
+            if self.embedder_is_stale():
+                return []  # the vault moved to another model: `vector` is not of its space
         if not self._has_vec_table():
             return []
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32)
+        if not np.isfinite(query).all() or not query.any():
+            return []  # a zero (or broken) vector has no direction: no neighbours, not NULL distances
         nearest = self._knn_rows(query, min(self._depth(k), 4096))
         folded = self._fold([(r, 1.0 - d) for r, d in nearest], k, passages)
         return [(r, 1.0 - s) for r, s in folded]
@@ -476,21 +509,32 @@ class VaultIndex:
 
     def _coarse_index(self) -> BitsIndex:
         """(rowids, sign bits as uint64 words x vectors) of every vector, cached; reloaded when
-        another connection has written. Word-major, so each word is one contiguous scan."""
+        another connection changed the sign bits (`vec_changes`, bumped by triggers: another
+        process's commit of anything else, an audit entry, keeps the cache). Word-major, so each
+        word is one contiguous scan."""
         import numpy as np
 
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._bits is None or version != self._data_version:
+        if self._bits is not None and version != self._data_version:
+            self._data_version = version
+            if self._vec_changes() != self._bits_changes:
+                self._bits = None
+        if self._bits is None:
+            self._data_version = version
+            self._bits_changes = self._vec_changes()
             rows = self.conn.execute("SELECT rowid, bits FROM cube_vec_bits").fetchall()
             self._bits_pending.clear()
-            self._data_version = version
             self._bits = self._bits_matrix(rows)
         elif self._bits_pending:
             rowids, bits = self._bits
             extra = self._bits_matrix(self._bits_pending)
             self._bits_pending.clear()
+            self._bits_changes = self._vec_changes()  # our own writes: nobody else's came between
             self._bits = (np.concatenate([rowids, extra[0]]), np.hstack([bits, extra[1]]))
         return self._bits
+
+    def _vec_changes(self) -> int:
+        return self.conn.execute("SELECT n FROM vec_changes").fetchone()[0]
 
     def _bits_matrix(self, rows: Sequence[tuple[int, bytes]]) -> BitsIndex:
         import numpy as np

@@ -4,6 +4,7 @@ Each migration is a function recorded once in `_migrations` when applied, each i
 transaction; add a function at the end of MIGRATIONS, never edit one that has shipped.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -252,6 +253,41 @@ def _m010_retrieval_passages_links(conn: Any) -> None:
     )
 
 
+def _m011_lang_vector_changes(conn: Any) -> None:
+    """A counter of writes to the sign-bit table, bumped by triggers: a search caches the bits and
+    reloads them only when this moves, not on every commit of another process (PRAGMA
+    data_version changes with any write, even an audit entry)."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS vec_changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+        INSERT OR IGNORE INTO vec_changes VALUES (1, 0);
+        CREATE TRIGGER IF NOT EXISTS vec_bits_insert AFTER INSERT ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        CREATE TRIGGER IF NOT EXISTS vec_bits_update AFTER UPDATE ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        CREATE TRIGGER IF NOT EXISTS vec_bits_delete AFTER DELETE ON cube_vec_bits
+            BEGIN UPDATE vec_changes SET n = n + 1; END;
+        """
+    )
+
+
+def _m012_lang_script_fts(conn: Any) -> None:
+    """A second word index for what `cube_fts` cannot cut: bigrams of Chinese, Japanese, Thai...
+    runs and folded non-ASCII words (vault/segment.py), contentless like `cube_fts`, filled from
+    the cubes it indexes (active plaintext)."""
+    from memos_desktop.vault import segment
+
+    conn.execute(
+        "CREATE VIRTUAL TABLE cube_fts_script USING fts5(words, content = '', contentless_delete = 1,"
+        " tokenize = 'unicode61 remove_diacritics 2')"
+    )
+    rows = conn.execute("SELECT rowid, title, content, tags FROM cubes WHERE kind = 'plaintext' AND state = 'active'")
+    for rowid, title, content, tags in rows.fetchall():
+        text = segment.index_text(f"{title}\n{content}\n{' '.join(json.loads(tags))}")
+        if text:
+            conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -263,6 +299,8 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _m008_fts_context,
     _m009_harden_expiry_index,
     _m010_retrieval_passages_links,
+    _m011_lang_vector_changes,
+    _m012_lang_script_fts,
 ]
 
 

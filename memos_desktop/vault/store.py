@@ -68,6 +68,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
         self._bits = None  # (rowids, packed sign bits) of every vector, loaded by knn
         self._bits_pending: list[tuple[int, bytes]] = []
         self._data_version = None
+        self._bits_changes: int | None = None  # vec_changes when the bits were loaded
         self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
         self.device_id = self._device_id()
 
@@ -550,6 +551,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
             " WHERE rowid > ? AND kind = 'plaintext' AND state = 'active'",
             (last,),
         )
+        for rowid, h in enumerate(heads, start=last + 1):
+            if h.get("kind", "plaintext") == "plaintext" and h.get("state", "active") == "active":
+                self._index_script(rowid, h.get("title", ""), h.get("content", ""), h.get("tags", []))
 
     def _replace_head(self, row: tuple[Any, ...], head: dict[str, Any]) -> None:
         rowid, old = row[0], MemCube.from_row(row[1:])
