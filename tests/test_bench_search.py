@@ -29,6 +29,7 @@ def test_cli_reports_both_vaults_and_their_ratio(cli):
     assert [(row["cubes"], row["vault"], row["query"]) for row in table] == [
         (300, "plain", "vector given"),
         (300, "encrypted", "vector given"),
+        (300, "encrypted, links off", "vector given"),
         (300, "plain", "text (MiniLM)"),
         (300, "encrypted", "text (MiniLM)"),
         (300, "-", "MiniLM Q8_0 alone"),
@@ -36,3 +37,6 @@ def test_cli_reports_both_vaults_and_their_ratio(cli):
         (300, "encrypted/plain", "vector given"),
     ]
     assert table[-1]["p95_ms"] == entry["encrypted/plain p95"]
+    links_off = entry["encrypted, links off"]
+    assert 0 < links_off["cpu_p50_ms"] <= links_off["cpu_p95_ms"]
+    assert entry["index_rows"]["memories"] == 300 and entry["index_rows"]["memory-term links"] > 0
