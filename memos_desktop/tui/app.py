@@ -126,9 +126,11 @@ class MemosApp(App):
 
     def open_vault(self, passphrase: str, create: bool):
         """Open (or create) the vault; runs in a worker thread (Argon2id is slow on purpose)."""
+        from memos_desktop.runtime.models import ensure_starter
         from memos_desktop.vault import Vault
 
         vault = (Vault.create if create else Vault.open)(self.data_dir, passphrase)
+        ensure_starter(vault)  # first run: the offline demo model, once
         self._passphrase = passphrase
         if self._embedder is None:
             vault.embedder, self.embedder_notice = _configured_embedder(vault)
