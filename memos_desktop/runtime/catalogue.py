@@ -231,9 +231,10 @@ def available(free_bytes: int | None = None) -> list[dict]:
     ]
 
 
-def suggestions(free_bytes: int | None = None, limit: int = 3) -> list[dict]:
-    """The largest catalogue models that fit this machine, best first (for first-run hints)."""
-    fitting = [e for e in available(free_bytes) if e["fit"] == "fits"]
+def suggestions(rows: list[dict] | None = None, limit: int = 3) -> list[dict]:
+    """The largest catalogue models that fit this machine (of `rows` from `available()`, or now),
+    largest first: what first-run hints suggest pulling."""
+    fitting = [e for e in (available() if rows is None else rows) if e["fit"] == "fits"]
     return sorted(fitting, key=lambda e: e["size_bytes"], reverse=True)[:limit]
 
 
