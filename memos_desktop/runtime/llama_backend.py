@@ -55,7 +55,7 @@ def gguf_info(path: Path) -> dict:
     path = Path(path)
     check_gguf(path)
     try:
-        fields, data_end = read_gguf_header(path)
+        fields, _, data_end = read_gguf_header(path)
     except (ValueError, struct.error, OSError, KeyError):
         raise ModelError(f"{path.name} is damaged or truncated: its header cannot be read.") from None
     size = path.stat().st_size
@@ -78,8 +78,9 @@ def gguf_info(path: Path) -> dict:
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
 
-def read_gguf_header(path: Path) -> tuple[dict, int]:
-    """(key/value fields, end of the last tensor's data) of a GGUF file, from its header alone.
+def read_gguf_header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]], int]:
+    """(key/value fields, tensor shapes in numpy order, end of the last tensor's data) of a GGUF
+    file, from its header alone.
 
     Arrays are skipped (their values are not needed here): the `gguf` package's reader parses a
     50k-token vocabulary element by element, which takes seconds on a small CPU.
@@ -128,10 +129,11 @@ def read_gguf_header(path: Path) -> tuple[dict, int]:
         for _ in range(n_kv):
             key = string()
             fields[key] = value(read("<I"))
-        tensors_end = 0
+        tensors_end, shapes = 0, {}
         for _ in range(n_tensors):
-            string()
+            name = string()
             dims = [read("<Q") for _ in range(read("<I"))]
+            shapes[name] = tuple(reversed(dims))
             block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(read("<I"))]
             offset = read("<Q")
             elements = 1
@@ -140,7 +142,7 @@ def read_gguf_header(path: Path) -> tuple[dict, int]:
             tensors_end = max(tensors_end, offset + elements // block * type_size)
         alignment = int(fields.get("general.alignment") or 32)
         data_start = -(-fh.tell() // alignment) * alignment
-    return fields, data_start + tensors_end
+    return fields, shapes, data_start + tensors_end
 
 
 def check_loadable(path: Path, arch: str) -> None:
