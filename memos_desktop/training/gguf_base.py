@@ -3,7 +3,9 @@
 Owns the conversion of a llama-architecture GGUF (Q4_0, Q4_1 and Q8_0 tensors, which MLX reads as
 its own 4- and 8-bit affine quantisation with groups of 32, and F16/F32 tensors) into a Hugging
 Face-layout MLX directory: tensor names, the q/k row order (llama.cpp's converter interleaves RoPE
-halves; MLX expects them unpermuted), `config.json` with the per-layer quantisation, and a
+halves; MLX expects them unpermuted), `config.json` with the per-layer quantisation (or, with
+`dequantize`, float32 weights: MLX's CPU matmul runs float32 ~2.6× faster than its 4-bit kernel,
+measured here, so small models train faster dequantized), and a
 `tokenizer.json` rebuilt from the GGUF's byte-level BPE vocabulary and merges. The trained adapter
 is exported back with `export.gguf_adapter`, which applies the permutation again. Directories are
 cached by the GGUF's digest; nothing here touches the vault.
@@ -35,21 +37,23 @@ GROUP_SIZE = 32  # GGUF's Q4_0/Q4_1/Q8_0 block size, which MLX keeps as the quan
 CONVERTER_VERSION = 1
 
 
-def mlx_from_gguf(gguf_path: Path, cache_dir: Path | None = None) -> Path:
-    """The MLX model directory for `gguf_path`, converted once and cached by the file's digest."""
+def mlx_from_gguf(gguf_path: Path, cache_dir: Path | None = None, dequantize: bool = False) -> Path:
+    """The MLX model directory for `gguf_path`, converted once and cached by the file's digest;
+    with `dequantize`, every weight is float32 (4-8× the GGUF's size in memory)."""
     from memos_desktop import paths
     from memos_desktop.runtime.base import file_digest
 
     gguf_path = Path(gguf_path)
     root = Path(cache_dir) if cache_dir is not None else paths.cache_dir() / "mlx-from-gguf"
-    target = root / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}-v{CONVERTER_VERSION}"
+    mode = "f32" if dequantize else "q"
+    target = root / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}-{mode}-v{CONVERTER_VERSION}"
     if (target / "config.json").exists():
         return target
     tmp = root / f".{target.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        write_mlx_model(gguf_path, tmp)
+        write_mlx_model(gguf_path, tmp, dequantize)
         try:
             os.rename(tmp, target)
         except OSError:  # another process converted it first: keep theirs
@@ -60,7 +64,7 @@ def mlx_from_gguf(gguf_path: Path, cache_dir: Path | None = None) -> Path:
     return target
 
 
-def write_mlx_model(gguf_path: Path, directory: Path) -> None:
+def write_mlx_model(gguf_path: Path, directory: Path, dequantize: bool = False) -> None:
     """Write config.json, model.safetensors, tokenizer.json and tokenizer_config.json."""
     import mlx.core as mx
 
@@ -88,7 +92,14 @@ def write_mlx_model(gguf_path: Path, directory: Path) -> None:
             quantized[module] = None
     for module in quantized:
         packed, scales = tensors[f"{module}.weight"], tensors[f"{module}.scales"]
-        quantized[module] = packed.shape[-1] * 32 // (scales.shape[-1] * GROUP_SIZE)
+        quantized[module] = bits = packed.shape[-1] * 32 // (scales.shape[-1] * GROUP_SIZE)
+        if dequantize:
+            biases = tensors.pop(f"{module}.biases")
+            tensors.pop(f"{module}.scales")
+            tensors[f"{module}.weight"] = mx.dequantize(packed, scales, biases, GROUP_SIZE, bits).astype(mx.float32)
+    if dequantize:
+        tensors = {k: v.astype(mx.float32) for k, v in tensors.items()}
+        quantized = {}
     config = {
         "model_type": "llama",
         "architectures": ["LlamaForCausalLM"],
