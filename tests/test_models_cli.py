@@ -462,3 +462,11 @@ def test_the_starter_is_not_added_beside_a_users_own_model(cli, smollm2_gguf):
     assert cli("init").returncode == 0
     assert cli("model", "add", str(testmodels.tiny_gguf()), "--name", "mine").returncode == 0
     assert [m["name"] for m in json.loads(cli("model", "list", "--json", env=STARTER_ENV).stdout)] == ["mine"]
+
+
+def test_pulling_a_name_that_is_already_registered_is_refused_before_downloading(cli, home, hub, hub_env):
+    assert cli("model", "pull", "smollm2-1.7b", env=hub_env).returncode == 0
+    before = len(hub.requests)
+    result = cli("model", "pull", "smollm2-1.7b", env=hub_env)
+    assert result.returncode == 1 and "already registered" in result.stderr
+    assert len(hub.requests) == before

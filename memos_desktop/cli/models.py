@@ -142,10 +142,13 @@ def model_pull(
 ) -> None:
     """Download a catalogue model by NAME (see `model list --available`), or REPO's GGUF FILE (or the
     whole MLX REPO) from the Hugging Face hub, check its sha256, and add it."""
-    from memos_desktop.runtime.models import add_model, pull, resolve_pull
+    from memos_desktop.errors import ModelError
+    from memos_desktop.runtime.models import add_model, pull, registry, resolve_pull
 
     target = resolve_pull(name_or_repo, filename, fmt)
     vault = ctx.vault(embedder=False)
+    if (name or target["name"]) in registry(vault):  # say so before downloading gigabytes
+        raise ModelError(f"A model named {name or target['name']!r} is already registered; pick another --name.")
     path = pull(target["repo"], target["file"], ctx.data_dir / "models", revision, progress=True)
     entry = add_model(vault, path, name or target["name"], check_ram=not force, extra=target["extra"])
     click.echo(f"Added {entry['name']} ({entry['runtime']}, {entry['arch']}) from {target['repo']}.")

@@ -282,7 +282,8 @@ def resolve_pull(name_or_repo: str, filename: str | None = None, fmt: str = "aut
     from memos_desktop.runtime import catalogue
 
     if filename or "/" in name_or_repo:
-        return {"repo": name_or_repo, "file": filename, "name": None, "extra": {"source": {"repo": name_or_repo}}}
+        source = {"repo": name_or_repo, **({"file": filename} if filename else {})}
+        return {"repo": name_or_repo, "file": filename, "name": None, "extra": {"source": source}}
     entry = catalogue.get(name_or_repo)
     mlx = fmt == "mlx" or (fmt == "auto" and catalogue.apple_silicon() and entry.mlx_repo)
     if mlx and not entry.mlx_repo:
