@@ -144,7 +144,7 @@ ALL_LINEAR = (*ATTENTION, "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 def run_model(
     model: str,
-    iters: int = 60,
+    iters: int = 30,
     rank: int = 8,
     layers: int = 8,
     learning_rate: float = 2e-3,

@@ -81,7 +81,7 @@ def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, roun
 
 @bench.command("train")
 @click.option("--facts", "n_facts", type=int, default=100, show_default=True)
-@click.option("--iters", type=int, help="Training iterations (default: 100, or 60 with --model).")
+@click.option("--iters", type=int, help="Training iterations (default: 100, or 30 with --model).")
 @click.option("--model", help="A real GGUF (path, or `smollm2`): prove probe facts are learned by a LoRA.")
 @click.option("--rank", type=int, default=8, show_default=True, help="LoRA rank (with --model).")
 @click.option("--layers", type=int, default=8, show_default=True, help="Top blocks the LoRA adapts (with --model).")
@@ -97,7 +97,7 @@ def bench_train(n_facts, iters, model, rank, layers, as_json) -> None:
             if p.iteration % 10 == 0 or p.iteration == p.iters:
                 click.echo(f"iteration {p.iteration}/{p.iters}: loss {p.loss:.3f}", err=True)
 
-        result = bench_mod.run_model(model, iters=iters or 60, rank=rank, layers=layers, progress=progress)
+        result = bench_mod.run_model(model, iters=iters or 30, rank=rank, layers=layers, progress=progress)
         report(f"bench train --model {result['model']} (probe facts)", result["rows"], result, as_json)
         if not as_json:
             click.echo(
