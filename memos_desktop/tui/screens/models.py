@@ -3,8 +3,10 @@
 The registry is the runtime's (`runtime.models`); this screen drives it. Loading a model runs in a
 worker and reports in the header; a pull runs in a separate process, so Escape really stops it
 (the hub download resumes next time) and its output never reaches the terminal, while the bytes
-arrived so far feed a progress bar. Adapters are the parameter-memory cubes whose `meta.path`
-names a LoRA file or directory; switching one on loads it with the model.
+arrived so far feed a progress bar. The catalogue panel lists the models `model pull NAME` can
+fetch with their fit on this machine; Enter on one pulls it (so does typing its name after l).
+The starter model is labelled a tiny demo. Adapters are the parameter-memory cubes whose
+`meta.path` names a LoRA file or directory; switching one on loads it with the model.
 """
 
 import os
@@ -120,6 +122,8 @@ class ModelsScreen(Screen):
             yield ProgressBar(id="pull-progress", show_eta=False)
         yield Static("Models", classes="panel-title")
         yield DataTable(id="model-table", cursor_type="row")
+        yield Static("Catalogue (Enter pulls the selected model)", classes="panel-title")
+        yield DataTable(id="catalogue-table", cursor_type="row")
         yield Static("Adapters (parameter memory)", classes="panel-title")
         yield DataTable(id="adapter-table", cursor_type="row")
         yield Footer()
@@ -127,6 +131,7 @@ class ModelsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#model-table", DataTable).add_columns("", "name", "runtime", "arch", "context", "size", "path")
         self.query_one("#adapter-table", DataTable).add_columns("on", "adapter", "version", "base model", "id")
+        self.query_one("#catalogue-table", DataTable).add_columns("name", "size", "fit", "licence", "command")
         self.query_one("#pull-progress", ProgressBar).display = False
         self.refresh_tables()
 
@@ -136,6 +141,7 @@ class ModelsScreen(Screen):
     @work(thread=True, exclusive=True, group="models-list")
     @guarded
     def refresh_tables(self) -> None:
+        from memos_desktop.runtime import catalogue
         from memos_desktop.runtime.models import list_models
         from memos_desktop.training.adapters import Adapters
 
@@ -143,16 +149,16 @@ class ModelsScreen(Screen):
             models = list_models(vault)
             registry = Adapters(vault)
             found = [(cube, bool(registry.stale_sources(cube))) for cube in registry.cubes()]
-        self.app.call_from_thread(self.show, models, found)
+        self.app.call_from_thread(self.show, models, found, catalogue.available())
 
-    def show(self, models: list[dict], found: list) -> None:
+    def show(self, models: list[dict], found: list, available: list[dict] | None = None) -> None:
         table = self.query_one("#model-table", DataTable)
         table.clear()
         for m in models:
             mark = "★" if m["default"] else ("missing" if not m["present"] else "")
             table.add_row(
                 mark,
-                m["name"],
+                safe(m["name"] + (" · tiny demo model" if m.get("starter") else "")),
                 m["runtime"],
                 m["arch"],
                 str(m["n_ctx"]),
@@ -163,6 +169,9 @@ class ModelsScreen(Screen):
         status = f"{app_state(self).model_status}."
         if not models:
             status += " No models yet: press a to add a GGUF file or MLX folder, or l to pull one."
+        if available is not None:
+            status += starter_hint(models, available)
+            self.show_catalogue(available)
         self.query_one("#model-status", Static).update(safe(status))
         atable = self.query_one("#adapter-table", DataTable)
         atable.clear()
@@ -176,6 +185,23 @@ class ModelsScreen(Screen):
                 cube.id,
                 key=cube.id,
             )
+
+    def show_catalogue(self, available: list[dict]) -> None:
+        table = self.query_one("#catalogue-table", DataTable)
+        table.clear()
+        for row in available:
+            table.add_row(
+                row["name"],
+                f"{row['size_bytes'] / 1e9:.2f} GB",
+                row["fit"],
+                row["licence"],
+                safe(row["command"]),
+                key=row["name"],
+            )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "catalogue-table" and event.row_key.value:
+            self.pull(event.row_key.value, None)
 
     def selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -193,12 +219,12 @@ class ModelsScreen(Screen):
 
     @work(thread=True, group="models-change")
     @guarded
-    def add(self, path: str) -> None:
+    def add(self, path: str, name: str | None = None, extra: dict | None = None) -> None:
         from memos_desktop.runtime.models import add_model
 
         def checked_add() -> dict:  # it loads the model: on the model thread
             with app_state(self).session.access() as vault:
-                return add_model(vault, Path(path).expanduser())
+                return add_model(vault, Path(path).expanduser(), name, extra=extra)
 
         self.app.call_from_thread(self.query_one("#model-status", Static).update, safe(f"Checking that {path} loads…"))
         try:
@@ -254,8 +280,8 @@ class ModelsScreen(Screen):
 
         self.app.push_screen(
             PromptScreen(
-                "Hugging Face repository and file (REPO FILE for a GGUF, REPO for MLX):",
-                placeholder="Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf",
+                "A catalogue name (see below), or a Hugging Face REPO FILE for a GGUF, or REPO for MLX:",
+                placeholder="qwen2.5-1.5b",
             ),
             done,
         )
@@ -266,10 +292,14 @@ class ModelsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="models-pull")
     @guarded
-    def pull(self, repo: str, filename: str | None) -> None:
+    def pull(self, name_or_repo: str, filename: str | None) -> None:
         import json
         import select
 
+        from memos_desktop.runtime.models import resolve_pull
+
+        target = resolve_pull(name_or_repo, filename)
+        repo, filename = target["repo"], target["file"]
         dest = app_state(self).data_dir / "models"
         process = _start_pull(repo, filename, dest)
         self.pulling = process
@@ -295,7 +325,7 @@ class ModelsScreen(Screen):
             self.app.call_from_thread(self.notify, outcome["error"], severity="error")
         else:
             self.app.call_from_thread(self.notify, f"Downloaded to {outcome['ok']}; adding it…")
-            self.app.call_from_thread(self.add, outcome["ok"])
+            self.app.call_from_thread(self.add, outcome["ok"], target["name"], target["extra"])
 
     def pull_progress(self, done: int, total: int | None, text: str | None) -> None:
         bar = self.query_one("#pull-progress", ProgressBar)
@@ -303,6 +333,19 @@ class ModelsScreen(Screen):
         bar.update(total=total or None, progress=done)
         if text:
             self.query_one("#model-status", Static).update(safe(text))
+
+
+def starter_hint(models: list[dict], available: list[dict]) -> str:
+    """Beside the starter (or no model): it is a tiny demo; these catalogue models fit here."""
+    if models and not all(m.get("starter") for m in models):
+        return ""
+    from memos_desktop.runtime.catalogue import suggestions
+
+    fitting = suggestions(available)
+    lead = " The starter is a tiny demo model." if models else ""
+    if not fitting:
+        return lead + " No catalogue model fits the free memory now."
+    return lead + " For better answers: " + "; ".join(f"`{r['command']}`" for r in fitting) + "."
 
 
 def _bytes_under(path: Path) -> int:
