@@ -59,12 +59,14 @@ class SafeStream(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    # typeshed declares TextIOBase.encoding a writable attribute; at runtime it is a read-only property.
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.raw, "encoding", "utf-8")
 
+    # typeshed declares TextIOBase.errors a writable attribute; at runtime it is a read-only property.
     @property
-    def errors(self) -> str | None:
+    def errors(self) -> str | None:  # type: ignore[override]
         return getattr(self.raw, "errors", None)
 
     @property

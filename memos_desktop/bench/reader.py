@@ -61,11 +61,11 @@ def _read_all(conversations: list[dict], llm) -> dict:
         finally:
             vault.close()
     facts = sum(len(c["facts"]) for c in conversations)
-    correct = sum(s["correct"] for s in stored)
+    n_correct = sum(bool(s["correct"]) for s in stored)
     return {
         "stored": len(stored),
-        "correct": correct,
-        "precision": correct / len(stored) if stored else 1.0,
+        "correct": n_correct,
+        "precision": n_correct / len(stored) if stored else 1.0,
         "recall": found / facts if facts else 1.0,
         "from_assistant": len(from_assistant),
         "from_assistant_texts": from_assistant,

@@ -100,7 +100,8 @@ def _source_turn(memory: dict, turns: list[dict]) -> int | None:
     text (a few files count from 0, or point one turn off); None when nothing matches."""
     snapshot = str(memory.get("source_content_snapshot") or "")[:80].strip()
     try:
-        stated = int(memory.get("source_turn"))
+        raw = memory.get("source_turn")
+        stated = int(raw) if raw is not None else None
     except (TypeError, ValueError):
         stated = None
     if not snapshot:
@@ -119,7 +120,8 @@ def _date(text) -> str | None:
     if not match:
         return None
     try:
-        day = datetime(*map(int, match.groups()))
+        year, month, day_of_month = map(int, match.groups())
+        day = datetime(year, month, day_of_month)
     except ValueError:
         return None
     return f"12:00 am on {day.day} {day:%B}, {day.year}"

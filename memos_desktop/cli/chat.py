@@ -7,6 +7,7 @@ Prints the answer as it streams, then the memories it drew on; `--json` prints o
 
 import sys
 import threading
+from typing import Any
 
 import click
 
@@ -52,7 +53,7 @@ def chat_cmd(
         entry = get_model(vault, model_name)
         settings = load_settings(vault)
     session.load_model(entry["name"])
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {"answer_tokens": max_tokens, "temperature": temperature, "repeat_penalty": repeat_penalty}.items()
         if v is not None

@@ -99,7 +99,7 @@ def verify(verify_key: str, signature: str, data: bytes) -> bool:
     return True
 
 
-def raw_verify_key(text: str) -> bytes:
+def raw_verify_key(text: object) -> bytes:
     """The 32 bytes of an Ed25519 verify key written in base64url; MemosError if it is not one."""
     try:
         raw = _unb64(text) if isinstance(text, str) and text.isascii() else b""
@@ -188,7 +188,9 @@ def resolve_recipients(vault, specs: list[str]) -> list[str]:
         if spec in by_name:
             out.append(by_name[spec])
         else:
-            out.append(parse_card("recipient", spec).recipient)
+            recipient = parse_card("recipient", spec).recipient
+            assert recipient is not None  # parse_card always returns a peer with a recipient
+            out.append(recipient)
     return out
 
 

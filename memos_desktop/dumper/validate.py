@@ -43,7 +43,9 @@ def number(value: object, what: str, low: float, high: float, *, optional: bool 
     """A finite int or float in [low, high] (never a bool, NaN or infinity)."""
     if value is None and optional:
         return None
-    if type(value) not in (int, float) or not math.isfinite(value) or not low <= value <= high:
+    if type(value) is not int and type(value) is not float:
+        raise _bad(what, value)
+    if not math.isfinite(value) or not low <= value <= high:
         raise _bad(what, value)
     return value
 
@@ -143,9 +145,10 @@ def event(cube_id: str, record: dict) -> None:
         raise _bad(f"operation of memory {cube_id}", op)
     text(record.get("actor"), f"actor of memory {cube_id}", MAX_NAME, name=True, empty=False)
     moment(record.get("at"), f"version time of memory {cube_id}")
-    stamp = base = record.get("hlc")
+    stamp = record.get("hlc")
     if not isinstance(stamp, str) or len(stamp) > 256:
         raise _bad(f"clock stamp of memory {cube_id}", stamp)
+    base = stamp
     while who == CONFLICT_DEVICE and base.endswith("~c"):  # a conflict of conflicts: "<stamp>~c~c"
         base = base[:-2]
     try:

@@ -38,6 +38,10 @@ class EmbeddingBacklog:
 
         def _put_vector(self, rowid: int, vector: bytes) -> None: ...
 
+        def _vectors(self, cubes: Sequence[MemCube]) -> dict[str, tuple[bytes, list[bytes]]]: ...
+
+        def _put_passage_vectors(self, rowid: int, cube: MemCube, vectors: Sequence[bytes]) -> None: ...
+
     def _embed(self, cubes: Sequence[MemCube]) -> dict[str, tuple[bytes, list[bytes]]]:
         """{cube id: (vector, its passages' vectors)} (float32 bytes) for cubes' text, or {} when
         no embedder is set (or a stale one: the cubes then wait for the vault's current model,

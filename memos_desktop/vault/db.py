@@ -89,7 +89,7 @@ def vec_version() -> str:
         conn.close()
 
 
-def _refuse_lost_wal_commits(conn, path: str) -> None:
+def _refuse_lost_wal_commits(conn: Connection, path: str) -> None:
     """Close `conn` and raise CorruptVault if a damaged WAL would drop committed transactions:
     checked before anything writes, which would overwrite them for good."""
     from memos_desktop.vault.integrity import lost_wal_commits

@@ -26,6 +26,7 @@ from memos_desktop.vault.cube import COLUMNS, MemCube
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
 
     from memos_desktop.embed import Embedder
 
@@ -98,6 +99,12 @@ class VaultIndex:
         def get_setting(self, key: str, default: Any = None) -> Any: ...
 
         def sync_vectors(self, reembed: bool = True) -> None: ...
+
+        def get(
+            self, cube_id: str, *, profile: str = "default", touch: bool = True, include_inactive: bool = False
+        ) -> MemCube: ...
+
+        def get_many(self, rowids: Sequence[int], *, profile: str = "default") -> dict[int, MemCube]: ...
 
     def _index(self, cube: MemCube, vectors: "tuple[bytes, list[bytes]] | None") -> None:
         """Index an active plaintext cube for words, its passages and terms; `vectors` (its own
@@ -178,9 +185,11 @@ class VaultIndex:
         """{cube id: (its vector, its passages' vectors)} as float32 bytes, in one embedder call."""
         import numpy as np
 
+        assert self.embedder is not None, "callers embed only with an embedder set"
         groups = [[embed_text(c)] + [passage_text(c, t) for _, _, t in passage_spans(c.content)] for c in cubes]
         vecs = self.embedder.embed([t for group in groups for t in group])
-        out, at = {}, 0
+        out: dict[str, tuple[bytes, list[bytes]]] = {}
+        at = 0
         for cube, group in zip(cubes, groups, strict=True):
             chunk = [np.asarray(v, dtype=np.float32).tobytes() for v in vecs[at : at + len(group)]]
             out[cube.id] = (chunk[0], chunk[1:])
@@ -232,7 +241,7 @@ class VaultIndex:
                 self._derive(rowid, cube, vectors[cube.id][1] if cube.id in vectors else None)
         return len(rows)
 
-    def memory_links(self, cube_id: str, profile: str = "default") -> dict:
+    def memory_links(self, cube_id: str, profile: str = "default") -> dict[str, Any]:
         """What links one visible memory to others: its terms (kind, name, how many memories
         carry it; rarest first within a kind) and its neighbours from the same source (the
         turn or chunk before and after it)."""
@@ -260,7 +269,10 @@ class VaultIndex:
 
     def index_counts(self) -> dict[str, int]:
         """Rows of the index tables (how much passages and links add to a vault)."""
-        count = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+
+        def count(sql: str) -> int:
+            return self.conn.execute(sql).fetchone()[0]
+
         return {
             "memories": count("SELECT count(*) FROM cubes WHERE kind = 'plaintext' AND state = 'active'"),
             "word rows": count("SELECT count(*) FROM cube_fts"),
@@ -307,7 +319,7 @@ class VaultIndex:
         ).fetchall()
         return [r for (r,) in rows]
 
-    def similarity(self, rowids: Sequence[int], vector) -> dict[int, float]:
+    def similarity(self, rowids: Sequence[int], vector: "npt.ArrayLike") -> dict[int, float]:
         """Cosine similarity of each memory's own vector (if it has one) with `vector`."""
         import numpy as np
 
@@ -345,7 +357,9 @@ class VaultIndex:
             return 0
         return self.conn.execute("SELECT count(*) FROM cube_vec_float WHERE rowid < ?", (PASSAGE_ROWID,)).fetchone()[0]
 
-    def fts(self, query: str, k: int = 50, passages: dict | None = None) -> list[tuple[int, float]]:
+    def fts(
+        self, query: str, k: int = 50, passages: dict[int, tuple[int, int]] | None = None
+    ) -> list[tuple[int, float]]:
         """Rowids matching `query` in FTS5 with their bm25 score (higher is better), a long
         memory's passages folded into it; `passages` (when given) gets {rowid: (first, last)
         line} of each long memory's best passage. No ACL here."""
@@ -387,13 +401,15 @@ class VaultIndex:
         """Index rows to fetch for `k` memories: twice as many once passages share the lists."""
         return 2 * k if self.conn.execute("SELECT 1 FROM passages LIMIT 1").fetchone() else k
 
-    def _fold(self, rows: list[tuple[int, float]], k: int, passages: dict | None) -> list[tuple[int, float]]:
+    def _fold(
+        self, rows: list[tuple[int, float]], k: int, passages: dict[int, tuple[int, int]] | None
+    ) -> list[tuple[int, float]]:
         """Scores (higher is better) of index rows as scores of memories: a memory's own row and
         its passages count as best + PASSAGE_SOFT x each of the next PASSAGE_SOFT_COUNT best."""
         if not any(r >= PASSAGE_ROWID for r, _ in rows):
             return rows[:k]
         ids = [r - PASSAGE_ROWID for r, _ in rows if r >= PASSAGE_ROWID]
-        owner = {}
+        owner: dict[int, tuple[int, int, int]] = {}
         for begin in range(0, len(ids), _ID_BATCH):
             batch = ids[begin : begin + _ID_BATCH]
             owner.update(
@@ -416,12 +432,15 @@ class VaultIndex:
         for cube, scores in grouped.items():
             scores.sort(reverse=True)
             folded.append((cube, scores[0] + PASSAGE_SOFT * sum(scores[1 : 1 + PASSAGE_SOFT_COUNT])))
-            if passages is not None and best[cube][1] is not None:
-                passages[cube] = best[cube][1]
+            best_span = best[cube][1]
+            if passages is not None and best_span is not None:
+                passages[cube] = best_span
         folded.sort(key=lambda item: item[1], reverse=True)
         return folded[:k]
 
-    def knn(self, vector, k: int = 50, passages: dict | None = None) -> list[tuple[int, float]]:
+    def knn(
+        self, vector: "npt.ArrayLike", k: int = 50, passages: dict[int, tuple[int, int]] | None = None
+    ) -> list[tuple[int, float]]:
         """Rowids nearest to `vector` with their cosine distance, a long memory's passages folded
         into it (as for `fts`: 1 - the folded similarity). No ACL here.
 
@@ -444,7 +463,7 @@ class VaultIndex:
         folded = self._fold([(r, 1.0 - d) for r, d in nearest], k, passages)
         return [(r, 1.0 - s) for r, s in folded]
 
-    def _knn_rows(self, query, k: int) -> list[tuple[int, float]]:
+    def _knn_rows(self, query: "np.ndarray", k: int) -> list[tuple[int, float]]:
         import numpy as np
 
         rowids, bits = self._coarse_index()
@@ -567,7 +586,7 @@ def passage_spans(content: str) -> list[tuple[int, int, str]]:
     if len(content) <= PASSAGE_MIN_CHARS:
         return []
     line_starts = [0] + [m.end() for m in re.finditer("\n", content)]
-    spans = []
+    spans: list[tuple[int, int, str]] = []
     begin = 0
     while begin < len(content) and len(spans) < PASSAGE_MAX:
         end = min(len(content), begin + PASSAGE_CHARS)

@@ -13,9 +13,14 @@ import re
 import shutil
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop import paths
 from memos_desktop.errors import CorruptVault, VaultError
+
+if TYPE_CHECKING:
+    from memos_desktop.vault import db
+    from memos_desktop.vault.store import Vault
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -60,7 +65,7 @@ def lost_wal_commits(db_path: Path) -> tuple[int, int]:
     return (valid + 1, commits) if commits else (0, 0)
 
 
-def check_database(conn) -> list[str]:
+def check_database(conn: "db.Connection") -> list[str]:
     """SQLite's integrity check of every page, each problem naming its page and table; [] when whole."""
     import apsw
 
@@ -79,14 +84,14 @@ def check_database(conn) -> list[str]:
     except Exception:  # the schema itself is damaged; report pages without names
         roots = {}
 
-    def name(match: re.Match) -> str:
+    def name(match: re.Match[str]) -> str:
         table = roots.get(int(match.group(1)))
         return f"{table} (tree {match.group(1)})" if table else match.group(0)
 
     return [re.sub(r"Tree (\d+)", name, line) for line in lines[:MAX_PROBLEMS]]
 
 
-def backup(vault, dest: Path) -> dict:
+def backup(vault: "Vault", dest: Path) -> dict[str, Any]:
     """Write a consistent copy of the vault into the new or empty folder `dest`: `vault.db` (one
     file, encrypted with the same key, recent WAL writes included), `vault.key` and `blobs/`; the copy
     is reopened and checked before this returns what was written."""
@@ -119,7 +124,7 @@ def backup(vault, dest: Path) -> dict:
     return {"path": str(dest), "bytes": target.stat().st_size, "blobs": blob_count, **counts}
 
 
-def _counts(conn) -> dict:
+def _counts(conn: "db.Connection") -> dict[str, int]:
     return {
         "cubes": conn.execute("SELECT count(*) FROM cubes").fetchone()[0],
         "versions": conn.execute("SELECT count(*) FROM cube_versions").fetchone()[0],

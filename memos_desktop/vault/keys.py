@@ -49,10 +49,9 @@ class KdfParams:
         """Parameters from a header's `kdf` object; ValueError unless they are bounded integers."""
         if not isinstance(kdf, dict) or kdf.get("name", "argon2id") != "argon2id":
             raise ValueError("kdf")
-        values = [kdf.get(name) for name in ("iterations", "lanes", "memory_kib")]
-        if any(type(v) is not int for v in values):
+        iterations, lanes, memory = (kdf.get(name) for name in ("iterations", "lanes", "memory_kib"))
+        if type(iterations) is not int or type(lanes) is not int or type(memory) is not int:
             raise ValueError("kdf parameters")
-        iterations, lanes, memory = values
         if not (1 <= iterations <= MAX_ITERATIONS and 1 <= lanes <= MAX_LANES):
             raise ValueError("kdf iterations or lanes out of bounds")
         if not max(MIN_MEMORY_KIB, 8 * lanes) <= memory <= MAX_MEMORY_KIB or iterations * memory > MAX_WORK:

@@ -161,7 +161,7 @@ class Vault(VaultIndex, EmbeddingBacklog):
 
         return check_database(self.conn)
 
-    def backup(self, dest: Path) -> dict:
+    def backup(self, dest: Path) -> dict[str, Any]:
         """A consistent, encrypted copy of the vault (with its key file) in the new folder `dest`."""
         from memos_desktop.vault.integrity import backup
 
@@ -801,7 +801,7 @@ def check_database_file(data_dir: Path) -> None:
     raise CorruptVault(f"The vault database {db_path} {problem}; nothing was changed. To recover, {RECOVER}.")
 
 
-def _purged(fields: dict, note: dict) -> dict:
+def _purged(fields: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
     """A cube's fields (or a version's snapshot) with everything it said removed."""
     return {
         **fields,

@@ -17,6 +17,7 @@ turn of that person). This module is pure: it never touches the database.
 """
 
 import re
+from collections.abc import Sequence
 
 KINDS = ("entity", "topic", "tag", "date")
 MAX_TERMS = 48  # per memory; the first found are kept (entities, tags and dates first)
@@ -76,7 +77,7 @@ OPENING = re.compile(r"[.!?:;\n\"“(]\s*$")  # what ends just before a word ope
 MID_CAPITAL = re.compile(r"[a-z,]\s+([A-Z][\w'’&-]*)")
 
 
-def extract(text: str, tags: list[str] = (), speaker: str = "") -> list[tuple[str, str]]:
+def extract(text: str, tags: Sequence[str] = (), speaker: str = "") -> list[tuple[str, str]]:
     """(kind, name) of every term of `text` (and of the memory's `tags`), deduplicated, at most
     MAX_TERMS; `speaker` (a chat turn's speaker) is left out."""
     text = text[:TEXT_CHARS]
