@@ -36,8 +36,8 @@ def model_add(
     if (path is None) == (package is None):
         raise click.UsageError("Give either PATH or --from-package PACKAGE.")
     vault = ctx.vault(embedder=False)
-    if package:
-        entry = add_from_package(vault, package, name, n_ctx=n_ctx, threads=threads, check_ram=not force)
+    if path is None:
+        entry = add_from_package(vault, str(package), name, n_ctx=n_ctx, threads=threads, check_ram=not force)
     else:
         entry = add_model(vault, path, name, n_ctx, threads, check_ram=not force)
     click.echo(f"Added {entry['name']} ({entry['runtime']}, {entry['arch']}, context {entry['n_ctx']}).")
