@@ -5,7 +5,7 @@ import os
 import pytest
 
 from memos_desktop.vault import Vault
-from tests.conftest import FakeEmbedder
+from tests.support import FakeEmbedder
 
 
 class OtherModel(FakeEmbedder):

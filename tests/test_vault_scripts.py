@@ -7,7 +7,7 @@ import pytest
 from memos_desktop.operation.search import search
 from memos_desktop.vault import Vault, db, segment
 from memos_desktop.vault.cube import MemCube
-from tests.conftest import PASSPHRASE
+from tests.support import PASSPHRASE
 
 
 def found(vault, query: str) -> list[str]:

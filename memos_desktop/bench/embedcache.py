@@ -9,6 +9,7 @@ wraps any `Embedder` and changes nothing about the vectors; it is never used by 
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,13 +31,19 @@ class CachedEmbedder:
         self.dim = inner.dim
         self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path)
+        # Search embeds the query on a worker thread: one connection, used under a lock by any thread.
+        self.conn = sqlite3.connect(self.path, check_same_thread=False)
+        self._lock = threading.Lock()
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, digest TEXT, vector BLOB, PRIMARY KEY (model, digest))"
         )
         self.hits = self.misses = 0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         found: dict[str, bytes] = {}
         unique = list(dict.fromkeys(digests))
