@@ -47,7 +47,8 @@ MEMORY_HEADING = "Earlier I told you:"
 NO_MODEL = (
     "No language model is set up yet, so I cannot write an answer. Add one with "
     "`memos-desktop model add PATH` (a GGUF file or an MLX folder) or "
-    "`memos-desktop model pull REPO FILE`, or in the Models screen. "
+    "`memos-desktop model pull NAME` (`model list --available` shows the models that fit), or in the "
+    "Models screen. "
     "Memory commands (/remember, /forget, /pin, /ttl) and search work without a model."
 )
 
