@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import BitsIndex, embed_text
+from memos_desktop.vault.index import BitsIndex, drain, embed_text
 
 if TYPE_CHECKING:
     from memos_desktop.embed import Embedder
@@ -166,13 +166,7 @@ class EmbeddingBacklog:
         at a time (each batch its own transaction); `progress(done, total)` after each."""
         if self.embedder is None:
             return 0
-        total = self.pending_embeddings()
-        done = 0
-        while n := self.embed_pending(batch):
-            done += n
-            if progress:
-                progress(done, max(total, done))
-        return done
+        return drain(lambda: self.embed_pending(batch), self.pending_embeddings(), progress)
 
     def pending_embeddings(self) -> int:
         """Active plaintext cubes still without a vector from the current model."""

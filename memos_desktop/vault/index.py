@@ -79,6 +79,17 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
+def drain(step: Callable[[], int], total: int, progress: Callable[[int, int], None] | None) -> int:
+    """Call `step` (one batch, returning how many it did) until it does nothing; `progress(done,
+    total)` after each batch (total grows if more arrived meanwhile). Return how many were done."""
+    done = 0
+    while n := step():
+        done += n
+        if progress:
+            progress(done, max(total, done))
+    return done
+
+
 class VaultIndex:
     """Index writes and search primitives of a `Vault` (see the module docstring)."""
 
@@ -208,13 +219,7 @@ class VaultIndex:
         """(Re)build passages, their vectors (with an embedder) and terms of every memory that
         lacks them, `batch` at a time, each batch its own transaction; `progress(done, total)`
         after each. Safe to interrupt: what is done stays done."""
-        total = self.derive_pending()
-        done = 0
-        while n := self.rederive_some(batch):
-            done += n
-            if progress:
-                progress(done, max(total, done))
-        return done
+        return drain(lambda: self.rederive_some(batch), self.derive_pending(), progress)
 
     def rederive_some(self, limit: int = 64) -> int:
         """One batch of `rederive` (one embedder call, one transaction); how many it derived."""

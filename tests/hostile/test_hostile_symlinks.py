@@ -64,13 +64,19 @@ def test_sources_shows_each_outside_link_as_skipped_with_the_reason(vault, layou
     assert "passwd.txt" in rows and "outside the watched folder" in rows and "symlink loop" in rows
 
 
-def test_a_link_to_a_file_outside_made_while_watching_is_skipped(vault, layout, isolated_home, fake_embedder):
+def _watching(vault, layout, home, embedder) -> Watcher:
+    """A started watcher of `layout` on its own connection, reacting to saves within 0.1 s."""
     add_root(vault, layout)
     config = LoaderConfig.load(vault)
     config.debounce_s = 0.1
     config.save(vault)
-    w = Watcher(lambda: Vault.open(isolated_home, PASSPHRASE, embedder=fake_embedder))
-    w.start()
+    watcher = Watcher(lambda: Vault.open(home, PASSPHRASE, embedder=embedder))
+    watcher.start()
+    return watcher
+
+
+def test_a_link_to_a_file_outside_made_while_watching_is_skipped(vault, layout, isolated_home, fake_embedder):
+    w = _watching(vault, layout, isolated_home, fake_embedder)
     try:
         assert w.wait_ready(timeout=30)
         secret = layout.parent / "elsewhere" / "later.md"
@@ -88,12 +94,7 @@ def test_a_link_to_a_file_outside_made_while_watching_is_skipped(vault, layout, 
 
 
 def test_a_linked_folder_created_while_watching_is_not_walked(vault, layout, isolated_home, fake_embedder):
-    add_root(vault, layout)
-    config = LoaderConfig.load(vault)
-    config.debounce_s = 0.1
-    config.save(vault)
-    w = Watcher(lambda: Vault.open(isolated_home, PASSPHRASE, embedder=fake_embedder))
-    w.start()
+    w = _watching(vault, layout, isolated_home, fake_embedder)
     try:
         assert w.wait_ready(timeout=30)
         os.symlink(layout.parent / "elsewhere", layout / "sub" / "linked")
