@@ -82,3 +82,17 @@ def test_a_process_still_holding_the_old_model_searches_by_words_and_destroys_no
     assert stocked.vector_count() == 5
     assert stocked.pending_embeddings() == 1  # waits for the new model
     assert stocked.embed_pending() == 1 and stocked.vector_count() == 6
+
+
+def test_a_switch_rebuilds_the_passage_vectors_of_long_memories_with_the_new_model(stocked):
+    long = stocked.add("\n".join(f"Line {i}: the heron fishes by the old mill at dawn." for i in range(40)))
+    with_passages = stocked.index_counts()
+    assert with_passages["passages"] > 0 and with_passages["vectors"] > with_passages["memories"]
+    new = OtherModel()
+    stocked.switch_embedder(new)
+    assert stocked.derive_pending() >= 1  # the passages' vectors went with the old model's tables
+    stocked.rederive()
+    rebuilt = stocked.index_counts()
+    assert rebuilt["vectors"] == with_passages["vectors"] and stocked.derive_pending() == 0
+    hit = stocked.knn(new.embed(["heron old mill dawn"])[0], 1)
+    assert hit and hit[0][0] == stocked._rowid(long.id)

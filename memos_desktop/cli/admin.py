@@ -133,6 +133,8 @@ def _switch_embedder(vault, old, new) -> None:
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("Re-embedding (the old vectors answer searches meanwhile)", total=None)
         vault.switch_embedder(new, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task("Passages and links of long memories", total=None)
+        vault.rederive(progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 @cli.command()

@@ -155,6 +155,9 @@ class EmbeddingBacklog:
                 "UPDATE cubes SET embed_model = ? WHERE rowid = ?", [(new.model_id, r) for r, _ in staged]
             )
             self.conn.execute("DROP TABLE cube_vec_staging")
+            # Passages' vectors went with the old tables: their memories are derived again
+            # (`rederive`: passages, their vectors from the new model, and terms).
+            self.conn.execute("DELETE FROM cube_derived")
             self._set_setting("embed_switched_from", old.model_id)
             self._set_setting("embed_model", new.model_id)
             self._set_setting("embed_dim", new.dim)
