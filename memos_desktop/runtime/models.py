@@ -262,7 +262,7 @@ def ensure_starter(vault) -> dict | None:
             verify=False,  # a known file; the vocabulary-only check in inspect_model still runs
             extra={"starter": True, "sampling": dict(STARTER_SAMPLING), "source": {"package": STARTER_PACKAGE}},
         )
-    except MemosError:
+    except (MemosError, OSError):  # a vanished or unreadable package file: no starter, the vault opens
         return None
     vault.set_setting(STARTER_KEY, {"name": STARTER_NAME, "path": entry["path"], "registered_at": time.time()})
     return entry
