@@ -8,9 +8,14 @@ size and one llama.cpp batch buffer is reused), pooling and L2-normalising. Open
 passively (set when the package is imported, see `memos_desktop/__init__.py`). Attention uses
 llama.cpp's flash-attention kernel (same vectors to 1e-6 in cosine; on 160 note chunks of ~180
 tokens, 1430 → 1950 tokens per CPU-second at a 256-token batch). llama-cpp-python's own
-`Llama.embed` is not used: it cuts long inputs without re-adding the closing token. The model is loaded on the
-first `embed` and kept for the life of the object. It never downloads or converts models and
-never writes files.
+`Llama.embed` is not used: it cuts long inputs without re-adding the closing token, and `Llama`
+cannot turn off llama.cpp's extra weight layouts: the model is loaded through the C API with
+them off (`_Model`). On a CPU that reports AMX inside a VM that does not enable it (measured on
+a Firecracker guest of a Sapphire Rapids host), llama.cpp's AMX kernels for quantized weights
+kill the process (SIGSEGV/SIGILL at `ldtilecfg`); without them a Q8_0 model runs the AVX-512
+VNNI dot products, and F16 weights never used that layout. The model is loaded on the first
+`embed` and kept for the life of the object. It never downloads or converts models and never
+writes files.
 """
 
 import hashlib
@@ -19,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +32,64 @@ from memos_desktop.errors import EmbedderError
 
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN, without importing llama_cpp at startup
 NO_POOLING = 0
+FLASH_ATTENTION = 1  # llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+_backend = threading.Lock()
+_backend_ready = False
+
+
+class _Model:
+    """One llama.cpp model and one embedding context on it, through the C API."""
+
+    def __init__(self, path: Path, *, pooling: int, tokens: int, n_threads: int) -> None:
+        import logging
+
+        import llama_cpp
+
+        global _backend_ready
+        with _backend:
+            if not _backend_ready:
+                llama_cpp.llama_backend_init()
+                _backend_ready = True
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # as Llama(verbose=False)
+        self._api = llama_cpp
+        params = llama_cpp.llama_model_default_params()
+        params.use_extra_bufts = False  # see the module docstring: no AMX or repacked layouts
+        self.model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
+        if not self.model:
+            raise ValueError("llama.cpp could not load it")
+        context = llama_cpp.llama_context_default_params()
+        context.n_ctx = context.n_batch = context.n_ubatch = tokens
+        context.n_threads = context.n_threads_batch = n_threads
+        context.n_seq_max = min(tokens, llama_cpp.llama_max_parallel_sequences())
+        context.kv_unified = True
+        context.embeddings = True
+        context.pooling_type = pooling
+        context.flash_attn_type = FLASH_ATTENTION
+        self.ctx = llama_cpp.llama_init_from_model(self.model, context)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise ValueError("llama.cpp could not make an embedding context for it")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_seq = llama_cpp.llama_n_seq_max(self.ctx)
+        self._ids: Any = (llama_cpp.llama_token * max(tokens, 1))()
+
+    def n_embd(self) -> int:
+        return int(self._api.llama_model_n_embd(self.model))
+
+    def tokenize(self, text: bytes, add_bos: bool) -> list[int]:
+        n = self._api.llama_tokenize(self.vocab, text, len(text), self._ids, len(self._ids), add_bos, False)
+        if n < 0:  # longer than the buffer: -n tokens
+            self._ids = (self._api.llama_token * -n)()
+            n = self._api.llama_tokenize(self.vocab, text, len(text), self._ids, len(self._ids), add_bos, False)
+        return list(self._ids[:n])
+
+    def close(self) -> None:
+        if self.ctx:
+            self._api.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self._api.llama_model_free(self.model)
+            self.model = None
 
 
 class LlamaCppEmbedder:
@@ -56,8 +120,10 @@ class LlamaCppEmbedder:
         self._pooling = pooling
         cpus = os.cpu_count() or 1
         self.n_threads = n_threads or min(cpus, max(2, cpus // 2))
-        self._llama = None
-        self._batch = None  # one llama_batch of batch_tokens tokens, reused by every decode
+        self._llama: _Model | None = None
+        self._batch: Any = None  # one llama_batch of batch_tokens tokens, reused by every decode
+        self._n_seq = 1  # texts per forward pass and closing special tokens: set when the model loads
+        self._closing: list[int] = []
         self._lock = threading.RLock()  # one llama.cpp context: one load, one batch at a time
 
     @cached_property
@@ -85,8 +151,7 @@ class LlamaCppEmbedder:
 
     def tokens(self, text: str) -> list[int]:
         """The token ids the model sees for `text`: with its special tokens, truncated."""
-        llama = self._load()
-        ids = llama.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=False)
+        ids = self._load().tokenize(text.encode("utf-8", "replace"), add_bos=True)
         if len(ids) <= self.max_tokens:
             return ids
         keep = self.max_tokens - len(self._closing)
@@ -125,13 +190,13 @@ class LlamaCppEmbedder:
                 self._llama.close()
                 self._llama = None
 
-    def _load(self):
+    def _load(self) -> _Model:
         with self._lock:
             if self._llama is None:
                 self._llama = self._open()
             return self._llama
 
-    def _open(self):
+    def _open(self) -> _Model:
         try:
             import llama_cpp
         except ImportError:
@@ -140,24 +205,12 @@ class LlamaCppEmbedder:
             raise EmbedderError(f"llama-cpp-python cannot be loaded ({exc}).") from None
         pooling = self._pooling if self._pooling is not None else self._declared_pooling()
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(self.path),
-                embedding=True,
-                pooling_type=pooling,
-                n_ctx=self.batch_tokens,
-                n_batch=self.batch_tokens,
-                n_ubatch=self.batch_tokens,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
-                flash_attn=True,
-                verbose=False,
-            )
+            llama = _Model(self.path, pooling=pooling, tokens=self.batch_tokens, n_threads=self.n_threads)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EmbedderError(f"The embedding model {self.path.name} cannot be loaded ({exc}).") from None
-        self._n_seq = llama.context_params.n_seq_max
-        start = llama.tokenize(b"", add_bos=True, special=False)
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        opening = 1 if llama_cpp.llama_vocab_get_add_bos(vocab) else 0
+        self._n_seq = llama.n_seq
+        start = llama.tokenize(b"", add_bos=True)
+        opening = 1 if llama_cpp.llama_vocab_get_add_bos(llama.vocab) else 0
         self._closing = start[opening:]  # e.g. BERT's [SEP], kept when truncating
         return llama
 
@@ -178,7 +231,7 @@ class LlamaCppEmbedder:
         """One forward pass over several texts, each its own sequence; fills their rows."""
         import llama_cpp
 
-        ctx = self._llama.ctx
+        ctx = self._load().ctx
         if self._batch is None:
             self._batch = llama_cpp.llama_batch_init(self.batch_tokens, 0, 1)
         cbatch = self._batch
