@@ -354,3 +354,36 @@ def test_a_failing_embedder_fails_the_search_with_its_error(vault):
     vault.embedder = Broken(vault.embedder)
     with pytest.raises(EmbedderError, match="went away"):
         search(vault, "a query never asked before: zebra", record=False)
+
+
+def test_link_strengths_times_cosine_keep_the_top_of_scoring_every_memory(vault, fake_embedder):
+    """Link expansion scores the strongest links first and stops once no weaker one can reach the
+    top n: the top n (and their order) must be those of scoring every linked memory."""
+    import random
+
+    from memos_desktop.operation import search as operator
+
+    rng = random.Random(7)
+    words = ["harbour", "violin", "orchard", "lantern", "glacier", "saffron", "compass", "meadow"]
+    cubes = vault.add_many([dict(content=" ".join(rng.choices(words, k=5))) for _ in range(300)])
+    rowids = [vault._rowid(c.id) for c in cubes]
+    vector = fake_embedder.embed(["violin orchard lantern"])[0]
+    strength = {r: rng.choice([0.5, 1.0, 1.5, 2.0, 4.0]) for r in rowids}
+    cosine = vault.similarity(rowids, vector)
+    full = {r: s * (1.0 + cosine.get(r, 0.0)) / 2 for r, s in strength.items()}
+    reads: list[int] = []
+    similarity = vault.similarity
+
+    def counted(batch, vec):
+        reads.append(len(batch))
+        return similarity(batch, vec)
+
+    vault.similarity = counted
+    for n in (1, 10, 25, 400):
+        reads.clear()
+        pruned = operator._times_cosine(vault, strength, vector, n)
+        want = sorted(full.items(), key=lambda item: item[1], reverse=True)[:n]
+        assert sorted(pruned.items(), key=lambda item: item[1], reverse=True)[:n] == want
+        assert all(pruned[r] == full[r] for r in pruned)
+        if n == 1:
+            assert sum(reads) < len(rowids)  # stopped early: not every vector was read
