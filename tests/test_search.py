@@ -387,3 +387,29 @@ def test_link_strengths_times_cosine_keep_the_top_of_scoring_every_memory(vault,
         assert all(pruned[r] == full[r] for r in pruned)
         if n == 1:
             assert sum(reads) < len(rowids)  # stopped early: not every vector was read
+
+
+def test_a_shared_sessions_search_embeds_the_query_by_the_models_query_path(isolated_home):
+    """The MCP server's session shares its embedder between threads (SharedEmbedder); its searches
+    must still use the model's query path (MiniLM: the Q8_0 copy on one thread), not the batch model."""
+    from memos_desktop.operation import search as operator
+    from memos_desktop.operation.session import SharedEmbedder
+    from memos_desktop.vault import Vault
+    from tests.support import PASSPHRASE, FakeEmbedder
+
+    class QueryPath(FakeEmbedder):
+        queries: list[str] = []
+
+        def embed_query(self, texts):
+            self.queries.extend(texts)
+            return self.embed(texts)
+
+    model = QueryPath()
+    with Vault.create(isolated_home, PASSPHRASE, embedder=model) as vault:
+        wanted = vault.add("The ferry to Santorini leaves at seven")
+        vault.embedder = SharedEmbedder(model)
+        operator._query_vectors.clear()
+        assert search(vault, "when does the boat leave")[0].cube.id == wanted.id
+        assert model.queries == ["when does the boat leave"]
+        plain = SharedEmbedder(FakeEmbedder())  # a model without a query path: its batch embed
+        assert (plain.embed_query(["x y"]) == FakeEmbedder().embed(["x y"])).all()

@@ -97,9 +97,21 @@ class SharedEmbedder:
     def __init__(self, embedder: "Embedder") -> None:
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._query_lock = threading.Lock()
         self.model_id = embedder.model_id
         self.dim = embedder.dim
 
     def embed(self, texts: Sequence[str]) -> "np.ndarray":
         with self._lock:
             return self._embedder.embed(texts)
+
+    def embed_query(self, texts: Sequence[str]) -> "np.ndarray":
+        """Search queries' vectors by the model's own query path when it has one (MiniLM's Q8_0
+        copy on one thread, its own llama.cpp context: a query does not wait behind a batch),
+        else by `embed`. Without this, the MCP server embedded each query with the batch model."""
+        embed_query = getattr(self._embedder, "embed_query", None)
+        if embed_query is None:
+            return self.embed(texts)
+        with self._query_lock:
+            result: np.ndarray = embed_query(texts)
+            return result
