@@ -143,3 +143,18 @@ def test_zero_query_vector_finds_nothing(large, monkeypatch, coarse):
     if not coarse:
         monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 10**9)
     assert large.knn(np.zeros(large.embedder.dim, np.float32), 5) == []
+
+
+def test_sign_scores_are_the_query_summed_over_each_candidates_set_bits():
+    """The asymmetric pass scores a candidate by the query's components whose sign bit it has set."""
+    rng = np.random.default_rng(3)
+    for dim in (64, 100, 384):
+        query = rng.standard_normal(dim).astype(np.float32)
+        vectors = rng.standard_normal((500, dim)).astype(np.float32)
+        packed = np.packbits(vectors > 0, axis=1, bitorder="little")
+        words = (dim + 63) // 64
+        padded = np.zeros((500, words * 8), dtype=np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        bits = np.ascontiguousarray(padded.view(np.uint64).T)  # word-major, as the coarse index holds them
+        expected = ((vectors > 0) * query).sum(axis=1)
+        assert np.allclose(index.sign_scores(bits, query), expected, atol=1e-4)
