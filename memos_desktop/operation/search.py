@@ -298,10 +298,13 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
     passages: dict[int, tuple[int, int]] = {}
     lexical = vault.fts(" ".join(terms), fetch, passages=passages) if terms else []
     scripted = vault.fts_script(query, fetch) if weights.script else []
+    # Read while the query is being embedded: the keyword lists' cubes.
+    cubes = vault.get_many([r for r, _ in lexical + scripted], profile=profile)
     if isinstance(vector, Future):
         vector = vector.result()
     dense = vault.knn(vector, fetch, passages=passages) if vector is not None else []
-    cubes = vault.get_many([r for r, _ in lexical + scripted + dense], profile=profile)
+    cubes.update(vault.get_many([r for r, _ in dense if r not in cubes], profile=profile))
+    cubes = dict(sorted(cubes.items()))  # in rowid order, as one read of all three lists gives them (ties)
     # A speaker's name matches all their turns; it picks the speaker, not the topic.
     speakers = {str(c.source.get("speaker", "")).lower() for c in cubes.values()}
     topic = [t for t in terms if t not in speakers]
