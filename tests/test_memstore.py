@@ -130,3 +130,31 @@ def test_audit_log_filters_by_actor(vault):
     vault.audit("read", None, "mcp:two")
     vault.audit("read", None, "user")
     assert [e["actor"] for e in vault.audit_log(actor="mcp:two")] == ["mcp:two"]
+
+
+def test_a_shared_sessions_reads_are_recorded_after_answering_in_order_and_before_close(isolated_home, fake_embedder):
+    """The MCP server's session writes access counts and audit entries of reads on a writer
+    thread: the call answers first; entries keep the calls' order; closing writes what is left."""
+    from memos_desktop.vault import Vault
+    from tests.support import PASSPHRASE
+
+    vault = Vault.create(isolated_home, PASSPHRASE, embedder=fake_embedder)
+    session = Session(isolated_home, vault, background_writes=True)
+    agent = store(session, "bg")
+    with session.access() as vault:
+        mid = vault.add("The ferry to Santorini leaves at seven").id
+        # While the vault is held here the writer thread cannot write: the call still answers.
+        assert [m["id"] for m in agent.search("ferry Santorini")] == [mid]
+        assert not [e for e in vault.audit_log(actor="mcp:bg")]
+    with pytest.raises(NotFound):
+        agent.get("01NOTAREALID0000000000000")  # refused: audited at once, after the pending search
+    agent.recent()
+    session.close()  # the last call's entry was still pending, or just written
+    with Vault.open(isolated_home, PASSPHRASE) as vault:
+        calls = [(e["detail"]["tool"], e["detail"]["ids"]) for e in vault.audit_log(actor="mcp:bg")]
+        assert calls == [
+            ("search_memories", [mid]),
+            ("get_memory", ["01NOTAREALID0000000000000"]),
+            ("list_recent", [mid]),
+        ]
+        assert vault.get(mid, touch=False).access_count == 1

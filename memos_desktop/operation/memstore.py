@@ -168,22 +168,20 @@ class MemStore:
         filters = Filters(tags=tuple(tags or ()), since=window[0], until=window[1])
         with self.session.access() as vault:
             hits = search(vault, query, k=k, profile=self.client.profile, filters=filters, record=False)
-            ids = [h.cube.id for h in hits]
-            vault.touch(ids)
-            self._audit(vault, "search_memories", ids)
+        self._record("search_memories", [h.cube.id for h in hits], touch=True)
         return [item(h.cube, h.score) for h in hits]
 
     def get(self, cube_id: str, via: str = "get_memory") -> dict:
         with self.session.access() as vault:
             cube = self._visible(vault, via, cube_id)
-            self._audit(vault, via, [cube.id])
+        self._record(via, [cube.id])
         return item(cube)
 
     def tagged(self, tag: str, n: int = 50) -> list[dict]:
         """The newest `n` memories carrying `tag`."""
         with self.session.access() as vault:
             found = vault.cubes(profile=self.client.profile, kind="plaintext", tag=tag, limit=n)
-            self._audit(vault, "read_resource", [c.id for c in found])
+        self._record("read_resource", [c.id for c in found])
         return [item(c) for c in found]
 
     def recent(self, n: int = 10, since: str | None = None) -> list[dict]:
@@ -198,7 +196,7 @@ class MemStore:
                     break
                 offset += len(page)
             found = found[:n]
-            self._audit(vault, "list_recent", [c.id for c in found])
+        self._record("list_recent", [c.id for c in found])
         return [item(c) for c in found]
 
     def history(self, cube_id: str) -> list[dict]:
@@ -207,7 +205,7 @@ class MemStore:
                 versions = vault.history(cube_id, profile=self.client.profile)
             except NotFound:
                 raise self._refuse("memory_history", NotFound(f"No memory with id {cube_id}."), [cube_id]) from None
-            self._audit(vault, "memory_history", [cube_id])
+        self._record("memory_history", [cube_id])
         return [
             {
                 "version": v["version"],
@@ -245,8 +243,7 @@ class MemStore:
                 lines.append(line)
                 used += len(line) + 1
                 cited.append(hit.cube)
-            vault.touch([c.id for c in cited])
-            self._audit(vault, "build_context", [c.id for c in cited])
+        self._record("build_context", [c.id for c in cited], touch=True)
         text = "\n".join(lines) if cited else ""
         return {
             "context": text,
@@ -340,6 +337,17 @@ class MemStore:
             raise self._refuse(
                 tool, MemosError(f"Cannot read the date {text!r} given as {what}; use e.g. 2026-05-01.")
             ) from None
+
+    def _record(self, tool: str, ids: list[str], touch: bool = False) -> None:
+        """Count the access (with `touch`) and audit a read after the call has answered: the
+        session writes it right after (`Session.defer`), before anything else uses the vault."""
+
+        def write(vault) -> None:
+            if touch:
+                vault.touch(ids)
+            self._audit(vault, tool, ids)
+
+        self.session.defer(write)
 
     def _audit(self, vault, tool: str, ids: list[str], error: str | None = None) -> None:
         detail: dict = {"client": self.client.name, "profile": self.client.profile, "tool": tool, "ids": ids}
