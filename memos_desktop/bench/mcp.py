@@ -150,7 +150,7 @@ async def _over_mcp(home: Path, env: dict, texts: list[str], adds: int) -> dict:
                     result = await client.call_tool("search_memories", {"query": q, "k": K})
                     wall.append((time.perf_counter() - w0) * 1000)
                     if result.is_error:
-                        raise RuntimeError(result.content[0].text)
+                        raise RuntimeError(str(getattr(result.content[0], "text", result.content[0])))
                 searches[name] = _summary(wall, _cpu_ms(pid) - c0)
             writes = {}
             for name, (client, pid) in clients.items():

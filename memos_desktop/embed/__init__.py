@@ -9,8 +9,13 @@ import numpy as np
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
 
-    model_id: str  # identity stored with every vector; a different id means re-embed
-    dim: int
+    @property
+    def model_id(self) -> str:
+        """Identity stored with every vector; a different id means re-embed."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """An array of shape (len(texts), dim)."""

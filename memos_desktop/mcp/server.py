@@ -22,7 +22,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import ValidationError
+from pydantic import AnyHttpUrl, ValidationError
 
 from memos_desktop import __version__
 from memos_desktop.errors import MemosError
@@ -120,7 +120,7 @@ class MemStoreServer:
         self._stores: dict[Client, MemStore] = {}
         auth: dict[str, Any] = {}
         if http_url:
-            settings = AuthSettings(issuer_url=http_url, resource_server_url=None)
+            settings = AuthSettings(issuer_url=AnyHttpUrl(http_url), resource_server_url=None)
             auth = dict(auth=settings, token_verifier=VaultTokens(session))
         self.server = _Server(
             "memos-desktop",

@@ -21,8 +21,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault.cube import MemCube
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from memos_desktop.embed import Embedder
+    from memos_desktop.vault import Vault
 
 # Words that say what kind of question it is, not what it is about; bm25 on them is noise.
 _STOPWORDS = """
@@ -122,10 +130,10 @@ class TopicVectors:
 
     def __init__(self, size: int = 256):
         self.size = size
-        self._entries: OrderedDict[tuple, object] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, frozenset[str]], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, embedder, query: str, vector, names: set[str]):
+    def get(self, embedder: "Embedder", query: str, vector: "np.ndarray", names: set[str]) -> "np.ndarray":
         key = (embedder.model_id, query, frozenset(names))
         with self._lock:
             if key in self._entries:
@@ -169,9 +177,10 @@ class Hit:
         return first, last
 
     def citation(self) -> str:
-        if self.passage is None:
+        lines = self.lines()
+        if lines is None:
             return self.cube.citation()
-        first, last = self.lines()
+        first, last = lines
         where = f"line {first}" if first == last else f"lines {first}–{last}"
         src = self.cube.source
         if src.get("path") and src.get("lines"):
@@ -179,13 +188,13 @@ class Hit:
             return f"{text}, {where}"
         return f"{self.cube.citation()}, {where}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.cube.id,
             "score": self.score,
             "signals": self.signals,
             "citation": self.citation(),
-            "lines": list(self.lines()) if self.passage else None,
+            "lines": list(lines) if (lines := self.lines()) else None,
             "content": self.cube.content,
             "title": self.cube.title,
             "tags": self.cube.tags,
@@ -215,26 +224,26 @@ def query_terms(query: str) -> list[str]:
 # Query vectors by (model id, query), most recent last: a query asked again (the TUI's live
 # search re-runs it, an agent repeats itself) skips the embedder, which costs more than the search.
 QUERY_CACHE_SIZE = 256
-_query_vectors: OrderedDict[tuple[str, str], object] = OrderedDict()
+_query_vectors: "OrderedDict[tuple[str, str], np.ndarray]" = OrderedDict()
 _query_lock = threading.Lock()
 # One thread embeds the query while the caller reads the keyword lists: llama.cpp releases the
 # GIL, so the two overlap on two cores (`bench search`, columns embed_ms and p95_ms).
 _embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memos-query-embed")
 
 
-def query_vector(embedder, query: str) -> Future:
+def query_vector(embedder: "Embedder", query: str) -> "Future[np.ndarray]":
     """The embedding of `query` by `embedder`, from the cache or computed in the background."""
     key = (str(embedder.model_id), query)
     with _query_lock:
         if key in _query_vectors:
             _query_vectors.move_to_end(key)
-            done: Future = Future()
+            done: Future[np.ndarray] = Future()
             done.set_result(_query_vectors[key])
             return done
     return _embedding.submit(_embed_and_keep, embedder, key)
 
 
-def _embed_and_keep(embedder, key: tuple[str, str]):
+def _embed_and_keep(embedder: "Embedder", key: tuple[str, str]) -> "np.ndarray":
     embed = getattr(embedder, "embed_query", embedder.embed)  # a model may run queries faster (minilm.py)
     vector = embed([key[1]])[0]
     with _query_lock:
@@ -245,14 +254,14 @@ def _embed_and_keep(embedder, key: tuple[str, str]):
 
 
 def search(
-    vault,
+    vault: "Vault",
     query: str,
     k: int = 10,
     profile: str = "default",
     filters: Filters | None = None,
     *,
     weights: Weights | None = None,
-    vector=None,
+    vector: "npt.ArrayLike | None" = None,
     context: int = 0,
     use_vectors: bool = True,
     record: bool = True,
@@ -269,15 +278,16 @@ def search(
     weights = weights or DEFAULT_WEIGHTS
     terms = query_terms(query) or re.findall(r"\w+", query.lower())
     embedder = None
+    wanted: np.ndarray | Future[np.ndarray] | None = None if vector is None else _as_vector(vector)
     if use_vectors and vector is None and vault.embedder is not None and query.strip():
         embedder = vault.embedder
-        vector = query_vector(embedder, query)  # being computed while the keyword lists are read
+        wanted = query_vector(embedder, query)  # being computed while the keyword lists are read
     if not use_vectors:
-        vector = None
+        wanted = None
     # Filters and access rules apply after each list's top-k: fetch deeper when filtering.
     fetch = max(4 * k, 50) * (4 if filters.narrows() else 1)
     while True:
-        ranked, exhausted = _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedder)
+        ranked, exhausted = _rank(vault, query, terms, wanted, fetch, profile, filters, weights, embedder)
         if len(ranked) >= k or exhausted or fetch >= 4096:
             break
         fetch = min(fetch * 4, 4096)
@@ -291,7 +301,17 @@ def search(
     return hits
 
 
-def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedder) -> tuple[list[Hit], bool]:
+def _rank(
+    vault: "Vault",
+    query: str,
+    terms: list[str],
+    wanted: "np.ndarray | Future[np.ndarray] | None",
+    fetch: int,
+    profile: str,
+    filters: Filters,
+    weights: Weights,
+    embedder: "Embedder | None",
+) -> tuple[list[Hit], bool]:
     """Fuse the candidate lists, add their neighbours, resolve them through the ACL, filter and
     adjust the scores; then fuse one more list, the memories linked to the first hits, and rank
     again. `embedder` is set when `vector` was made here (the name-free vector can be too)."""
@@ -300,8 +320,7 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
     scripted = vault.fts_script(query, fetch) if weights.script else []
     # Read while the query is being embedded: the keyword lists' cubes.
     cubes = vault.get_many([r for r, _ in lexical + scripted], profile=profile)
-    if isinstance(vector, Future):
-        vector = vector.result()
+    vector = wanted.result() if isinstance(wanted, Future) else wanted
     dense = vault.knn(vector, fetch, passages=passages) if vector is not None else []
     cubes.update(vault.get_many([r for r, _ in dense if r not in cubes], profile=profile))
     cubes = dict(sorted(cubes.items()))  # in rowid order, as one read of all three lists gives them (ties)
@@ -313,14 +332,14 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
         lexical = vault.fts(" ".join(topic), fetch, passages=passages)
         # Names dominate a short query's embedding too: every turn of that speaker looks alike.
         # The vector searched is the mean of the query's and the query's without the names.
-        if embedder is not None:
+        if embedder is not None and vector is not None:
             topic_vector = TOPIC_VECTORS.get(embedder, query, vector, speakers)
             if topic_vector is not vector:
                 dense = vault.knn(topic_vector, fetch, passages=passages)
     windows = date_windows(query)
     # A question naming a date is also asked of what was said that day, even in other words.
     dated = []
-    if windows and vector is not None:
+    if windows and topic_vector is not None:
         dated = vault.valid_between(windows, topic_vector, fetch)
     exhausted = len(lexical) < fetch and len(dense) < fetch and len(scripted) < fetch
     signals: dict[int, dict[str, float]] = {}
@@ -352,7 +371,7 @@ def _rank(vault, query, terms, vector, fetch, profile, filters, weights, embedde
     return hits, exhausted
 
 
-def _add_adjacent(vault, cubes: dict[int, MemCube], fused: dict[int, float], fetch: int, profile: str) -> None:
+def _add_adjacent(vault: "Vault", cubes: dict[int, MemCube], fused: dict[int, float], fetch: int, profile: str) -> None:
     """The turn after a relevant one often holds the answer (and the one before, the question):
     fetch the neighbours of the best fused candidates that come from a source."""
     best = sorted(fused, key=fused.__getitem__, reverse=True)[: fetch // 2]
@@ -361,7 +380,16 @@ def _add_adjacent(vault, cubes: dict[int, MemCube], fused: dict[int, float], fet
     cubes.update(vault.get_many(sorted(adjacent), profile=profile))
 
 
-def _score(query, cubes, fused, signals, filters, weights, windows, passages) -> list[Hit]:
+def _score(
+    query: str,
+    cubes: dict[int, MemCube],
+    fused: dict[int, float],
+    signals: dict[int, dict[str, float]],
+    filters: Filters,
+    weights: Weights,
+    windows: list[tuple[float, float]],
+    passages: dict[int, tuple[int, int]],
+) -> list[Hit]:
     """Every accepted candidate as a Hit: its fused score plus its neighbours' shares, times
     the temporal, date, speaker, importance and recency boosts; best first."""
     visible = {r: fused[r] for r in fused if r in cubes}
@@ -404,7 +432,9 @@ def _score(query, cubes, fused, signals, filters, weights, windows, passages) ->
     return hits
 
 
-def _linked(vault, seeds: list[Hit], vector, weights: Weights, fetch: int) -> list[tuple[int, float]]:
+def _linked(
+    vault: "Vault", seeds: list[Hit], vector: "np.ndarray | None", weights: Weights, fetch: int
+) -> list[tuple[int, float]]:
     """Memories sharing the seeds' rare terms, strongest link first. Seeds are the first hits
     scoring at least half the best; a term counts when 2 to index.TERM_MAX_SHARED memories (and
     at most TERM_MAX_SHARE of them) carry it, weighted by its rarity (log of memories over
@@ -435,7 +465,7 @@ def _linked(vault, seeds: list[Hit], vector, weights: Weights, fetch: int) -> li
     return [(r, s) for r, s in ranked[: fetch // 2] if s > 0]
 
 
-def _times_cosine(vault, strength: dict[int, float], vector, n: int) -> dict[int, float]:
+def _times_cosine(vault: "Vault", strength: dict[int, float], vector: "np.ndarray", n: int) -> dict[int, float]:
     """The `n` (or more) strongest of `strength` once each is multiplied by (1 + its cosine with
     `vector`) / 2, in `strength`'s order. That factor is at most 1, so memories are scored
     strongest link first, in growing chunks, and the rest is skipped once the n-th best score
@@ -460,7 +490,7 @@ def without_names(query: str, names: set[str]) -> str:
     return " ".join(kept)
 
 
-def _blend_without(embedder, query: str, vector, names: set[str]):
+def _blend_without(embedder: "Embedder", query: str, vector: "np.ndarray", names: set[str]) -> "np.ndarray":
     """The normalised mean of `vector` (the query's) and the embedding of `query` without `names`."""
     import numpy as np
 
@@ -472,7 +502,7 @@ def _blend_without(embedder, query: str, vector, names: set[str]):
     return both / norm if norm else vector
 
 
-def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict) -> float:
+def _same_source(cubes: dict[int, MemCube], rowid: int, key: str | None, fused: dict[int, float]) -> float:
     """The fused score of cube `rowid` when it is a visible candidate from source `key`."""
     near = cubes.get(rowid)
     if key is None or near is None or source_key(near) != key:
@@ -499,6 +529,12 @@ def date_windows(query: str) -> list[tuple[float, float]]:
     return [(a.timestamp(), b.timestamp()) for a, b in spans]
 
 
+def _as_vector(vector: "npt.ArrayLike") -> "np.ndarray":
+    import numpy as np
+
+    return np.asarray(vector, dtype=np.float32)
+
+
 def _dedupe(hits: list[Hit], k: int) -> list[Hit]:
     """The first `k` hits, skipping any whose text is (nearly) that of a better-ranked hit."""
     kept: list[Hit] = []
@@ -522,7 +558,7 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     return len(a & b) / len(a | b) >= 0.9
 
 
-def _attach_context(vault, hits: list[Hit], n: int, profile: str) -> None:
+def _attach_context(vault: "Vault", hits: list[Hit], n: int, profile: str) -> None:
     """Attach the `n` cubes before and after each hit that come from the same source."""
     wanted = sorted({h.rowid + d for h in hits for d in range(-n, n + 1) if d})
     near = vault.get_many(wanted, profile=profile)
