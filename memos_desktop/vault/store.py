@@ -175,6 +175,11 @@ class Vault(VaultIndex, EmbeddingBacklog):
         """A write transaction (`db.write_txn`): inside an open one, a savepoint of it."""
         return db.write_txn(self.conn)
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on the vault's connection."""
+        return bool(self.conn.in_transaction)
+
     @contextlib.contextmanager
     def bulk_write(self) -> Iterator[None]:
         """A write transaction for applying a whole bundle: foreign keys are checked at commit
