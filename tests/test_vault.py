@@ -464,3 +464,13 @@ def test_visibility_and_id_prefixes_follow_the_access_rules(vault):
     assert vault.ids_with_prefix(mine.id) == [] and not vault.is_visible(mine.id)
     assert vault.state_of(mine.id) == ("deleted", mine.content_hash)
     assert vault.state_of("01NOSUCHCUBE0000000000000") is None
+
+
+def test_metadata_that_only_pythons_json_reads_comes_back_intact(vault):
+    """Rows are read with orjson, falling back to json for what orjson refuses (NaN, huge ints)."""
+    import math
+
+    cube = vault.add("Odd metadata", tags=["é"], source={"path": "ü.md"}, meta={"score": float("nan"), "big": 2**70})
+    back = vault.get(cube.id)
+    assert math.isnan(back.meta["score"]) and back.meta["big"] == 2**70
+    assert back.tags == ["é"] and back.source == {"path": "ü.md"}

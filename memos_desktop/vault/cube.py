@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 KINDS = ("plaintext", "activation", "parameter")
 STATES = ("active", "archived", "deleted")
 
@@ -104,6 +106,15 @@ def _sorted_json_encoder() -> Callable[[Any], str]:
 _ROW_JSON = _sorted_json_encoder()
 
 
+def _loads(text: str) -> Any:
+    """A JSON column's value: orjson (search reads ~200 rows, 3 columns each: 10x faster than
+    json), json for what orjson refuses and json wrote (NaN, integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 @dataclass
 class MemCube:
     id: str
@@ -134,7 +145,7 @@ class MemCube:
     def from_row(cls, row: tuple[Any, ...]) -> "MemCube":
         values = dict(zip(COLUMNS, row, strict=True))
         for name in JSON_COLUMNS:
-            values[name] = json.loads(values[name])
+            values[name] = _loads(values[name])
         values["pinned"] = bool(values["pinned"])
         return cls(**values)
 
