@@ -470,7 +470,10 @@ def test_metadata_that_only_pythons_json_reads_comes_back_intact(vault):
     """Rows are read with orjson, falling back to json for what orjson refuses (NaN, huge ints)."""
     import math
 
-    cube = vault.add("Odd metadata", tags=["é"], source={"path": "ü.md"}, meta={"score": float("nan"), "big": 2**70})
+    meta = {"score": float("nan"), "big": 2**70 + 1, "low": -(2**63) - 1, "inf": float("inf")}
+    cube = vault.add("Odd metadata", tags=["é"], source={"path": "ü.md"}, meta=meta)
     back = vault.get(cube.id)
-    assert math.isnan(back.meta["score"]) and back.meta["big"] == 2**70
+    assert math.isnan(back.meta["score"]) and back.meta["inf"] == float("inf")
+    assert back.meta["big"] == 2**70 + 1 and back.meta["low"] == -(2**63) - 1
+    assert type(back.meta["big"]) is int and type(back.meta["low"]) is int
     assert back.tags == ["é"] and back.source == {"path": "ü.md"}
