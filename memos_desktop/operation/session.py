@@ -114,7 +114,7 @@ class Session:
     def _write_pending(self) -> None:
         """Write the pending writes in one transaction (holding `_lock`, outside any transaction
         of the caller's: inside one they wait for the next access)."""
-        if self.vault.in_transaction:
+        if not self._pending or self.vault.in_transaction:
             return
         with self._pending_lock:
             writes, self._pending = self._pending, []
