@@ -386,11 +386,11 @@ class Assistant:
         self,
         conversation: Conversation,
         text: str,
-        on_token: Callable[[str], None] | None = None,
+        on_token: Callable[[str], object] | None = None,
         cancel: threading.Event | None = None,
         *,
-        on_plan: Callable[[PreparedTurn], None] | None = None,
-        on_stored: Callable[[TurnResult], None] | None = None,
+        on_plan: Callable[[PreparedTurn], object] | None = None,
+        on_stored: Callable[[TurnResult], object] | None = None,
         memory: bool = True,
     ) -> TurnResult:
         """Answer `text` in `conversation`, the whole pipeline.
