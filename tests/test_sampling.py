@@ -2,11 +2,21 @@
 turn settings that choose it; and the turn pipeline's guards against a model that loops,
 never emits its end token, or emits invalid UTF-8."""
 
+import dataclasses
+import typing
+
 import numpy as np
 import pytest
 
 from memos_desktop.errors import MemosError
-from memos_desktop.operation.turn import Assistant, TurnSettings, load_settings, looping, save_settings
+from memos_desktop.operation.turn import (
+    Assistant,
+    TurnOverrides,
+    TurnSettings,
+    load_settings,
+    looping,
+    save_settings,
+)
 from memos_desktop.runtime.base import Sampler, Sampling, catalogue_sampling
 
 
@@ -49,6 +59,11 @@ def test_settings_defaults_live_in_one_place_and_round_trip_through_the_vault(va
     assert load_settings(vault) == custom
     with pytest.raises(MemosError, match="temperature must be between 0 and 2"):
         save_settings(vault, TurnSettings(temperature=5))
+
+
+def test_the_overrides_an_assistant_takes_are_exactly_the_settings_fields():
+    fields = {f.name: f.type for f in dataclasses.fields(TurnSettings)}
+    assert typing.get_type_hints(TurnOverrides) == fields
 
 
 def test_old_or_damaged_stored_settings_fall_back_to_the_defaults(vault):

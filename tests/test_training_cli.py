@@ -114,3 +114,12 @@ def test_ctrl_c_stops_training_resumably_and_resume_finishes_it(cli):
     resumed = cli(*args, "--resume", "--json", timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["adapter"]["meta"]["metrics"]["iterations"] < 400  # it did not start over
+
+
+def test_min_age_never_means_no_minimum_and_a_missing_model_is_a_one_line_error(cli):
+    _remember(cli, fact_texts(3))
+    done = cli("train", "--from-tag", "people", "--min-age", "never")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: No MLX model directory chosen; pass it once with --model and it is remembered."
+    )

@@ -13,9 +13,14 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.bench import median
 from memos_desktop.errors import MemosError
+
+if TYPE_CHECKING:
+    from memos_desktop.embed.llamacpp import LlamaCppEmbedder
+    from memos_desktop.embed.minilm import MiniLM
 
 
 def turn_texts(directory: Path) -> list[str]:
@@ -75,7 +80,12 @@ def run(
     `notes`, the chunks of that many synthetic notes. Every round runs every setting once,
     interleaved, so a machine whose load drifts during the run biases no setting; the figures
     are medians over rounds and the ratio column is against the first row."""
-    texts = (note_texts(notes) if notes else turn_texts(locomo))[:n_texts]
+    if notes:
+        texts = note_texts(notes)[:n_texts]
+    elif locomo is not None:
+        texts = turn_texts(locomo)[:n_texts]
+    else:
+        raise MemosError("Give a LoCoMo directory or --notes N.")
     engines = [(n_threads, tokens) for n_threads in threads for tokens in batch_tokens]
     embedders, load_s = {}, {}
     for engine in engines:
@@ -131,12 +141,14 @@ def run(
     }
 
 
-def _embedder(model: Path | None, n_threads: int, batch_tokens: int | None):
-    sizes = {"batch_tokens": batch_tokens} if batch_tokens else {}
+def _embedder(model: Path | None, n_threads: int, batch_tokens: int | None) -> "MiniLM | LlamaCppEmbedder":
+    """The packaged MiniLM, or the GGUF `model`; `batch_tokens` None keeps the embedder's default."""
     if model is None:
         from memos_desktop.embed.minilm import MiniLM
 
-        return MiniLM(n_threads=n_threads, **sizes)
+        return MiniLM(n_threads=n_threads, batch_tokens=batch_tokens) if batch_tokens else MiniLM(n_threads=n_threads)
     from memos_desktop.embed.llamacpp import LlamaCppEmbedder
 
-    return LlamaCppEmbedder(model, n_threads=n_threads, **sizes)
+    if batch_tokens:
+        return LlamaCppEmbedder(model, n_threads=n_threads, batch_tokens=batch_tokens)
+    return LlamaCppEmbedder(model, n_threads=n_threads)

@@ -27,9 +27,10 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from memos_desktop.errors import MemosError
 
@@ -150,7 +151,7 @@ def build_baseline(vault: "Vault") -> None:
     baseline.build(vault)
 
 
-def bm25_baseline(vault: "Vault", question: str, conv_id: str, k: int) -> list[str]:
+def bm25_baseline(vault: "Vault", question: str, conv_id: str, k: int) -> list[str | None]:
     """Turn ids of the top k plain bm25 matches of the raw question in one conversation
     (`build_baseline` first)."""
     from memos_desktop.vault import baseline
@@ -179,7 +180,7 @@ def run(
     embedder=None,
     *,
     conversations: list[dict] | None = None,
-    cache: Path | None | bool = None,
+    cache: Path | Literal[False] | None = None,
     limit: int | None = None,
 ) -> dict:
     """Measure recall@k of `operator.search` and, in the same run on the same vault, of the bm25
@@ -226,7 +227,7 @@ def run(
                     filters = Filters(source_path=conv["id"], until=None if asked_on is None else asked_on + 86400)
                     depth = top if cutoff == len(order) else 3 * top
                     hits = search(vault, qa["question"], k=depth, filters=filters, record=False)
-                    found = {
+                    found: dict[str, Sequence[str | None]] = {
                         "ours": [h.cube.source.get("turn_id") for h in hits],
                         "bm25": bm25_baseline(vault, qa["question"], conv["id"], depth),
                     }
@@ -243,7 +244,7 @@ def run(
     questions = sum(len(v) for v in ours.values())
     if not questions:
         raise MemosError(f"No question in {directory} has evidence naming a dialog turn.")
-    result = {
+    result: dict[str, Any] = {
         "overall": _mean(ours, exclude=EXCLUDED_FROM_OVERALL),
         "overall_with_adversarial": _mean(ours),
         "categories": {c: {**_mean({c: v}), "questions": len(v)} for c, v in sorted(ours.items())},
@@ -317,7 +318,7 @@ def below_baselines(result: dict) -> list[str]:
     return out
 
 
-def _recalls(found: list[str], evidence: list[str], ks: tuple[int, ...]) -> dict:
+def _recalls(found: Sequence[str | None], evidence: list[str], ks: tuple[int, ...]) -> dict[str, float]:
     return {f"recall@{k}": len(set(found[:k]) & set(evidence)) / len(evidence) for k in ks}
 
 

@@ -128,25 +128,25 @@ def run(repeats: int = 7) -> dict:
             bare.append(_python_pass(env))
             floor.append(_first_frame([sys.executable, "-c", TEXTUAL_FLOOR], env))
             tui.append(_first_frame([sys.executable, "-m", "memos_desktop"], env))
-    stats = {
-        name: {"median": median(values), "p95": percentile(values, 95)}
-        for name, values in (
-            ("python_pass_s", bare),
-            ("textual_floor_s", [wall for wall, _ in floor]),
-            ("first_frame_s", [wall for wall, _ in tui]),
-        )
+    walls = {
+        "python_pass_s": bare,
+        "textual_floor_s": [wall for wall, _ in floor],
+        "first_frame_s": [wall for wall, _ in tui],
+    }
+    stats: dict[str, dict[str, float] | None] = {
+        name: {"median": median(values), "p95": percentile(values, 95)} for name, values in walls.items()
     }
     for name, runs in (("textual_floor_cpu_s", floor), ("first_frame_cpu_s", tui)):
         cpu = [c for _, c in runs if c is not None]
         stats[name] = {"median": median(cpu), "p95": percentile(cpu, 95)} if cpu else None
-    first = stats["first_frame_s"]["median"]
+    first, python, textual = (median(walls[name]) for name in ("first_frame_s", "python_pass_s", "textual_floor_s"))
     return {
         "repeats": repeats,
         **stats,
-        "over_python_s": first - stats["python_pass_s"]["median"],
-        "over_textual_floor_s": first - stats["textual_floor_s"]["median"],
-        "ratio_to_python": first / stats["python_pass_s"]["median"],
-        "ratio_to_textual_floor": first / stats["textual_floor_s"]["median"],
+        "over_python_s": first - python,
+        "over_textual_floor_s": first - textual,
+        "ratio_to_python": first / python,
+        "ratio_to_textual_floor": first / textual,
         "target_first_frame_s": 0.5,
         "load_average": os.getloadavg(),
     }

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from memos_desktop.runtime import LoadSettings, Sampling, load_backend, testmodels
 from memos_desktop.runtime.base import LLMBackend
@@ -100,7 +101,7 @@ def _run_runtime(runtime: str, spec: testmodels.ModelSpec, lengths: Sequence[int
     try:
         memory = ActivationMemory(vault)
         memory.prepare(backend, _text_tokens(backend, 8))
-        out = {
+        out: dict[str, Any] = {
             "model": spec.name,
             "shape": {
                 "layers": spec.num_hidden_layers,

@@ -18,8 +18,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memos_desktop.bench import median
+
+if TYPE_CHECKING:
+    from memos_desktop.operation.turn import Assistant, Conversation
 
 MESSAGE = "What should I pack for the trip to Lyon next week, given what you know about me?"
 MEMORIES = [
@@ -61,12 +65,12 @@ def _vault(home: Path):
     return vault, notice
 
 
-def _timed_prompt(assistant, conversation) -> tuple[dict, list[str]]:
+def _timed_prompt(assistant: "Assistant", conversation: "Conversation") -> tuple[dict[str, float], list[str]]:
     """Prepare and generate one answer without storing it: its timings (with the CPU time to the
     first piece) and its text pieces."""
     prepared = assistant.prepare(conversation, MESSAGE)
     cpu0 = time.process_time()
-    pieces = []
+    pieces: list[str] = []
     for piece in assistant.generate(prepared):
         if not pieces:
             prepared.timings["ttft_cpu_s"] = time.process_time() - cpu0
@@ -98,13 +102,18 @@ def _raw_prefill(model: Path, settings, tokens: list[int]) -> dict:
 
 
 def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3, model: Path | None = None) -> dict:
-    from memos_desktop.operation.turn import Assistant
+    from memos_desktop.operation.turn import Assistant, TurnOverrides
     from memos_desktop.runtime import LoadSettings, load_backend, runtime_for
     from memos_desktop.runtime.testmodels import qwen05b_shape_gguf
 
     model = Path(model) if model is not None else qwen05b_shape_gguf()
     settings = LoadSettings(n_ctx=4096, threads=threads)
-    greedy = {"temperature": 0.0, "sampling": "custom", "repeat_penalty": 1.0, "answer_tokens": answer_tokens}
+    greedy: TurnOverrides = {
+        "temperature": 0.0,
+        "sampling": "custom",
+        "repeat_penalty": 1.0,
+        "answer_tokens": answer_tokens,
+    }
 
     def load():
         t0 = time.perf_counter()
@@ -123,7 +132,7 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3, model: Path
                 )
             finally:
                 backend.close()
-            runs: dict[str, list] = {"restored": [], "no_activation": []}
+            runs: dict[str, list[tuple[dict[str, float], list[str]]]] = {"restored": [], "no_activation": []}
             raw = []
             for _ in range(repeats):
                 if runtime_for(model) == "llama.cpp":
@@ -131,7 +140,8 @@ def run(threads: int = 2, answer_tokens: int = 16, repeats: int = 3, model: Path
                 for name, activation in (("restored", True), ("no_activation", False)):
                     backend, _ = load()
                     try:
-                        assistant = Assistant(vault, backend, activation=activation, **greedy)
+                        overrides: TurnOverrides = {**greedy, "activation": activation}
+                        assistant = Assistant(vault, backend, **overrides)
                         runs[name].append(_timed_prompt(assistant, assistant.new_conversation()))
                     finally:
                         backend.close()

@@ -1,6 +1,7 @@
 """Parameter memory commands: `train` a LoRA adapter from memories, and `adapters` to manage them."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -9,9 +10,14 @@ from memos_desktop.cli.output import echo_json, when
 from memos_desktop.errors import MemosError
 from memos_desktop.parsing import parse_duration
 
+if TYPE_CHECKING:
+    from memos_desktop.training.adapters import Adapters
+    from memos_desktop.training.trainer import Progress
+    from memos_desktop.vault import MemCube, Vault
 
-def _training_model(vault, option: str | None, setting: str, what: str, required: bool) -> Path | None:
-    """A model path from the option (remembered as a setting) or the remembered setting."""
+
+def _training_model(vault: "Vault", option: str | None, setting: str, what: str) -> Path | None:
+    """A model path from the option (remembered as a setting) or the remembered setting, or None."""
     if option:
         path = Path(option).expanduser().resolve()
         if not path.exists():
@@ -19,11 +25,7 @@ def _training_model(vault, option: str | None, setting: str, what: str, required
         vault.set_setting(setting, str(path))
         return path
     stored = vault.get_setting(setting)
-    if stored:
-        return Path(stored)
-    if required:
-        raise MemosError(f"No {what} chosen; pass it once with --{setting.split('_', 1)[1]} and it is remembered.")
-    return None
+    return Path(stored) if stored else None
 
 
 @cli.command()
@@ -48,24 +50,24 @@ def _training_model(vault, option: str | None, setting: str, what: str, required
 @pass_ctx
 def train(
     obj: Context,
-    tag,
-    query,
-    proposal,
-    ids,
-    name,
-    model,
-    gguf,
-    iters,
-    rank,
-    learning_rate,
-    language,
-    min_age,
-    min_uses,
-    min_gain,
-    max_ppl_ratio,
-    resume,
-    no_enable,
-    as_json,
+    tag: str | None,
+    query: str | None,
+    proposal: int | None,
+    ids: tuple[str, ...],
+    name: str | None,
+    model: str | None,
+    gguf: str | None,
+    iters: int,
+    rank: int,
+    learning_rate: float,
+    language: str | None,
+    min_age: str,
+    min_uses: int,
+    min_gain: float,
+    max_ppl_ratio: float,
+    resume: bool,
+    no_enable: bool,
+    as_json: bool,
 ) -> None:
     """Distil stable memories into a LoRA adapter (parameter memory); Ctrl-C stops it resumably."""
     from functools import partial
@@ -77,10 +79,11 @@ def train(
 
     vault = obj.vault(embedder=False)
     if proposal is not None:
-        ids = proposal_ids(vault, proposal)
-    facts = select_facts(
-        vault, tag=tag, query=query, ids=list(ids) or None, min_age=parse_duration(min_age), min_uses=min_uses
-    )
+        ids = tuple(proposal_ids(vault, proposal))
+    # `--min-age never` (no duration) asks for no minimum age
+    age = parse_duration(min_age) or 0.0
+    facts = select_facts(vault, tag=tag, query=query, ids=list(ids) or None, min_age=age, min_uses=min_uses)
+    selection: dict[str, Any]
     if tag:
         selection, default_name = {"tag": tag}, f"tag:{tag}"
     elif query:
@@ -90,11 +93,13 @@ def train(
     else:
         selection, default_name = {"ids": list(ids)}, f"facts:{len(facts)}"
     name = name or default_name
-    model_dir = _training_model(vault, model, "train_model", "MLX model directory", True)
-    gguf_file = _training_model(vault, gguf, "train_gguf", "GGUF model file", False)
+    model_dir = _training_model(vault, model, "train_model", "MLX model directory")
+    if model_dir is None:
+        raise MemosError("No MLX model directory chosen; pass it once with --model and it is remembered.")
+    gguf_file = _training_model(vault, gguf, "train_gguf", "GGUF model file")
     config = TrainConfig(iters=iters, rank=rank, learning_rate=learning_rate)
 
-    def show(p) -> None:
+    def show(p: "Progress") -> None:
         if not as_json and (p.iteration % 10 == 0 or p.iteration == p.iters):
             line = f"\r  iteration {p.iteration}/{p.iters}  loss {p.loss:.3f}  {p.seconds:.0f}s"
             click.echo(line, nl=False, err=True)
@@ -139,7 +144,7 @@ def adapters() -> None:
     """List, enable, disable, roll back or remove LoRA adapters (parameter memory)."""
 
 
-def _adapter_row(registry, cube) -> dict:
+def _adapter_row(registry: "Adapters", cube: "MemCube") -> dict[str, Any]:
     meta = cube.meta
     ev = meta.get("metrics", {}).get("evaluation", {})
     return {
@@ -161,7 +166,7 @@ def _adapter_row(registry, cube) -> dict:
 @adapters.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def adapters_list(obj: Context, as_json) -> None:
+def adapters_list(obj: Context, as_json: bool) -> None:
     """Show every adapter with its provenance and evaluation."""
     from memos_desktop.training.adapters import Adapters
 
@@ -185,7 +190,7 @@ def adapters_list(obj: Context, as_json) -> None:
 @adapters.command("enable")
 @click.argument("adapter_id")
 @pass_ctx
-def adapters_enable(obj: Context, adapter_id) -> None:
+def adapters_enable(obj: Context, adapter_id: str) -> None:
     """Enable an adapter (others for the same base model are disabled)."""
     from memos_desktop.training.adapters import Adapters
 
@@ -196,7 +201,7 @@ def adapters_enable(obj: Context, adapter_id) -> None:
 @adapters.command("disable")
 @click.argument("adapter_id")
 @pass_ctx
-def adapters_disable(obj: Context, adapter_id) -> None:
+def adapters_disable(obj: Context, adapter_id: str) -> None:
     """Disable an adapter; the model runs without it."""
     from memos_desktop.training.adapters import Adapters
 
@@ -208,7 +213,7 @@ def adapters_disable(obj: Context, adapter_id) -> None:
 @click.argument("adapter_id")
 @click.argument("version", type=int)
 @pass_ctx
-def adapters_rollback(obj: Context, adapter_id, version) -> None:
+def adapters_rollback(obj: Context, adapter_id: str, version: int) -> None:
     """Bring back the weights of an earlier VERSION of an adapter."""
     from memos_desktop.training.adapters import Adapters
 
@@ -219,7 +224,7 @@ def adapters_rollback(obj: Context, adapter_id, version) -> None:
 @adapters.command("rm")
 @click.argument("adapter_id")
 @pass_ctx
-def adapters_rm(obj: Context, adapter_id) -> None:
+def adapters_rm(obj: Context, adapter_id: str) -> None:
     """Delete an adapter's weights (every version); the facts stay as plaintext memory."""
     from memos_desktop.training.adapters import Adapters
 

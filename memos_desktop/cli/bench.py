@@ -59,8 +59,6 @@ def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, roun
     on the chunks of --notes synthetic notes."""
     from memos_desktop.bench import embed, report
 
-    if locomo is None and not notes:
-        raise MemosError("Give a LoCoMo directory or --notes N.")
     result = embed.run(
         locomo,
         batch_sizes,

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,7 +47,7 @@ def keys_show(ctx: Context, secret: bool, as_json: bool) -> None:
 
     vault = ctx.vault(embedder=False)
     own = crypto.device_keys(vault)
-    data = {
+    data: dict[str, Any] = {
         "device": own.device,
         "fingerprint": trust.fingerprint(own.verify_key),
         "card": own.card(),

@@ -10,6 +10,7 @@ every byte of ciphertext here is written by pyrage in the standard age v1 format
 """
 
 import base64
+import io
 import re
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -195,7 +196,7 @@ def resolve_recipients(vault, specs: list[str]) -> list[str]:
 
 
 def encrypt_stream(
-    source: BinaryIO,
+    source: BinaryIO | io.RawIOBase,
     out: BinaryIO,
     recipients: list[str] | None = None,
     passphrase: str | None = None,
@@ -223,7 +224,9 @@ def encrypt_stream(
         raise BundleError(f"The bundle could not be written ({exc}).") from None
 
 
-def decrypt_stream(fh: BinaryIO, sink: BinaryIO, identities: list[str], passphrase: str | None = None) -> None:
+def decrypt_stream(
+    fh: BinaryIO, sink: BinaryIO | io.RawIOBase, identities: list[str], passphrase: str | None = None
+) -> None:
     """Decrypt the bundle in `fh` into `sink`; BundleError for wrong keys, tampering or truncation.
 
     The sink may raise BundleError itself (a bad record); that error passes through unchanged.

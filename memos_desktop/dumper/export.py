@@ -12,9 +12,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -204,7 +205,7 @@ class _Export:
         }
 
 
-def write_atomic(out: Path, write) -> int:
+def write_atomic(out: Path, write: Callable[[BinaryIO], object]) -> int:
     """`write(fh)` into a temp file beside `out`, fsync, rename to `out`; return its size."""
     out = Path(out)
     if out.is_dir():

@@ -13,10 +13,14 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import orjson
 
 from memos_desktop.errors import BundleError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 FORMAT = "memos-bundle"
 VERSION = 1
@@ -78,7 +82,7 @@ class BundleSource(io.RawIOBase):
     are handed out in chunks of about `CHUNK` bytes, so the reader makes few, large reads.
     """
 
-    def __init__(self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]):
+    def __init__(self, manifest: dict, records: Iterator[dict | bytes], sign: Callable[[bytes], str]) -> None:
         self._chunks = self._generate(manifest, records)
         self._sign = sign
         self._buf = memoryview(b"")
@@ -118,14 +122,15 @@ class BundleSource(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: "WriteableBuffer") -> int:
         while not self._buf:
             try:
                 self._buf = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
-        n = min(len(buffer), len(self._buf))
-        buffer[:n] = self._buf[:n]
+        view = memoryview(buffer)
+        n = min(len(view), len(self._buf))
+        view[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         self.bytes += n
         return n
@@ -143,7 +148,7 @@ class BundleSink(io.RawIOBase):
         on_manifest: Callable[[dict], None],
         on_record: Callable[[dict], None],
         verify: Callable[[dict, str, bytes], bool],
-    ):
+    ) -> None:
         self._on_manifest = on_manifest
         self._on_record = on_record
         self._verify = verify
@@ -157,7 +162,7 @@ class BundleSink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: "ReadableBuffer") -> int:
         data = bytes(data)
         cut = data.find(b"\n")
         if cut < 0:
@@ -189,7 +194,7 @@ class BundleSink(io.RawIOBase):
             self.manifest = check_manifest(record)
             self._on_manifest(self.manifest)
         elif kind == "end":
-            self._end(record)
+            self._end(self.manifest, record)
         elif kind == "manifest":
             raise BundleError("The bundle holds a second manifest; it was tampered with.")
         else:
@@ -197,12 +202,12 @@ class BundleSink(io.RawIOBase):
             self.records += 1
             self._on_record(record)
 
-    def _end(self, record: dict) -> None:
+    def _end(self, manifest: dict, record: dict) -> None:
         hexdigest = self._digest.hexdigest()
         if record.get("records") != self.records or record.get("sha256") != hexdigest:
             raise BundleError("The bundle's records do not match its signed trailer; it was tampered with.")
         signature = record.get("signature")
-        if not isinstance(signature, str) or not self._verify(self.manifest, signature, signed_bytes(hexdigest)):
+        if not isinstance(signature, str) or not self._verify(manifest, signature, signed_bytes(hexdigest)):
             raise BundleError("The bundle's signature does not verify; it was tampered with or forged.")
         self.ended = True
 

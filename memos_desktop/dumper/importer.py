@@ -188,10 +188,9 @@ class Applier:
             raise BundleError(f"The bundle holds a forged conflict version of memory {cube_id}; nothing was imported.")
 
     def _link(self, record: dict) -> None:
-        src, dst, rel, at = (record.get(k) for k in ("src", "dst", "rel", "at"))
-        check_id(src)
-        check_id(dst)
+        src, dst = check_id(record.get("src")), check_id(record.get("dst"))
         validate.link(record)
+        rel, at = record["rel"], record.get("at")  # a name and a moment (or None), as validated
         if src not in self._cube_ids or dst not in self._cube_ids:
             raise BundleError("The bundle holds a link to a memory it does not carry; nothing was imported.")
         self.vault.link(src, dst, rel, at)

@@ -245,14 +245,14 @@ def watch(
     stop: threading.Event | None = None,
 ) -> None:
     """Sync now, then again whenever the folder changes (watchdog) or `interval` seconds pass."""
-    from watchdog.events import FileSystemEventHandler
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
     stop = stop or threading.Event()
     changed = threading.Event()
 
     class _Wake(FileSystemEventHandler):
-        def on_any_event(self, event) -> None:
+        def on_any_event(self, event: FileSystemEvent) -> None:
             changed.set()
 
     folder = Path(folder)

@@ -91,6 +91,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w]+", "-", text.lower()).strip("-")
 
 
+def _unchanged(state: FileState, entry: Entry) -> bool:
+    """The file was read already (indexed, or skipped after reading: binary, over a parsing limit)
+    and has the same mtime and size, so it is not read again."""
+    settled = state.status == "indexed" or (state.status == "skipped" and bool(state.content_hash))
+    return settled and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size)
+
+
 def _range(source: dict) -> list[int]:
     for unit in ("lines", "pages", "paragraphs"):
         if unit in source:
@@ -238,9 +245,7 @@ class Loader:
                         self._forget_cubes(path, report)
                     skipped.append(FileState(path, "skipped", entry.skip, mtime_ns=entry.mtime_ns, size=entry.size))
                 continue
-            # Indexed, or skipped after reading (binary, over a parsing limit): unchanged files are not read again.
-            settled = state and (state.status == "indexed" or (state.status == "skipped" and state.content_hash))
-            if settled and (state.mtime_ns, state.size) == (entry.mtime_ns, entry.size):
+            if state is not None and _unchanged(state, entry):
                 report.unchanged += 1
                 continue
             todo.append((entry, state))
@@ -355,8 +360,8 @@ class Loader:
         chunks = chunk_document(doc, self.config.max_chunk_chars)
         old = sorted(self._cubes_of(str(path)), key=lambda c: _range(c.source))
         by_hash: dict[str, list[MemCube]] = {}
-        for cube in old:
-            by_hash.setdefault(cube.meta.get("loader", {}).get("hash", ""), []).append(cube)
+        for old_cube in old:
+            by_hash.setdefault(old_cube.meta.get("loader", {}).get("hash", ""), []).append(old_cube)
         slots: list[MemCube | None] = [None] * len(chunks)
         same = [False] * len(chunks)
         for i, chunk in enumerate(chunks):

@@ -106,7 +106,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
 def _lines_sections(lines: list[str], marks: list[tuple[int, tuple[str, ...]]], first: int) -> list[Section]:
     """Sections from heading marks (0-based line index, heading path); text before the first mark
     belongs to the empty heading path. `first` is the 0-based line where the body starts."""
-    bounds = [(first, ())] if not marks or marks[0][0] > first else []
+    bounds: list[tuple[int, tuple[str, ...]]] = [(first, ())] if not marks or marks[0][0] > first else []
     bounds += marks
     out = []
     for i, (start, heading) in enumerate(bounds):
@@ -308,7 +308,7 @@ def parse_rst(data: bytes) -> Document:
 
 def parse_html(data: bytes, limits: Limits = LIMITS) -> Document:
     """HTML: h1–h6 make the heading path; visible text only (no scripts, styles)."""
-    from bs4 import BeautifulSoup, NavigableString
+    from bs4 import BeautifulSoup, NavigableString, Tag
     from bs4.element import Comment
 
     budget = Budget(limits.cpu_seconds)
@@ -325,7 +325,8 @@ def parse_html(data: bytes, limits: Limits = LIMITS) -> Document:
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     heading: tuple[str, ...] = ()
-    start, parts = 1, []
+    start = 1
+    parts: list[str] = []
 
     def close(end: int) -> None:
         body = re.sub(r"[ \t]*\n\s*\n\s*", "\n\n", "".join(parts)).strip()
@@ -336,7 +337,7 @@ def parse_html(data: bytes, limits: Limits = LIMITS) -> Document:
         if count % 1000 == 0:
             budget.check(f"element {count}")
         name = getattr(node, "name", None)
-        if name and re.fullmatch(r"h[1-6]", name):
+        if isinstance(node, Tag) and name and re.fullmatch(r"h[1-6]", name):
             line = node.sourceline or start
             close(line - 1)
             level = int(name[1])
@@ -438,7 +439,8 @@ def parse_docx(data: bytes, limits: Limits = LIMITS) -> Document:
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     heading: tuple[str, ...] = ()
-    start, parts = 1, []
+    start = 1
+    parts: list[str] = []
     for i, para in enumerate(paragraphs, start=1):
         if i % 1000 == 0:
             budget.check(f"paragraph {i}")

@@ -13,18 +13,26 @@ status and the watcher keeps running. Status snapshots go to the
 It never parses files or decides what changed in them (that is `ingest.py`).
 """
 
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from memos_desktop.loader.config import LoaderConfig
 from memos_desktop.loader.ingest import Loader, Report
 from memos_desktop.loader.parsers import supported
 from memos_desktop.loader.scan import IgnoreRules, walk
+from memos_desktop.vault import Vault
 from memos_desktop.vault import loader_files as status
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import ObservedWatch
 
 MAX_WAIT_FACTOR = 8  # a file written continuously is still synced every 8 debounce periods
 SETTINGS_CHECK_S = 1.0  # how often the watched folders are re-read when another connection wrote
@@ -36,7 +44,7 @@ class WatchStatus:
 
     state: str = "starting"  # starting, scanning, watching, stopped, failed
     roots: tuple[str, ...] = ()
-    counts: dict = field(default_factory=dict)  # files per status (indexed, pending, ...)
+    counts: dict[str, int] = field(default_factory=dict)  # files per status (indexed, pending, ...)
     queued: int = 0  # paths waiting for their debounce
     scanned: tuple[int, int] = (0, 0)  # progress of the startup scan (done, total)
     vectors: tuple[int, int] = (0, 0)  # chunks embedded of those waiting when embedding began
@@ -57,13 +65,14 @@ class _Stopped(Exception):
     """Raised inside the startup scan when `stop()` is called."""
 
 
-class _Handler:
+class _Handler(FileSystemEventHandler):
     """watchdog handler: turns events into `_Event`s on the queue (runs on watchdog's thread)."""
 
-    def __init__(self, events: "queue.Queue[_Event | None]"):
+    def __init__(self, events: "queue.Queue[_Event | None]") -> None:
+        super().__init__()
         self.events = events
 
-    def dispatch(self, event) -> None:
+    def dispatch(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         src = event.src_path.decode() if isinstance(event.src_path, bytes) else event.src_path
         if kind == "moved":
@@ -85,10 +94,10 @@ class Watcher:
 
     def __init__(
         self,
-        open_vault: Callable[[], object],
+        open_vault: Callable[[], Vault],
         on_status: Callable[[WatchStatus], None] | None = None,
         scan_on_start: bool = True,
-    ):
+    ) -> None:
         self._open_vault = open_vault
         self._on_status = on_status
         self._scan_on_start = scan_on_start
@@ -97,7 +106,7 @@ class Watcher:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._unembedded = False  # chunks may be waiting for vectors
-        self._data_version = None  # of the vault when the settings were last read
+        self._data_version: int | None = None  # of the vault when the settings were last read
         self.status = WatchStatus()
 
     # ----- control (any thread) ------------------------------------------------------------
@@ -139,7 +148,7 @@ class Watcher:
 
         vault = None
         self._observer = Observer()
-        self._watches: dict[Path, object | None] = {}
+        self._watches: dict[Path, ObservedWatch | None] = {}
         try:
             vault = self._open_vault()
             loader = Loader(vault)
@@ -250,11 +259,13 @@ class Watcher:
             if ready_dirs:
                 ready += self._tree(loader, ready_dirs)
             if ready:
-                self._apply(lambda paths=ready: loader.sync(map(Path, paths), embed=False), ready[-1], loader)
+                self._apply(functools.partial(loader.sync, map(Path, ready), embed=False), ready[-1], loader)
             if len(due) + len(folders) != self.status.queued:
                 self._emit(queued=len(due) + len(folders))
 
-    def _accept(self, event: _Event, loader: Loader, due: dict, folders: dict) -> None:
+    def _accept(
+        self, event: _Event, loader: Loader, due: dict[str, tuple[float, float]], folders: dict[str, float]
+    ) -> None:
         self.status = replace(self.status, events=self.status.events + 1)  # reported with the next change
         now = time.monotonic()
         debounce = loader.config.debounce_s

@@ -15,10 +15,11 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from memos_desktop.errors import MemosError, NotFound
 from memos_desktop.operation.session import Session
-from memos_desktop.vault.cube import MemCube
+from memos_desktop.vault import MemCube, Vault
 
 CLIENTS_SETTING = "mcp_clients"
 DEFAULT_MAX_TEXT = 100_000  # characters of one memory's text; a bigger write is refused
@@ -59,7 +60,7 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
-def add_client(vault, name: str, profile: str = "default", read_only: bool = False) -> str:
+def add_client(vault: Vault, name: str, profile: str = "default", read_only: bool = False) -> str:
     """Register client `name` for `profile`; return its bearer token (stored only as a hash)."""
     _check_name(name, "client")
     _check_name(profile, "profile")
@@ -79,7 +80,7 @@ def add_client(vault, name: str, profile: str = "default", read_only: bool = Fal
     return token
 
 
-def list_clients(vault) -> list[dict]:
+def list_clients(vault: Vault) -> list[dict[str, Any]]:
     """Every registered client (revoked ones too), without token hashes."""
     clients = vault.get_setting(CLIENTS_SETTING, {})
     return [
@@ -88,7 +89,7 @@ def list_clients(vault) -> list[dict]:
     ]
 
 
-def revoke_client(vault, name: str) -> None:
+def revoke_client(vault: Vault, name: str) -> None:
     """Revoke client `name`: its token stops working at its next request."""
     clients = vault.get_setting(CLIENTS_SETTING, {})
     if name not in clients or clients[name].get("revoked_at"):
@@ -98,7 +99,7 @@ def revoke_client(vault, name: str) -> None:
     vault.audit("mcp-client-revoke", None, "user", {"client": name})
 
 
-def client_named(vault, name: str) -> Client:
+def client_named(vault: Vault, name: str) -> Client:
     """The active client `name` (for a stdio server started with --client NAME)."""
     entry = vault.get_setting(CLIENTS_SETTING, {}).get(name)
     if entry is None or entry.get("revoked_at"):
@@ -106,7 +107,7 @@ def client_named(vault, name: str) -> Client:
     return Client(name, entry["profile"], bool(entry["read_only"]))
 
 
-def client_for_token(vault, token: str) -> Client | None:
+def client_for_token(vault: Vault, token: str) -> Client | None:
     """The active client holding `token`, or None (unknown or revoked)."""
     digest = _hash(token)
     for name, entry in vault.get_setting(CLIENTS_SETTING, {}).items():
@@ -122,7 +123,7 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def item(cube: MemCube, score: float | None = None) -> dict:
+def item(cube: MemCube, score: float | None = None) -> dict[str, Any]:
     """A memory as a client sees it (no owner, no internal bookkeeping)."""
     source = {k: v for k, v in cube.source.items() if k in ("type", "path", "lines", "pages", "heading", "client")}
     return {
@@ -158,7 +159,7 @@ class MemStore:
         tags: list[str] | None = None,
         since: str | None = None,
         until: str | None = None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         from memos_desktop.operation.search import Filters, search
 
         if not query.strip():
@@ -171,20 +172,20 @@ class MemStore:
         self._record("search_memories", [h.cube.id for h in hits], touch=True)
         return [item(h.cube, h.score) for h in hits]
 
-    def get(self, cube_id: str, via: str = "get_memory") -> dict:
+    def get(self, cube_id: str, via: str = "get_memory") -> dict[str, Any]:
         with self.session.access() as vault:
             cube = self._visible(vault, via, cube_id)
         self._record(via, [cube.id])
         return item(cube)
 
-    def tagged(self, tag: str, n: int = 50) -> list[dict]:
+    def tagged(self, tag: str, n: int = 50) -> list[dict[str, Any]]:
         """The newest `n` memories carrying `tag`."""
         with self.session.access() as vault:
             found = vault.cubes(profile=self.client.profile, kind="plaintext", tag=tag, limit=n)
         self._record("read_resource", [c.id for c in found])
         return [item(c) for c in found]
 
-    def recent(self, n: int = 10, since: str | None = None) -> list[dict]:
+    def recent(self, n: int = 10, since: str | None = None) -> list[dict[str, Any]]:
         after = self._date("list_recent", since, "since")
         with self.session.access() as vault:
             found: list[MemCube] = []
@@ -199,7 +200,7 @@ class MemStore:
         self._record("list_recent", [c.id for c in found])
         return [item(c) for c in found]
 
-    def history(self, cube_id: str) -> list[dict]:
+    def history(self, cube_id: str) -> list[dict[str, Any]]:
         with self.session.access() as vault:
             try:
                 versions = vault.history(cube_id, profile=self.client.profile)
@@ -220,7 +221,7 @@ class MemStore:
             for v in versions
         ]
 
-    def context(self, question: str, max_tokens: int = 800) -> dict:
+    def context(self, question: str, max_tokens: int = 800) -> dict[str, Any]:
         """The best memories for `question` as a prompt section that fits `max_tokens` (estimated at
         ~4 characters a token), each line led by its citation id."""
         from memos_desktop.operation.search import search
@@ -252,7 +253,7 @@ class MemStore:
         }
 
     # ----- writes -----
-    def add(self, text: str, tags: list[str] | None = None, title: str = "", ttl: str | None = None) -> dict:
+    def add(self, text: str, tags: list[str] | None = None, title: str = "", ttl: str | None = None) -> dict[str, Any]:
         from memos_desktop.parsing import parse_duration
 
         self._writable("add_memory")
@@ -277,7 +278,7 @@ class MemStore:
             self._audit(vault, "add_memory", [cube.id])
         return item(cube)
 
-    def update(self, cube_id: str, text: str) -> dict:
+    def update(self, cube_id: str, text: str) -> dict[str, Any]:
         self._writable("update_memory", cube_id)
         if not text.strip():
             raise self._refuse("update_memory", MemosError("The new text is empty; use forget_memory to remove it."))
@@ -288,7 +289,7 @@ class MemStore:
             self._audit(vault, "update_memory", [cube.id])
         return item(cube)
 
-    def forget(self, cube_id: str) -> dict:
+    def forget(self, cube_id: str) -> dict[str, Any]:
         self._writable("forget_memory", cube_id)
         with self.session.access() as vault:
             self._visible(vault, "forget_memory", cube_id)
@@ -301,7 +302,7 @@ class MemStore:
         self._refuse(tool, MemosError(message))
 
     # ----- checks and the audit trail -----
-    def _visible(self, vault, tool: str, cube_id: str) -> MemCube:
+    def _visible(self, vault: Vault, tool: str, cube_id: str) -> MemCube:
         """The active plaintext cube `cube_id` as this client's profile sees it, else "not found"
         (the same words whether it is missing, another profile's, expired or forgotten)."""
         try:
@@ -342,20 +343,22 @@ class MemStore:
         """Count the access (with `touch`) and audit a read after the call has answered: the
         session writes it right after (`Session.defer`), before anything else uses the vault."""
 
-        def write(vault) -> None:
+        def write(vault: Vault) -> None:
             if touch:
                 vault.touch(ids)
             self._audit(vault, tool, ids)
 
         self.session.defer(write)
 
-    def _audit(self, vault, tool: str, ids: list[str], error: str | None = None) -> None:
-        detail: dict = {"client": self.client.name, "profile": self.client.profile, "tool": tool, "ids": ids}
+    def _audit(self, vault: Vault, tool: str, ids: list[str], error: str | None = None) -> None:
+        detail: dict[str, Any] = {"client": self.client.name, "profile": self.client.profile, "tool": tool, "ids": ids}
         if error:
             detail["refused"] = error
         vault.audit("mcp", ids[0] if len(ids) == 1 else None, self.client.actor, detail)
 
-    def _refuse(self, tool: str, error: MemosError, ids: list[str] | None = None, vault=None) -> MemosError:
+    def _refuse(
+        self, tool: str, error: MemosError, ids: list[str] | None = None, vault: Vault | None = None
+    ) -> MemosError:
         """Record a refused call and hand back `error` for the caller to raise."""
         if vault is not None:
             self._audit(vault, tool, ids or [], str(error))

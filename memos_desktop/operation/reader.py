@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
 
 from memos_desktop.errors import MemosError, ModelError, NotFound
 from memos_desktop.parsing import parse_duration
+from memos_desktop.runtime.base import LLMBackend
 from memos_desktop.vault import MemCube, Vault
 
 MEMORY_TAG = "memory"  # tag of the facts and preferences the reader keeps about the person
@@ -47,7 +49,7 @@ ANSWER_CONTEXT_CHARS = 300  # how much of the assistant's reply the model sees, 
 RELATED = 0.3  # similarity a fact needs with its target before it may update/delete/supersede it
 COMMANDS = ("/remember", "/forget", "/pin", "/unpin", "/ttl")
 
-EXTRACTION_SCHEMA = {
+EXTRACTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "memories": {
@@ -80,6 +82,17 @@ remembering for months (not small talk, not questions, never what the assistant 
 - text: one short sentence about the user; kind: fact, preference or event;
 - when: the time expression it refers to, copied from the text ("last Tuesday"), or "".
 Answer with JSON only, like {{"memories": []}}."""
+
+
+class Fact(TypedDict):
+    """One fact of an extraction, validated (`parse_extraction`); `quote` once it is grounded."""
+
+    op: str  # add, update, delete, contradict
+    text: str
+    kind: str  # fact, preference, event
+    when: str  # the time expression it refers to, or ""
+    ref: int  # the existing memory it names (1-based among the candidates), 0 for none
+    quote: NotRequired[str]  # the user's sentence that supports it
 
 
 @dataclass
@@ -230,7 +243,7 @@ def resolve_time(text: str, at: float) -> float | None:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def parse_extraction(raw: str, candidates: int) -> list[dict]:
+def parse_extraction(raw: str, candidates: int) -> list[Fact]:
     """The facts in the model's JSON, checked against the extraction schema (else ModelError)."""
     try:
         data = json.loads(raw)
@@ -239,7 +252,7 @@ def parse_extraction(raw: str, candidates: int) -> list[dict]:
     items = data.get("memories") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ModelError("The model's memory extraction has no list of memories.")
-    facts = []
+    facts: list[Fact] = []
     for item in items[:MAX_FACTS]:
         if not isinstance(item, dict):
             raise ModelError("The model's memory extraction holds a non-object entry.")
@@ -288,11 +301,11 @@ class MemReader:
     def __init__(
         self,
         vault: Vault,
-        llm=None,
+        llm: LLMBackend | None = None,
         profile: str = "default",
         clock: Callable[[], float] = time.time,
         activation: bool = False,
-    ):
+    ) -> None:
         self.vault = vault
         self.llm = llm
         self.profile = profile
@@ -368,7 +381,14 @@ class MemReader:
         return matches[0][0]
 
     def _add(
-        self, text: str, kind: str, at: float, source: dict, reason: str, when: str = "", quote: str | None = None
+        self,
+        text: str,
+        kind: str,
+        at: float,
+        source: dict[str, Any],
+        reason: str,
+        when: str = "",
+        quote: str | None = None,
     ) -> MemoryOp:
         """Add `text` as a memory, unless it is already remembered (NOOP) or, when read from a
         turn (`quote` given), a near-duplicate of an existing memory, which gets it as a new
@@ -404,7 +424,7 @@ class MemReader:
         return MemoryOp("ADD", text, cube.id, reason=reason, valid_from=valid_from)
 
     # ----- extraction -----------------------------------------------------------------------
-    def extraction_messages(self, user: str, answer: str, candidates: list[MemCube]) -> list[dict]:
+    def extraction_messages(self, user: str, answer: str, candidates: list[MemCube]) -> list[dict[str, str]]:
         existing = "\n".join(f"{i}. {c.content}" for i, c in enumerate(candidates, 1)) or "(none)"
         reply = _clean(answer)[:ANSWER_CONTEXT_CHARS]
         exchange = (
@@ -414,7 +434,7 @@ class MemReader:
         return [{"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": exchange}]
 
     def read(
-        self, user: str, answer: str, at: float, source: dict, cancel: threading.Event | None = None
+        self, user: str, answer: str, at: float, source: dict[str, Any], cancel: threading.Event | None = None
     ) -> Extraction:
         """Extract, ground and apply memory ops for the user's words `user` (`answer`, the
         assistant's reply, is context only; `source` is the user turn's provenance).
@@ -424,15 +444,18 @@ class MemReader:
         reads the user's words instead. Without a model only that path runs. `cancel` set
         during extraction writes nothing."""
         candidates = [c for c, _ in self.similar(user[:SIMILAR_CHARS])]
-        raw, error, facts, rejected = "", None, [], []
-        if self.llm is None:
+        raw, error = "", None
+        facts: list[Fact] = []
+        rejected: list[tuple[str, str]] = []
+        llm = self.llm
+        if llm is None:
             error = "no model loaded"
         else:
             messages = self.extraction_messages(user, answer, candidates)
             try:
                 if self.activation:
-                    self._warm(messages)
-                raw = self._generate_json(messages, len(candidates), cancel)
+                    self._warm(llm, messages)
+                raw = self._generate_json(llm, messages, len(candidates), cancel)
                 if cancel is not None and cancel.is_set():
                     return Extraction(error="stopped before any memory was written", raw=raw)
                 facts = parse_extraction(raw, len(candidates))
@@ -440,7 +463,7 @@ class MemReader:
                 error = str(exc)
             except Exception as exc:  # a crashing runtime must not lose the exchange already stored
                 error = f"the model failed during extraction: {exc}"
-        grounded = []
+        grounded: list[Fact] = []
         for fact in facts:
             quote, why = self.ground(fact, user, answer)
             if why:
@@ -463,7 +486,7 @@ class MemReader:
         ops = [self.apply(fact, candidates, at, source) for fact in grounded]
         return Extraction(ops=ops, error=error, raw=raw, rejected=rejected, fallback=fallback and bool(ops))
 
-    def ground(self, fact: dict, user: str, answer: str = "") -> tuple[str, str]:
+    def ground(self, fact: Fact, user: str, answer: str = "") -> tuple[str, str]:
         """(the user sentence that supports `fact`, "") or ("", why it is rejected): a fragment or
         list marker, not in the user's words (or only in the assistant's), an echo of a question,
         or not close in meaning to what the user said."""
@@ -495,38 +518,41 @@ class MemReader:
             return "", "not what the user said"
         return quote or user[:MAX_FACT_CHARS], ""
 
-    def _generate_json(self, messages: list[dict], candidates: int, cancel: threading.Event | None) -> str:
+    def _generate_json(
+        self, llm: LLMBackend, messages: list[dict[str, str]], candidates: int, cancel: threading.Event | None
+    ) -> str:
         """The extraction JSON: from the runtime's own schema-constrained decoding if it has one
         (llama.cpp's grammar, where `ref` may only name a shown memory), else slot by slot."""
-        if hasattr(self.llm, "generate_json"):
+        if hasattr(llm, "generate_json"):
             schema = copy.deepcopy(EXTRACTION_SCHEMA)
             schema["properties"]["memories"]["items"]["properties"]["ref"] = {"enum": list(range(candidates + 1))}
-            prompt = self.llm.tokenize(self.llm.chat_prompt(messages))
-            return self.llm.generate_json(prompt, schema, EXTRACT_MAX_TOKENS, cancel)
+            prompt = llm.tokenize(llm.chat_prompt(messages))
+            return llm.generate_json(prompt, schema, EXTRACT_MAX_TOKENS, cancel)
         from memos_desktop.runtime.guided import GuidedJSON
 
-        return GuidedJSON(self.llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
+        return GuidedJSON(llm, messages, cancel).generate(EXTRACTION_SCHEMA, EXTRACT_MAX_TOKENS)
 
-    def _warm(self, messages: list[dict]) -> None:
+    def _warm(self, llm: LLMBackend, messages: list[dict[str, str]]) -> None:
         """Serve the extraction instructions (the same every time) from activation memory."""
         from memos_desktop.runtime.activation import ActivationMemory
         from memos_desktop.runtime.base import common_prefix
 
-        head = self.llm.tokenize(self.llm.chat_prompt(messages[:1], add_generation_prompt=False))
-        full = self.llm.tokenize(self.llm.chat_prompt(messages))
-        ActivationMemory(self.vault, profile=self.profile).prepare(self.llm, full[: common_prefix(head, full)])
+        head = llm.tokenize(llm.chat_prompt(messages[:1], add_generation_prompt=False))
+        full = llm.tokenize(llm.chat_prompt(messages))
+        ActivationMemory(self.vault, profile=self.profile).prepare(llm, full[: common_prefix(head, full)])
 
-    def apply(self, fact: dict, candidates: list[MemCube], at: float, source: dict) -> MemoryOp:
+    def apply(self, fact: Fact, candidates: list[MemCube], at: float, source: dict[str, Any]) -> MemoryOp:
         """Decide ADD / UPDATE / DELETE / NOOP for one validated fact and carry it out."""
         text, op = fact["text"], fact["op"]
-        target = candidates[fact["ref"] - 1] if fact["ref"] else None
-        related = target is not None and self.similarity(text, target.content) >= RELATED
+        named = candidates[fact["ref"] - 1] if fact["ref"] else None
+        # the memory the fact names, if it is close enough in meaning to be the one it changes
+        target = named if named is not None and self.similarity(text, named.content) >= RELATED else None
         if op == "delete":
-            if not related:
+            if target is None:
                 return MemoryOp("NOOP", text, reason="delete of an unrelated or unknown memory ignored")
             self.vault.forget(target.id, profile=self.profile, actor="reader")
             return MemoryOp("DELETE", text, target.id, target.id, "the user said it is no longer true")
-        if op == "update" and related:
+        if op == "update" and target is not None:
             valid_from = resolve_time(fact["when"] or text, at)
             cube = self.vault.edit(
                 target.id,
@@ -539,7 +565,7 @@ class MemReader:
             return MemoryOp("UPDATE", text, cube.id, target.id, f"refines version {target.version}", valid_from)
         quote = fact.get("quote", text)
         result = self._add(text, fact["kind"], at, source, "new fact", fact["when"], quote)
-        if op == "contradict" and related and result.op == "ADD":
+        if op == "contradict" and target is not None and result.op == "ADD" and result.cube_id is not None:
             self.vault.archive(
                 target.id,
                 profile=self.profile,

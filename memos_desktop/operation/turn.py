@@ -21,11 +21,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from memos_desktop.errors import MemosError, ModelError
 from memos_desktop.operation.reader import Extraction, MemoryOp, MemReader
 from memos_desktop.operation.scheduler import MemScheduler, Placement, Plan, estimate_tokens, memory_line
+from memos_desktop.runtime.base import LLMBackend, Sampling
 from memos_desktop.vault import MemCube, Vault
+
+if TYPE_CHECKING:
+    from memos_desktop.runtime.chat import ChatTurn
 
 CHAT_TAG = "chat"
 CONVERSATIONS = "chat.conversations"  # setting: {id: {"title", "created_at", "updated_at", "turns"}}
@@ -86,11 +91,24 @@ class TurnSettings:
         return self
 
 
+class TurnOverrides(TypedDict, total=False):
+    """Some of TurnSettings' fields, by name (`Assistant(..., **overrides)`); the same names and types."""
+
+    answer_tokens: int
+    sampling: str
+    temperature: float
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    activation: bool
+    extract: bool
+
+
 def load_settings(vault: Vault) -> TurnSettings:
     """The vault's stored settings over the defaults (unknown or mistyped stored keys are ignored)."""
     stored = vault.get_setting(SETTING) or {}
     defaults = TurnSettings()
-    known = {}
+    known: dict[str, Any] = {}  # each value checked against its field's type below
     for f in dataclasses.fields(TurnSettings):
         value = stored.get(f.name)
         default = getattr(defaults, f.name)
@@ -111,20 +129,24 @@ def save_settings(vault: Vault, settings: TurnSettings) -> None:
     vault.set_setting(SETTING, dataclasses.asdict(settings.check()))
 
 
-def sampling_for(settings: TurnSettings, llm, model: dict | None = None, seed: int = 0):
+def sampling_for(
+    settings: TurnSettings, llm: LLMBackend | None, model: dict[str, Any] | None = None, seed: int = 0
+) -> Sampling:
     """The runtime `Sampling` for one answer: the model's recommendation (when the settings ask for
     it and it has one) over the settings' values, bounded by `answer_tokens`."""
-    from memos_desktop.runtime.base import Sampling, recommended_sampling
+    from memos_desktop.runtime.base import recommended_sampling
 
-    values = {
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "min_p": settings.min_p,
-        "repeat_penalty": settings.repeat_penalty,
-    }
+    sampling = Sampling(
+        max_tokens=settings.answer_tokens,
+        seed=seed,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        min_p=settings.min_p,
+        repeat_penalty=settings.repeat_penalty,
+    )
     if settings.sampling == "recommended" and llm is not None:
-        values.update(recommended_sampling(llm, model))
-    return Sampling(max_tokens=settings.answer_tokens, seed=seed, **values)
+        sampling = replace(sampling, **recommended_sampling(llm, model))
+    return sampling
 
 
 def memory_budget(n_ctx: int, size_bytes: int) -> int:
@@ -204,7 +226,7 @@ class Citation:
     cited: bool = False  # the answer names it as [n]
     excerpt: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.cube_id,
             "n": self.n,
@@ -226,11 +248,21 @@ class LeftOut:
     score: float | None = None
 
 
+class TurnRecord(TypedDict):
+    """One stored turn of a conversation: the user's message or the assistant's answer."""
+
+    turn: int
+    role: str  # "user" or "assistant"
+    content: str
+    at: float
+    cube_id: str
+
+
 @dataclass
 class Conversation:
     id: str
     title: str = ""
-    turns: list[dict] = field(default_factory=list)  # {"turn": n, "role", "content", "at", "cube_id"}
+    turns: list[TurnRecord] = field(default_factory=list)
 
     @property
     def next_turn(self) -> int:
@@ -246,7 +278,7 @@ class PreparedTurn:
     at: float
     turn: int
     plan: Plan
-    messages: list[dict]
+    messages: list[dict[str, str]]
     prefix_messages: int  # how many leading messages form the cacheable prefix
     citations: list[Citation]
     left_out: list[LeftOut] = field(default_factory=list)
@@ -285,16 +317,16 @@ class Assistant:
     def __init__(
         self,
         vault: Vault,
-        llm=None,
+        llm: LLMBackend | None = None,
         settings: TurnSettings | None = None,
         *,
         profile: str = "default",
-        model: dict | None = None,
-        access: Callable[[], contextlib.AbstractContextManager] | None = None,
+        model: dict[str, Any] | None = None,
+        access: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
         clock: Callable[[], float] = time.time,
         system: str = SYSTEM_PROMPT,
-        **overrides,
-    ):
+        **overrides: Unpack[TurnOverrides],
+    ) -> None:
         self.vault = vault
         self.system = system
         self.seed: int | None = None  # sampling seed; None: the turn number
@@ -302,7 +334,7 @@ class Assistant:
         self.settings = replace(settings or TurnSettings(), **overrides).check()
         self.profile = profile
         self.model = model
-        self.access = access or contextlib.nullcontext
+        self.access: Callable[[], contextlib.AbstractContextManager[object]] = access or contextlib.nullcontext
         self.clock = clock
         count = llm.count_tokens if llm is not None else estimate_tokens
         self.count_tokens = count
@@ -320,7 +352,7 @@ class Assistant:
         return self.llm.path.name if self.llm is not None else None
 
     # ----- conversations --------------------------------------------------------------------
-    def conversations(self) -> list[dict]:
+    def conversations(self) -> list[dict[str, Any]]:
         """Stored conversations, most recent first: id, title, created_at, updated_at, turns."""
         index = self.vault.get_setting(CONVERSATIONS, {})
         items = [{"id": cid, **meta} for cid, meta in index.items() if meta.get("profile", "default") == self.profile]
@@ -336,7 +368,7 @@ class Assistant:
             raise MemosError(f"No conversation with id {conversation_id}.")
         cubes = self.vault.cubes(profile=self.profile, tag=f"conv:{conversation_id}", limit=100_000)
         order = {"user": 0, "assistant": 1}
-        turns = [
+        turns: list[TurnRecord] = [
             {
                 "turn": c.source["turn_id"],
                 "role": c.source["role"],
@@ -354,11 +386,11 @@ class Assistant:
         self,
         conversation: Conversation,
         text: str,
-        on_token: Callable[[str], None] | None = None,
+        on_token: Callable[[str], object] | None = None,
         cancel: threading.Event | None = None,
         *,
-        on_plan: Callable[[PreparedTurn], None] | None = None,
-        on_stored: Callable[[TurnResult], None] | None = None,
+        on_plan: Callable[[PreparedTurn], object] | None = None,
+        on_stored: Callable[[TurnResult], object] | None = None,
         memory: bool = True,
     ) -> TurnResult:
         """Answer `text` in `conversation`, the whole pipeline.
@@ -478,7 +510,7 @@ class Assistant:
         size = model_size(self.llm.path) if self.llm is not None else 1024**3
         return memory_budget(context, size)
 
-    def _history(self, conversation: Conversation) -> list[dict]:
+    def _history(self, conversation: Conversation) -> list[dict[str, str]]:
         recent = conversation.turns[-2 * HISTORY_TURNS :]
         return [{"role": t["role"], "content": t["content"], "cube_id": t["cube_id"]} for t in recent]
 
@@ -487,10 +519,10 @@ class Assistant:
         prefix: list[Placement],
         prompt: list[Placement],
         memory_tokens: int,
-        history: list[dict],
+        history: list[dict[str, str]],
         text: str,
         context: int,
-    ) -> list[dict]:
+    ) -> list[dict[str, str]]:
         system = self.system
         if prefix:
             system += f"\n{MEMORY_HEADING}\n" + "\n".join(
@@ -519,7 +551,7 @@ class Assistant:
             cut = f"{head}\n[… {len(text) - len(head) - len(tail):,} characters left out …]\n{tail}"
         return cut
 
-    def sampling(self, seed: int = 0):
+    def sampling(self, seed: int = 0) -> Sampling:
         """The runtime Sampling this assistant answers with."""
         return sampling_for(self.settings, self.llm, self.model, seed)
 
@@ -642,7 +674,9 @@ class Answer:
     ("end": the model's end token, "length": answer_tokens or the context, "loop": a degenerate
     loop, "cancelled"). A model's invalid UTF-8 arrives as U+FFFD, never as an exception."""
 
-    def __init__(self, turn, timings: dict, t0: float, max_tokens: int, cancel: threading.Event | None) -> None:
+    def __init__(
+        self, turn: "ChatTurn", timings: dict[str, float], t0: float, max_tokens: int, cancel: threading.Event | None
+    ) -> None:
         self.turn = turn
         self.timings = timings
         self.t0 = t0
@@ -694,7 +728,7 @@ def _title_of(cube: MemCube) -> str:
     return "" if CHAT_TAG in cube.tags else cube.title
 
 
-def _turn_key(source: dict) -> tuple:
+def _turn_key(source: dict[str, Any]) -> tuple[object, object]:
     return source.get("conversation"), source.get("turn_id")
 
 
@@ -719,7 +753,7 @@ def _query(text: str) -> str:
     return f"{text[: QUERY_CHARS // 2]}\n{text[-QUERY_CHARS // 2 :]}"
 
 
-def _previous(turns: list[dict]) -> str:
+def _previous(turns: list[TurnRecord]) -> str:
     """The text said just before a new exchange, embedded with its question as context."""
     return turns[-1]["content"] if turns else ""
 

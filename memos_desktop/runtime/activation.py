@@ -104,7 +104,7 @@ class ActivationMemory:
         reused = common_prefix(backend.cached_tokens(), prefix)
         backend.prefill(prefix, cancel)
         computed = common_prefix(backend.cached_tokens(), prefix) - reused
-        hit_id = hit.id if restored else None
+        hit_id = hit.id if restored and hit is not None else None
         if reused + computed < len(prefix) or restored == len(prefix):
             return PreparedPrefix(hit_id, restored, computed, False)
         cube = self._save(backend, fp, prefix, sources)

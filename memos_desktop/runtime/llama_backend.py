@@ -17,6 +17,7 @@ import struct
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from memos_desktop.errors import ModelError
 from memos_desktop.runtime.base import (
@@ -28,6 +29,11 @@ from memos_desktop.runtime.base import (
     file_digest,
     generate_cached,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionStreamResponse
 
 GGUF_MAGIC = b"GGUF"
 # A JSON string character as JSON allows it: llama-cpp-python's own rule also lets through raw
@@ -207,8 +213,8 @@ class LlamaBackend:
                 "not supported by this llama.cpp build, or the file is damaged."
             ) from None
         self._tokens: list[int] = []
-        self._logits = None
-        self._adapters: list[tuple[Adapter, object]] = []
+        self._logits: npt.NDArray[np.float32] | None = None
+        self._adapters: list[tuple[Adapter, ctypes.c_void_p]] = []  # with llama.cpp's handle
 
     # ----- identity ------------------------------------------------------------------------
     @property
@@ -257,7 +263,8 @@ class LlamaBackend:
             bos_token=self._piece(self._llm.token_bos()),
             add_generation_prompt=add_generation_prompt,
         )
-        return formatter(messages=list(messages)).prompt
+        # our messages are {"role", "content"} dicts, the shape llama.cpp's message types describe
+        return formatter(messages=cast("list[ChatCompletionRequestMessage]", list(messages))).prompt
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -326,8 +333,8 @@ class LlamaBackend:
 
         check_fits(len(tokens), self.n_ctx)
         self._trim(0)
-        if isinstance(data, bytes):
-            ptr = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+        if isinstance(data, bytes):  # the bytes' own memory, read in place: no copy
+            ptr = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8 * len(data))).contents
         else:  # a writable view (a scratch buffer): no copy
             ptr = (ctypes.c_uint8 * len(data)).from_buffer(data)
         read = llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, ptr, len(data), 0)
@@ -370,9 +377,10 @@ class LlamaBackend:
         self._logits = None  # llama-cpp-python evaluates and samples itself from here on
         pieces = []
         try:
-            for chunk in self._llm.create_completion(
+            stream = self._llm.create_completion(
                 prompt=list(tokens), max_tokens=max_tokens, temperature=0.0, grammar=grammar, stream=True
-            ):
+            )
+            for chunk in cast("Iterator[CreateCompletionStreamResponse]", stream):  # stream=True: the chunks
                 pieces.append(chunk["choices"][0]["text"])
                 if cancel is not None and cancel.is_set():
                     break
@@ -408,7 +416,8 @@ class LlamaBackend:
         import llama_cpp
 
         n = len(self._adapters)
-        handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*(h for _, h in self._adapters))
+        # llama-cpp-python types this array's items as pointers to the handles; ctypes takes the handles
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*(h for _, h in self._adapters))  # type: ignore[misc]
         scales = (ctypes.c_float * n)(*(a.scale for a, _ in self._adapters))
         if llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, handles, n, scales) != 0:
             raise ModelError("llama.cpp could not apply the LoRA adapters.")

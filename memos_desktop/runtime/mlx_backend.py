@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from memos_desktop.errors import ModelError
 from memos_desktop.runtime.base import (
@@ -23,6 +24,9 @@ from memos_desktop.runtime.base import (
     file_digest,
     generate_cached,
 )
+
+if TYPE_CHECKING:
+    from mlx import nn
 
 
 class _NamedBytes(io.BytesIO):
@@ -50,9 +54,10 @@ class MLXBackend:
         from mlx_lm.models.cache import make_prompt_cache
 
         try:
-            self.model, self.tokenizer = load(str(self.path))
+            model, self.tokenizer = load(str(self.path))[:2]  # (model, tokenizer), without a config
         except Exception as exc:
             raise ModelError(f"Could not load the MLX model in {self.path}: {exc}") from None
+        self._model: nn.Module | None = model  # None once closed
         self._make_cache = make_prompt_cache
         self._cache = make_prompt_cache(self.model)
         self._tokens: list[int] = []
@@ -65,6 +70,13 @@ class MLXBackend:
             int(cfg.get("num_key_value_heads") or heads),
             int(cfg.get("head_dim") or cfg.get("hidden_size", 0) // heads),
         )
+
+    @property
+    def model(self) -> "nn.Module":
+        """The loaded network (ModelError once the backend is closed)."""
+        if self._model is None:
+            raise ModelError(f"The model in {self.path} was closed.")
+        return self._model
 
     # ----- identity ------------------------------------------------------------------------
     @property
@@ -83,13 +95,17 @@ class MLXBackend:
         import mlx.core as mx
         import mlx_lm
 
-        return f"mlx-lm {mlx_lm.__version__} / mlx {mx.__version__}"
+        version = mx.__version__  # type: ignore[attr-defined]  # mlx.core's stubs leave it out
+        return f"mlx-lm {mlx_lm.__version__} / mlx {version}"
 
     def kv_dtype(self) -> str:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
-        dtypes = [v.dtype for _, v in tree_flatten(self.model.parameters())]
+        leaves = cast(
+            "list[tuple[str, mx.array]]", tree_flatten(self.model.parameters())
+        )  # a list without `destination`
+        dtypes = [v.dtype for _, v in leaves]
         return str(next((d for d in dtypes if mx.issubdtype(d, mx.floating)), mx.float32))
 
     # ----- text ----------------------------------------------------------------------------
@@ -150,7 +166,8 @@ class MLXBackend:
         n = len(self._tokens)
         trimmed = [KVCache.from_state((c.keys[..., :n, :], c.values[..., :n, :], n)) for c in self._cache]
         buf = _NamedBytes()
-        save_prompt_cache(buf, trimmed, {"n_tokens": str(n)})
+        # typed as a file name, and written with mx.save_safetensors, which takes a named file object too
+        save_prompt_cache(buf, trimmed, {"n_tokens": str(n)})  # type: ignore[arg-type]
         return buf.getvalue()
 
     def load_state(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
@@ -233,5 +250,5 @@ class MLXBackend:
         self._cache = []
         self._tokens = []
         self._logits = None
-        self.model = None
+        self._model = None
         mx.clear_cache()

@@ -10,6 +10,7 @@ answer keeps it there instead of sending it.
 """
 
 import threading
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -27,18 +28,21 @@ from memos_desktop.tui.widgets.citations import CitationsPanel
 from memos_desktop.tui.widgets.transcript import Bubble, Transcript
 
 if TYPE_CHECKING:
-    from memos_desktop.operation.turn import Assistant
+    from memos_desktop.operation.turn import Assistant, Citation, Conversation, LeftOut, TurnResult
+
+
+# The messages name the answer's bubble `reply`: a Message's own `bubble` says whether it bubbles up.
 
 
 class Token(Message):
-    def __init__(self, bubble: Bubble, piece: str) -> None:
-        self.bubble = bubble
+    def __init__(self, reply: Bubble, piece: str) -> None:
+        self.reply = reply
         self.piece = piece
         super().__init__()
 
 
 class Cited(Message):
-    def __init__(self, citations: list, left_out: list = ()) -> None:
+    def __init__(self, citations: "list[Citation]", left_out: "Sequence[LeftOut]" = ()) -> None:
         self.citations = citations
         self.left_out = list(left_out)
         super().__init__()
@@ -47,8 +51,8 @@ class Cited(Message):
 class Finished(Message):
     """The answer is stored (`reading`: MemReader still runs) or the whole turn is done."""
 
-    def __init__(self, bubble: Bubble, result, text: str | None, reading: bool = False) -> None:
-        self.bubble = bubble
+    def __init__(self, reply: Bubble, result: "TurnResult", text: str | None, reading: bool = False) -> None:
+        self.reply = reply
         self.result = result
         self.text = text
         self.reading = reading
@@ -56,8 +60,8 @@ class Finished(Message):
 
 
 class Stopped(Message):
-    def __init__(self, bubble: Bubble, why: str) -> None:
-        self.bubble = bubble
+    def __init__(self, reply: Bubble, why: str) -> None:
+        self.reply = reply
         self.why = why
         super().__init__()
 
@@ -72,7 +76,7 @@ class ChatScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conversation = None
+        self.conversation: Conversation  # started on mount
         self.welcome: Bubble | None = None
         self.cancel = threading.Event()
         self.busy = False
@@ -104,7 +108,7 @@ class ChatScreen(Screen):
 
     def welcome_text(self) -> str:
         hello = "Ask me anything. I remember what you tell me and cite my sources. F1 for help."
-        return f"{hello}\n({self.app.model_sentence()})"
+        return f"{hello}\n({app_state(self).model_sentence()})"
 
     def refresh_welcome(self) -> None:
         """Say which model answers now (it may have finished loading after the welcome was shown)."""
@@ -114,13 +118,14 @@ class ChatScreen(Screen):
     def resume(self, conversation_id: str) -> None:
         try:
             with app_state(self).session.access():
-                self.conversation = app_state(self).assistant.resume(conversation_id)
+                conversation = app_state(self).assistant.resume(conversation_id)
         except MemosError as exc:
             self.notify(str(exc), severity="error")
             return
+        self.conversation = conversation
         transcript = self.query_one(Transcript)
         transcript.clear_messages()
-        for turn in self.conversation.turns:
+        for turn in conversation.turns:
             transcript.add(turn["role"], turn["content"])
         self.query_one(CitationsPanel).show([])
 
@@ -156,7 +161,7 @@ class ChatScreen(Screen):
         self.query_one(ChatInput).holding = busy
 
     def on_token(self, message: Token) -> None:
-        message.bubble.append(message.piece)
+        message.reply.append(message.piece)
         self.query_one(Transcript).scroll_end(animate=False)
 
     def answer(self, text: str, bubble: Bubble) -> None:
@@ -197,7 +202,7 @@ class ChatScreen(Screen):
         self.query_one(CitationsPanel).show(message.citations, left_out=message.left_out)
 
     def on_finished(self, message: Finished) -> None:
-        bubble, result, text = message.bubble, message.result, message.text
+        bubble, result, text = message.reply, message.result, message.text
         self.set_busy(message.reading)  # MemReader still uses the model
         bubble.remove_class("streaming")
         if text is not None:
@@ -221,7 +226,7 @@ class ChatScreen(Screen):
         )
 
     def on_stopped(self, message: Stopped) -> None:
-        bubble, why = message.bubble, message.why
+        bubble, why = message.reply, message.why
         self.set_busy(False)
         bubble.remove_class("streaming")
         bubble.add_class("failed")
