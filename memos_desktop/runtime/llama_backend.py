@@ -9,6 +9,7 @@ adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers wait 
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
+import contextlib
 import ctypes
 import functools
 import json
@@ -177,6 +178,48 @@ def _silence_llama_logs():
     return drop
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Linux: the `amx_tile` flag in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            return any(line.startswith("flags") and " amx_tile" in line for line in fh)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _no_amx_repack() -> Iterator[None]:
+    """Load without llama.cpp's extra weight buffers on an AMX CPU, and as usual elsewhere.
+
+    Its AMX kernels crash in `ggml_backend_amx_mul_mat` on Q4_0/Q4_1 weights (segfault at the first
+    decode of SmolLM2 Q4_1 on a Xeon with AMX, llama.cpp issue 20824; they also compute wrong
+    results, PR 16315). llama-cpp-python has no argument for it, so the default model parameters
+    it reads are wrapped while one model loads.
+    """
+    import llama_cpp.llama_cpp as lc
+
+    if not cpu_has_amx():
+        yield
+        return
+    with _LOAD_LOCK:
+        default = lc.llama_model_default_params
+
+        def params():
+            out = default()
+            out.use_extra_bufts = False
+            return out
+
+        lc.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lc.llama_model_default_params = default
+
+
+_LOAD_LOCK = threading.Lock()
+
+
 class LlamaBackend:
     """A GGUF model loaded with llama-cpp-python, one sequence, KV state tracked token by token."""
 
@@ -190,16 +233,17 @@ class LlamaBackend:
 
         _silence_llama_logs()
         try:
-            self._llm = Llama(
-                model_path=str(self.path),
-                n_ctx=settings.n_ctx,
-                n_batch=settings.batch,
-                n_ubatch=settings.batch,
-                n_threads=settings.threads,
-                n_threads_batch=settings.threads,
-                logits_all=False,
-                verbose=False,
-            )
+            with _no_amx_repack():
+                self._llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=settings.n_ctx,
+                    n_batch=settings.batch,
+                    n_ubatch=settings.batch,
+                    n_threads=settings.threads,
+                    n_threads_batch=settings.threads,
+                    logits_all=False,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError):
             info = gguf_info(self.path)
             raise ModelError(
