@@ -121,6 +121,28 @@ def test_interrupted_training_resumes_to_the_same_weights():
         np.testing.assert_allclose(resumed.weights[name], value, rtol=0, atol=1e-6)
 
 
+def test_training_only_the_adapted_blocks_gives_the_weights_of_training_through_the_whole_model(monkeypatch):
+    from memos_desktop.training import trainer as trainer_mod
+
+    dataset = build_dataset(facts(4))
+    config = TrainConfig(iters=3, rank=2, num_layers=1, batch_size=3, checkpoint_every=10)
+
+    def weights() -> tuple[dict, bool]:
+        trainer = MLXTrainer(tm.tiny_mlx())
+        result = trainer.train(dataset, config)
+        frozen = trainer._frozen_states([trainer.render(dataset.train[0])], trainer._first_lora_block())
+        trainer.close()
+        return result.weights, frozen is not None
+
+    cached, used_cache = weights()
+    monkeypatch.setattr(trainer_mod, "FROZEN_STATES_BYTES", 0)  # no room: every step runs every block
+    full, used_full = weights()
+    assert used_cache and not used_full
+    assert cached.keys() == full.keys() and all(np.abs(w).max() > 0 for k, w in full.items() if "lora_b" in k)
+    for name, value in full.items():
+        np.testing.assert_allclose(cached[name], value, atol=1e-5, err_msg=name)
+
+
 def test_resuming_with_changed_facts_is_refused():
     config = TrainConfig(iters=3, rank=4, checkpoint_every=1)
     checkpoints: list[bytes] = []

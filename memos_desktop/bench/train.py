@@ -20,6 +20,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from memos_desktop.errors import TrainingError
 from memos_desktop.runtime import testmodels as tm
@@ -149,6 +150,8 @@ def run_model(
     layers: int = 8,
     learning_rate: float = 2e-3,
     batch_size: int = 2,
+    scale: float = 2.0,
+    keys: tuple[str, ...] = ALL_LINEAR,
     progress=None,
 ) -> dict:
     """Train the probe facts into a LoRA on a real GGUF model and ask the probes with and without it.
@@ -171,7 +174,8 @@ def run_model(
     config = TrainConfig(
         rank=rank,
         num_layers=layers,
-        keys=ALL_LINEAR,
+        keys=keys,
+        scale=scale,
         iters=iters,
         learning_rate=learning_rate,
         batch_size=batch_size,
@@ -191,7 +195,7 @@ def run_model(
         tokens = backend.tokenize(backend.chat_prompt([{"role": "user", "content": question}]))
         return backend.detokenize(list(backend.generate_tokens(tokens, greedy))).strip()
 
-    rows = [{"probe": probe, "expect": expect, "base": ask(probe)} for _, _, probe, expect in PROBES]
+    rows: list[dict[str, Any]] = [{"probe": p, "expect": e, "base": ask(p)} for _, _, p, e in PROBES]
     with tempfile.NamedTemporaryFile(suffix=".gguf", dir=export.ram_dir()) as fh:
         fh.write(adapter)
         fh.flush()

@@ -13,6 +13,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from memos_desktop.errors import TrainingError
 from memos_desktop.vault import MemCube, Vault
@@ -30,7 +31,7 @@ _FUNCTION_WORDS = {
 STOPWORDS = {lang: frozenset(words.split()) for lang, words in _FUNCTION_WORDS.items()}
 
 # Questions a fact answers, per language: {k} are its key words, {t} its title, {p} its opening.
-TEMPLATES = {
+TEMPLATES: dict[str, dict[str, Any]] = {
     "en": {
         "train": ["What do you know about {k}?", "Tell me about {k}.", "Complete from memory: {p}"],
         "title": "What do you know about {t}?",
@@ -124,7 +125,7 @@ def select_facts(
     elif tag is not None:
         cubes = vault.cubes(profile=profile, kind="plaintext", tag=tag, limit=limit)
     else:
-        rowids = [r for r, _ in vault.fts(query, k=limit)]
+        rowids = [r for r, _ in vault.fts(query or "", k=limit)]
         cubes = [c for c in vault.get_many(rowids, profile=profile).values() if c.kind == "plaintext"]
     now = time.time()
     chosen = [
@@ -156,12 +157,12 @@ def detect_language(text: str) -> str:
             scripts[script] = scripts.get(script, 0) + 1
     if not scripts:
         return "unknown"
-    script = max(scripts, key=scripts.get)
+    script = max(scripts, key=lambda s: scripts[s])
     if script != "LATIN":
         return {"CJK": "cjk", "HIRAGANA": "cjk", "KATAKANA": "cjk", "HANGUL": "ko"}.get(script, script.lower())
     words = re.findall(r"\w+", text.lower())
     scores = {lang: sum(w in stop for w in words) for lang, stop in STOPWORDS.items()}
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda lang: scores[lang])
     if scores[best] == 0:
         return "en" if all(ch.isascii() for ch in text) else "unknown"
     return best

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from memos_desktop.errors import TrainingError
 from memos_desktop.training.data import Dataset, Example
 
 ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+FROZEN_STATES_BYTES = 1 << 30  # cap on the cached outputs of the frozen blocks (float32 estimate)
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,11 @@ class MLXTrainer:
         except ImportError:
             raise TrainingError("MLX is not installed; install memos-desktop[mlx] to train adapters.") from None
         try:
-            self.model, self.tokenizer = load(str(self.model_path))
+            loaded = load(str(self.model_path))
         except Exception as exc:
             raise TrainingError(f"The model {self.model_path} cannot be loaded for training ({exc}).") from None
+        self.model: Any = loaded[0]
+        self.tokenizer: Any = loaded[1]
         self.model.freeze()
         self.n_layers = len(self.model.layers)
         self._lora = False
@@ -169,6 +172,74 @@ class MLXTrainer:
             mask[j, max(offset - 1, 0) : len(ids) - 1] = 1.0
         return mx.array(arr), mx.array(mask)
 
+    def _answer_batch(self, rows: Sequence[tuple[list[int], int]], max_len: int):
+        """Input ids (batch, width - 1), and the flat positions and target ids of the answer tokens."""
+        import mlx.core as mx
+        import numpy as np
+
+        inputs, mask = self._batch(rows, max_len)
+        flat = np.flatnonzero(np.array(mask).reshape(-1))
+        targets = np.array(inputs)[:, 1:].reshape(-1)[flat]
+        return inputs[:, :-1], mx.array(flat.astype(np.int32)), mx.array(targets.astype(np.int32))
+
+    # ----- the forward pass in two parts ---------------------------------------------------
+    # Blocks below the lowest LoRA layer are frozen and see no adapter, so their output for an
+    # example never changes during a run: it is computed once, and each step runs only the
+    # adapted blocks (backpropagation stops there anyway). The logits, a vocabulary-sized
+    # matmul per token, are computed only where the loss is: at the answer tokens.
+    def _blocks(self):
+        """The model's transformer stack (mlx_lm's llama-like layout), or None for another layout."""
+        inner = getattr(self.model, "model", None)
+        if all(hasattr(inner, name) for name in ("embed_tokens", "layers", "norm")):
+            return inner
+        return None
+
+    def _first_lora_block(self) -> int:
+        from mlx_lm.tuner.lora import LoRALinear
+
+        for i, layer in enumerate(self.model.layers):
+            if any(isinstance(m, LoRALinear) for _, m in layer.named_modules()):
+                return i
+        return 0
+
+    def _hidden(self, inputs, start: int):
+        """Final-norm hidden states from token ids (`start` 0) or from block `start`'s input states."""
+        from mlx_lm.models.base import create_attention_mask
+
+        inner = self._blocks()
+        if inner is None:
+            raise TrainingError(f"{self.model_path.name} is not a llama-like model; training supports those.")
+        h = inner.embed_tokens(inputs) if start == 0 else inputs
+        mask = create_attention_mask(h, None)
+        for layer in inner.layers[start:]:
+            h = layer(h, mask)
+        return inner.norm(h)
+
+    def _logits(self, hidden):
+        head = getattr(self.model, "lm_head", None)
+        return head(hidden) if head is not None else self.model.model.embed_tokens.as_linear(hidden)
+
+    def _frozen_states(self, rows: Sequence[tuple[list[int], int]], first: int) -> list | None:
+        """Each example's hidden states entering block `first` (None: nothing frozen, or too large)."""
+        import mlx.core as mx
+        from mlx_lm.models.base import create_attention_mask
+
+        inner = self._blocks()
+        if first == 0 or inner is None:
+            return None
+        width = inner.embed_tokens.weight.shape[-1]
+        if sum(len(ids) for ids, _ in rows) * width * 4 > FROZEN_STATES_BYTES:
+            return None
+        states = []
+        for ids, _ in rows:
+            h = inner.embed_tokens(mx.array([ids[:-1]]))
+            mask = create_attention_mask(h, None)
+            for layer in inner.layers[:first]:
+                h = layer(h, mask)
+            mx.eval(h)
+            states.append(h[0])
+        return states
+
     # ----- LoRA layers ---------------------------------------------------------------------
     def _apply_lora(self, config: TrainConfig) -> None:
         import mlx.core as mx
@@ -198,7 +269,8 @@ class MLXTrainer:
         import numpy as np
         from mlx.utils import tree_flatten
 
-        return {k: np.array(v, dtype=np.float32) for k, v in tree_flatten(self.model.trainable_parameters())}
+        flat: list[tuple[str, Any]] = tree_flatten(self.model.trainable_parameters())  # type: ignore[assignment]
+        return {k: np.array(v, dtype=np.float32) for k, v in flat}
 
     # ----- training ------------------------------------------------------------------------
     def train(
@@ -225,10 +297,13 @@ class MLXTrainer:
         digest = data_digest(dataset)
         start = self._restore(resume, optimizer, config, digest) if resume is not None else 0
 
-        def loss_fn(model, inputs, mask):
-            logits = model(inputs[:, :-1])
-            ce = nn.losses.cross_entropy(logits, inputs[:, 1:]) * mask
-            return ce.astype(mx.float32).sum() / mask.sum()
+        first = self._first_lora_block()
+        frozen = self._frozen_states(rows, first)
+
+        def loss_fn(model, inputs, positions, targets):
+            hidden = self._hidden(inputs, first if frozen is not None else 0)
+            logits = self._logits(hidden.reshape(-1, hidden.shape[-1])[positions])
+            return nn.losses.cross_entropy(logits.astype(mx.float32), targets).mean()
 
         loss_and_grad = nn.value_and_grad(self.model, loss_fn)
         mx.reset_peak_memory()
@@ -240,9 +315,11 @@ class MLXTrainer:
         while it < config.iters and not (cancel is not None and cancel.is_set()):
             it += 1
             mx.random.seed(config.seed * 1_000_003 + it)
-            picked = [rows[i] for i in batch_indices(len(rows), config.batch_size, it, config.seed)]
-            inputs, mask = self._batch(picked, config.max_seq_length)
-            loss, grads = loss_and_grad(self.model, inputs, mask)
+            picked_ids = batch_indices(len(rows), config.batch_size, it, config.seed)
+            inputs, positions, targets = self._answer_batch([rows[i] for i in picked_ids], config.max_seq_length)
+            if frozen is not None:
+                inputs = _stack_padded([frozen[i] for i in picked_ids], inputs.shape[1])
+            loss, grads = loss_and_grad(self.model, inputs, positions, targets)
             optimizer.update(self.model, grads)
             mx.eval(self.model.trainable_parameters(), optimizer.state, loss)
             loss_value = loss.item()
@@ -250,7 +327,7 @@ class MLXTrainer:
                 raise TrainingError(
                     f"Training diverged at iteration {it} (the loss is not a number); lower the learning rate."
                 )
-            tokens += int(mask.sum().item())
+            tokens += int(targets.size)
             if save_checkpoint is not None and (it % config.checkpoint_every == 0 or it == config.iters):
                 save_checkpoint(self._checkpoint(it, optimizer, config, digest))
             if progress is not None:
@@ -280,7 +357,8 @@ class MLXTrainer:
         from safetensors.numpy import save
 
         tensors = {f"w:{k}": v for k, v in self.adapter_weights().items()}
-        for k, v in tree_flatten(optimizer.state):
+        state: list[tuple[str, Any]] = tree_flatten(optimizer.state)  # type: ignore[assignment]
+        for k, v in state:
             tensors[f"o:{k}"] = np.array(v)
         meta = {"iteration": str(iteration), "config": json.dumps(config.to_dict()), "data": digest}
         return save(tensors, metadata=meta)
@@ -342,6 +420,13 @@ class MLXTrainer:
         finally:
             self._set_adapter(True, self._scale)
         return math.exp(-total / max(count, 1))
+
+
+def _stack_padded(states: list, width: int):
+    """(batch, width, hidden) from per-example (length, hidden) states, zero-padded at the end."""
+    import mlx.core as mx
+
+    return mx.stack([mx.pad(h[:width], [(0, width - min(h.shape[0], width)), (0, 0)]) for h in states])
 
 
 def _safetensors_metadata(blob: bytes) -> dict:
