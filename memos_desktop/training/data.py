@@ -4,7 +4,10 @@ Owns the selection of plaintext cubes (a tag, a search query, explicit ids or a 
 proposal; stable and used cubes only), the language check, and the examples: for each fact,
 questions it answers (from the reader's `meta.questions`, the title, and templates over its key
 words) paired with the statement, plus the statement on its own. One question template per fact
-is never trained on; it forms the held-out split that evaluation scores. Pure Python: it never
+is never trained on; it forms the held-out split that evaluation scores. Replay examples —
+everyday exchanges and sentences unrelated to any fact, per language — are where the trainer holds
+the adapted model to the base model's predictions, so the facts are learned without changing the
+rest (they never overlap evaluation's control texts). Pure Python: it never
 tokenizes (the trainer renders examples in its model's chat template) and never writes.
 """
 
@@ -55,6 +58,40 @@ TEMPLATES: dict[str, dict[str, Any]] = {
 }
 
 
+# Unrelated text to keep unchanged, per language: (question, answer) exchanges, and plain
+# sentences (empty question). Never the same as evaluate.CONTROL_TEXTS, which measure the result.
+REPLAY: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("How do plants make their food?", "Plants make their food by photosynthesis, using sunlight, water and air."),
+        ("Can you suggest a name for a bakery?", "How about The Golden Crust? It sounds warm and inviting."),
+        ("What should I pack for a beach day?", "Sunscreen, a towel, water, a hat and something to read."),
+        ("", "The museum added a new wing for modern art last spring."),
+        ("", "He forgot his umbrella, so he waited under the bridge until the rain stopped."),
+        ("", "Most bicycles have between one and twenty-seven gears."),
+        ("", "The recipe calls for two eggs, a cup of flour and a pinch of salt."),
+    ],
+    "de": [
+        ("Was ist die Hauptstadt von Frankreich?", "Die Hauptstadt von Frankreich ist Paris."),
+        ("Wie ernähren sich Pflanzen?", "Pflanzen bilden ihre Nahrung durch Photosynthese aus Licht, Wasser und Luft."),
+        ("", "Das Museum hat im letzten Frühling einen neuen Flügel für moderne Kunst eröffnet."),
+        ("", "Für das Rezept braucht man zwei Eier, eine Tasse Mehl und eine Prise Salz."),
+    ],
+    "fr": [
+        ("Quelle est la capitale de la France ?", "La capitale de la France est Paris."),
+        ("Comment les plantes se nourrissent-elles ?", "Les plantes produisent leur nourriture par photosynthèse."),
+        ("", "Le musée a ouvert une nouvelle aile consacrée à l'art moderne au printemps dernier."),
+        ("", "La recette demande deux œufs, une tasse de farine et une pincée de sel."),
+    ],
+    "es": [
+        ("¿Cuál es la capital de Francia?", "La capital de Francia es París."),
+        ("¿Cómo se alimentan las plantas?", "Las plantas producen su alimento mediante la fotosíntesis."),
+        ("", "El museo abrió una nueva ala dedicada al arte moderno la primavera pasada."),
+        ("", "La receta lleva dos huevos, una taza de harina y una pizca de sal."),
+    ],
+}
+
+
 @dataclass(frozen=True)
 class Fact:
     """One distilled cube at one version: what the adapter's provenance records."""
@@ -94,6 +131,7 @@ class Dataset:
     facts: list[Fact]
     train: list[Example] = field(default_factory=list)
     heldout: list[Example] = field(default_factory=list)
+    replay: list[Example] = field(default_factory=list)
 
 
 def select_facts(
@@ -238,4 +276,5 @@ def build_dataset(
         data.train.append(Example(fact.id, "", fact.text))
         data.heldout.append(Example(fact.id, templates["heldout"].format(k=keys), fact.text))
     random.Random(seed).shuffle(data.train)
+    data.replay = [Example("", question, answer) for question, answer in REPLAY[lang]]
     return data
