@@ -11,7 +11,9 @@ With `--model` (a GGUF path, or `smollm2` for the starter model from the `llm-sm
 instead proves parameter memory on a real model: the GGUF becomes an MLX model
 (`training.gguf_base`), a LoRA learns three personal facts, is exported to GGUF, and llama.cpp
 answers a probe question per fact — phrased as no training example is — greedily with and without
-the adapter. Passing means every probe is answered correctly with the adapter and none without.
+the adapter. Passing means every probe is answered correctly with the adapter and none without;
+the training settings are the product's own defaults (`TrainConfig()`), and the control perplexity
+ratio (adapter/base on unrelated text) is reported beside the probes.
 CPU times are process CPU seconds (all threads), which the other work on a shared machine does
 not inflate the way it inflates wall-clock time.
 """

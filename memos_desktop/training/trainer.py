@@ -1,8 +1,10 @@
 """LoRA trainers behind one Protocol, and the MLX trainer (the default; `mlx[cpu]` on Linux).
 
-Owns the training loop: chat-template rendering of the examples, loss on the answer tokens only,
-a batch order that depends only on (seed, iteration) so a resumed run continues exactly where
-the interrupted one stopped, checkpoints (adapter weights + optimizer state, as bytes the caller
+Owns the training loop: chat-template rendering of the examples, loss on the answer tokens only
+plus the KL divergence from the base model on replay examples (so unrelated behaviour is kept),
+the frozen blocks below the adapter run once per example rather than every step, a batch order
+that depends only on (seed, iteration) so a resumed run continues exactly where the interrupted
+one stopped, checkpoints (adapter weights + optimizer state, as bytes the caller
 seals), a progress callback and cancellation between steps, and the model's log-likelihood
 measurements that evaluation compares with and without the adapter. It never touches the vault
 and never writes files: persisting checkpoints and adapters is the caller's job.
