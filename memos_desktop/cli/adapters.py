@@ -36,7 +36,7 @@ def _training_model(vault, option: str | None, setting: str, what: str, required
 @click.option("--gguf", help="The same base model as GGUF, to export the adapter for llama.cpp (remembered).")
 @click.option("--iters", type=click.IntRange(1, 100_000), default=200, show_default=True)
 @click.option("--rank", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=2e-3, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=5e-4, show_default=True)
 @click.option("--language", help="Only distil facts in this language (en, de, fr, es).")
 @click.option("--min-age", default="0s", show_default=True, help="Only facts unchanged this long (e.g. 7d).")
 @click.option("--min-uses", type=int, default=0, show_default=True, help="Only facts used this often.")
