@@ -194,17 +194,18 @@ class MLXTrainer:
         targets = np.array(inputs)[:, 1:].reshape(-1)[flat]
         return inputs[:, :-1], mx.array(flat.astype(np.int32)), mx.array(targets.astype(np.int32))
 
-    def _reference(self, rows: Sequence[tuple[list[int], int]]) -> list:
-        """The base model's log-probabilities (answer tokens × vocabulary) for each replay row."""
+    def _reference(self, rows: Sequence[tuple[list[int], int]], states: list | None, first: int) -> list:
+        """The base model's log-probabilities (answer tokens × vocabulary) for each replay row,
+        from the rows' frozen `states` entering block `first` when there are any."""
         import mlx.core as mx
         import mlx.nn as nn
 
         self._set_adapter(False, self._scale)
         try:
             out = []
-            for row in rows:
+            for i, row in enumerate(rows):
                 inputs, positions, _ = self._answer_batch([row], 1 << 30)
-                hidden = self._hidden(inputs, 0)
+                hidden = self._hidden(inputs, 0) if states is None else self._hidden(states[i][None], first)
                 logits = self._logits(hidden.reshape(-1, hidden.shape[-1])[positions]).astype(mx.float32)
                 reference = nn.log_softmax(logits, axis=-1)
                 mx.eval(reference)
@@ -254,6 +255,7 @@ class MLXTrainer:
         """Each example's hidden states entering block `first` (None: nothing frozen, or too large)."""
         import mlx.core as mx
         from mlx_lm.models.base import create_attention_mask
+        from mlx_lm.models.cache import KVCache
 
         inner = self._blocks()
         if first == 0 or inner is None:
@@ -261,14 +263,32 @@ class MLXTrainer:
         width = inner.embed_tokens.weight.shape[-1]
         if sum(len(ids) for ids, _ in rows) * width * 4 > FROZEN_STATES_BYTES:
             return None
+        # Chat examples share their opening (a system prompt, ~30 of SmolLM2's ~50 tokens): it runs
+        # once into a KV cache, and each example runs only its own tokens after it.
+        inputs = [ids[:-1] for ids, _ in rows]
+        chats = [x for x, (_, offset) in zip(inputs, rows, strict=True) if offset > 0]
+        shared = _common_prefix(chats) if len(chats) > 1 else []
+        caches = [KVCache() for _ in range(first)]
+        head = None
+        if shared:
+            head = inner.embed_tokens(mx.array([shared]))
+            mask = create_attention_mask(head, None)
+            for layer, cache in zip(inner.layers[:first], caches, strict=True):
+                head = layer(head, mask, cache=cache)
+            mx.eval(head, [c.state for c in caches])
         states = []
-        for ids, _ in rows:
-            h = inner.embed_tokens(mx.array([ids[:-1]]))
-            mask = create_attention_mask(h, None)
-            for layer in inner.layers[:first]:
-                h = layer(h, mask)
-            mx.eval(h)
-            states.append(h[0])
+        for ids in inputs:
+            reuse = head is not None and len(ids) > len(shared) and ids[: len(shared)] == shared
+            h = inner.embed_tokens(mx.array([ids[len(shared) :] if reuse else ids]))
+            mask = create_attention_mask(h, caches[0] if reuse else None)
+            for layer, cache in zip(inner.layers[:first], caches, strict=True):
+                h = layer(h, mask, cache=cache if reuse else None)
+            state = mx.concatenate([head[0], h[0]]) if reuse and head is not None else h[0]
+            mx.eval(state)
+            states.append(state)
+            if reuse:
+                for cache in caches:
+                    cache.trim(len(ids) - len(shared))
         return states
 
     # ----- LoRA layers ---------------------------------------------------------------------
@@ -331,7 +351,7 @@ class MLXTrainer:
 
         first = self._first_lora_block()
         frozen = self._frozen_states(rows + replay, first)
-        reference = self._reference(replay)
+        reference = self._reference(replay, frozen[len(rows) :] if frozen is not None else None, first)
 
         def loss_fn(model, inputs, positions, targets, n_answer, kept):
             """Cross-entropy on the facts' answer tokens (the first `n_answer` positions), plus the
@@ -468,6 +488,15 @@ class MLXTrainer:
         finally:
             self._set_adapter(True, self._scale)
         return math.exp(-total / max(count, 1))
+
+
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> list[int]:
+    """The longest list every sequence starts with."""
+    first = sequences[0]
+    n = min(len(x) for x in sequences)
+    for seq in sequences[1:]:
+        n = next((i for i in range(n) if seq[i] != first[i]), n)
+    return list(first[:n])
 
 
 def _stack_padded(states: list, width: int):
