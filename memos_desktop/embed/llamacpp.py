@@ -138,6 +138,9 @@ class LlamaCppEmbedder:
             raise EmbedderError("llama-cpp-python is not installed, so no embedding model can run.") from None
         except (OSError, RuntimeError) as exc:  # installed, but its native library does not load
             raise EmbedderError(f"llama-cpp-python cannot be loaded ({exc}).") from None
+        from memos_desktop.runtime.llama_backend import no_amx_repack
+
+        no_amx_repack()
         pooling = self._pooling if self._pooling is not None else self._declared_pooling()
         try:
             llama = llama_cpp.Llama(

@@ -9,7 +9,6 @@ adapters swapped at runtime with `llama_set_adapters_lora`. OpenMP workers wait 
 the vault: sealing and keying saved states is `activation.py`'s job.
 """
 
-import contextlib
 import ctypes
 import functools
 import json
@@ -188,36 +187,28 @@ def cpu_has_amx() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _no_amx_repack() -> Iterator[None]:
-    """Load without llama.cpp's extra weight buffers on an AMX CPU, and as usual elsewhere.
+@functools.cache
+def no_amx_repack() -> None:
+    """Load every later llama.cpp model without its extra weight buffers on an AMX CPU (else: no-op).
 
-    Its AMX kernels crash in `ggml_backend_amx_mul_mat` on Q4_0/Q4_1 weights (segfault at the first
-    decode of SmolLM2 Q4_1 on a Xeon with AMX, llama.cpp issue 20824; they also compute wrong
-    results, PR 16315). llama-cpp-python has no argument for it, so the default model parameters
-    it reads are wrapped while one model loads.
+    llama.cpp's AMX kernels crash in `ggml_backend_amx_mul_mat` on quantized weights: a segfault
+    at the first decode of SmolLM2 Q4_1, SIGILL on an embedding worker thread (Xeon with AMX;
+    llama.cpp issue 20824, and PR 16315 found them computing wrong results). llama-cpp-python has
+    no argument for `use_extra_bufts`, and there is no environment switch, so the default model
+    parameters it reads are wrapped once, for the process. Call it before loading any model.
     """
     import llama_cpp.llama_cpp as lc
 
     if not cpu_has_amx():
-        yield
         return
-    with _LOAD_LOCK:
-        default = lc.llama_model_default_params
+    default = lc.llama_model_default_params
 
-        def params():
-            out = default()
-            out.use_extra_bufts = False
-            return out
+    def params():
+        out = default()
+        out.use_extra_bufts = False
+        return out
 
-        lc.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            lc.llama_model_default_params = default
-
-
-_LOAD_LOCK = threading.Lock()
+    lc.llama_model_default_params = params
 
 
 class LlamaBackend:
@@ -233,17 +224,17 @@ class LlamaBackend:
 
         _silence_llama_logs()
         try:
-            with _no_amx_repack():
-                self._llm = Llama(
-                    model_path=str(self.path),
-                    n_ctx=settings.n_ctx,
-                    n_batch=settings.batch,
-                    n_ubatch=settings.batch,
-                    n_threads=settings.threads,
-                    n_threads_batch=settings.threads,
-                    logits_all=False,
-                    verbose=False,
-                )
+            no_amx_repack()
+            self._llm = Llama(
+                model_path=str(self.path),
+                n_ctx=settings.n_ctx,
+                n_batch=settings.batch,
+                n_ubatch=settings.batch,
+                n_threads=settings.threads,
+                n_threads_batch=settings.threads,
+                logits_all=False,
+                verbose=False,
+            )
         except (ValueError, RuntimeError, OSError):
             info = gguf_info(self.path)
             raise ModelError(
