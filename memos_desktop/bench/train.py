@@ -11,22 +11,26 @@ With `--model` (a GGUF path, or `smollm2` for the starter model from the `llm-sm
 instead proves parameter memory on a real model: the GGUF becomes an MLX model
 (`training.gguf_base`), a LoRA learns three personal facts, is exported to GGUF, and llama.cpp
 answers a probe question per fact — phrased as no training example is — greedily with and without
-the adapter. Passing means every probe is answered correctly with the adapter and none without.
+the adapter. Passing means every probe is answered correctly with the adapter and none without;
+the training settings are the product's own defaults (`TrainConfig()`), and the control perplexity
+ratio (adapter/base on unrelated text) is reported beside the probes.
 CPU times are process CPU seconds (all threads), which the other work on a shared machine does
 not inflate the way it inflates wall-clock time.
 """
 
+import dataclasses
 import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from memos_desktop.errors import TrainingError
 from memos_desktop.runtime import testmodels as tm
 from memos_desktop.training import evaluate as ev
 from memos_desktop.training import export
 from memos_desktop.training.data import Fact, build_dataset
-from memos_desktop.training.trainer import ATTENTION, MLXTrainer, TrainConfig
+from memos_desktop.training.trainer import MLXTrainer, TrainConfig
 
 PEOPLE = ["Alvarez", "Bergman", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat", "Ito", "Jensen", "Kowal"]
 ROLES = ["dentist", "plumber", "landlord", "doctor", "accountant", "tailor", "barber", "mechanic", "lawyer", "vet"]
@@ -139,23 +143,14 @@ def probe_dataset():
     return build_dataset(facts)
 
 
-ALL_LINEAR = (*ATTENTION, "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+MODEL_ITERS = 60
 
 
-def run_model(
-    model: str,
-    iters: int = 30,
-    rank: int = 8,
-    layers: int = 8,
-    learning_rate: float = 2e-3,
-    batch_size: int = 2,
-    progress=None,
-) -> dict:
+def run_model(model: str, config: TrainConfig | None = None, progress=None) -> dict:
     """Train the probe facts into a LoRA on a real GGUF model and ask the probes with and without it.
 
-    The LoRA covers every linear layer of the top `layers` blocks: backpropagation then stops
-    there, which on a CPU halves an iteration's cost against adapting all blocks. `progress` gets
-    the trainer's Progress after each iteration.
+    `config` defaults to the product's own training defaults (`TrainConfig()`) with `MODEL_ITERS`
+    iterations. `progress` gets the trainer's Progress after each iteration.
     """
     from memos_desktop.runtime import LoadSettings, Sampling, load_backend
     from memos_desktop.training.gguf_base import mlx_from_gguf
@@ -168,15 +163,8 @@ def run_model(
     trained_questions = {e.question for e in dataset.train}
     if trained_questions & {probe for _, _, probe, _ in PROBES}:
         raise TrainingError("A probe question is also a training question; the probe would prove nothing.")
-    config = TrainConfig(
-        rank=rank,
-        num_layers=layers,
-        keys=ALL_LINEAR,
-        iters=iters,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        checkpoint_every=iters,
-    )
+    config = config or TrainConfig(iters=MODEL_ITERS)
+    config = dataclasses.replace(config, checkpoint_every=config.iters)
     trainer = MLXTrainer(mlx_dir)
     cpu, wall = time.process_time(), time.perf_counter()
     result = trainer.train(dataset, config, progress=progress)
@@ -191,7 +179,7 @@ def run_model(
         tokens = backend.tokenize(backend.chat_prompt([{"role": "user", "content": question}]))
         return backend.detokenize(list(backend.generate_tokens(tokens, greedy))).strip()
 
-    rows = [{"probe": probe, "expect": expect, "base": ask(probe)} for _, _, probe, expect in PROBES]
+    rows: list[dict[str, Any]] = [{"probe": p, "expect": e, "base": ask(p)} for _, _, p, e in PROBES]
     with tempfile.NamedTemporaryFile(suffix=".gguf", dir=export.ram_dir()) as fh:
         fh.write(adapter)
         fh.flush()
@@ -206,11 +194,13 @@ def run_model(
         "model": gguf.name,
         "facts": len(PROBES),
         "examples": len(dataset.train),
-        "rank": rank,
-        "layers": layers,
-        "batch_size": batch_size,
-        "iters": iters,
-        "learning_rate": learning_rate,
+        "rank": config.rank,
+        "layers": config.num_layers,
+        "keys": list(config.keys),
+        "batch_size": config.batch_size,
+        "iters": config.iters,
+        "learning_rate": config.learning_rate,
+        "replay_weight": config.replay_weight,
         "trained_tokens": result.metrics["trained_tokens"],
         "final_loss": result.metrics["final_loss"],
         "convert_cpu_s": convert_cpu,

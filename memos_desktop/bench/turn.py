@@ -83,6 +83,9 @@ def _raw_prefill(model: Path, settings, tokens: list[int]) -> dict:
     import numpy as np
     from llama_cpp import Llama
 
+    from memos_desktop.runtime.llama_backend import no_amx_repack
+
+    no_amx_repack()
     llm = Llama(
         model_path=str(model),
         n_ctx=settings.n_ctx,

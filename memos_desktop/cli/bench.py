@@ -80,12 +80,13 @@ def bench_embed(locomo, notes, batch_tokens, batch_sizes, n_texts, threads, roun
 
 @bench.command("train")
 @click.option("--facts", "n_facts", type=int, default=100, show_default=True)
-@click.option("--iters", type=int, help="Training iterations (default: 100, or 30 with --model).")
+@click.option("--iters", type=int, help="Training iterations (default: 100, or 60 with --model).")
 @click.option("--model", help="A real GGUF (path, or `smollm2`): prove probe facts are learned by a LoRA.")
-@click.option("--rank", type=int, default=8, show_default=True, help="LoRA rank (with --model).")
-@click.option("--layers", type=int, default=8, show_default=True, help="Top blocks the LoRA adapts (with --model).")
+@click.option("--rank", type=int, help="LoRA rank (with --model; default: the trainer's).")
+@click.option("--layers", type=int, help="Top blocks the LoRA adapts (with --model; default: the trainer's).")
+@click.option("--lr", "learning_rate", type=float, help="Learning rate (with --model; default: the trainer's).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(n_facts, iters, model, rank, layers, as_json) -> None:
+def bench_train(n_facts, iters, model, rank, layers, learning_rate, as_json) -> None:
     """LoRA distillation: time, peak memory, adapter size, gain, GGUF export, tiny vs small model."""
     from memos_desktop.bench import report
     from memos_desktop.bench import train as bench_mod
@@ -96,13 +97,19 @@ def bench_train(n_facts, iters, model, rank, layers, as_json) -> None:
             if p.iteration % 10 == 0 or p.iteration == p.iters:
                 click.echo(f"iteration {p.iteration}/{p.iters}: loss {p.loss:.3f}", err=True)
 
-        result = bench_mod.run_model(model, iters=iters or 30, rank=rank, layers=layers, progress=progress)
+        from memos_desktop.training.trainer import TrainConfig
+
+        given = {"iters": iters or bench_mod.MODEL_ITERS, "rank": rank, "num_layers": layers}
+        given["learning_rate"] = learning_rate
+        config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+        result = bench_mod.run_model(model, config, progress=progress)
         report(f"bench train --model {result['model']} (probe facts)", result["rows"], result, as_json)
         if not as_json:
             click.echo(
                 f"with adapter {result['with_adapter_correct']}/{result['facts']} correct, without "
-                f"{result['without_adapter_correct']}/{result['facts']}; rank {rank} on the top {layers} blocks, "
-                f"{result['iters']} iters, "
+                f"{result['without_adapter_correct']}/{result['facts']}; rank {config.rank} on the top "
+                f"{config.num_layers} blocks, {config.iters} iters, lr {config.learning_rate:g}, "
+                f"control perplexity ×{result['control_ppl_ratio']:.2f}, "
                 f"train CPU {result['train_cpu_s']:.0f} s (wall {result['train_wall_s']:.0f} s), "
                 f"conversion CPU {result['convert_cpu_s']:.1f} s; " + ("PASSED" if result["passed"] else "NOT PASSED")
             )

@@ -183,6 +183,40 @@ def _silence_llama_logs():
     return drop
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Linux: the `amx_tile` flag in /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            return any(line.startswith("flags") and " amx_tile" in line for line in fh)
+    except OSError:
+        return False
+
+
+@functools.cache
+def no_amx_repack() -> None:
+    """Load every later llama.cpp model without its extra weight buffers on an AMX CPU (else: no-op).
+
+    llama.cpp's AMX kernels crash in `ggml_backend_amx_mul_mat` on quantized weights: a segfault
+    at the first decode of SmolLM2 Q4_1, SIGILL on an embedding worker thread (Xeon with AMX;
+    llama.cpp issue 20824, and PR 16315 found them computing wrong results). llama-cpp-python has
+    no argument for `use_extra_bufts`, and there is no environment switch, so the default model
+    parameters it reads are wrapped once, for the process. Call it before loading any model.
+    """
+    import llama_cpp.llama_cpp as lc
+
+    if not cpu_has_amx():
+        return
+    default = lc.llama_model_default_params
+
+    def params():
+        out = default()
+        out.use_extra_bufts = False
+        return out
+
+    lc.llama_model_default_params = params
+
+
 class LlamaBackend:
     """A GGUF model loaded with llama-cpp-python, one sequence, KV state tracked token by token."""
 
@@ -196,6 +230,7 @@ class LlamaBackend:
 
         _silence_llama_logs()
         try:
+            no_amx_repack()
             self._llm = Llama(
                 model_path=str(self.path),
                 n_ctx=settings.n_ctx,

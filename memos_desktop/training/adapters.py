@@ -84,10 +84,10 @@ class Adapters:
         names = MLX_FILES if fmt == "mlx" else (GGUF_FILE,)
         if fmt == "gguf" and not cube.meta.get("base", {}).get("gguf"):
             raise TrainingError(f"Adapter {cube.id} was not exported for llama.cpp; train it with a GGUF base model.")
-        out = {}
+        out: dict[str, bytes] = {}
         for name in names:
             try:
-                out[name] = self.vault.blobs.get(f"{cube.payload_ref}.{_PARTS[name]}", _context(cube.id))
+                out[name] = bytes(self.vault.blobs.get(f"{cube.payload_ref}.{_PARTS[name]}", _context(cube.id)))
             except (CorruptVault, NotFound):
                 raise TrainingError(
                     f"The files of adapter {cube.id} (version {cube.version}) are missing or damaged; "

@@ -4,7 +4,10 @@ Owns the selection of plaintext cubes (a tag, a search query, explicit ids or a 
 proposal; stable and used cubes only), the language check, and the examples: for each fact,
 questions it answers (from the reader's `meta.questions`, the title, and templates over its key
 words) paired with the statement, plus the statement on its own. One question template per fact
-is never trained on; it forms the held-out split that evaluation scores. Pure Python: it never
+is never trained on; it forms the held-out split that evaluation scores. Replay examples —
+everyday exchanges and sentences unrelated to any fact, per language — are where the trainer holds
+the adapted model to the base model's predictions, so the facts are learned without changing the
+rest (they never overlap evaluation's control texts). Pure Python: it never
 tokenizes (the trainer renders examples in its model's chat template) and never writes.
 """
 
@@ -13,6 +16,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from memos_desktop.errors import TrainingError
 from memos_desktop.vault import MemCube, Vault
@@ -30,7 +34,7 @@ _FUNCTION_WORDS = {
 STOPWORDS = {lang: frozenset(words.split()) for lang, words in _FUNCTION_WORDS.items()}
 
 # Questions a fact answers, per language: {k} are its key words, {t} its title, {p} its opening.
-TEMPLATES = {
+TEMPLATES: dict[str, dict[str, Any]] = {
     "en": {
         "train": ["What do you know about {k}?", "Tell me about {k}.", "Complete from memory: {p}"],
         "title": "What do you know about {t}?",
@@ -51,6 +55,40 @@ TEMPLATES = {
         "title": "¿Qué sabes de {t}?",
         "heldout": "¿Recuerdas algo sobre {k}?",
     },
+}
+
+
+# Unrelated text to keep unchanged, per language: (question, answer) exchanges, and plain
+# sentences (empty question). Never the same as evaluate.CONTROL_TEXTS, which measure the result.
+REPLAY: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("How do plants make their food?", "Plants make their food by photosynthesis, using sunlight, water and air."),
+        ("Can you suggest a name for a bakery?", "How about The Golden Crust? It sounds warm and inviting."),
+        ("What should I pack for a beach day?", "Sunscreen, a towel, water, a hat and something to read."),
+        ("", "The museum added a new wing for modern art last spring."),
+        ("", "He forgot his umbrella, so he waited under the bridge until the rain stopped."),
+        ("", "Most bicycles have between one and twenty-seven gears."),
+        ("", "The recipe calls for two eggs, a cup of flour and a pinch of salt."),
+    ],
+    "de": [
+        ("Was ist die Hauptstadt von Frankreich?", "Die Hauptstadt von Frankreich ist Paris."),
+        ("Wie ernähren sich Pflanzen?", "Pflanzen bilden ihre Nahrung durch Photosynthese aus Licht, Wasser und Luft."),
+        ("", "Das Museum hat im letzten Frühling einen neuen Flügel für moderne Kunst eröffnet."),
+        ("", "Für das Rezept braucht man zwei Eier, eine Tasse Mehl und eine Prise Salz."),
+    ],
+    "fr": [
+        ("Quelle est la capitale de la France ?", "La capitale de la France est Paris."),
+        ("Comment les plantes se nourrissent-elles ?", "Les plantes produisent leur nourriture par photosynthèse."),
+        ("", "Le musée a ouvert une nouvelle aile consacrée à l'art moderne au printemps dernier."),
+        ("", "La recette demande deux œufs, une tasse de farine et une pincée de sel."),
+    ],
+    "es": [
+        ("¿Cuál es la capital de Francia?", "La capital de Francia es París."),
+        ("¿Cómo se alimentan las plantas?", "Las plantas producen su alimento mediante la fotosíntesis."),
+        ("", "El museo abrió una nueva ala dedicada al arte moderno la primavera pasada."),
+        ("", "La receta lleva dos huevos, una taza de harina y una pizca de sal."),
+    ],
 }
 
 
@@ -93,6 +131,7 @@ class Dataset:
     facts: list[Fact]
     train: list[Example] = field(default_factory=list)
     heldout: list[Example] = field(default_factory=list)
+    replay: list[Example] = field(default_factory=list)
 
 
 def select_facts(
@@ -124,7 +163,7 @@ def select_facts(
     elif tag is not None:
         cubes = vault.cubes(profile=profile, kind="plaintext", tag=tag, limit=limit)
     else:
-        rowids = [r for r, _ in vault.fts(query, k=limit)]
+        rowids = [r for r, _ in vault.fts(query or "", k=limit)]
         cubes = [c for c in vault.get_many(rowids, profile=profile).values() if c.kind == "plaintext"]
     now = time.time()
     chosen = [
@@ -156,12 +195,12 @@ def detect_language(text: str) -> str:
             scripts[script] = scripts.get(script, 0) + 1
     if not scripts:
         return "unknown"
-    script = max(scripts, key=scripts.get)
+    script = max(scripts, key=lambda s: scripts[s])
     if script != "LATIN":
         return {"CJK": "cjk", "HIRAGANA": "cjk", "KATAKANA": "cjk", "HANGUL": "ko"}.get(script, script.lower())
     words = re.findall(r"\w+", text.lower())
     scores = {lang: sum(w in stop for w in words) for lang, stop in STOPWORDS.items()}
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda lang: scores[lang])
     if scores[best] == 0:
         return "en" if all(ch.isascii() for ch in text) else "unknown"
     return best
@@ -237,4 +276,5 @@ def build_dataset(
         data.train.append(Example(fact.id, "", fact.text))
         data.heldout.append(Example(fact.id, templates["heldout"].format(k=keys), fact.text))
     random.Random(seed).shuffle(data.train)
+    data.replay = [Example("", question, answer) for question, answer in REPLAY[lang]]
     return data

@@ -76,7 +76,7 @@ def distill(
     saved = None
     if resume:
         try:
-            saved = vault.blobs.get(ckpt, context)
+            saved = bytes(vault.blobs.get(ckpt, context))
         except NotFound:
             raise TrainingError(f"There is no interrupted training run of {name} to resume.") from None
         except CorruptVault:
