@@ -80,18 +80,23 @@ same_snapshot_dir = pytest.mark.xdist_group("memos-tui-snapshot")
 @pytest.fixture
 def snapshot_home(monkeypatch):
     """A fixed data dir (paths appear on screen), UTC times, a vault with fixed ids and times.
-    Tests using it are marked `same_snapshot_dir`."""
+    Tests using it are marked `same_snapshot_dir`; a lock file also keeps other test runs on this
+    machine out of the directory while a snapshot test uses it."""
+    import fcntl
+
     home = Path(tempfile.gettempdir()) / "memos-tui-snapshot"
-    shutil.rmtree(home, ignore_errors=True)
-    # the models screen's catalogue shows fit labels: measured against a fixed 8 of 16 GiB free
-    monkeypatch.setattr("memos_desktop.runtime.models.memory_bytes", lambda: (16 * 1024**3, 8 * 1024**3))
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    make_vault(home, fixed=True).close()
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-    monkeypatch.delenv("TZ")
-    time.tzset()
+    with (home.parent / "memos-tui-snapshot.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        shutil.rmtree(home, ignore_errors=True)
+        # the models screen's catalogue shows fit labels: measured against a fixed 8 of 16 GiB free
+        monkeypatch.setattr("memos_desktop.runtime.models.memory_bytes", lambda: (16 * 1024**3, 8 * 1024**3))
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+        make_vault(home, fixed=True).close()
+        yield home
+        shutil.rmtree(home, ignore_errors=True)
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 @pytest.fixture(scope="module")
