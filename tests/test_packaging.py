@@ -282,6 +282,11 @@ def as_user(user: pwd.struct_passwd, args: list, env: dict, check: bool = True) 
     return result
 
 
+# The install tests share the install user and its download cache (a module fixture, so one per
+# pytest-xdist worker): they run on one worker, in turn.
+same_install_user = pytest.mark.xdist_group("memos-install-user")
+
+
 @pytest.fixture(scope="module")
 def install_user():
     """The non-root user the installs run as, the distribution Python, and a download cache they share.
@@ -324,6 +329,7 @@ def user_sandbox(install_user):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@same_install_user
 @pytest.mark.slow
 def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_the_vault(install_user):
     with user_sandbox(install_user) as (user, root, env, python):
@@ -375,6 +381,7 @@ def test_install_as_a_user_on_an_externally_managed_python_then_uninstall_keeps_
         assert "blue flowerpot" in kept.stdout, kept.stderr
 
 
+@same_install_user
 @pytest.mark.slow
 @pytest.mark.parametrize("tool", ["uv", "pipx"])
 def test_install_through_uv_or_pipx_when_present_and_uninstall(tool, install_user):

@@ -3,6 +3,7 @@ snapshot per screen. Snapshots use a fixed data dir, fixed ids and times, UTC an
 
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -72,20 +73,30 @@ def home(isolated_home):
     return isolated_home
 
 
+# The snapshot tests share one fixed data dir: under pytest-xdist they run on one worker, in turn.
+same_snapshot_dir = pytest.mark.xdist_group("memos-tui-snapshot")
+
+
 @pytest.fixture
 def snapshot_home(monkeypatch):
-    """A fixed data dir (paths appear on screen), UTC times, a vault with fixed ids and times."""
+    """A fixed data dir (paths appear on screen), UTC times, a vault with fixed ids and times.
+    Tests using it are marked `same_snapshot_dir`; a lock file also keeps other test runs on this
+    machine out of the directory while a snapshot test uses it."""
+    import fcntl
+
     home = Path(tempfile.gettempdir()) / "memos-tui-snapshot"
-    shutil.rmtree(home, ignore_errors=True)
-    # the models screen's catalogue shows fit labels: measured against a fixed 8 of 16 GiB free
-    monkeypatch.setattr("memos_desktop.runtime.models.memory_bytes", lambda: (16 * 1024**3, 8 * 1024**3))
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    make_vault(home, fixed=True).close()
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-    monkeypatch.delenv("TZ")
-    time.tzset()
+    with (home.parent / "memos-tui-snapshot.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        shutil.rmtree(home, ignore_errors=True)
+        # the models screen's catalogue shows fit labels: measured against a fixed 8 of 16 GiB free
+        monkeypatch.setattr("memos_desktop.runtime.models.memory_bytes", lambda: (16 * 1024**3, 8 * 1024**3))
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+        make_vault(home, fixed=True).close()
+        yield home
+        shutil.rmtree(home, ignore_errors=True)
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 @pytest.fixture(scope="module")
@@ -261,11 +272,13 @@ async def test_adding_a_watched_folder_indexes_its_notes(home, tmp_path):
 
 
 # ----- snapshots, one per screen ------------------------------------------------------------
+@same_snapshot_dir
 def test_snapshot_unlock(snap_compare, snapshot_home, monkeypatch):
     monkeypatch.delenv("MEMOS_PASSPHRASE")
     assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE)
 
 
+@same_snapshot_dir
 def test_snapshot_chat_after_a_pin_command(snap_compare, snapshot_home):
     async def run_before(pilot) -> None:
         await unlocked(pilot)
@@ -275,6 +288,7 @@ def test_snapshot_chat_after_a_pin_command(snap_compare, snapshot_home):
     assert snap_compare(MemosApp(snapshot_home, embedder=FakeEmbedder()), terminal_size=SIZE, run_before=run_before)
 
 
+@same_snapshot_dir
 @pytest.mark.parametrize(
     "key, ready",
     [
@@ -346,11 +360,17 @@ async def test_a_100_kb_paste_with_control_characters_is_answered_while_the_ui_s
     assert len(user.content) > 95_000 and "\x1b" not in user.content and "\x07" not in user.content
 
 
-class SlowEmbedder(FakeEmbedder):
-    """The fake embedder, slow like a real one on a busy machine: /remember takes a while."""
+class HeldEmbedder(FakeEmbedder):
+    """The fake embedder, held once `holding` is set until the test sets `release`: /remember stays
+    busy for exactly as long as the test needs, however slow the machine (no timed sleep)."""
+
+    def __init__(self):
+        self.holding = False
+        self.release = threading.Event()
 
     def embed(self, texts):
-        time.sleep(0.5)
+        if self.holding:
+            assert self.release.wait(120), "the test never released the embedder"
         return super().embed(texts)
 
 
@@ -358,16 +378,19 @@ class SlowEmbedder(FakeEmbedder):
 async def test_keys_typed_while_a_command_runs_stay_in_the_box_and_send_afterwards(home):
     from memos_desktop.tui.widgets.chat_input import ChatInput
 
-    app = MemosApp(home, embedder=SlowEmbedder())
+    embedder = HeldEmbedder()
+    app = MemosApp(home, embedder=embedder)
     async with app.run_test(size=SIZE) as pilot:
         await unlocked(pilot)
         chat = app.screen
         box = chat.query_one(ChatInput)
+        embedder.holding = True  # /remember waits in the embedder until the keys are typed
         await pilot.press(*"/remember my bike is blue", "enter")
         await until(pilot, lambda: chat.busy)
         await pilot.press(*"where is Ana?", "enter", *" now")  # Enter while busy keeps the text
         assert chat.busy, "the command ended before the keys were typed; the test proves nothing"
         assert box.text == "where is Ana? now"
+        embedder.release.set()
         await until(pilot, lambda: not chat.busy)
         assert any("Remembered" in b.text for b in chat.query(Bubble))
         assert box.text == "where is Ana? now"
@@ -549,6 +572,14 @@ async def test_without_embeddings_the_app_says_search_is_keyword_only(home, monk
         assert "01JSISTER00000000000000000" in panel  # memory search still works, with FTS alone
 
 
+def highlighted_command(palette) -> str:
+    """The text of the command palette's highlighted hit ("" while it has none)."""
+    from textual.command import CommandList
+
+    hits = palette.query_one(CommandList)
+    return "" if hits.highlighted is None else str(hits.get_option_at_index(hits.highlighted).prompt)
+
+
 @flow
 async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted_llm):
     first = MemosApp(without_activation(home), embedder=FakeEmbedder(), llm=scripted_llm(answers=["Lyon, I think."]))
@@ -561,7 +592,8 @@ async def test_a_conversation_is_resumed_from_the_command_palette(home, scripted
         await unlocked(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"Resume: Where does Ana")
-        await pilot.pause(0.5)
+        palette = app.screen  # its search runs in a worker: wait for the hit, not for a fixed time
+        await until(pilot, lambda: "Resume: Where does Ana live?" in highlighted_command(palette))
         await pilot.press("enter")
         await until(pilot, lambda: len(app.screen.query(Bubble)) == 2)
         assert [(b.role, b.text) for b in app.screen.query(Bubble)] == [

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import REPO
 
 FIRST_FRAME = """
@@ -57,9 +59,12 @@ NOT_BEFORE_THE_FIRST_FRAME = [
 ]
 
 
-def first_frame() -> dict:
-    """What a person's first start shows: no passphrase in the environment, no vault yet."""
+@pytest.fixture(scope="module")
+def first_frame(tmp_path_factory) -> dict:
+    """What a person's first start shows: no passphrase in the environment, no vault yet (an empty
+    data dir of its own). One start serves this module's tests: each reads a different part."""
     env = {k: v for k, v in os.environ.items() if k != "MEMOS_PASSPHRASE"}
+    env["MEMOS_HOME"] = str(tmp_path_factory.mktemp("first-frame") / "memos-home")
     run = subprocess.run(
         [sys.executable, "-c", FIRST_FRAME], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
@@ -67,8 +72,8 @@ def first_frame() -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_the_first_frame_is_the_unlock_screen_without_heavy_modules():
-    frame = first_frame()
+def test_the_first_frame_is_the_unlock_screen_without_heavy_modules(first_frame):
+    frame = first_frame
     assert frame["screen"] == "UnlockScreen"
     loaded = [
         name
@@ -78,8 +83,8 @@ def test_the_first_frame_is_the_unlock_screen_without_heavy_modules():
     assert loaded == []
 
 
-def test_the_first_frame_parses_only_the_shared_stylesheet():
-    frame = first_frame()
+def test_the_first_frame_parses_only_the_shared_stylesheet(first_frame):
+    frame = first_frame
     ours = [path for path in frame["css"] if "memos_desktop" in path]
     assert [path.rsplit("/", 2)[-2:] for path in ours] == [["tui", "app.tcss"]]
     other_screens = {"#transcript", ".bubble", "#memory-table", "#source-table", "#model-table", "#settings-box"}

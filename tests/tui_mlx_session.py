@@ -53,10 +53,20 @@ def answered(app) -> bool:
 
 
 async def session(home: Path, mode: str) -> None:
+    from memos_desktop.tui.messages import ModelStatus
+
     app = MemosApp(home, embedder=FakeEmbedder())
-    async with app.run_test(size=(100, 30)) as pilot:
+    # Every model status the app received: a fast load can report "loading" and "model: ..." in
+    # one burst, before a poll of app.model_status would ever see the first.
+    statuses: list[str] = []
+
+    def hook(message) -> None:
+        if isinstance(message, ModelStatus):
+            statuses.append(message.text)
+
+    async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
         if mode == "loading":
-            await until(pilot, lambda: app.model_status.startswith("loading"))
+            await until(pilot, lambda: any(s.startswith("loading") for s in statuses))
             for _ in range(3):
                 app.load_default_model()
             await pilot.press("ctrl+q")
