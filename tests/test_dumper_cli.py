@@ -206,7 +206,20 @@ def test_sync_watch_applies_changes_as_they_arrive(home, tmp_path):
         assert status["applied_versions"] == 1
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        rest, _ = proc.communicate(timeout=30)
         other.close()
+    # Ctrl-C ends the loop between syncs: a clean exit, not a traceback from inside a transaction
+    assert proc.returncode == 0 and rest.rstrip().endswith(b"Stopped."), rest
     assert home.get(cube.id, touch=False).content == "sent while watching"
     assert home.get_setting("sync.status")["last_sync"] > 0
+
+
+def test_sync_watch_stops_cleanly_on_sigterm_between_syncs(home, tmp_path):
+    proc = _spawn("sync", str(tmp_path / "shared"), "--watch", "--interval", "60", "--json")
+    try:
+        assert json.loads(proc.stdout.readline())["waiting"] is False
+        proc.send_signal(signal.SIGTERM)  # while it waits out a 60 s interval: noticed well before
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and rest.rstrip().endswith(b"Stopped."), (rest, err)

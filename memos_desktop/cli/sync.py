@@ -368,10 +368,26 @@ def sync_cmd(ctx: Context, folder: Path, watch: bool, interval: float, as_json: 
 
     vault = ctx.vault()
     if watch:
+        import signal
+        import threading
+
+        # Ctrl-C (or SIGTERM) ends the loop after the sync under way, never inside its transaction;
+        # a second Ctrl-C interrupts at once.
+        stop = threading.Event()
+
+        def ask_stop(signum: int, frame: object) -> None:
+            stop.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            sync.watch(vault, folder, interval, show)
+            sync.watch(vault, folder, interval, show, stop)
         except KeyboardInterrupt:
-            click.echo("Stopped.")
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        click.echo("Stopped.")
     else:
         status = sync.sync_folder(vault, folder)
         show(status)

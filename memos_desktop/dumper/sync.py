@@ -244,12 +244,14 @@ def watch(
     report: Callable[[dict], None],
     stop: threading.Event | None = None,
 ) -> None:
-    """Sync now, then again whenever the folder changes (watchdog) or `interval` seconds pass."""
+    """Sync now, then again whenever the folder changes (watchdog) or `interval` seconds pass, until
+    `stop` is set (noticed within a quarter second; a sync under way is finished first)."""
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
     stop = stop or threading.Event()
     changed = threading.Event()
+    tick = 0.25  # how soon a set `stop` is noticed while waiting
 
     class _Wake(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
@@ -264,7 +266,10 @@ def watch(
         while not stop.is_set():
             changed.clear()
             report(sync_folder(vault, folder))
-            changed.wait(interval)
+            until = time.monotonic() + interval
+            while not stop.is_set() and not changed.wait(max(0.0, min(tick, until - time.monotonic()))):
+                if time.monotonic() >= until:
+                    break
     finally:
         observer.stop()
         observer.join()
