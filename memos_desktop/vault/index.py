@@ -633,10 +633,12 @@ class VaultIndex:
         padded = np.zeros((len(rows), words * 8), dtype=np.uint8)
         padded[:, : signs.shape[1]] = signs
         bits = np.ascontiguousarray(padded.view(np.uint64).T)
-        scale = np.abs(floats).max(axis=1, initial=0.0) / 127
-        codes = np.rint(floats / np.where(scale == 0, 1.0, scale)[:, None]).astype(np.int8)
-        norms = np.linalg.norm(floats, axis=1)
-        factor = np.where(norms == 0, 0.0, scale / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        # ~0.35 s of CPU at 100k x 384 (reading the floats ~0.15 s more; the sign bits alone ~0.05 s)
+        scale = np.maximum(floats.max(axis=1, initial=0.0), -floats.min(axis=1, initial=0.0)) / np.float32(127)
+        scaled = floats * np.divide(1, scale, out=np.zeros_like(scale), where=scale > 0)[:, None]
+        codes = np.rint(scaled, out=scaled).astype(np.int8)
+        norms = np.sqrt(np.einsum("ij,ij->i", floats, floats))
+        factor = np.divide(scale, norms, out=np.zeros_like(scale), where=norms > 0)
         order = np.argsort(rowids, kind="stable")
         return VectorCache(rowids, bits, codes, factor, factor / 2, rowids[order], order)
 
