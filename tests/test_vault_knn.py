@@ -205,3 +205,15 @@ def test_similarity_from_int8_codes_is_within_rounding_of_float(large):
     from_codes = large.similarity(rowids, vector)
     assert from_codes.keys() == from_floats.keys() and len(from_codes) == 100
     assert max(abs(from_codes[r] - from_floats[r]) for r in rowids) < 5e-3
+
+
+def test_index_loaded_inside_a_rolled_back_transaction_is_loaded_again(large):
+    cube = large.add("zebra quokka")
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large._bits = None  # not loaded yet: the first search happens inside the transaction
+    rowid = large.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cube.id,)).fetchone()[0]
+    with pytest.raises(RuntimeError), large.transaction():
+        large.forget(cube.id)
+        assert rowid not in [r for r, _ in large.knn(vector, 10)]
+        raise RuntimeError
+    assert large.knn(vector, 1)[0][0] == rowid

@@ -579,17 +579,20 @@ class VaultIndex:
         connection changed the vectors (`vec_changes`, bumped by triggers: another process's
         commit of anything else, an audit entry, keeps the cache); this connection's own writes
         since (`_bits_pending`, their rowids) are read back from SQLite, so a rolled back write
-        leaves nothing behind (inside an open transaction they are read again next time)."""
+        leaves nothing behind (inside an open transaction they are read again next time, and a cache
+        loaded inside one is loaded again once it ended)."""
         import numpy as np
 
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._bits is not None and self._bits_changes is None and not self.conn.in_transaction:
+            self._bits = None  # loaded inside a transaction that has ended since: it may have been undone
         if self._bits is not None and version != self._data_version:
             self._data_version = version
             if self._vec_changes() != self._bits_changes:
                 self._bits = None
         if self._bits is None:
             self._data_version = version
-            self._bits_changes = self._vec_changes()
+            self._bits_changes = None if self.conn.in_transaction else self._vec_changes()
             rows = self.conn.execute("SELECT rowid, embedding FROM cube_vec_float ORDER BY rowid").fetchall()
             self._bits_pending.clear()
             self._bits = self._cache_of(rows)
