@@ -217,3 +217,21 @@ def test_index_loaded_inside_a_rolled_back_transaction_is_loaded_again(large):
         assert rowid not in [r for r, _ in large.knn(vector, 10)]
         raise RuntimeError
     assert large.knn(vector, 1)[0][0] == rowid
+
+
+def test_index_kept_in_step_with_writes_equals_one_loaded_afresh(large):
+    vector = large.embedder.embed(["word3 word17 word42"])[0]
+    large.knn(vector, 5)
+    cubes = large.cubes(limit=40)
+    for i, cube in enumerate(cubes[:20]):
+        if i % 2:
+            large.forget(cube.id)
+        else:
+            large.edit(cube.id, content=f"word3 word17 edited {i}")
+        large.add(f"word42 word3 new {i}")
+        large.knn(vector, 5)  # each write taken in as it comes
+    kept = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
+    assert large._bits is not None and large._bits.dead == 10
+    large._bits = None
+    fresh = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
+    assert kept == fresh

@@ -20,7 +20,7 @@ nor favoured for being long; the best passage's line range is reported for citat
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db, segment, terms
 from memos_desktop.vault.cube import COLUMNS, MemCube
@@ -32,20 +32,72 @@ if TYPE_CHECKING:
     from memos_desktop.embed import Embedder
 
 
-class VectorCache(NamedTuple):
+class VectorCache:
     """Every vector of the vault in memory, for the coarse pass and for scoring without reading
     float vectors from SQLite: sign bits (uint64 words x vectors, word-major) and int8 codes
     (vectors x dims, each vector scaled to its largest component: ~38 MB per 100k at 384 dims).
     An int8 cosine is `codes · query x factor / |query|` (factor: the vector's scale over its
-    float norm), within `slack x sum|query| / |query|` of the float cosine."""
+    float norm), within `factor / 2 x sum|query| / |query|` of the float cosine (each code is
+    rounded by at most half a step).
 
-    rowids: "np.ndarray"  # int64, column order
-    bits: "np.ndarray"
-    codes: "np.ndarray"
-    factor: "np.ndarray"  # float32 per vector: scale / float norm (0 for a zero vector)
-    slack: "np.ndarray"  # float32 per vector: the most rounding moves one code's product, over the norm
-    sorted_rowids: "np.ndarray"  # rowids ascending, and the column of each
-    columns: "np.ndarray"
+    Columns past `size` are spare room, so that a write appends without copying everything; a
+    removed vector's column is dead (rowid -1, factor 0) until the next full load."""
+
+    def __init__(self, rowids: "np.ndarray", bits: "np.ndarray", codes: "np.ndarray", factor: "np.ndarray"):
+        self.rowids, self.bits, self.codes, self.factor = rowids, bits, codes, factor
+        self.size = len(rowids)
+        self.dead = 0
+        self._index()
+
+    def live(self) -> tuple["np.ndarray", "np.ndarray"]:
+        """(rowids, sign bits) of the columns in use (dead ones have rowid -1)."""
+        return self.rowids[: self.size], self.bits[:, : self.size]
+
+    def update(self, dirty: Sequence[int], fresh: "VectorCache") -> None:
+        """Take in what SQLite now holds for the rowids `dirty`: `fresh` has the vectors of those
+        that still have one; the others' columns die. A rowid already here keeps its column."""
+        import numpy as np
+
+        columns, present = _columns(self, dirty)
+        at = {r: i for i, r in enumerate(fresh.rowids.tolist())}
+        kept = [(c, at[r]) for c, r in zip(columns.tolist(), present.tolist(), strict=True) if r in at]
+        gone = [c for c, r in zip(columns.tolist(), present.tolist(), strict=True) if r not in at]
+        if kept:
+            to, of = np.array([c for c, _ in kept]), np.array([i for _, i in kept])
+            self.bits[:, to], self.codes[to], self.factor[to] = fresh.bits[:, of], fresh.codes[of], fresh.factor[of]
+        if gone:
+            self.rowids[gone], self.bits[:, gone], self.factor[gone] = -1, 0, 0.0
+            self.dead += len(gone)
+        new = np.array(sorted(set(range(len(fresh.rowids))) - {i for _, i in kept}), dtype=np.intp)
+        if len(new):
+            if self.size + len(new) > len(self.rowids):
+                self._grow(self.size + len(new))
+            to = np.arange(self.size, self.size + len(new))
+            self.rowids[to], self.bits[:, to] = fresh.rowids[new], fresh.bits[:, new]
+            self.codes[to], self.factor[to] = fresh.codes[new], fresh.factor[new]
+            self.size += len(new)
+        self._index()
+
+    def _grow(self, needed: int) -> None:
+        import numpy as np
+
+        room = max(needed, len(self.rowids) * 5 // 4 + 64)
+        rowids = np.full(room, -1, dtype=np.int64)
+        bits = np.zeros((self.bits.shape[0], room), dtype=np.uint64)
+        codes = np.zeros((room, self.codes.shape[1]), dtype=np.int8)
+        factor = np.zeros(room, dtype=np.float32)
+        n = self.size
+        rowids[:n], bits[:, :n] = self.rowids[:n], self.bits[:, :n]
+        codes[:n], factor[:n] = self.codes[:n], self.factor[:n]
+        self.rowids, self.bits, self.codes, self.factor = rowids, bits, codes, factor
+
+    def _index(self) -> None:
+        """Rowids ascending and the column of each (`_columns` looks rowids up in them)."""
+        import numpy as np
+
+        rowids = self.rowids[: self.size]
+        order = np.argsort(rowids, kind="stable")
+        self.sorted_rowids, self.columns = rowids[order], order
 
 
 # bm25 weight of each FTS column (db.FTS_COLUMNS): title, content, tags, context. A word of the
@@ -499,7 +551,7 @@ class VaultIndex:
         import numpy as np
 
         cache = self._vector_cache()
-        rowids, bits = cache.rowids, cache.bits
+        rowids, bits = cache.live()
         if len(rowids) < COARSE_MIN_VECTORS:
             rows = self.conn.execute(
                 "SELECT rowid, distance FROM cube_vec WHERE embedding MATCH ? AND k = ?",
@@ -532,9 +584,10 @@ class VaultIndex:
         reading all: each int8 cosine is within its bound of the float one)."""
         import numpy as np
 
+        picked = picked[cache.rowids[picked] >= 0]  # not dead columns
         if len(picked) > k:
             cosine = _int8_cosine(cache, picked, query)
-            bound = cache.slack[picked] * (np.abs(query).sum() / (np.linalg.norm(query) or 1.0)) + 1e-6
+            bound = cache.factor[picked] / 2 * (np.abs(query).sum() / (np.linalg.norm(query) or 1.0)) + 1e-6
             kth = np.partition(cosine - bound, len(picked) - k)[len(picked) - k]
             picked = picked[cosine + bound >= kth]
         shortlist = cache.rowids[picked]
@@ -581,8 +634,6 @@ class VaultIndex:
         since (`_bits_pending`, their rowids) are read back from SQLite, so a rolled back write
         leaves nothing behind (inside an open transaction they are read again next time, and a cache
         loaded inside one is loaded again once it ended)."""
-        import numpy as np
-
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if self._bits is not None and self._bits_changes is None and not self.conn.in_transaction:
             self._bits = None  # loaded inside a transaction that has ended since: it may have been undone
@@ -590,6 +641,8 @@ class VaultIndex:
             self._data_version = version
             if self._vec_changes() != self._bits_changes:
                 self._bits = None
+        if self._bits is not None and max(len(self._bits_pending), 2 * self._bits.dead) > self._bits.size // 4 + 64:
+            self._bits = None  # many changed or dead columns: loading everything again is as cheap
         if self._bits is None:
             self._data_version = version
             self._bits_changes = None if self.conn.in_transaction else self._vec_changes()
@@ -605,19 +658,7 @@ class VaultIndex:
                     f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})",
                     batch,
                 ).fetchall()
-            old, extra = self._bits, self._cache_of(rows)
-            keep = np.flatnonzero(~np.isin(old.rowids, dirty))
-            rowids = np.concatenate([old.rowids[keep], extra.rowids])
-            order = np.argsort(rowids, kind="stable")
-            self._bits = VectorCache(
-                rowids,
-                np.hstack([old.bits[:, keep], extra.bits]),
-                np.concatenate([old.codes[keep], extra.codes]),
-                np.concatenate([old.factor[keep], extra.factor]),
-                np.concatenate([old.slack[keep], extra.slack]),
-                rowids[order],
-                order,
-            )
+            self._bits.update(dirty, self._cache_of(rows))
             if not self.conn.in_transaction:
                 self._bits_pending.clear()
                 self._bits_changes = self._vec_changes()  # our own writes: nobody else's came between
@@ -644,8 +685,7 @@ class VaultIndex:
         codes = np.rint(scaled, out=scaled).astype(np.int8)
         norms = np.sqrt(np.einsum("ij,ij->i", floats, floats))
         factor = np.divide(scale, norms, out=np.zeros_like(scale), where=norms > 0)
-        order = np.argsort(rowids, kind="stable")
-        return VectorCache(rowids, bits, codes, factor, factor / 2, rowids[order], order)
+        return VectorCache(rowids, bits, codes, factor)
 
 
 def _columns(cache: VectorCache, rowids: Sequence[int]) -> tuple["np.ndarray", "np.ndarray"]:
