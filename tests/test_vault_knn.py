@@ -158,3 +158,80 @@ def test_sign_scores_are_the_query_summed_over_each_candidates_set_bits():
         bits = np.ascontiguousarray(padded.view(np.uint64).T)  # word-major, as the coarse index holds them
         expected = ((vectors > 0) * query).sum(axis=1)
         assert np.allclose(index.sign_scores(bits, query), expected, atol=1e-4)
+
+
+def test_coarse_knn_with_every_vector_shortlisted_is_the_exact_knn(isolated_home, monkeypatch):
+    """Int8 codes rank the shortlist; float vectors are read for all that may reach the top k."""
+    from memos_desktop.vault import Vault
+    from tests.support import PASSPHRASE
+
+    monkeypatch.setattr(index, "COARSE_MIN_VECTORS", 50)
+    monkeypatch.setattr(index, "HAMMING_MIN", 1000)
+    monkeypatch.setattr(index, "RESCORE_MIN", 1000)
+    embedder = AnisotropicEmbedder(600)
+    with Vault.create(isolated_home, PASSPHRASE, embedder=embedder) as v:
+        v.add_many([dict(content=f"doc {i}") for i in range(600)])
+        for i in range(len(embedder.queries)):
+            vector = embedder.embed([f"query {i}"])[0]
+            assert [r for r, _ in v.knn(vector, 20)] == exact(v, vector, 20)
+
+
+def test_rolled_back_vector_leaves_the_coarse_index(large):
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large.knn(vector, 5)
+    with pytest.raises(RuntimeError), large.transaction():
+        large.add("zebra quokka")
+        assert large.knn(vector, 1)[0][1] == pytest.approx(0.0, abs=1e-5)  # seen inside it
+        raise RuntimeError
+    rowids = {r for (r,) in large.conn.execute("SELECT rowid FROM cubes")}
+    assert all(r in rowids for r, _ in large.knn(vector, 10))
+    assert large.knn(vector, 1)[0][1] > 1e-3
+
+
+def test_edited_cube_is_found_by_its_new_vector(large):
+    cube = large.add("zebra quokka")
+    large.knn(large.embedder.embed(["zebra quokka"])[0], 1)
+    large.edit(cube.id, content="llama alpaca")
+    rowid, distance = large.knn(large.embedder.embed(["llama alpaca"])[0], 1)[0]
+    assert large.get_many([rowid])[rowid].id == cube.id and distance == pytest.approx(0.0, abs=1e-5)
+
+
+def test_similarity_from_int8_codes_is_within_rounding_of_float(large):
+    vector = large.embedder.embed(["word3 word17 word42"])[0]
+    rowids = [r for (r,) in large.conn.execute("SELECT rowid FROM cube_vec_float LIMIT 100")]
+    from_floats = large.similarity(rowids, vector)
+    large.knn(vector, 5)  # loads the codes
+    assert large._bits is not None
+    from_codes = large.similarity(rowids, vector)
+    assert from_codes.keys() == from_floats.keys() and len(from_codes) == 100
+    assert max(abs(from_codes[r] - from_floats[r]) for r in rowids) < 5e-3
+
+
+def test_index_loaded_inside_a_rolled_back_transaction_is_loaded_again(large):
+    cube = large.add("zebra quokka")
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large._bits = None  # not loaded yet: the first search happens inside the transaction
+    rowid = large.conn.execute("SELECT rowid FROM cubes WHERE id = ?", (cube.id,)).fetchone()[0]
+    with pytest.raises(RuntimeError), large.transaction():
+        large.forget(cube.id)
+        assert rowid not in [r for r, _ in large.knn(vector, 10)]
+        raise RuntimeError
+    assert large.knn(vector, 1)[0][0] == rowid
+
+
+def test_index_kept_in_step_with_writes_equals_one_loaded_afresh(large):
+    vector = large.embedder.embed(["word3 word17 word42"])[0]
+    large.knn(vector, 5)
+    cubes = large.cubes(limit=40)
+    for i, cube in enumerate(cubes[:20]):
+        if i % 2:
+            large.forget(cube.id)
+        else:
+            large.edit(cube.id, content=f"word3 word17 edited {i}")
+        large.add(f"word42 word3 new {i}")
+        large.knn(vector, 5)  # each write taken in as it comes
+    kept = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
+    assert large._bits is not None and large._bits.dead == 10
+    large._bits = None
+    fresh = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
+    assert kept == fresh

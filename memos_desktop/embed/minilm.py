@@ -130,7 +130,9 @@ class MiniLM:
                 max_tokens=MAX_TOKENS,
                 batch_tokens=MAX_TOKENS,
                 pooling=MEAN_POOLING,
-                n_threads=1,  # one short sequence: a second thread mostly waits (and spins on a busy machine)
+                # One short sequence: two threads were 1.6x slower in wall time (12-token queries,
+                # idle 2-core VM, paired runs), a barrier per op costs more than the op.
+                n_threads=1,
             )
         return self._query_runner
 

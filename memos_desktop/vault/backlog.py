@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memos_desktop.vault import db
 from memos_desktop.vault.cube import COLUMNS, MemCube
-from memos_desktop.vault.index import BitsIndex, drain, embed_text
+from memos_desktop.vault.index import VectorCache, drain, embed_text
 
 if TYPE_CHECKING:
     from memos_desktop.embed import Embedder
@@ -23,8 +23,8 @@ class EmbeddingBacklog:
     # Set by `Vault.__init__` (store.py), which mixes this class in.
     conn: db.Connection
     embedder: "Embedder | None"
-    _bits: BitsIndex | None
-    _bits_pending: list[tuple[int, bytes]]
+    _bits: VectorCache | None
+    _bits_pending: set[int]
 
     if TYPE_CHECKING:  # provided by Vault and VaultIndex
 

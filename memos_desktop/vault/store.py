@@ -65,8 +65,8 @@ class Vault(VaultIndex, EmbeddingBacklog):
         self.vault_id = vault_id
         self._data_key = data_key
         self.embedder = embedder
-        self._bits = None  # (rowids, packed sign bits) of every vector, loaded by knn
-        self._bits_pending: list[tuple[int, bytes]] = []
+        self._bits = None  # every vector's sign bits and int8 codes (index.VectorCache), loaded by knn
+        self._bits_pending: set[int] = set()  # rowids whose vector this connection wrote since
         self._data_version = None
         self._bits_changes: int | None = None  # vec_changes when the bits were loaded
         self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
