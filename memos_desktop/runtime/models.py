@@ -305,6 +305,7 @@ def pull(repo: str, filename: str | None, dest_root: Path, revision: str | None 
     """
     from huggingface_hub import hf_hub_download, snapshot_download
 
+    _reach_hub()
     dest = Path(dest_root) / repo.replace("/", "--")
     dest.mkdir(parents=True, exist_ok=True)
     with _hub_errors(repo, filename, revision):
@@ -331,6 +332,29 @@ def pull(repo: str, filename: str | None, dest_root: Path, revision: str | None 
                 f"{want[:12]}…); the damaged file was removed: pull again to download it afresh."
             )
     return path
+
+
+def _reach_hub(timeout: float = 5.0) -> None:
+    """One connection to the hub's host before any download: with no network the hub client retries
+    with back-off for about 25 s before giving up; this says so at once. Skipped behind a proxy
+    (the direct connection may be blocked while the proxy works)."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(
+        os.environ.get(name)
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    ):
+        return
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        raise ModelError("The model hub cannot be reached; check the network and try again.") from None
 
 
 def file_sha256(path: Path) -> str:
