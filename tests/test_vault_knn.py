@@ -310,3 +310,23 @@ def test_index_kept_in_step_with_writes_equals_one_loaded_afresh(large):
     large._bits = None
     fresh = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
     assert kept == fresh
+
+
+def test_another_connections_model_switch_reloads_the_coarse_index(vault, isolated_home):
+    from memos_desktop.vault import Vault
+    from tests.support import FakeEmbedder
+
+    class OtherModel(FakeEmbedder):
+        model_id, dim = "test/other-hash-32", 32
+
+    vault.add_many([{"content": f"note {i} about zebras and tea"} for i in range(5)])
+    vault.knn(vault.embedder.embed(["zebras"])[0], 3)  # loads the cache (64 dims)
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=vault.embedder) as other:
+        other.switch_embedder(OtherModel())  # 32 dims, ten log entries
+    rowids = [r for (r,) in vault.conn.execute("SELECT rowid FROM cubes")]
+    query = OtherModel().embed(["zebras"])[0]
+    from_codes = vault.similarity(rowids, query)
+    assert vault.vector_loads == 2 and len(from_codes) == 5
+    vault._bits = None
+    from_floats = vault.similarity(rowids, query)
+    assert max(abs(from_codes[r] - from_floats[r]) for r in from_floats) < 5e-3

@@ -662,17 +662,7 @@ class VaultIndex:
                     dirty |= logged
         if cache is not None and max(len(dirty), 2 * cache.dead) > cache.size // 4 + 64:
             cache = None  # many changed or dead columns: loading everything again is as cheap
-        if cache is None:
-            self.vector_loads += 1
-            self._data_version = version
-            changes, _, last = self.conn.execute(_VEC_LOG_STATE).fetchone()
-            settled = not self.conn.in_transaction
-            self._bits_changes, self._bits_seq = (changes, last or 0) if settled else (None, None)
-            rows = self.conn.execute("SELECT rowid, embedding FROM cube_vec_float ORDER BY rowid").fetchall()
-            self._bits_pending.clear()
-            self._bits = self._cache_of(rows)
-            return self._bits
-        if dirty:
+        if cache is not None and dirty:
             order = sorted(dirty)
             rows = []
             for begin in range(0, len(order), _ID_BATCH):
@@ -681,7 +671,13 @@ class VaultIndex:
                     f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})",
                     batch,
                 ).fetchall()
-            cache.update(order, self._cache_of(rows))
+            fresh = self._cache_of(rows)
+            if fresh.codes.shape[1] == cache.codes.shape[1]:
+                cache.update(order, fresh)
+            else:
+                cache = None  # another model's vectors (switched by another process)
+        if cache is None:
+            return self._load_vectors(version)
         if state is not None:
             if self.conn.in_transaction:
                 self._bits_pending |= dirty  # read again once the transaction ended
@@ -690,6 +686,19 @@ class VaultIndex:
                 self._bits_pending.clear()
                 self._bits_changes, self._bits_seq = state[0], state[2] or 0
         return cache
+
+    def _load_vectors(self, version: int) -> VectorCache:
+        """Load every vector into a new cache, noting what it has seen (nothing settled inside a
+        transaction: see `_vector_cache`)."""
+        self.vector_loads += 1
+        self._data_version = version
+        changes, _, last = self.conn.execute(_VEC_LOG_STATE).fetchone()
+        settled = not self.conn.in_transaction
+        self._bits_changes, self._bits_seq = (changes, last or 0) if settled else (None, None)
+        rows = self.conn.execute("SELECT rowid, embedding FROM cube_vec_float ORDER BY rowid").fetchall()
+        self._bits_pending.clear()
+        self._bits = self._cache_of(rows)
+        return self._bits
 
     def _logged_since(self, cache: VectorCache, first: int | None, last: int | None) -> set[int] | None:
         """The rowids `vec_changed` logged after the cache's last look (`_bits_seq`) up to `last`,
