@@ -126,16 +126,91 @@ def test_another_connections_write_without_vectors_keeps_the_coarse_index(large,
     assert large._bits is loaded
 
 
-def test_another_connections_vector_change_reloads_the_coarse_index(large, isolated_home):
+def test_another_connections_many_vector_changes_reload_the_coarse_index(large, isolated_home):
     from memos_desktop.vault import Vault
 
     vector = large.embedder.embed(["zebra quokka"])[0]
     large.knn(vector, 5)
     loaded = large._bits
     with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
-        other.add("zebra quokka")
+        other.add_many([dict(content=f"zebra quokka {i}") for i in range(100)])  # over 5% + 64 of 300
     large.knn(vector, 5)
-    assert large._bits is not loaded
+    assert large._bits is not loaded and large.vector_loads == 2
+
+
+def search_state(vault, vector):
+    """What searches of `vault` answer for `vector`: its nearest and their int8 similarities."""
+    nearest = vault.knn(vector, 30)
+    return nearest, vault.similarity([r for r, _ in nearest], vector)
+
+
+def test_another_connections_writes_are_taken_in_without_a_full_load(large, isolated_home):
+    from memos_desktop.vault import Vault
+
+    vector = large.embedder.embed(["word3 word17 word42"])[0]
+    large.knn(vector, 5)
+    loaded = large._bits
+    cubes = large.cubes(limit=40)
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
+        for i, cube in enumerate(cubes[:20]):
+            rowid = large._rowid(cube.id)
+            if i % 2:
+                other.forget(cube.id)
+                assert rowid not in [r for r, _ in large.knn(large.embedder.embed([cube.content])[0], 10)]
+            else:
+                other.edit(cube.id, content=f"zebra quokka edited{i}")
+                query = large.embedder.embed([f"zebra quokka edited{i}"])[0]
+                assert dict(large.knn(query, 10)).get(rowid) == pytest.approx(0.0, abs=1e-5)
+            new = other.add(f"llama alpaca new{i}")
+            query = large.embedder.embed([f"llama alpaca new{i}"])[0]
+            assert dict(large.knn(query, 10)).get(large._rowid(new.id)) == pytest.approx(0.0, abs=1e-5)
+    kept = search_state(large, vector)
+    assert large._bits is loaded and large.vector_loads == 1 and large._bits.dead == 10
+    large._bits = None
+    assert search_state(large, vector) == kept
+
+
+def test_another_connections_write_seen_in_a_rolled_back_transaction_stays(large, isolated_home):
+    from memos_desktop.vault import Vault
+
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large.knn(vector, 5)
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
+        theirs = other.add("zebra quokka")
+    with pytest.raises(RuntimeError), large.transaction():
+        large.add("zebra quokka mine")
+        assert large.knn(vector, 1)[0][0] == large._rowid(theirs.id)
+        raise RuntimeError
+    large.add("llama alpaca")  # later log entries take the rolled back ones' numbers
+    kept = search_state(large, vector)
+    assert kept[0][0][0] == large._rowid(theirs.id) and large.vector_loads == 1
+    assert all(r in {r for (r,) in large.conn.execute("SELECT rowid FROM cubes")} for r, _ in kept[0])
+    large._bits = None
+    assert search_state(large, vector) == kept
+
+
+def test_trimmed_change_log_reloads_the_coarse_index(large, isolated_home):
+    from memos_desktop.vault import Vault
+
+    vector = large.embedder.embed(["zebra quokka"])[0]
+    large.knn(vector, 5)
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=large.embedder) as other:
+        new = other.add("zebra quokka")
+        other.add("llama alpaca")
+        seq = other.conn.execute("SELECT max(seq) FROM vec_changed").fetchone()[0]
+        other.conn.execute("DELETE FROM vec_changed WHERE seq < ?", (seq,))  # as a trim would
+    assert large.knn(vector, 1)[0][0] == large._rowid(new.id) and large.vector_loads == 2
+
+
+def test_change_log_keeps_its_newest_entries(vault):
+    from memos_desktop.vault.migrations import VEC_LOG_KEEP
+
+    vault.add_many([dict(content=f"zebra quokka {i}") for i in range(5)])
+    vault.conn.execute("INSERT INTO vec_changed VALUES (?, 1)", (4 * VEC_LOG_KEEP,))
+    kept = vault.conn.execute("SELECT min(seq), count(*) FROM vec_changed").fetchone()
+    assert kept == (4 * VEC_LOG_KEEP, 1)
+    vault.add("llama alpaca")
+    assert vault.conn.execute("SELECT max(seq) FROM vec_changed").fetchone()[0] == 4 * VEC_LOG_KEEP + 1
 
 
 @pytest.mark.parametrize("coarse", [False, True])
@@ -235,3 +310,23 @@ def test_index_kept_in_step_with_writes_equals_one_loaded_afresh(large):
     large._bits = None
     fresh = large.knn(vector, 30), large.similarity([c for c, _ in large.knn(vector, 30)], vector)
     assert kept == fresh
+
+
+def test_another_connections_model_switch_reloads_the_coarse_index(vault, isolated_home):
+    from memos_desktop.vault import Vault
+    from tests.support import FakeEmbedder
+
+    class OtherModel(FakeEmbedder):
+        model_id, dim = "test/other-hash-32", 32
+
+    vault.add_many([{"content": f"note {i} about zebras and tea"} for i in range(5)])
+    vault.knn(vault.embedder.embed(["zebras"])[0], 3)  # loads the cache (64 dims)
+    with Vault.open(isolated_home, os.environ["MEMOS_PASSPHRASE"], embedder=vault.embedder) as other:
+        other.switch_embedder(OtherModel())  # 32 dims, ten log entries
+    rowids = [r for (r,) in vault.conn.execute("SELECT rowid FROM cubes")]
+    query = OtherModel().embed(["zebras"])[0]
+    from_codes = vault.similarity(rowids, query)
+    assert vault.vector_loads == 2 and len(from_codes) == 5
+    vault._bits = None
+    from_floats = vault.similarity(rowids, query)
+    assert max(abs(from_codes[r] - from_floats[r]) for r in from_floats) < 5e-3

@@ -120,6 +120,13 @@ COARSE_MIN_VECTORS = 10_000
 HAMMING_SHORTLIST, HAMMING_MIN = 32, 1600  # shortlist: HAMMING_SHORTLIST x k, at least HAMMING_MIN
 RESCORE_SHORTLIST, RESCORE_MIN = 8, 400  # kept for float rescoring: RESCORE_SHORTLIST x k, at least RESCORE_MIN
 _ID_BATCH = 500  # ids per `IN (...)` list
+# Another connection's vector writes are taken into the cache row by row when they are at most
+# this share of it (plus 64); more, and everything is loaded again (~0.5 s of CPU at 100k).
+VEC_LOG_SHARE = 0.05
+# The vector change counter and the first and last entries of the change log, in one snapshot.
+_VEC_LOG_STATE = (
+    "SELECT (SELECT n FROM vec_changes), (SELECT min(seq) FROM vec_changed), (SELECT max(seq) FROM vec_changed)"
+)
 DATED_MAX = 4000  # cubes valid in a date window that `valid_between` compares with the query
 
 # Passages: memories longer than PASSAGE_MIN_CHARS are cut into passages of about PASSAGE_CHARS,
@@ -169,6 +176,8 @@ class VaultIndex:
     _bits_pending: set[int]
     _data_version: int | None
     _bits_changes: int | None
+    _bits_seq: int | None
+    vector_loads: int
 
     if TYPE_CHECKING:  # provided by Vault and EmbeddingBacklog
 
@@ -628,44 +637,79 @@ class VaultIndex:
         return _nearest(rows, np.asarray(vector, dtype=np.float32), k)
 
     def _vector_cache(self) -> VectorCache:
-        """Every vector in memory (`VectorCache`), loaded on first use; reloaded when another
-        connection changed the vectors (`vec_changes`, bumped by triggers: another process's
-        commit of anything else, an audit entry, keeps the cache); this connection's own writes
-        since (`_bits_pending`, their rowids) are read back from SQLite, so a rolled back write
-        leaves nothing behind (inside an open transaction they are read again next time, and a cache
-        loaded inside one is loaded again once it ended)."""
+        """Every vector in memory (`VectorCache`), loaded on first use and kept in step with
+        writes: when the vectors changed (`vec_changes`, bumped by triggers: another process's
+        commit of anything else, an audit entry, keeps the cache), the rows logged in
+        `vec_changed` since the cache last looked and this connection's own writes
+        (`_bits_pending`) are read back from SQLite, so a rolled back write leaves nothing behind.
+        Everything is loaded again when the log no longer reaches back that far (trimmed), when
+        others changed more than VEC_LOG_SHARE of the cache, or when many columns are changed or
+        dead. Inside an open transaction what was read is read again once it ended (nothing seen
+        there is taken as settled), and a cache loaded inside one is loaded again."""
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._bits is not None and self._bits_changes is None and not self.conn.in_transaction:
-            self._bits = None  # loaded inside a transaction that has ended since: it may have been undone
-        if self._bits is not None and version != self._data_version:
-            self._data_version = version
-            if self._vec_changes() != self._bits_changes:
-                self._bits = None
-        if self._bits is not None and max(len(self._bits_pending), 2 * self._bits.dead) > self._bits.size // 4 + 64:
-            self._bits = None  # many changed or dead columns: loading everything again is as cheap
-        if self._bits is None:
-            self._data_version = version
-            self._bits_changes = None if self.conn.in_transaction else self._vec_changes()
-            rows = self.conn.execute("SELECT rowid, embedding FROM cube_vec_float ORDER BY rowid").fetchall()
-            self._bits_pending.clear()
-            self._bits = self._cache_of(rows)
-        elif self._bits_pending:
-            dirty = sorted(self._bits_pending)
+        cache = self._bits
+        if cache is not None and self._bits_changes is None and not self.conn.in_transaction:
+            cache = None  # loaded inside a transaction that has ended since: it may have been undone
+        dirty = set(self._bits_pending)
+        state = None
+        if cache is not None and self._bits_changes is not None and (version != self._data_version or dirty):
+            state = self.conn.execute(_VEC_LOG_STATE).fetchone()
+            if state[0] != self._bits_changes:
+                logged = self._logged_since(cache, state[1], state[2])
+                if logged is None or len(logged - dirty) > cache.size * VEC_LOG_SHARE + 64:
+                    cache = None
+                else:
+                    dirty |= logged
+        if cache is not None and max(len(dirty), 2 * cache.dead) > cache.size // 4 + 64:
+            cache = None  # many changed or dead columns: loading everything again is as cheap
+        if cache is not None and dirty:
+            order = sorted(dirty)
             rows = []
-            for begin in range(0, len(dirty), _ID_BATCH):
-                batch = dirty[begin : begin + _ID_BATCH]
+            for begin in range(0, len(order), _ID_BATCH):
+                batch = order[begin : begin + _ID_BATCH]
                 rows += self.conn.execute(
                     f"SELECT rowid, embedding FROM cube_vec_float WHERE rowid IN ({', '.join('?' * len(batch))})",
                     batch,
                 ).fetchall()
-            self._bits.update(dirty, self._cache_of(rows))
-            if not self.conn.in_transaction:
+            fresh = self._cache_of(rows)
+            if fresh.codes.shape[1] == cache.codes.shape[1]:
+                cache.update(order, fresh)
+            else:
+                cache = None  # another model's vectors (switched by another process)
+        if cache is None:
+            return self._load_vectors(version)
+        if state is not None:
+            if self.conn.in_transaction:
+                self._bits_pending |= dirty  # read again once the transaction ended
+            else:
+                self._data_version = version
                 self._bits_pending.clear()
-                self._bits_changes = self._vec_changes()  # our own writes: nobody else's came between
+                self._bits_changes, self._bits_seq = state[0], state[2] or 0
+        return cache
+
+    def _load_vectors(self, version: int) -> VectorCache:
+        """Load every vector into a new cache, noting what it has seen (nothing settled inside a
+        transaction: see `_vector_cache`)."""
+        self.vector_loads += 1
+        self._data_version = version
+        changes, _, last = self.conn.execute(_VEC_LOG_STATE).fetchone()
+        settled = not self.conn.in_transaction
+        self._bits_changes, self._bits_seq = (changes, last or 0) if settled else (None, None)
+        rows = self.conn.execute("SELECT rowid, embedding FROM cube_vec_float ORDER BY rowid").fetchall()
+        self._bits_pending.clear()
+        self._bits = self._cache_of(rows)
         return self._bits
 
-    def _vec_changes(self) -> int:
-        return self.conn.execute("SELECT n FROM vec_changes").fetchone()[0]
+    def _logged_since(self, cache: VectorCache, first: int | None, last: int | None) -> set[int] | None:
+        """The rowids `vec_changed` logged after the cache's last look (`_bits_seq`) up to `last`,
+        or None when the log does not reach back that far or holds too many for an update."""
+        seen = self._bits_seq
+        if seen is None or first is None or last is None or last <= seen or first > seen + 1:
+            return None
+        if last - seen > cache.size // 4 + 64:
+            return None
+        rows = self.conn.execute("SELECT cube_rowid FROM vec_changed WHERE seq > ? AND seq <= ?", (seen, last))
+        return {r for (r,) in rows}
 
     def _cache_of(self, rows: Sequence[tuple[int, bytes]]) -> VectorCache:
         """A `VectorCache` of (rowid, float32 vector bytes) rows, in their order."""

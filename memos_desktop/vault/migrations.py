@@ -288,6 +288,34 @@ def _m012_lang_script_fts(conn: Any) -> None:
             conn.execute("INSERT INTO cube_fts_script (rowid, words) VALUES (?, ?)", (rowid, text))
 
 
+# Entries `vec_changed` keeps (trimmed every 1024 entries): a cache that saw the log fewer
+# entries ago than this takes in just the rows logged since; one that did not reloads everything.
+VEC_LOG_KEEP = 65536
+
+
+def _m013_vector_change_log(conn: Any) -> None:
+    """A log of the vector rowids written (added, replaced, removed), next to the `vec_changes`
+    counter: another connection's cache re-reads just the rows logged since it last looked
+    instead of every vector. Filled by triggers on `cube_vec_bits`, trimmed to its newest
+    VEC_LOG_KEEP entries (AUTOINCREMENT: a number is never given twice once committed)."""
+    conn.execute(
+        f"""
+        CREATE TABLE vec_changed (seq INTEGER PRIMARY KEY AUTOINCREMENT, cube_rowid INTEGER NOT NULL);
+        CREATE TRIGGER vec_changed_insert AFTER INSERT ON cube_vec_bits
+            BEGIN INSERT INTO vec_changed (cube_rowid) VALUES (NEW.rowid); END;
+        CREATE TRIGGER vec_changed_update AFTER UPDATE ON cube_vec_bits
+            BEGIN
+                INSERT INTO vec_changed (cube_rowid) VALUES (NEW.rowid);
+                INSERT INTO vec_changed (cube_rowid) SELECT OLD.rowid WHERE OLD.rowid != NEW.rowid;
+            END;
+        CREATE TRIGGER vec_changed_delete AFTER DELETE ON cube_vec_bits
+            BEGIN INSERT INTO vec_changed (cube_rowid) VALUES (OLD.rowid); END;
+        CREATE TRIGGER vec_changed_trim AFTER INSERT ON vec_changed WHEN NEW.seq % 1024 = 0
+            BEGIN DELETE FROM vec_changed WHERE seq <= NEW.seq - {VEC_LOG_KEEP}; END;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _m001_cubes,
     _m002_vector_coarse,
@@ -301,6 +329,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _m010_retrieval_passages_links,
     _m011_lang_vector_changes,
     _m012_lang_script_fts,
+    _m013_vector_change_log,
 ]
 
 

@@ -68,7 +68,9 @@ class Vault(VaultIndex, EmbeddingBacklog):
         self._bits = None  # every vector's sign bits and int8 codes (index.VectorCache), loaded by knn
         self._bits_pending: set[int] = set()  # rowids whose vector this connection wrote since
         self._data_version = None
-        self._bits_changes: int | None = None  # vec_changes when the bits were loaded
+        self._bits_changes: int | None = None  # vec_changes when the cache last looked (None: inside a transaction)
+        self._bits_seq: int | None = None  # the last vec_changed entry the cache took in
+        self.vector_loads = 0  # how many times the cache of every vector was loaded in full
         self.blobs = BlobStore(data_dir / "blobs", keys.subkey(data_key, "blobs") if data_key else None)
         self.device_id = self._device_id()
 
