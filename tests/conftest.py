@@ -13,7 +13,7 @@ from tests.support import PASSPHRASE, FakeEmbedder, ScriptedLLM, run_cli
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests run first, the rest in file order: with pytest-xdist (README's `-n 2`) the
+    """Slow tests run first, the rest in file order: with pytest-xdist (README's `-n 3`) the
     workers then finish together instead of one starting a minute-long test as the other ends."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
