@@ -9,8 +9,9 @@ passively (set when the package is imported, see `memos_desktop/__init__.py`). A
 llama.cpp's flash-attention kernel (same vectors to 1e-6 in cosine; on 160 note chunks of ~180
 tokens, 1430 → 1950 tokens per CPU-second at a 256-token batch). llama-cpp-python's own
 `Llama.embed` is not used: it cuts long inputs without re-adding the closing token, and `Llama`
-cannot turn off llama.cpp's extra weight layouts: the model is loaded through the C API with
-them off (`_Model`). On a CPU that reports AMX inside a VM that does not enable it (measured on
+cannot turn off llama.cpp's extra weight layouts: the model is loaded through the C API, with
+them off on a CPU that reports AMX (`_Model`; the same test as the chat runtime's
+`no_amx_repack`). On a CPU that reports AMX inside a VM that does not enable it (measured on
 a Firecracker guest of a Sapphire Rapids host), llama.cpp's AMX kernels for quantized weights
 kill the process (SIGSEGV/SIGILL at `ldtilecfg`); without them a Q8_0 model runs the AVX-512
 VNNI dot products, and F16 weights never used that layout. The model is loaded on the first
@@ -52,8 +53,11 @@ class _Model:
                 _backend_ready = True
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # as Llama(verbose=False)
         self._api = llama_cpp
+        from memos_desktop.runtime.llama_backend import cpu_has_amx
+
         params = llama_cpp.llama_model_default_params()
-        params.use_extra_bufts = False  # see the module docstring: no AMX or repacked layouts
+        if cpu_has_amx():  # see the module docstring: no AMX (or other repacked) layouts there
+            params.use_extra_bufts = False
         self.model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
         if not self.model:
             raise ValueError("llama.cpp could not load it")
